@@ -1,0 +1,161 @@
+//! The plugin descriptor and its table of operations.
+
+use core::ffi::{c_char, c_void};
+
+use super::host_api::calc_host_api_t;
+use super::status::{calc_associativity_t, calc_operation_kind_t, calc_status_t};
+use super::version::calc_abi_version_t;
+
+/// `max_arity` value meaning "any number of operands, at least `min_arity`".
+pub const CALC_ARITY_VARIADIC: u32 = 0xFFFF_FFFF;
+
+/// The size of the error buffer the host passes to `init` and `execute`, in bytes, including the
+/// terminating NUL. A plugin must still honour the `error_buf_size` it is given.
+pub const CALC_ERROR_BUF_SIZE: u32 = 256;
+
+/// The longest string the host reads from a descriptor, in bytes without the terminating NUL.
+/// Longer strings are rejected at load time.
+pub const CALC_MAX_STRING_LEN: u32 = 1024;
+
+/// The most operations one plugin may declare.
+pub const CALC_MAX_OPERATIONS: u32 = 1024;
+
+/// Creates the plugin's instance state.
+///
+/// Called once, after the descriptor has been validated and before any `execute`. `host` is owned
+/// by the host and valid until `shutdown` returns. On success, write the instance pointer (any
+/// value, NULL included) to `*out_instance` and return `CALC_STATUS_OK`; the host passes it to
+/// every `execute` and to `shutdown`. On failure return another status and write a NUL-terminated
+/// UTF-8 message (at most `error_buf_size` bytes including the NUL) into `error_buf`, which is
+/// owned by the host; the plugin is then rejected and `shutdown` is not called. `[main-thread]`
+///
+/// Since ABI 1.0.
+pub type calc_init_fn = Option<
+    unsafe extern "C" fn(
+        host: *const calc_host_api_t,
+        out_instance: *mut *mut c_void,
+        error_buf: *mut c_char,
+        error_buf_size: usize,
+    ) -> calc_status_t,
+>;
+
+/// Destroys the instance state created by `init`.
+///
+/// Called exactly once for every successful `init`, after the last `execute` has returned and
+/// before the library is unloaded. Must not fail. `[main-thread]`
+///
+/// Since ABI 1.0.
+pub type calc_shutdown_fn = Option<unsafe extern "C" fn(instance: *mut c_void)>;
+
+/// Runs one operation.
+///
+/// `instance` is the value `init` produced (NULL when the plugin has no `init`). `args` points to
+/// `arg_count` operands owned by the host, valid for the duration of the call; the host
+/// guarantees `arg_count` is within the operation's arity (exactly 2 for infix operators). On
+/// success, write the result to `*out_result` and return `CALC_STATUS_OK`. On failure return
+/// another status and write a NUL-terminated UTF-8 message (at most `error_buf_size` bytes
+/// including the NUL) into `error_buf`, owned by the host; `*out_result` is then ignored.
+/// Must not unwind, longjmp or exit. `[any-thread]`: the host may call it from several threads at
+/// once, so shared instance state needs synchronisation.
+///
+/// Since ABI 1.0.
+pub type calc_execute_fn = Option<
+    unsafe extern "C" fn(
+        instance: *mut c_void,
+        args: *const f64,
+        arg_count: usize,
+        out_result: *mut f64,
+        error_buf: *mut c_char,
+        error_buf_size: usize,
+    ) -> calc_status_t,
+>;
+
+/// One operation a plugin provides: an infix operator or a function.
+///
+/// Owned by the plugin, valid and unchanged while the library is loaded. The host steps through
+/// the table by `calc_plugin_t.operation_size`, so later minor versions may append fields here.
+///
+/// Since ABI 1.0.
+#[repr(C)]
+pub struct calc_operation_t {
+    /// Name used to call it (`calc run NAME`) and, for functions, in expressions: an identifier
+    /// (`[A-Za-z_][A-Za-z0-9_]*`), unique within the plugin. NUL-terminated UTF-8, never NULL.
+    /// Since ABI 1.0.
+    pub name: *const c_char,
+    /// One line for humans; NUL-terminated UTF-8, may be NULL. Since ABI 1.0.
+    pub description: *const c_char,
+    /// Infix operators: the symbol in expressions, 1 to 3 characters from
+    /// `+ - * / % ^ & | < > = ! ~ @ # $ ?`. Functions: NULL. Since ABI 1.0.
+    pub symbol: *const c_char,
+    /// The implementation; never NULL. Since ABI 1.0.
+    pub execute: calc_execute_fn,
+    /// A `CALC_OPERATION_KIND_*` value. Since ABI 1.0.
+    pub kind: calc_operation_kind_t,
+    /// Infix operators: `CALC_ASSOCIATIVITY_LEFT` or `_RIGHT`. Functions: `_NONE`.
+    /// Since ABI 1.0.
+    pub associativity: calc_associativity_t,
+    /// Infix operators: binding strength, higher binds tighter. Convention: 10 additive,
+    /// 20 multiplicative, 40 power; the host's unary minus sits at 30. Functions: 0.
+    /// Since ABI 1.0.
+    pub precedence: i32,
+    /// Fewest operands accepted (infix: 2). Since ABI 1.0.
+    pub min_arity: u32,
+    /// Most operands accepted, or `CALC_ARITY_VARIADIC` (infix: 2). Since ABI 1.0.
+    pub max_arity: u32,
+}
+
+/// What `plugin_entry` returns: who the plugin is, what it needs and what it provides.
+///
+/// Owned by the plugin, valid and unchanged until the library is unloaded. The host copies every
+/// string it keeps. Fill it with `CALC_PLUGIN_MAGIC`, `sizeof(calc_plugin_t)` and
+/// `CALC_ABI_VERSION_INIT`; the host reads only the fields that exist at the declared minor
+/// version and `struct_size`.
+///
+/// Since ABI 1.0.
+#[repr(C)]
+pub struct calc_plugin_t {
+    /// Always `CALC_PLUGIN_MAGIC`. Since ABI 1.0.
+    pub magic: u64,
+    /// `sizeof(calc_plugin_t)` as compiled into the plugin. Since ABI 1.0.
+    pub struct_size: u32,
+    /// The ABI version the plugin was compiled against (`CALC_ABI_VERSION_INIT`).
+    /// Since ABI 1.0.
+    pub abi_version: calc_abi_version_t,
+    /// Plugin name, unique among loaded plugins: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    /// NUL-terminated, never NULL. Since ABI 1.0.
+    pub name: *const c_char,
+    /// The plugin's own version, a semver string such as `"1.2.0"`. Never NULL. Since ABI 1.0.
+    pub version: *const c_char,
+    /// Who wrote it; NUL-terminated UTF-8, may be NULL. Since ABI 1.0.
+    pub author: *const c_char,
+    /// One line for humans; NUL-terminated UTF-8, may be NULL. Since ABI 1.0.
+    pub description: *const c_char,
+    /// Version of the calc SDK headers the plugin was built with (`CALC_SDK_VERSION`), semver.
+    /// Never NULL. Since ABI 1.0.
+    pub sdk_version: *const c_char,
+    /// Semver requirement on the host's API version, e.g. `"^1.0"`
+    /// (`CALC_API_REQUIREMENT_DEFAULT`). The host refuses the plugin when its own version does not
+    /// match. Never NULL. Since ABI 1.0.
+    pub api_requirement: *const c_char,
+    /// Reserved for `CALC_PLUGIN_FLAG_*` bits; must be 0 in ABI 1.0. Since ABI 1.0.
+    pub flags: u64,
+    /// Creates the instance state; may be NULL (the instance is then NULL). Since ABI 1.0.
+    pub init: calc_init_fn,
+    /// Destroys the instance state; may be NULL. Since ABI 1.0.
+    pub shutdown: calc_shutdown_fn,
+    /// The operations, `operation_count` elements of `operation_size` bytes each. Owned by the
+    /// plugin. May be NULL only when `operation_count` is 0. Since ABI 1.0.
+    pub operations: *const calc_operation_t,
+    /// Number of elements in `operations`, at most `CALC_MAX_OPERATIONS`. Since ABI 1.0.
+    pub operation_count: u32,
+    /// `sizeof(calc_operation_t)` as compiled into the plugin. Since ABI 1.0.
+    pub operation_size: u32,
+}
+
+// Layout pins for 64-bit targets: a failing assertion is an ABI break, which needs a major bump.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(core::mem::size_of::<calc_plugin_t>() == 104);
+    assert!(core::mem::size_of::<calc_operation_t>() == 56);
+    assert!(core::mem::size_of::<calc_host_api_t>() == 40);
+};

@@ -1,0 +1,35 @@
+//! ABI version numbers and the version header every top-level struct carries.
+
+/// Major version of the calc plugin ABI. A host accepts only plugins with the same major.
+pub const CALC_ABI_VERSION_MAJOR: u16 = 1;
+
+/// Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
+/// its own; a newer minor only appends fields to the end of structs.
+pub const CALC_ABI_VERSION_MINOR: u16 = 0;
+
+/// An ABI version: `major.minor`. Compatibility: majors equal and the plugin's minor at most
+/// the host's (see `docs/ABI.md`).
+///
+/// Since ABI 1.0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct calc_abi_version_t {
+    /// Incompatible layout changes bump the major. Since ABI 1.0.
+    pub major: u16,
+    /// Appended fields bump the minor. Since ABI 1.0.
+    pub minor: u16,
+}
+
+impl calc_abi_version_t {
+    /// The ABI version this copy of the SDK was built with.
+    pub const CURRENT: calc_abi_version_t = calc_abi_version_t {
+        major: CALC_ABI_VERSION_MAJOR,
+        minor: CALC_ABI_VERSION_MINOR,
+    };
+}
+
+impl core::fmt::Display for calc_abi_version_t {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}

@@ -1,0 +1,319 @@
+//! What [`export_plugin!`](crate::export_plugin) expands to: the descriptor builder and the
+//! `extern "C"` trampolines. Not a stable API; use the macro.
+//!
+//! Every function here that C can call runs its body through [`ffi_boundary`], so a panic in
+//! plugin code becomes `CALC_STATUS_PANIC` with a message instead of unwinding into the host.
+//! This requires the plugin to be built with `panic = "unwind"` (Cargo's default).
+
+use std::any::Any;
+use std::ffi::{c_char, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::OnceLock;
+
+use crate::abi::{self, calc_execute_fn, calc_operation_t, calc_plugin_t, calc_status_t};
+use crate::error::{CalcError, Status};
+use crate::host::Host;
+use crate::plugin::{OperationKind, Plugin};
+
+/// The most operations a Rust plugin may declare (each gets its own monomorphised trampoline).
+pub const MAX_OPERATIONS: usize = 64;
+
+/// Runs `f`, turning a panic into a [`Status::Panic`] error that carries the panic message.
+pub fn ffi_boundary<T>(what: &str, f: impl FnOnce() -> Result<T, CalcError>) -> Result<T, CalcError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(CalcError::new(
+            Status::Panic,
+            format!("{what} panicked: {}", panic_message(&*payload)),
+        )),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(non-string panic payload)"
+    }
+}
+
+/// Copies `message` into a caller-owned C buffer, truncating at a UTF-8 boundary and always
+/// NUL-terminating. Does nothing when `buf` is NULL or `size` is 0.
+///
+/// # Safety
+/// `buf` must be NULL or valid for writes of `size` bytes.
+pub unsafe fn write_message(buf: *mut c_char, size: usize, message: &str) {
+    if buf.is_null() || size == 0 {
+        return;
+    }
+    let mut n = message.len().min(size - 1);
+    while !message.is_char_boundary(n) {
+        n -= 1;
+    }
+    // SAFETY: `buf` is valid for `size` bytes and `n < size`; the source is a live &str and the
+    // regions cannot overlap (the buffer belongs to the host).
+    unsafe {
+        ptr::copy_nonoverlapping(message.as_ptr(), buf.cast::<u8>(), n);
+        *buf.add(n) = 0;
+    }
+}
+
+/// Reports `result` through the C calling convention: the status code, and the message in the
+/// error buffer.
+///
+/// # Safety
+/// As [`write_message`].
+unsafe fn report(result: Result<(), CalcError>, buf: *mut c_char, size: usize) -> calc_status_t {
+    match result {
+        Ok(()) => abi::CALC_STATUS_OK,
+        Err(e) => {
+            // SAFETY: forwarded contract.
+            unsafe { write_message(buf, size, &e.to_string()) };
+            e.status.code()
+        }
+    }
+}
+
+/// The `execute` trampoline for operation `I` of plugin `P`.
+///
+/// # Safety
+/// Called by the host under the `calc_execute_fn` contract: `instance` comes from
+/// [`init_trampoline::<P>`], `args` holds `arg_count` values, `out_result` is writable and the
+/// error buffer is valid for `error_buf_size` bytes.
+pub unsafe extern "C" fn execute_trampoline<P: Plugin, const I: usize>(
+    instance: *mut c_void,
+    args: *const f64,
+    arg_count: usize,
+    out_result: *mut f64,
+    error_buf: *mut c_char,
+    error_buf_size: usize,
+) -> calc_status_t {
+    let Some(op) = P::OPERATIONS.get(I) else {
+        // SAFETY: host contract on the error buffer.
+        return unsafe { report(Err(CalcError::other("no such operation")), error_buf, error_buf_size) };
+    };
+    let result = ffi_boundary(op.name, || {
+        if instance.is_null() || out_result.is_null() || (args.is_null() && arg_count > 0) {
+            return Err(CalcError::invalid_argument("NULL pointer passed to execute"));
+        }
+        // SAFETY: `instance` is the `Box<P>` made by `init_trampoline::<P>`, alive until shutdown.
+        let plugin = unsafe { &*instance.cast::<P>() };
+        let args = if arg_count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the host passes `arg_count` initialised values at `args` for this call.
+            unsafe { std::slice::from_raw_parts(args, arg_count) }
+        };
+        let value = op.call(plugin, args)?;
+        // SAFETY: `out_result` is non-NULL and writable per the contract.
+        unsafe { *out_result = value };
+        Ok(())
+    });
+    // SAFETY: host contract on the error buffer.
+    unsafe { report(result, error_buf, error_buf_size) }
+}
+
+/// The `init` trampoline: runs [`Plugin::init`] and boxes the instance.
+///
+/// # Safety
+/// Called by the host under the `calc_init_fn` contract.
+pub unsafe extern "C" fn init_trampoline<P: Plugin>(
+    host: *const abi::calc_host_api_t,
+    out_instance: *mut *mut c_void,
+    error_buf: *mut c_char,
+    error_buf_size: usize,
+) -> calc_status_t {
+    let result = ffi_boundary("init", || {
+        if host.is_null() || out_instance.is_null() {
+            return Err(CalcError::invalid_argument("NULL pointer passed to init"));
+        }
+        // SAFETY: the host table stays valid until shutdown, which drops the instance.
+        let host = unsafe { Host::from_raw(host) };
+        let instance = Box::into_raw(Box::new(P::init(&host)?));
+        // SAFETY: `out_instance` is non-NULL and writable per the contract.
+        unsafe { *out_instance = instance.cast::<c_void>() };
+        Ok(())
+    });
+    // SAFETY: host contract on the error buffer.
+    unsafe { report(result, error_buf, error_buf_size) }
+}
+
+/// The `shutdown` trampoline: drops the instance. A panic in `Drop` is caught and swallowed.
+///
+/// # Safety
+/// `instance` must come from [`init_trampoline::<P>`] and not be used afterwards.
+pub unsafe extern "C" fn shutdown_trampoline<P: Plugin>(instance: *mut c_void) {
+    if instance.is_null() {
+        return;
+    }
+    let _ = ffi_boundary("shutdown", || {
+        // SAFETY: per contract, `instance` is the unique owner of a `Box<P>`.
+        drop(unsafe { Box::from_raw(instance.cast::<P>()) });
+        Ok(())
+    });
+}
+
+type RawExecute = unsafe extern "C" fn(*mut c_void, *const f64, usize, *mut f64, *mut c_char, usize) -> calc_status_t;
+
+macro_rules! trampoline_table {
+    ($p:ty; $($i:literal)*) => {
+        [$(execute_trampoline::<$p, $i> as RawExecute),*]
+    };
+}
+
+fn trampoline<P: Plugin>(index: usize) -> calc_execute_fn {
+    let table: [RawExecute; MAX_OPERATIONS] = trampoline_table!(P;
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
+        62 63);
+    table.get(index).copied()
+}
+
+/// The descriptor of one plugin and the memory its pointers point into.
+struct Built {
+    descriptor: calc_plugin_t,
+    _operations: Vec<calc_operation_t>,
+    _strings: Vec<CString>,
+}
+
+// SAFETY: `Built` is immutable after construction; its raw pointers point into heap memory it
+// owns (the CStrings' and the Vec's buffers, which do not move when `Built` moves).
+unsafe impl Send for Built {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for Built {}
+
+/// Lazily built, process-lifetime storage for a plugin's descriptor.
+pub struct DescriptorCell(OnceLock<Option<Built>>);
+
+impl DescriptorCell {
+    /// An empty cell, for a `static`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        DescriptorCell(OnceLock::new())
+    }
+
+    /// Returns the descriptor of `P`, building it on first use; NULL when the plugin's metadata
+    /// cannot be expressed as C strings (an interior NUL byte) or the build panicked.
+    pub fn get_or_build<P: Plugin>(&'static self) -> *const calc_plugin_t {
+        let built = self.0.get_or_init(|| ffi_boundary("plugin_entry", || build::<P>()).ok());
+        match built {
+            Some(b) => &b.descriptor,
+            None => ptr::null(),
+        }
+    }
+}
+
+fn build<P: Plugin>() -> Result<Built, CalcError> {
+    if P::OPERATIONS.len() > MAX_OPERATIONS {
+        return Err(CalcError::invalid_argument("too many operations"));
+    }
+    let mut strings = Vec::new();
+    let mut c = |s: &str| -> Result<*const c_char, CalcError> {
+        let s = CString::new(s).map_err(|_| CalcError::invalid_argument("NUL byte in a string"))?;
+        let p = s.as_ptr();
+        strings.push(s);
+        Ok(p)
+    };
+    let mut operations = Vec::with_capacity(P::OPERATIONS.len());
+    for (i, op) in P::OPERATIONS.iter().enumerate() {
+        let (symbol, associativity, precedence, min_arity, max_arity) = match op.kind {
+            OperationKind::Infix {
+                symbol,
+                precedence,
+                associativity,
+            } => (c(symbol)?, associativity.code(), precedence, 2, 2),
+            OperationKind::Function {
+                min_arity,
+                max_arity,
+            } => (
+                ptr::null(),
+                abi::CALC_ASSOCIATIVITY_NONE,
+                0,
+                min_arity,
+                max_arity.unwrap_or(abi::CALC_ARITY_VARIADIC),
+            ),
+        };
+        operations.push(calc_operation_t {
+            name: c(op.name)?,
+            description: c(op.description)?,
+            symbol,
+            execute: trampoline::<P>(i),
+            kind: match op.kind {
+                OperationKind::Infix { .. } => abi::CALC_OPERATION_KIND_INFIX,
+                OperationKind::Function { .. } => abi::CALC_OPERATION_KIND_FUNCTION,
+            },
+            associativity,
+            precedence,
+            min_arity,
+            max_arity,
+        });
+    }
+    let descriptor = calc_plugin_t {
+        magic: abi::CALC_PLUGIN_MAGIC,
+        struct_size: std::mem::size_of::<calc_plugin_t>() as u32,
+        abi_version: abi::calc_abi_version_t::CURRENT,
+        name: c(P::NAME)?,
+        version: c(P::VERSION)?,
+        author: c(P::AUTHOR)?,
+        description: c(P::DESCRIPTION)?,
+        sdk_version: c(crate::SDK_VERSION)?,
+        api_requirement: c(P::API_REQUIREMENT)?,
+        flags: 0,
+        init: Some(init_trampoline::<P>),
+        shutdown: Some(shutdown_trampoline::<P>),
+        operations: operations.as_ptr(),
+        operation_count: operations.len() as u32,
+        operation_size: std::mem::size_of::<calc_operation_t>() as u32,
+    };
+    Ok(Built {
+        descriptor,
+        _operations: operations,
+        _strings: strings,
+    })
+}
+
+/// Exports a [`Plugin`] implementation as a calc plugin: defines `plugin_entry` with C linkage.
+///
+/// Use it once per cdylib crate, at the crate root:
+/// `calc_sdk::export_plugin!(MyPlugin);`
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = assert!(
+            <$plugin as $crate::Plugin>::OPERATIONS.len() <= $crate::export::MAX_OPERATIONS,
+            "a Rust calc plugin may declare at most 64 operations"
+        );
+
+        /// The calc plugin entry point: returns this plugin's descriptor (see `calc_plugin.h`).
+        #[no_mangle]
+        pub extern "C" fn plugin_entry() -> *const $crate::abi::calc_plugin_t {
+            static DESCRIPTOR: $crate::export::DescriptorCell = $crate::export::DescriptorCell::new();
+            DESCRIPTOR.get_or_build::<$plugin>()
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_message_truncates_on_a_char_boundary_and_terminates() {
+        let mut buf = [0x7f as c_char; 6];
+        // SAFETY: the buffer is 6 bytes long.
+        unsafe { write_message(buf.as_mut_ptr(), buf.len(), "ab\u{e9}\u{e9}cd") };
+        let bytes: Vec<u8> = buf.iter().map(|&b| b as u8).collect();
+        // "ab" + "é" (2 bytes) fits in 5 bytes; the second "é" would straddle the end.
+        assert_eq!(bytes, [b'a', b'b', 0xc3, 0xa9, 0, 0x7f]);
+    }
+
+    #[test]
+    fn ffi_boundary_turns_a_panic_into_a_panic_status() {
+        let e = ffi_boundary::<()>("op", || panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(e.status, Status::Panic);
+        assert_eq!(e.message, "op panicked: boom 7");
+    }
+}

@@ -1,0 +1,114 @@
+//! Safe access to the services table the host passes to `init`.
+
+use std::ffi::{CStr, CString};
+
+use crate::abi::{self, calc_host_api_t};
+
+/// Severity of a log line sent to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// An error the user should see.
+    Error,
+    /// Something suspicious.
+    Warn,
+    /// Normal progress.
+    Info,
+    /// Details for the plugin's developer.
+    Debug,
+    /// Very verbose details.
+    Trace,
+}
+
+impl LogLevel {
+    /// The wire value (`CALC_LOG_LEVEL_*`).
+    pub const fn code(self) -> abi::calc_log_level_t {
+        match self {
+            LogLevel::Error => abi::CALC_LOG_LEVEL_ERROR,
+            LogLevel::Warn => abi::CALC_LOG_LEVEL_WARN,
+            LogLevel::Info => abi::CALC_LOG_LEVEL_INFO,
+            LogLevel::Debug => abi::CALC_LOG_LEVEL_DEBUG,
+            LogLevel::Trace => abi::CALC_LOG_LEVEL_TRACE,
+        }
+    }
+}
+
+/// The host's services, as seen by a Rust plugin.
+///
+/// A `Host` is valid from `init` until the plugin instance is dropped (the host's `shutdown`), so
+/// a plugin may store it in its state and use it from any thread. Do not keep it anywhere that
+/// outlives the instance.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    api: *const calc_host_api_t,
+}
+
+// SAFETY: the ABI requires the host table and its functions to be usable from any thread for
+// as long as the plugin instance lives (`calc_host_api_t` docs).
+unsafe impl Send for Host {}
+// SAFETY: as above; every function in the table is `[any-thread]`.
+unsafe impl Sync for Host {}
+
+impl Host {
+    /// Wraps the table the host passed to `init`.
+    ///
+    /// # Safety
+    /// `api` must be non-NULL and point to a `calc_host_api_t` that is valid, with its strings
+    /// and functions, for as long as the returned `Host` (or a copy of it) is used.
+    pub unsafe fn from_raw(api: *const calc_host_api_t) -> Host {
+        Host { api }
+    }
+
+    fn api(&self) -> &calc_host_api_t {
+        // SAFETY: `from_raw`'s contract keeps `api` valid while `self` is used.
+        unsafe { &*self.api }
+    }
+
+    /// True when the host's table is large enough to contain the field ending at `end`.
+    fn has_field(&self, end: usize) -> bool {
+        self.api().struct_size as usize >= end
+    }
+
+    /// The host's calc API version (semver), e.g. `"1.0.0"`.
+    pub fn version(&self) -> &str {
+        let p = self.api().host_version;
+        if p.is_null() {
+            return "";
+        }
+        // SAFETY: the host guarantees a NUL-terminated string valid while the table is valid.
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("")
+    }
+
+    /// The ABI version the host implements.
+    pub fn abi_version(&self) -> abi::calc_abi_version_t {
+        self.api().abi_version
+    }
+
+    /// Sends a log line to the host. Interior NUL bytes are replaced by spaces.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        let end = std::mem::offset_of!(calc_host_api_t, log) + std::mem::size_of::<abi::calc_log_fn>();
+        let Some(log) = self.api().log.filter(|_| self.has_field(end)) else {
+            return;
+        };
+        let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: `log` comes from a valid host table; the context is the table's own and the
+        // message is a NUL-terminated string that outlives the call.
+        unsafe { log(self.api().context, level.code(), message.as_ptr()) }
+    }
+
+    /// Reads a configuration value the host holds for this plugin, or `None` when it is not set
+    /// (or is not UTF-8, or the key contains a NUL byte).
+    pub fn config(&self, key: &str) -> Option<String> {
+        let end = std::mem::offset_of!(calc_host_api_t, get_config)
+            + std::mem::size_of::<abi::calc_get_config_fn>();
+        let get = self.api().get_config.filter(|_| self.has_field(end))?;
+        let key = CString::new(key).ok()?;
+        // SAFETY: valid host table; `key` is NUL-terminated and outlives the call.
+        let value = unsafe { get(self.api().context, key.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: the host returns a NUL-terminated string valid until shutdown; we copy it now.
+        let value = unsafe { CStr::from_ptr(value) };
+        value.to_str().ok().map(str::to_owned)
+    }
+}

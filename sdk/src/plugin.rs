@@ -1,0 +1,218 @@
+//! The safe trait a Rust plugin implements, and its operation table.
+
+use crate::abi;
+use crate::error::CalcError;
+use crate::host::Host;
+
+/// How a chain of equal-precedence infix operators groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Associativity {
+    /// `a - b - c` is `(a - b) - c`.
+    Left,
+    /// `a ^ b ^ c` is `a ^ (b ^ c)`.
+    Right,
+}
+
+impl Associativity {
+    /// The wire value (`CALC_ASSOCIATIVITY_*`).
+    pub const fn code(self) -> abi::calc_associativity_t {
+        match self {
+            Associativity::Left => abi::CALC_ASSOCIATIVITY_LEFT,
+            Associativity::Right => abi::CALC_ASSOCIATIVITY_RIGHT,
+        }
+    }
+}
+
+/// Whether an operation is an infix operator or a function, with the details of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// A binary infix operator such as `a * b`.
+    Infix {
+        /// The symbol in expressions, e.g. `"*"`.
+        symbol: &'static str,
+        /// Binding strength; higher binds tighter (10 additive, 20 multiplicative, 40 power).
+        precedence: i32,
+        /// Grouping of equal-precedence chains.
+        associativity: Associativity,
+    },
+    /// A function called as `name(a, b, ...)`.
+    Function {
+        /// Fewest operands.
+        min_arity: u32,
+        /// Most operands; `None` for variadic.
+        max_arity: Option<u32>,
+    },
+}
+
+/// The implementation behind an operation; which variant decides how operands are passed.
+#[derive(Debug)]
+pub(crate) enum Body<P> {
+    Unary(fn(&P, f64) -> Result<f64, CalcError>),
+    Binary(fn(&P, f64, f64) -> Result<f64, CalcError>),
+    Nary(fn(&P, &[f64]) -> Result<f64, CalcError>),
+}
+
+/// One operation of a plugin of type `P`: its declaration and its implementation.
+///
+/// Build them in a `const` table with [`Operation::infix`], [`Operation::unary`] and
+/// [`Operation::function`]; the implementation receives the plugin instance that
+/// [`Plugin::init`] created.
+#[derive(Debug)]
+pub struct Operation<P: 'static> {
+    /// The operation's name, an identifier unique within the plugin.
+    pub name: &'static str,
+    /// One line for humans.
+    pub description: &'static str,
+    /// Infix operator or function.
+    pub kind: OperationKind,
+    pub(crate) body: Body<P>,
+}
+
+impl<P: 'static> Operation<P> {
+    /// A binary infix operator.
+    pub const fn infix(
+        name: &'static str,
+        symbol: &'static str,
+        precedence: i32,
+        associativity: Associativity,
+        description: &'static str,
+        f: fn(&P, f64, f64) -> Result<f64, CalcError>,
+    ) -> Self {
+        Operation {
+            name,
+            description,
+            kind: OperationKind::Infix {
+                symbol,
+                precedence,
+                associativity,
+            },
+            body: Body::Binary(f),
+        }
+    }
+
+    /// A function of exactly one operand.
+    pub const fn unary(
+        name: &'static str,
+        description: &'static str,
+        f: fn(&P, f64) -> Result<f64, CalcError>,
+    ) -> Self {
+        Operation {
+            name,
+            description,
+            kind: OperationKind::Function {
+                min_arity: 1,
+                max_arity: Some(1),
+            },
+            body: Body::Unary(f),
+        }
+    }
+
+    /// A function of `min_arity` to `max_arity` operands (`None`: any number).
+    pub const fn function(
+        name: &'static str,
+        min_arity: u32,
+        max_arity: Option<u32>,
+        description: &'static str,
+        f: fn(&P, &[f64]) -> Result<f64, CalcError>,
+    ) -> Self {
+        Operation {
+            name,
+            description,
+            kind: OperationKind::Function {
+                min_arity,
+                max_arity,
+            },
+            body: Body::Nary(f),
+        }
+    }
+
+    /// Calls the implementation after checking the operand count, as the exported trampoline
+    /// does. Useful for unit-testing a plugin without loading it.
+    pub fn call(&self, plugin: &P, args: &[f64]) -> Result<f64, CalcError> {
+        let (min, max) = match self.kind {
+            OperationKind::Infix { .. } => (2, Some(2)),
+            OperationKind::Function {
+                min_arity,
+                max_arity,
+            } => (min_arity as usize, max_arity.map(|m| m as usize)),
+        };
+        if args.len() < min || max.is_some_and(|m| args.len() > m) {
+            return Err(CalcError::invalid_argument(format!(
+                "{} takes {}, got {}",
+                self.name,
+                arity_text(min, max),
+                args.len()
+            )));
+        }
+        match (&self.body, args) {
+            (Body::Unary(f), [a]) => f(plugin, *a),
+            (Body::Binary(f), [a, b]) => f(plugin, *a, *b),
+            (Body::Nary(f), args) => f(plugin, args),
+            _ => Err(CalcError::invalid_argument(format!(
+                "{}: operand count does not match its implementation",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn arity_text(min: usize, max: Option<usize>) -> String {
+    match max {
+        Some(m) if m == min => format!("{min} operand{}", if min == 1 { "" } else { "s" }),
+        Some(m) => format!("{min} to {m} operands"),
+        None => format!("at least {min} operand{}", if min == 1 { "" } else { "s" }),
+    }
+}
+
+/// A calc plugin written in Rust. Export it with [`crate::export_plugin!`].
+///
+/// The instance returned by [`Plugin::init`] is shared by all calls, possibly from several
+/// threads at once (hence `Sync`); it is dropped at the host's `shutdown`.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// Plugin name, unique among loaded plugins: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    const NAME: &'static str;
+    /// The plugin's version, semver; usually `env!("CARGO_PKG_VERSION")`.
+    const VERSION: &'static str;
+    /// Who wrote it.
+    const AUTHOR: &'static str = "";
+    /// One line for humans.
+    const DESCRIPTION: &'static str = "";
+    /// Semver requirement on the host's API version.
+    const API_REQUIREMENT: &'static str = crate::API_REQUIREMENT_DEFAULT;
+    /// The operations, at most [`crate::export::MAX_OPERATIONS`].
+    const OPERATIONS: &'static [Operation<Self>];
+
+    /// Creates the instance. An error rejects the plugin with its message.
+    fn init(host: &Host) -> Result<Self, CalcError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Status;
+
+    struct P;
+    const ADD: Operation<P> = Operation::infix("add", "+", 10, Associativity::Left, "", |_, a, b| {
+        Ok(a + b)
+    });
+    const NEG: Operation<P> = Operation::unary("neg", "", |_, a| Ok(-a));
+    const MAX: Operation<P> = Operation::function("max", 1, None, "", |_, xs| {
+        Ok(xs.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+    });
+
+    #[test]
+    fn call_dispatches_by_shape() {
+        assert_eq!(ADD.call(&P, &[2.0, 3.0]), Ok(5.0));
+        assert_eq!(NEG.call(&P, &[2.0]), Ok(-2.0));
+        assert_eq!(MAX.call(&P, &[1.0, 7.0, 3.0]), Ok(7.0));
+    }
+
+    #[test]
+    fn call_rejects_wrong_arity_with_a_message() {
+        let e = ADD.call(&P, &[1.0]).unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert_eq!(e.message, "add takes 2 operands, got 1");
+        let e = MAX.call(&P, &[]).unwrap_err();
+        assert_eq!(e.message, "max takes at least 1 operand, got 0");
+    }
+}
