@@ -34,6 +34,7 @@ mod error;
 pub mod export;
 mod host;
 mod plugin;
+mod version;
 
 pub use error::{CalcError, Status};
 pub use host::{Host, LogLevel};

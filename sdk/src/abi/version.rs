@@ -19,17 +19,3 @@ pub struct calc_abi_version_t {
     /// Appended fields bump the minor. Since ABI 1.0.
     pub minor: u16,
 }
-
-impl calc_abi_version_t {
-    /// The ABI version this copy of the SDK was built with.
-    pub const CURRENT: calc_abi_version_t = calc_abi_version_t {
-        major: CALC_ABI_VERSION_MAJOR,
-        minor: CALC_ABI_VERSION_MINOR,
-    };
-}
-
-impl core::fmt::Display for calc_abi_version_t {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}

@@ -1,0 +1,98 @@
+//! Developer tasks for the calc workspace, shared by the `xtask` binary and its tests.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of this crate's folder).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Reads `version = "..."` from the `[workspace.package]` table of the root `Cargo.toml`.
+pub fn workspace_version(root: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    let mut in_package = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[workspace.package]";
+        } else if in_package {
+            if let Some(rest) = line.strip_prefix("version") {
+                let v = rest.trim_start().trim_start_matches('=').trim().trim_matches('"');
+                return Ok(v.to_string());
+            }
+        }
+    }
+    Err("no version in [workspace.package] of Cargo.toml".into())
+}
+
+/// Text placed right after the `#include`s of `calc_plugin.h`: the SDK version, defined once in
+/// `Cargo.toml`.
+fn plugin_header_prelude(version: &str) -> Result<String, String> {
+    let mut parts = version.split(['.', '-', '+']);
+    let mut next = |what: &str| -> Result<u32, String> {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("workspace version {version:?} has no numeric {what}"))
+    };
+    let (major, minor, patch) = (next("major")?, next("minor")?, next("patch")?);
+    Ok(format!(
+        r#"
+/* The calc SDK version these headers belong to (the workspace version in Cargo.toml). */
+#define CALC_SDK_VERSION "{version}"
+#define CALC_SDK_VERSION_MAJOR {major}
+#define CALC_SDK_VERSION_MINOR {minor}
+#define CALC_SDK_VERSION_PATCH {patch}
+/* One number for #if comparisons: major * 1000000 + minor * 1000 + patch. */
+#define CALC_SDK_VERSION_NUMBER (CALC_SDK_VERSION_MAJOR * 1000000 + CALC_SDK_VERSION_MINOR * 1000 + CALC_SDK_VERSION_PATCH)
+/* The host API requirement a plugin built with these headers declares by default. */
+#define CALC_API_REQUIREMENT_DEFAULT "^{major}.{minor}""#
+    ))
+}
+
+const PLUGIN_HEADER_MACROS: &str = r#"
+/* Initialiser for a calc_abi_version_t holding the version of these headers. */
+#define CALC_ABI_VERSION_INIT { CALC_ABI_VERSION_MAJOR, CALC_ABI_VERSION_MINOR }
+
+/* Marks a symbol as exported from the plugin's shared library. Build plugins with
+ * -fvisibility=hidden so that plugin_entry is the only exported symbol. */
+#if defined(_WIN32)
+#define CALC_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define CALC_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+#define CALC_EXTERN_C extern "C"
+#else
+#define CALC_EXTERN_C
+#endif
+
+/* Declares the plugin entry point with C linkage and default visibility:
+ *   CALC_PLUGIN_ENTRY { return &my_descriptor; }
+ * See calc_plugin_entry_fn for its contract. */
+#define CALC_PLUGIN_ENTRY CALC_EXTERN_C CALC_PLUGIN_EXPORT const calc_plugin_t *plugin_entry(void)
+"#;
+
+/// Generates the text of `include/calc_plugin.h` from `sdk/src/abi/` and `sdk/cbindgen.toml`.
+pub fn generate_plugin_header(root: &Path) -> Result<String, String> {
+    let sdk = root.join("sdk");
+    let mut config = cbindgen::Config::from_file(sdk.join("cbindgen.toml"))?;
+    config.after_includes = Some(plugin_header_prelude(&workspace_version(root)?)? + PLUGIN_HEADER_MACROS);
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for module in ["version", "status", "entry", "host_api", "plugin"] {
+        builder = builder.with_src(sdk.join("src/abi").join(format!("{module}.rs")));
+    }
+    let bindings = builder.generate().map_err(|e| format!("cbindgen: {e}"))?;
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
+}
+
+/// Every generated header: its path relative to the workspace root, and its expected text.
+pub fn generated_headers(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+    Ok(vec![(PathBuf::from("include/calc_plugin.h"), generate_plugin_header(root)?)])
+}

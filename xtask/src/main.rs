@@ -1,0 +1,58 @@
+//! `cargo xtask <task>`: see `cargo xtask help`.
+
+use std::process::ExitCode;
+
+mod demo;
+
+const HELP: &str = "usage: cargo xtask <task>
+
+tasks:
+  demo            build the host, the calc CLI and every example plugin (C and Rust), put the
+                  plugins in target/debug/plugins/ and run the calculator on them
+  headers         regenerate include/*.h from the Rust ABI definitions
+  headers --check fail if include/*.h differ from what the Rust definitions generate";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["headers"] => headers(false),
+        ["headers", "--check"] => headers(true),
+        ["demo"] => demo::run(),
+        ["help"] | ["--help"] | ["-h"] | [] => {
+            println!("{HELP}");
+            Ok(())
+        }
+        _ => Err(format!("unknown task {:?}\n\n{HELP}", args.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn headers(check: bool) -> Result<(), String> {
+    let root = xtask::workspace_root();
+    let mut stale = Vec::new();
+    for (rel, text) in xtask::generated_headers(&root)? {
+        let path = root.join(&rel);
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == text {
+            continue;
+        }
+        if check {
+            stale.push(rel.display().to_string());
+        } else {
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("wrote {}", rel.display());
+        }
+    }
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("out of date (run `cargo xtask headers`): {}", stale.join(", ")))
+    }
+}
