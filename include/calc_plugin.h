@@ -35,7 +35,10 @@
 /* Declares the plugin entry point with C linkage and default visibility:
  *   CALC_PLUGIN_ENTRY { return &my_descriptor; }
  * See calc_plugin_entry_fn for its contract. */
-#define CALC_PLUGIN_ENTRY CALC_EXTERN_C CALC_PLUGIN_EXPORT const calc_plugin_t *plugin_entry(void)
+#define CALC_PLUGIN_ENTRY CALC_EXTERN_C CALC_PLUGIN_EXPORT const struct calc_plugin_t *plugin_entry(void)
+
+/* The prototype of the entry point, so plugins build with -Wmissing-prototypes. */
+CALC_PLUGIN_ENTRY;
 
 
 // Major version of the calc plugin ABI. A host accepts only plugins with the same major.

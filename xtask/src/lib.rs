@@ -12,7 +12,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Reads `version = "..."` from the `[workspace.package]` table of the root `Cargo.toml`.
 pub fn workspace_version(root: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    let text =
+        std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
     let mut in_package = false;
     for line in text.lines() {
         let line = line.trim();
@@ -20,7 +21,11 @@ pub fn workspace_version(root: &Path) -> Result<String, String> {
             in_package = line == "[workspace.package]";
         } else if in_package {
             if let Some(rest) = line.strip_prefix("version") {
-                let v = rest.trim_start().trim_start_matches('=').trim().trim_matches('"');
+                let v = rest
+                    .trim_start()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"');
                 return Ok(v.to_string());
             }
         }
@@ -74,14 +79,18 @@ const PLUGIN_HEADER_MACROS: &str = r#"
 /* Declares the plugin entry point with C linkage and default visibility:
  *   CALC_PLUGIN_ENTRY { return &my_descriptor; }
  * See calc_plugin_entry_fn for its contract. */
-#define CALC_PLUGIN_ENTRY CALC_EXTERN_C CALC_PLUGIN_EXPORT const calc_plugin_t *plugin_entry(void)
+#define CALC_PLUGIN_ENTRY CALC_EXTERN_C CALC_PLUGIN_EXPORT const struct calc_plugin_t *plugin_entry(void)
+
+/* The prototype of the entry point, so plugins build with -Wmissing-prototypes. */
+CALC_PLUGIN_ENTRY;
 "#;
 
 /// Generates the text of `include/calc_plugin.h` from `sdk/src/abi/` and `sdk/cbindgen.toml`.
 pub fn generate_plugin_header(root: &Path) -> Result<String, String> {
     let sdk = root.join("sdk");
     let mut config = cbindgen::Config::from_file(sdk.join("cbindgen.toml"))?;
-    config.after_includes = Some(plugin_header_prelude(&workspace_version(root)?)? + PLUGIN_HEADER_MACROS);
+    config.after_includes =
+        Some(plugin_header_prelude(&workspace_version(root)?)? + PLUGIN_HEADER_MACROS);
     let mut builder = cbindgen::Builder::new().with_config(config);
     for module in ["version", "status", "entry", "host_api", "plugin"] {
         builder = builder.with_src(sdk.join("src/abi").join(format!("{module}.rs")));
@@ -94,5 +103,8 @@ pub fn generate_plugin_header(root: &Path) -> Result<String, String> {
 
 /// Every generated header: its path relative to the workspace root, and its expected text.
 pub fn generated_headers(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
-    Ok(vec![(PathBuf::from("include/calc_plugin.h"), generate_plugin_header(root)?)])
+    Ok(vec![(
+        PathBuf::from("include/calc_plugin.h"),
+        generate_plugin_header(root)?,
+    )])
 }

@@ -53,6 +53,9 @@ fn headers(check: bool) -> Result<(), String> {
     if stale.is_empty() {
         Ok(())
     } else {
-        Err(format!("out of date (run `cargo xtask headers`): {}", stale.join(", ")))
+        Err(format!(
+            "out of date (run `cargo xtask headers`): {}",
+            stale.join(", ")
+        ))
     }
 }
