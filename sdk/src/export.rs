@@ -20,7 +20,10 @@ use crate::plugin::{OperationKind, Plugin};
 pub const MAX_OPERATIONS: usize = 64;
 
 /// Runs `f`, turning a panic into a [`Status::Panic`] error that carries the panic message.
-pub fn ffi_boundary<T>(what: &str, f: impl FnOnce() -> Result<T, CalcError>) -> Result<T, CalcError> {
+pub fn ffi_boundary<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, CalcError>,
+) -> Result<T, CalcError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => Err(CalcError::new(
@@ -93,11 +96,19 @@ pub unsafe extern "C" fn execute_trampoline<P: Plugin, const I: usize>(
 ) -> calc_status_t {
     let Some(op) = P::OPERATIONS.get(I) else {
         // SAFETY: host contract on the error buffer.
-        return unsafe { report(Err(CalcError::other("no such operation")), error_buf, error_buf_size) };
+        return unsafe {
+            report(
+                Err(CalcError::other("no such operation")),
+                error_buf,
+                error_buf_size,
+            )
+        };
     };
     let result = ffi_boundary(op.name, || {
         if instance.is_null() || out_result.is_null() || (args.is_null() && arg_count > 0) {
-            return Err(CalcError::invalid_argument("NULL pointer passed to execute"));
+            return Err(CalcError::invalid_argument(
+                "NULL pointer passed to execute",
+            ));
         }
         // SAFETY: `instance` is the `Box<P>` made by `init_trampoline::<P>`, alive until shutdown.
         let plugin = unsafe { &*instance.cast::<P>() };
@@ -156,7 +167,14 @@ pub unsafe extern "C" fn shutdown_trampoline<P: Plugin>(instance: *mut c_void) {
     });
 }
 
-type RawExecute = unsafe extern "C" fn(*mut c_void, *const f64, usize, *mut f64, *mut c_char, usize) -> calc_status_t;
+type RawExecute = unsafe extern "C" fn(
+    *mut c_void,
+    *const f64,
+    usize,
+    *mut f64,
+    *mut c_char,
+    usize,
+) -> calc_status_t;
 
 macro_rules! trampoline_table {
     ($p:ty; $($i:literal)*) => {
@@ -198,7 +216,9 @@ impl DescriptorCell {
     /// Returns the descriptor of `P`, building it on first use; NULL when the plugin's metadata
     /// cannot be expressed as C strings (an interior NUL byte) or the build panicked.
     pub fn get_or_build<P: Plugin>(&'static self) -> *const calc_plugin_t {
-        let built = self.0.get_or_init(|| ffi_boundary("plugin_entry", || build::<P>()).ok());
+        let built = self
+            .0
+            .get_or_init(|| ffi_boundary("plugin_entry", || build::<P>()).ok());
         match built {
             Some(b) => &b.descriptor,
             None => ptr::null(),
@@ -290,7 +310,8 @@ macro_rules! export_plugin {
         /// The calc plugin entry point: returns this plugin's descriptor (see `calc_plugin.h`).
         #[no_mangle]
         pub extern "C" fn plugin_entry() -> *const $crate::abi::calc_plugin_t {
-            static DESCRIPTOR: $crate::export::DescriptorCell = $crate::export::DescriptorCell::new();
+            static DESCRIPTOR: $crate::export::DescriptorCell =
+                $crate::export::DescriptorCell::new();
             DESCRIPTOR.get_or_build::<$plugin>()
         }
     };

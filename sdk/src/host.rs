@@ -85,7 +85,8 @@ impl Host {
 
     /// Sends a log line to the host. Interior NUL bytes are replaced by spaces.
     pub fn log(&self, level: LogLevel, message: &str) {
-        let end = std::mem::offset_of!(calc_host_api_t, log) + std::mem::size_of::<abi::calc_log_fn>();
+        let end =
+            std::mem::offset_of!(calc_host_api_t, log) + std::mem::size_of::<abi::calc_log_fn>();
         let Some(log) = self.api().log.filter(|_| self.has_field(end)) else {
             return;
         };

@@ -192,9 +192,8 @@ mod tests {
     use crate::Status;
 
     struct P;
-    const ADD: Operation<P> = Operation::infix("add", "+", 10, Associativity::Left, "", |_, a, b| {
-        Ok(a + b)
-    });
+    const ADD: Operation<P> =
+        Operation::infix("add", "+", 10, Associativity::Left, "", |_, a, b| Ok(a + b));
     const NEG: Operation<P> = Operation::unary("neg", "", |_, a| Ok(-a));
     const MAX: Operation<P> = Operation::function("max", 1, None, "", |_, xs| {
         Ok(xs.iter().copied().fold(f64::NEG_INFINITY, f64::max))

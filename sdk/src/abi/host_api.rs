@@ -13,8 +13,9 @@ use super::version::calc_abi_version_t;
 /// UTF-8 is replaced, not rejected). Unknown levels are logged as `INFO`. `[any-thread]`
 ///
 /// Since ABI 1.0.
-pub type calc_log_fn =
-    Option<unsafe extern "C" fn(context: *mut c_void, level: calc_log_level_t, message: *const c_char)>;
+pub type calc_log_fn = Option<
+    unsafe extern "C" fn(context: *mut c_void, level: calc_log_level_t, message: *const c_char),
+>;
 
 /// Reads one configuration value the host holds for this plugin.
 ///

@@ -1,0 +1,206 @@
+//! Errors of the host: why a plugin was refused, why a call failed, why an expression failed.
+//!
+//! Every `Display` is one line that names the file (for load errors) and the reason; the
+//! structured fields carry the details.
+
+use std::path::PathBuf;
+
+use calc_sdk::abi::calc_abi_version_t;
+use calc_sdk::Status;
+
+/// Why a plugin file was not loaded. Each variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The path does not exist.
+    #[error("{path}: no such file")]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The path exists but is not a regular file (a directory, a socket, ...).
+    #[error("{path}: not a regular file")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A plugin directory does not exist or cannot be read.
+    #[error("{path}: cannot read plugin directory: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The dynamic loader refused the file (not a shared library, wrong architecture, missing
+    /// dependency).
+    #[error("{path}: cannot be loaded as a shared library: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's error, with the OS message.
+        source: libloading::Error,
+    },
+    /// The library does not export `plugin_entry`.
+    #[error("{path}: not a calc plugin: no `plugin_entry` symbol")]
+    MissingEntry {
+        /// The file.
+        path: PathBuf,
+        /// The loader's error.
+        source: libloading::Error,
+    },
+    /// `plugin_entry` returned NULL.
+    #[error("{path}: plugin_entry returned NULL (the plugin could not describe itself)")]
+    EntryReturnedNull {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The descriptor does not start with `CALC_PLUGIN_MAGIC`.
+    #[error("{path}: not a calc plugin: bad magic {found:#018x} (expected {expected:#018x})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// `CALC_PLUGIN_MAGIC`.
+        expected: u64,
+        /// What the descriptor holds.
+        found: u64,
+    },
+    /// The ABI versions are incompatible.
+    #[error("{path}: incompatible ABI: plugin built for ABI {plugin}, host implements {host} ({reason})")]
+    AbiVersion {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's ABI version.
+        plugin: calc_abi_version_t,
+        /// The host's ABI version.
+        host: calc_abi_version_t,
+        /// Which rule failed.
+        reason: &'static str,
+    },
+    /// A struct or array element is smaller than its declared ABI version requires.
+    #[error(
+        "{path}: {what} is {found} bytes, smaller than the {expected} bytes ABI {abi} requires"
+    )]
+    StructSize {
+        /// The file.
+        path: PathBuf,
+        /// Which size field (`calc_plugin_t.struct_size`, `operation_size`).
+        what: &'static str,
+        /// Required size.
+        expected: usize,
+        /// Declared size.
+        found: u32,
+        /// The plugin's declared ABI version.
+        abi: calc_abi_version_t,
+    },
+    /// A field has an invalid value (NULL or over-long string, non-UTF-8, bad characters,
+    /// reserved bits set, ...).
+    #[error("{path}: invalid {field}: {reason}")]
+    InvalidField {
+        /// The file.
+        path: PathBuf,
+        /// The field, e.g. `name` or `operations[1].name`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A version string does not parse as semver.
+    #[error("{path}: invalid {field} {value:?}: {source}")]
+    Semver {
+        /// The file.
+        path: PathBuf,
+        /// `version`, `sdk_version` or `api_requirement`.
+        field: &'static str,
+        /// The string.
+        value: String,
+        /// The parser's error.
+        source: semver::Error,
+    },
+    /// The plugin's host API requirement excludes this host.
+    #[error("{path}: plugin requires host API {requirement}, this host is {host_version}")]
+    ApiRequirement {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's requirement.
+        requirement: String,
+        /// The host's API version.
+        host_version: String,
+    },
+    /// `init` returned an error (or panicked, for a Rust plugin).
+    #[error("{path}: plugin {plugin} refused to start: {message} ({status})")]
+    InitFailed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        plugin: String,
+        /// The status `init` returned.
+        status: Status,
+        /// The message it wrote.
+        message: String,
+    },
+    /// Another loaded plugin already has this name.
+    #[error("{path}: a plugin named {name:?} is already loaded from {other}")]
+    DuplicatePlugin {
+        /// The file.
+        path: PathBuf,
+        /// The plugin name.
+        name: String,
+        /// The file the first one came from.
+        other: PathBuf,
+    },
+}
+
+impl LoadError {
+    /// The file (or directory) the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            LoadError::NotFound { path }
+            | LoadError::NotAFile { path }
+            | LoadError::Directory { path, .. }
+            | LoadError::Open { path, .. }
+            | LoadError::MissingEntry { path, .. }
+            | LoadError::EntryReturnedNull { path }
+            | LoadError::BadMagic { path, .. }
+            | LoadError::AbiVersion { path, .. }
+            | LoadError::StructSize { path, .. }
+            | LoadError::InvalidField { path, .. }
+            | LoadError::Semver { path, .. }
+            | LoadError::ApiRequirement { path, .. }
+            | LoadError::InitFailed { path, .. }
+            | LoadError::DuplicatePlugin { path, .. } => path,
+        }
+    }
+}
+
+/// An operation returned an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} (plugin {plugin}): {message}")]
+pub struct CallError {
+    /// The operation's name.
+    pub operation: String,
+    /// The plugin that provides it.
+    pub plugin: String,
+    /// The plugin's file.
+    pub path: PathBuf,
+    /// The failure kind.
+    pub status: Status,
+    /// The plugin's message, or the status description when it wrote none.
+    pub message: String,
+}
+
+/// Why an expression could not be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The expression is malformed, or names an operator or function no plugin provides.
+    #[error("{message} at column {column}")]
+    Parse {
+        /// What is wrong.
+        message: String,
+        /// 1-based column (in characters) where it was found.
+        column: usize,
+    },
+    /// An operation failed while evaluating.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}

@@ -1,0 +1,107 @@
+//! Metadata of loaded plugins, copied out of plugin memory at load time.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What an operation is, as declared by its plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OperationKind {
+    /// A binary infix operator.
+    Infix {
+        /// Its symbol in expressions.
+        symbol: String,
+        /// Binding strength; higher binds tighter.
+        precedence: i32,
+        /// `true` for right-associative.
+        right_associative: bool,
+    },
+    /// A function `name(args...)`.
+    Function {
+        /// Fewest operands.
+        min_arity: u32,
+        /// Most operands; `None` when variadic.
+        max_arity: Option<u32>,
+    },
+}
+
+/// One operation's declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationInfo {
+    /// Name, unique within its plugin.
+    pub name: String,
+    /// One line for humans (may be empty).
+    pub description: String,
+    /// Infix operator or function.
+    #[serde(flatten)]
+    pub kind: OperationKind,
+}
+
+impl OperationInfo {
+    /// Fewest and most operands (`None`: no upper bound).
+    pub fn arity(&self) -> (u32, Option<u32>) {
+        match self.kind {
+            OperationKind::Infix { .. } => (2, Some(2)),
+            OperationKind::Function {
+                min_arity,
+                max_arity,
+            } => (min_arity, max_arity),
+        }
+    }
+
+    /// The accepted operand count in words, e.g. `"2 operands"`, `"at least 1 operand"`.
+    pub fn arity_text(&self, noun: &str) -> String {
+        let (min, max) = self.arity();
+        let plural = |n: u32| {
+            if n == 1 {
+                noun.to_string()
+            } else {
+                format!("{noun}s")
+            }
+        };
+        match max {
+            Some(m) if m == min => format!("{min} {}", plural(min)),
+            Some(m) => format!("{min} to {m} {}", plural(m)),
+            None => format!("at least {min} {}", plural(min)),
+        }
+    }
+
+    /// The infix symbol, if this is an operator.
+    pub fn symbol(&self) -> Option<&str> {
+        match &self.kind {
+            OperationKind::Infix { symbol, .. } => Some(symbol),
+            OperationKind::Function { .. } => None,
+        }
+    }
+}
+
+/// A loaded plugin's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Plugin name, unique among loaded plugins.
+    pub name: String,
+    /// The plugin's version.
+    #[serde(serialize_with = "as_string")]
+    pub version: semver::Version,
+    /// Author (may be empty).
+    pub author: String,
+    /// One line for humans (may be empty).
+    pub description: String,
+    /// The file it was loaded from (absolute).
+    pub path: PathBuf,
+    /// The ABI version it declares, `major.minor`.
+    pub abi_version: String,
+    /// The SDK version it was built with.
+    #[serde(serialize_with = "as_string")]
+    pub sdk_version: semver::Version,
+    /// Its requirement on the host API version.
+    #[serde(serialize_with = "as_string")]
+    pub api_requirement: semver::VersionReq,
+    /// Its operations, in declaration order.
+    pub operations: Vec<OperationInfo>,
+}
+
+fn as_string<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}

@@ -1,0 +1,31 @@
+//! The calc plugin host.
+//!
+//! - [`loader`]: loads one plugin file (the only module that touches plugin memory).
+//! - [`validate`]: the checks every descriptor must pass before the plugin runs.
+//! - [`manager`]: loads directories, tracks plugins and failures, resolves operations.
+//! - [`expr`]: parses and evaluates expressions over the loaded operations.
+//!
+//! ```no_run
+//! let mut plugins = calc_host::PluginManager::new();
+//! let _ = plugins.load_dir(std::path::Path::new("target/debug/plugins"));
+//! for failure in plugins.failures() {
+//!     eprintln!("skipped {}", failure.error);
+//! }
+//! assert_eq!(plugins.eval("2 * (3 + 4)").unwrap(), 14.0);
+//! let add = plugins.operation("add").unwrap();
+//! assert_eq!(add.call(&[10.0, 5.0]).unwrap(), 15.0);
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod expr;
+pub mod info;
+pub mod loader;
+pub mod manager;
+mod services;
+pub mod validate;
+
+pub use error::{CallError, EvalError, LoadError};
+pub use info::{OperationInfo, OperationKind, PluginInfo};
+pub use loader::OpHandle;
+pub use manager::{Conflict, LoadFailure, PluginManager};

@@ -1,0 +1,145 @@
+//! The table of host services (`calc_host_api_t`) each plugin receives in `init`.
+//!
+//! One [`HostServices`] per plugin, boxed so its address is stable: the table's `context` points
+//! back at it. It is immutable after creation, so the `[any-thread]` functions need no locking.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use calc_sdk::abi::{self, calc_host_api_t, calc_log_level_t};
+
+use crate::validate::HOST_ABI;
+
+/// Host-owned state behind one plugin's `calc_host_api_t`.
+pub(crate) struct HostServices {
+    api: calc_host_api_t,
+    plugin: String,
+    _host_version: CString,
+    config: BTreeMap<Vec<u8>, CString>,
+}
+
+// SAFETY: after `new` returns nothing mutates a `HostServices`; its raw pointers point into the
+// box itself and into the owned `CString`, which live as long as it does.
+unsafe impl Send for HostServices {}
+// SAFETY: as above; the extern functions only read.
+unsafe impl Sync for HostServices {}
+
+impl HostServices {
+    /// Builds the services for `plugin`, with its configuration values (keys and values
+    /// containing NUL bytes are dropped with a warning).
+    pub(crate) fn new(plugin: &str, config: &BTreeMap<String, String>) -> Box<HostServices> {
+        let host_version = CString::new(calc_sdk::SDK_VERSION).expect("version has no NUL");
+        let mut values = BTreeMap::new();
+        for (k, v) in config {
+            match CString::new(v.as_str()) {
+                Ok(c) if !k.contains('\0') => {
+                    values.insert(k.as_bytes().to_vec(), c);
+                }
+                _ => {
+                    tracing::warn!(plugin, key = %k, "configuration value with a NUL byte ignored")
+                }
+            }
+        }
+        let mut services = Box::new(HostServices {
+            api: calc_host_api_t {
+                struct_size: std::mem::size_of::<calc_host_api_t>() as u32,
+                abi_version: HOST_ABI,
+                host_version: host_version.as_ptr(),
+                context: std::ptr::null_mut(),
+                log: Some(log),
+                get_config: Some(get_config),
+            },
+            plugin: plugin.to_string(),
+            _host_version: host_version,
+            config: values,
+        });
+        let context: *mut HostServices = &mut *services;
+        services.api.context = context.cast::<c_void>();
+        services
+    }
+
+    /// The table to pass to `init`; valid while `self` lives.
+    pub(crate) fn api(&self) -> *const calc_host_api_t {
+        &self.api
+    }
+}
+
+/// `calc_host_api_t.log`.
+///
+/// # Safety
+/// `context` must be the `context` of a live `HostServices` table and `message` NULL or a
+/// NUL-terminated string (the `calc_log_fn` contract).
+unsafe extern "C" fn log(context: *mut c_void, level: calc_log_level_t, message: *const c_char) {
+    if context.is_null() || message.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the contract, `context` points at a live, immutable `HostServices`.
+        let services = unsafe { &*context.cast::<HostServices>() };
+        // SAFETY: per the contract, `message` is NUL-terminated and valid for this call.
+        let message = unsafe { CStr::from_ptr(message) }.to_string_lossy();
+        let plugin = services.plugin.as_str();
+        match level {
+            abi::CALC_LOG_LEVEL_ERROR => {
+                tracing::error!(target: "calc::plugin", plugin, "{message}")
+            }
+            abi::CALC_LOG_LEVEL_WARN => tracing::warn!(target: "calc::plugin", plugin, "{message}"),
+            abi::CALC_LOG_LEVEL_DEBUG => {
+                tracing::debug!(target: "calc::plugin", plugin, "{message}")
+            }
+            abi::CALC_LOG_LEVEL_TRACE => {
+                tracing::trace!(target: "calc::plugin", plugin, "{message}")
+            }
+            _ => tracing::info!(target: "calc::plugin", plugin, "{message}"),
+        }
+    }));
+}
+
+/// `calc_host_api_t.get_config`.
+///
+/// # Safety
+/// As [`log`], with `key` NULL or NUL-terminated.
+unsafe extern "C" fn get_config(context: *mut c_void, key: *const c_char) -> *const c_char {
+    if context.is_null() || key.is_null() {
+        return std::ptr::null();
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the contract, `context` points at a live, immutable `HostServices`.
+        let services = unsafe { &*context.cast::<HostServices>() };
+        // SAFETY: per the contract, `key` is NUL-terminated and valid for this call.
+        let key = unsafe { CStr::from_ptr(key) }.to_bytes();
+        services
+            .config
+            .get(key)
+            .map_or(std::ptr::null(), |v| v.as_ptr())
+    }))
+    .unwrap_or(std::ptr::null())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_config_returns_values_and_null_for_missing_keys() {
+        let config = BTreeMap::from([("precision".to_string(), "3".to_string())]);
+        let services = HostServices::new("p", &config);
+        // SAFETY: `api()` is valid while `services` lives.
+        let api = unsafe { &*services.api() };
+        let get = api.get_config.unwrap();
+        // SAFETY: the context is the table's own; keys are NUL-terminated literals.
+        let (hit, miss) = unsafe {
+            (
+                get(api.context, c"precision".as_ptr()),
+                get(api.context, c"nope".as_ptr()),
+            )
+        };
+        assert!(miss.is_null());
+        // SAFETY: a non-NULL result is a NUL-terminated string owned by `services`.
+        assert_eq!(unsafe { CStr::from_ptr(hit) }.to_str(), Ok("3"));
+        // SAFETY: the host version pointer is owned by `services`.
+        let version = unsafe { CStr::from_ptr(api.host_version) };
+        assert_eq!(version.to_str(), Ok(calc_sdk::SDK_VERSION));
+    }
+}

@@ -1,0 +1,486 @@
+//! Validation of plugin descriptors: pure checks over data the loader copied out of the plugin.
+//!
+//! The loader reads a descriptor in two stages so that it never reads past what the plugin
+//! declared: [`check_header`] runs on the first 16 bytes (magic, size, ABI version) before any
+//! other field is read; [`check_descriptor`] runs on the copied fields.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use calc_sdk::abi::{
+    self, calc_abi_version_t, calc_execute_fn, calc_init_fn, calc_operation_t, calc_plugin_t,
+    calc_shutdown_fn,
+};
+
+use crate::error::LoadError;
+use crate::info::{OperationInfo, OperationKind, PluginInfo};
+
+/// The ABI version this host implements.
+pub const HOST_ABI: calc_abi_version_t = calc_abi_version_t {
+    major: abi::CALC_ABI_VERSION_MAJOR,
+    minor: abi::CALC_ABI_VERSION_MINOR,
+};
+
+/// The calc API version of this host (the SDK version it is built with).
+pub fn host_api_version() -> semver::Version {
+    semver::Version::parse(calc_sdk::SDK_VERSION).expect("the SDK version is valid semver")
+}
+
+/// The ABI compatibility rule: majors equal, and the plugin's minor at most the host's; for
+/// major 0 the minors must be equal. Returns the rule that failed.
+pub fn abi_compatible(
+    host: calc_abi_version_t,
+    plugin: calc_abi_version_t,
+) -> Result<(), &'static str> {
+    if plugin.major != host.major {
+        return Err(if plugin.major > host.major {
+            "plugin's ABI major is newer than the host's"
+        } else {
+            "plugin's ABI major is older than the host's"
+        });
+    }
+    if host.major == 0 && plugin.minor != host.minor {
+        return Err("for ABI 0.x the minor versions must be equal");
+    }
+    if plugin.minor > host.minor {
+        return Err("plugin's ABI minor is newer than the host's");
+    }
+    Ok(())
+}
+
+/// Size of `calc_plugin_t` at ABI `1.minor`: the fields that exist at that minor.
+pub fn plugin_struct_size(_minor: u16) -> usize {
+    // 1.0 is the only minor so far; a 1.1 adds a match arm ending at its last field's offset.
+    std::mem::size_of::<calc_plugin_t>()
+}
+
+/// Size of `calc_operation_t` at ABI `1.minor`.
+pub fn operation_struct_size(_minor: u16) -> usize {
+    std::mem::size_of::<calc_operation_t>()
+}
+
+/// The first fields of a descriptor, read before anything else.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHeader {
+    /// `magic`.
+    pub magic: u64,
+    /// `struct_size`.
+    pub struct_size: u32,
+    /// `abi_version`.
+    pub abi_version: calc_abi_version_t,
+}
+
+/// Checks magic, ABI version and struct size. Only after this succeeds may the loader read the
+/// rest of the descriptor (`plugin_struct_size(minor)` bytes of it).
+pub fn check_header(path: &Path, header: &RawHeader) -> Result<(), LoadError> {
+    if header.magic != abi::CALC_PLUGIN_MAGIC {
+        return Err(LoadError::BadMagic {
+            path: path.to_path_buf(),
+            expected: abi::CALC_PLUGIN_MAGIC,
+            found: header.magic,
+        });
+    }
+    abi_compatible(HOST_ABI, header.abi_version).map_err(|reason| LoadError::AbiVersion {
+        path: path.to_path_buf(),
+        plugin: header.abi_version,
+        host: HOST_ABI,
+        reason,
+    })?;
+    let expected = plugin_struct_size(header.abi_version.minor);
+    if (header.struct_size as usize) < expected {
+        return Err(LoadError::StructSize {
+            path: path.to_path_buf(),
+            what: "calc_plugin_t.struct_size",
+            expected,
+            found: header.struct_size,
+            abi: header.abi_version,
+        });
+    }
+    Ok(())
+}
+
+/// A string field as the loader found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawStr {
+    /// The pointer was NULL.
+    Null,
+    /// No NUL within `CALC_MAX_STRING_LEN` bytes.
+    TooLong,
+    /// The bytes before the NUL.
+    Bytes(Vec<u8>),
+}
+
+/// One operation as copied from the plugin.
+#[derive(Debug, Clone)]
+pub struct RawOperation {
+    /// `name`.
+    pub name: RawStr,
+    /// `description`.
+    pub description: RawStr,
+    /// `symbol`.
+    pub symbol: RawStr,
+    /// `execute`.
+    pub execute: calc_execute_fn,
+    /// `kind`.
+    pub kind: i32,
+    /// `associativity`.
+    pub associativity: i32,
+    /// `precedence`.
+    pub precedence: i32,
+    /// `min_arity`.
+    pub min_arity: u32,
+    /// `max_arity`.
+    pub max_arity: u32,
+}
+
+/// The descriptor's fields after the header, as copied from the plugin.
+#[derive(Debug, Clone)]
+pub struct RawDescriptor {
+    /// The already-checked header.
+    pub header: RawHeader,
+    /// `name`.
+    pub name: RawStr,
+    /// `version`.
+    pub version: RawStr,
+    /// `author`.
+    pub author: RawStr,
+    /// `description`.
+    pub description: RawStr,
+    /// `sdk_version`.
+    pub sdk_version: RawStr,
+    /// `api_requirement`.
+    pub api_requirement: RawStr,
+    /// `flags`.
+    pub flags: u64,
+    /// `init`.
+    pub init: calc_init_fn,
+    /// `shutdown`.
+    pub shutdown: calc_shutdown_fn,
+    /// The operations (read only when the table itself passed [`check_operation_table`]).
+    pub operations: Vec<RawOperation>,
+}
+
+/// Checks the operation table's shape before the loader reads it: count bounded, element size
+/// large enough, pointer present when the count is not zero.
+pub fn check_operation_table(
+    path: &Path,
+    abi_version: calc_abi_version_t,
+    is_null: bool,
+    count: u32,
+    element_size: u32,
+) -> Result<(), LoadError> {
+    let invalid = |reason: String| LoadError::InvalidField {
+        path: path.to_path_buf(),
+        field: "operations".into(),
+        reason,
+    };
+    if count > abi::CALC_MAX_OPERATIONS {
+        return Err(invalid(format!(
+            "{count} operations, more than the {} allowed",
+            abi::CALC_MAX_OPERATIONS
+        )));
+    }
+    if count > 0 && is_null {
+        return Err(invalid(format!("NULL table with operation_count {count}")));
+    }
+    let expected = operation_struct_size(abi_version.minor);
+    if count > 0 && (element_size as usize) < expected {
+        return Err(LoadError::StructSize {
+            path: path.to_path_buf(),
+            what: "calc_plugin_t.operation_size",
+            expected,
+            found: element_size,
+            abi: abi_version,
+        });
+    }
+    Ok(())
+}
+
+/// A descriptor that passed every check: metadata plus the function pointers to call.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// Metadata, all strings copied.
+    pub info: PluginInfo,
+    /// `init`, may be `None`.
+    pub init: calc_init_fn,
+    /// `shutdown`, may be `None`.
+    pub shutdown: calc_shutdown_fn,
+    /// The `execute` of each operation, in the order of `info.operations`.
+    pub executes: Vec<
+        unsafe extern "C" fn(
+            *mut std::ffi::c_void,
+            *const f64,
+            usize,
+            *mut f64,
+            *mut std::ffi::c_char,
+            usize,
+        ) -> abi::calc_status_t,
+    >,
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, field: impl Into<String>, reason: impl Into<String>) -> LoadError {
+        LoadError::InvalidField {
+            path: self.path.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A string that may be NULL (then empty).
+    fn optional(&self, field: &str, raw: &RawStr) -> Result<String, LoadError> {
+        match raw {
+            RawStr::Null => Ok(String::new()),
+            other => self.required(field, other),
+        }
+    }
+
+    fn required(&self, field: &str, raw: &RawStr) -> Result<String, LoadError> {
+        match raw {
+            RawStr::Null => Err(self.invalid(field, "NULL")),
+            RawStr::TooLong => Err(self.invalid(
+                field,
+                format!(
+                    "not NUL-terminated within {} bytes",
+                    abi::CALC_MAX_STRING_LEN
+                ),
+            )),
+            RawStr::Bytes(b) => String::from_utf8(b.clone()).map_err(|e| {
+                self.invalid(
+                    field,
+                    format!(
+                        "not valid UTF-8 (byte {} of {:?})",
+                        e.utf8_error().valid_up_to(),
+                        String::from_utf8_lossy(b)
+                    ),
+                )
+            }),
+        }
+    }
+
+    fn semver_field(
+        &self,
+        field: &'static str,
+        raw: &RawStr,
+    ) -> Result<semver::Version, LoadError> {
+        let s = self.required(field, raw)?;
+        semver::Version::parse(&s).map_err(|source| LoadError::Semver {
+            path: self.path.to_path_buf(),
+            field,
+            value: s,
+            source,
+        })
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_plugin_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Characters an infix symbol may be made of.
+pub const SYMBOL_CHARS: &str = "+-*/%^&|<>=!~@#$?";
+
+fn is_symbol(s: &str) -> bool {
+    (1..=3).contains(&s.chars().count()) && s.chars().all(|c| SYMBOL_CHARS.contains(c))
+}
+
+/// Checks every field after the header and builds the plugin's metadata.
+pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, LoadError> {
+    let c = Checker { path };
+    let name = c.required("name", &raw.name)?;
+    if !is_plugin_name(&name) {
+        return Err(c.invalid(
+            "name",
+            format!("{name:?} is not 1 to 64 characters of [A-Za-z0-9_.-]"),
+        ));
+    }
+    let version = c.semver_field("version", &raw.version)?;
+    let author = c.optional("author", &raw.author)?;
+    let description = c.optional("description", &raw.description)?;
+    let sdk_version = c.semver_field("sdk_version", &raw.sdk_version)?;
+    let requirement = c.required("api_requirement", &raw.api_requirement)?;
+    let api_requirement =
+        semver::VersionReq::parse(&requirement).map_err(|source| LoadError::Semver {
+            path: path.to_path_buf(),
+            field: "api_requirement",
+            value: requirement.clone(),
+            source,
+        })?;
+    let host_version = host_api_version();
+    if !api_requirement.matches(&host_version) {
+        return Err(LoadError::ApiRequirement {
+            path: path.to_path_buf(),
+            requirement,
+            host_version: host_version.to_string(),
+        });
+    }
+    if raw.flags != 0 {
+        return Err(c.invalid(
+            "flags",
+            format!("{:#x} has bits no ABI 1.0 flag defines", raw.flags),
+        ));
+    }
+
+    let mut operations = Vec::with_capacity(raw.operations.len());
+    let mut executes = Vec::with_capacity(raw.operations.len());
+    let mut seen = HashSet::new();
+    for (i, op) in raw.operations.iter().enumerate() {
+        let field = |f: &str| format!("operations[{i}].{f}");
+        let op_name = c.required(&field("name"), &op.name)?;
+        if !is_identifier(&op_name) {
+            return Err(c.invalid(field("name"), format!("{op_name:?} is not an identifier")));
+        }
+        let field = |f: &str| format!("operations[{i}] ({op_name}).{f}");
+        if !seen.insert(op_name.clone()) {
+            return Err(c.invalid(field("name"), "duplicate operation name in this plugin"));
+        }
+        let execute = op
+            .execute
+            .ok_or_else(|| c.invalid(field("execute"), "NULL function pointer"))?;
+        let kind = match op.kind {
+            abi::CALC_OPERATION_KIND_INFIX => {
+                let symbol = c.required(&field("symbol"), &op.symbol)?;
+                if !is_symbol(&symbol) {
+                    return Err(c.invalid(
+                        field("symbol"),
+                        format!("{symbol:?} is not 1 to 3 characters of {SYMBOL_CHARS}"),
+                    ));
+                }
+                if op.min_arity != 2 || op.max_arity != 2 {
+                    return Err(c.invalid(
+                        field("arity"),
+                        format!(
+                            "an infix operator takes 2 operands, declared {}..{}",
+                            op.min_arity, op.max_arity
+                        ),
+                    ));
+                }
+                let right_associative = match op.associativity {
+                    abi::CALC_ASSOCIATIVITY_LEFT => false,
+                    abi::CALC_ASSOCIATIVITY_RIGHT => true,
+                    other => {
+                        return Err(c.invalid(
+                            field("associativity"),
+                            format!("{other} is neither LEFT nor RIGHT"),
+                        ))
+                    }
+                };
+                OperationKind::Infix {
+                    symbol,
+                    precedence: op.precedence,
+                    right_associative,
+                }
+            }
+            abi::CALC_OPERATION_KIND_FUNCTION => {
+                let max_arity = (op.max_arity != abi::CALC_ARITY_VARIADIC).then_some(op.max_arity);
+                if max_arity.is_some_and(|max| max < op.min_arity) {
+                    return Err(c.invalid(
+                        field("arity"),
+                        format!(
+                            "min_arity {} is greater than max_arity {}",
+                            op.min_arity, op.max_arity
+                        ),
+                    ));
+                }
+                OperationKind::Function {
+                    min_arity: op.min_arity,
+                    max_arity,
+                }
+            }
+            other => {
+                return Err(c.invalid(field("kind"), format!("unknown operation kind {other}")))
+            }
+        };
+        let description = c.optional(&field("description"), &op.description)?;
+        operations.push(OperationInfo {
+            name: op_name,
+            description,
+            kind,
+        });
+        executes.push(execute);
+    }
+
+    Ok(Validated {
+        info: PluginInfo {
+            name,
+            version,
+            author,
+            description,
+            path: path.to_path_buf(),
+            abi_version: raw.header.abi_version.to_string(),
+            sdk_version,
+            api_requirement,
+            operations,
+        },
+        init: raw.init,
+        shutdown: raw.shutdown,
+        executes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(major: u16, minor: u16) -> calc_abi_version_t {
+        calc_abi_version_t { major, minor }
+    }
+
+    #[test]
+    fn abi_compatibility_table() {
+        let cases = [
+            // (host, plugin, compatible)
+            (v(1, 0), v(1, 0), true),
+            (v(1, 2), v(1, 0), true),
+            (v(1, 2), v(1, 2), true),
+            (v(1, 2), v(1, 3), false),
+            (v(1, 2), v(2, 0), false),
+            (v(2, 0), v(1, 9), false),
+            (v(1, 0), v(0, 9), false),
+            (v(0, 3), v(0, 3), true),
+            (v(0, 3), v(0, 2), false),
+            (v(0, 3), v(0, 4), false),
+        ];
+        for (host, plugin, ok) in cases {
+            assert_eq!(
+                abi_compatible(host, plugin).is_ok(),
+                ok,
+                "host {host} plugin {plugin}"
+            );
+        }
+    }
+
+    #[test]
+    fn identifiers_symbols_and_names() {
+        assert!(
+            is_identifier("max")
+                && is_identifier("_x1")
+                && !is_identifier("1x")
+                && !is_identifier("")
+        );
+        assert!(!is_identifier("a-b"));
+        assert!(
+            is_symbol("+")
+                && is_symbol("**")
+                && !is_symbol("")
+                && !is_symbol("++++")
+                && !is_symbol("a")
+        );
+        assert!(
+            is_plugin_name("calc-example.mul_2") && !is_plugin_name("a b") && !is_plugin_name("")
+        );
+    }
+}
