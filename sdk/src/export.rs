@@ -9,11 +9,12 @@ use std::any::Any;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Once, OnceLock};
 
 use crate::abi::{self, calc_execute_fn, calc_operation_t, calc_plugin_t, calc_status_t};
 use crate::error::{CalcError, Status};
-use crate::host::Host;
+use crate::host::{Host, LogLevel};
 use crate::plugin::{OperationKind, Plugin};
 
 /// The most operations a Rust plugin may declare (each gets its own monomorphised trampoline).
@@ -41,6 +42,30 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     } else {
         "(non-string panic payload)"
     }
+}
+
+/// The host table panics are reported to; set by `init`, cleared by `shutdown`.
+static PANIC_LOG: AtomicPtr<abi::calc_host_api_t> = AtomicPtr::new(ptr::null_mut());
+
+/// Routes this plugin's panic messages (with their location) to the host's log at debug level
+/// instead of the host's stderr. A cdylib links its own copy of `std`, so the hook is private to
+/// this plugin and does not touch the host's or another plugin's. Installed on the first `init`.
+fn install_panic_hook(host: *const abi::calc_host_api_t) {
+    PANIC_LOG.store(host.cast_mut(), Ordering::SeqCst);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let api = PANIC_LOG.load(Ordering::SeqCst);
+            if api.is_null() {
+                eprintln!("calc plugin: {info}");
+                return;
+            }
+            // SAFETY: `api` was stored by `init` and is cleared by `shutdown` before the host's
+            // table goes away; panics can only happen in calls made between the two.
+            let host = unsafe { Host::from_raw(api) };
+            host.log(LogLevel::Debug, &info.to_string());
+        }));
+    });
 }
 
 /// Copies `message` into a caller-owned C buffer, truncating at a UTF-8 boundary and always
@@ -141,6 +166,7 @@ pub unsafe extern "C" fn init_trampoline<P: Plugin>(
         if host.is_null() || out_instance.is_null() {
             return Err(CalcError::invalid_argument("NULL pointer passed to init"));
         }
+        install_panic_hook(host);
         // SAFETY: the host table stays valid until shutdown, which drops the instance.
         let host = unsafe { Host::from_raw(host) };
         let instance = Box::into_raw(Box::new(P::init(&host)?));
@@ -165,6 +191,7 @@ pub unsafe extern "C" fn shutdown_trampoline<P: Plugin>(instance: *mut c_void) {
         drop(unsafe { Box::from_raw(instance.cast::<P>()) });
         Ok(())
     });
+    PANIC_LOG.store(ptr::null_mut(), Ordering::SeqCst);
 }
 
 type RawExecute = unsafe extern "C" fn(

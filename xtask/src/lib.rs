@@ -1,4 +1,6 @@
-//! Developer tasks for the calc workspace, shared by the `xtask` binary and its tests.
+//! Developer tasks for the calc workspace, shared by the `xtask` binary and the test suite.
+
+pub mod build;
 
 use std::path::{Path, PathBuf};
 

@@ -13,10 +13,11 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_PLUGINS: u8 = 3;
 
 const AFTER_HELP: &str = "\
-Plugin directories, searched in this order:
-  --plugin-dir DIR (repeatable), then CALC_PLUGIN_PATH (':'-separated), then the default
-  directories: <directory of the calc executable>/plugins and $XDG_DATA_HOME/calc/plugins
-  (~/.local/share/calc/plugins). Missing default directories are skipped silently.
+Plugin directories:
+  --plugin-dir DIR (repeatable) and CALC_PLUGIN_PATH (':'-separated), in that order. When
+  neither is given, the default directories: <directory of the calc executable>/plugins, then
+  $XDG_DATA_HOME/calc/plugins (~/.local/share/calc/plugins); missing ones are skipped silently.
+  Libraries load in file-name order; a plugin that fails to load is reported and skipped.
 
 Exit status:
   0  success
@@ -29,7 +30,7 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(name = "calc", version, about, after_help = AFTER_HELP)]
 struct Cli {
-    /// Load plugins from this directory (repeatable; searched before CALC_PLUGIN_PATH).
+    /// Load plugins from this directory (repeatable; replaces the default directories).
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     plugin_dirs: Vec<PathBuf>,
 
@@ -105,6 +106,17 @@ fn plugin_dirs(cli: &Cli) -> Vec<(PathBuf, bool)> {
                 .map(|p| (p, true)),
         );
     }
+    if dirs.is_empty() {
+        dirs = default_dirs();
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|(d, _)| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
+    dirs
+}
+
+/// `<exe dir>/plugins` and `$XDG_DATA_HOME/calc/plugins`, whose absence is not reported.
+fn default_dirs() -> Vec<(PathBuf, bool)> {
+    let mut dirs = Vec::new();
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("plugins")))
@@ -118,8 +130,6 @@ fn plugin_dirs(cli: &Cli) -> Vec<(PathBuf, bool)> {
     if let Some(data) = data {
         dirs.push((data.join("calc/plugins"), false));
     }
-    let mut seen = std::collections::HashSet::new();
-    dirs.retain(|(d, _)| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
     dirs
 }
 

@@ -1,0 +1,182 @@
+//! The corpus of deliberately broken plugins: each yields its own clear error naming the file,
+//! and the good plugins in the same directory still load and work.
+
+use std::path::Path;
+
+use calc_host::{EvalError, LoadError, PluginManager};
+use calc_sdk::Status;
+use calc_tests::{broken_corpus_dir, library_file_name};
+
+fn manager() -> PluginManager {
+    let mut m = PluginManager::new();
+    m.load_dir(broken_corpus_dir())
+        .expect("corpus dir is readable");
+    m
+}
+
+fn failure_for<'a>(m: &'a PluginManager, file: &str) -> &'a LoadError {
+    let path = broken_corpus_dir().join(library_file_name(file));
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    &m.failures()
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no failure recorded for {}", path.display()))
+        .error
+}
+
+#[test]
+fn only_the_good_plugins_load() {
+    let m = manager();
+    let mut names: Vec<&str> = m.plugins().map(|p| p.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["good_c", "rust_panic"]);
+    // 16 broken cases and the garbage file.
+    assert_eq!(m.failures().len(), calc_tests::BROKEN_CASES.len() + 1);
+}
+
+#[test]
+fn each_broken_plugin_has_its_own_clear_error() {
+    let m = manager();
+    let plugin_size = std::mem::size_of::<calc_sdk::abi::calc_plugin_t>();
+    let expectations: Vec<(&str, String)> = vec![
+        ("no_entry", "not a calc plugin: no `plugin_entry` symbol".into()),
+        ("entry_null", "plugin_entry returned NULL (the plugin could not describe itself)".into()),
+        ("bad_magic", "not a calc plugin: bad magic 0x0000000000001234 (expected 0x43414c43504c4731)".into()),
+        ("abi_major_new", "incompatible ABI: plugin built for ABI 2.0, host implements 1.0 (plugin's ABI major is newer than the host's)".into()),
+        ("abi_major_old", "incompatible ABI: plugin built for ABI 0.0, host implements 1.0 (plugin's ABI major is older than the host's)".into()),
+        ("abi_minor_new", "incompatible ABI: plugin built for ABI 1.1, host implements 1.0 (plugin's ABI minor is newer than the host's)".into()),
+        ("size_small", format!("calc_plugin_t.struct_size is 16 bytes, smaller than the {plugin_size} bytes ABI 1.0 requires")),
+        ("null_name", "invalid name: NULL".into()),
+        ("non_utf8_name", "invalid name: not valid UTF-8 (byte 3 of \"bad\u{fffd}\u{fffd}\")".into()),
+        ("bad_version", "invalid version \"not-a-version\": unexpected character 'n' while parsing major version number".into()),
+        ("api_incompatible", format!("plugin requires host API >=99.0, this host is {}", calc_sdk::SDK_VERSION)),
+        ("null_execute", "invalid operations[0] (twice).execute: NULL function pointer".into()),
+        ("duplicate_ops", "invalid operations[1] (twice).name: duplicate operation name in this plugin".into()),
+        ("bad_kind", "invalid operations[0] (twice).kind: unknown operation kind 99".into()),
+        ("bad_arity", "invalid operations[0] (twice).arity: min_arity 3 is greater than max_arity 1".into()),
+        ("init_fails", "plugin broken_init_fails refused to start: init refused: missing licence (error)".into()),
+    ];
+    assert_eq!(expectations.len(), calc_tests::BROKEN_CASES.len());
+    for (case, reason) in expectations {
+        let error = failure_for(&m, &format!("broken_{case}"));
+        let text = error.to_string();
+        let path = error.path().display().to_string();
+        assert!(
+            path.ends_with(&library_file_name(&format!("broken_{case}"))),
+            "{case}: {path}"
+        );
+        assert_eq!(text, format!("{path}: {reason}"), "{case}");
+        assert!(!text.contains('\n'), "{case}: one line");
+    }
+}
+
+#[test]
+fn errors_are_typed() {
+    let m = manager();
+    assert!(matches!(
+        failure_for(&m, "broken_no_entry"),
+        LoadError::MissingEntry { .. }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_bad_magic"),
+        LoadError::BadMagic { found: 0x1234, .. }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_abi_minor_new"),
+        LoadError::AbiVersion { .. }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_size_small"),
+        LoadError::StructSize { found: 16, .. }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_bad_version"),
+        LoadError::Semver {
+            field: "version",
+            ..
+        }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_api_incompatible"),
+        LoadError::ApiRequirement { .. }
+    ));
+    assert!(matches!(
+        failure_for(&m, "broken_init_fails"),
+        LoadError::InitFailed {
+            status: Status::Error,
+            ..
+        }
+    ));
+    let garbage = failure_for(&m, "garbage");
+    assert!(matches!(garbage, LoadError::Open { .. }));
+    assert!(
+        garbage
+            .to_string()
+            .contains("cannot be loaded as a shared library: "),
+        "{garbage}"
+    );
+}
+
+#[test]
+fn good_plugins_beside_broken_ones_still_work() {
+    let m = manager();
+    assert_eq!(m.eval("twice(21)"), Ok(42.0));
+    assert_eq!(m.eval("fine(41)"), Ok(42.0));
+}
+
+#[test]
+fn a_rust_panic_becomes_an_error_and_the_plugin_keeps_working() {
+    let m = manager();
+    let Err(EvalError::Call(e)) = m.eval("boom(1)") else {
+        panic!("expected the panic to come back as an error")
+    };
+    assert_eq!(e.status, Status::Panic);
+    assert_eq!(
+        (e.operation.as_str(), e.plugin.as_str()),
+        ("boom", "rust_panic")
+    );
+    assert!(
+        e.message.contains("deliberate panic for testing"),
+        "{}",
+        e.message
+    );
+    assert_eq!(m.eval("fine(1)"), Ok(2.0));
+    assert!(matches!(m.eval("boom(2)"), Err(EvalError::Call(_))));
+}
+
+#[test]
+fn missing_files_and_directories_are_reported() {
+    let mut m = PluginManager::new();
+    let err = m
+        .load_file(Path::new("/nonexistent/libnope.so"))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "/nonexistent/libnope.so: no such file");
+    let err = m.load_dir(Path::new("/nonexistent-dir")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent-dir: cannot read plugin directory: "),
+        "{err}"
+    );
+    let err = m.load_file(broken_corpus_dir()).unwrap_err();
+    assert!(matches!(err, LoadError::NotAFile { .. }), "{err}");
+    assert_eq!(m.failures().len(), 3);
+}
+
+#[test]
+fn a_second_plugin_with_the_same_name_is_refused() {
+    let dir = calc_tests::scratch_dir(&format!("dup-{}", std::process::id()));
+    let good = broken_corpus_dir().join(library_file_name("good_c"));
+    for copy in ["good_a", "good_b"] {
+        std::fs::copy(&good, dir.join(library_file_name(copy))).unwrap();
+    }
+    let mut m = PluginManager::new();
+    assert_eq!(m.load_dir(&dir).unwrap(), 1);
+    let err = &m.failures()[0].error;
+    assert!(matches!(err, LoadError::DuplicatePlugin { .. }));
+    assert!(
+        err.to_string()
+            .contains("a plugin named \"good_c\" is already loaded from"),
+        "{err}"
+    );
+    assert_eq!(m.eval("twice(2)"), Ok(4.0));
+}

@@ -1,0 +1,159 @@
+//! The C side of the ABI: the generated header compiles on its own in C and C++, its layout and
+//! macros equal the Rust definitions, and example plugins export nothing but `plugin_entry`.
+
+use std::collections::BTreeMap;
+use std::mem::{align_of, offset_of, size_of};
+use std::path::Path;
+use std::process::Command;
+
+use calc_sdk::abi::*;
+use calc_tests::{examples_dir, scratch_dir, workspace_root};
+
+fn compile(compiler: &str, args: &[&str], source: &Path, out: Option<&Path>) {
+    let mut cmd = Command::new(compiler);
+    cmd.args(args)
+        .arg("-I")
+        .arg(workspace_root().join("include"))
+        .arg(source);
+    match out {
+        Some(o) => cmd.arg("-o").arg(o),
+        None => cmd.arg("-fsyntax-only"),
+    };
+    let result = cmd.output().unwrap_or_else(|e| panic!("{compiler}: {e}"));
+    assert!(
+        result.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+#[test]
+fn header_compiles_alone_as_c_and_cpp_and_twice() {
+    let dir = scratch_dir(&format!("headers-{}", std::process::id()));
+    let tu = dir.join("tu.c");
+    std::fs::write(
+        &tu,
+        "#include \"calc_plugin.h\"\n#include \"calc_plugin.h\"\n",
+    )
+    .unwrap();
+    let tu_cpp = dir.join("tu.cpp");
+    std::fs::copy(&tu, &tu_cpp).unwrap();
+    let strict = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
+    for std in ["-std=c99", "-std=c11", "-std=c17"] {
+        let mut args = vec![std, "-Wmissing-prototypes", "-Wstrict-prototypes"];
+        args.extend(strict);
+        compile("cc", &args, &tu, None);
+    }
+    for std in ["-std=c++11", "-std=c++17"] {
+        let mut args = vec![std];
+        args.extend(strict);
+        compile("c++", &args, &tu_cpp, None);
+    }
+}
+
+fn rust_layout() -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    macro_rules! layout {
+        ($t:ident: $($f:ident),*) => {
+            put(concat!("sizeof ", stringify!($t)), size_of::<$t>().to_string());
+            put(concat!("alignof ", stringify!($t)), align_of::<$t>().to_string());
+            $(put(concat!("offsetof ", stringify!($t), ".", stringify!($f)), offset_of!($t, $f).to_string());)*
+        };
+    }
+    layout!(calc_abi_version_t: major, minor);
+    layout!(calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config);
+    layout!(calc_operation_t: name, description, symbol, execute, kind, associativity, precedence, min_arity, max_arity);
+    layout!(calc_plugin_t: magic, struct_size, abi_version, name, version, author, description, sdk_version,
+        api_requirement, flags, init, shutdown, operations, operation_count, operation_size);
+    macro_rules! num {
+        ($($c:ident),*) => { $(put(stringify!($c), ($c as i64).to_string());)* };
+    }
+    num!(
+        CALC_ABI_VERSION_MAJOR,
+        CALC_ABI_VERSION_MINOR,
+        CALC_ARITY_VARIADIC,
+        CALC_ERROR_BUF_SIZE,
+        CALC_MAX_STRING_LEN,
+        CALC_MAX_OPERATIONS,
+        CALC_STATUS_OK,
+        CALC_STATUS_ERROR,
+        CALC_STATUS_INVALID_ARGUMENT,
+        CALC_STATUS_DOMAIN_ERROR,
+        CALC_STATUS_DIVISION_BY_ZERO,
+        CALC_STATUS_OVERFLOW,
+        CALC_STATUS_PANIC,
+        CALC_LOG_LEVEL_ERROR,
+        CALC_LOG_LEVEL_WARN,
+        CALC_LOG_LEVEL_INFO,
+        CALC_LOG_LEVEL_DEBUG,
+        CALC_LOG_LEVEL_TRACE,
+        CALC_OPERATION_KIND_INFIX,
+        CALC_OPERATION_KIND_FUNCTION,
+        CALC_ASSOCIATIVITY_NONE,
+        CALC_ASSOCIATIVITY_LEFT,
+        CALC_ASSOCIATIVITY_RIGHT
+    );
+    put("CALC_PLUGIN_MAGIC", CALC_PLUGIN_MAGIC.to_string());
+    put(
+        "CALC_ABI_VERSION_INIT",
+        format!("{CALC_ABI_VERSION_MAJOR}.{CALC_ABI_VERSION_MINOR}"),
+    );
+    let sdk = semver::Version::parse(calc_sdk::SDK_VERSION).unwrap();
+    put("CALC_SDK_VERSION", calc_sdk::SDK_VERSION.to_string());
+    put("CALC_SDK_VERSION_MAJOR", sdk.major.to_string());
+    put("CALC_SDK_VERSION_MINOR", sdk.minor.to_string());
+    put("CALC_SDK_VERSION_PATCH", sdk.patch.to_string());
+    put(
+        "CALC_SDK_VERSION_NUMBER",
+        (sdk.major * 1_000_000 + sdk.minor * 1000 + sdk.patch).to_string(),
+    );
+    put(
+        "CALC_API_REQUIREMENT_DEFAULT",
+        calc_sdk::API_REQUIREMENT_DEFAULT.to_string(),
+    );
+    m
+}
+
+#[test]
+fn c_layout_and_macros_equal_the_rust_definitions() {
+    let dir = scratch_dir(&format!("layout-{}", std::process::id()));
+    let exe = dir.join("abi_layout");
+    compile(
+        "cc",
+        &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"],
+        &workspace_root().join("tests/c/abi_layout.c"),
+        Some(&exe),
+    );
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success());
+    let c: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    assert_eq!(c, rust_layout());
+}
+
+#[test]
+fn example_plugins_export_only_plugin_entry() {
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new("nm")
+            .args(["-D", "--defined-only"])
+            .arg(&path)
+            .output()
+            .expect("nm runs");
+        assert!(out.status.success(), "nm {}", path.display());
+        let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .collect();
+        assert_eq!(symbols, ["plugin_entry"], "{}", path.display());
+    }
+}

@@ -1,0 +1,246 @@
+//! The `calc` command line, run as a user would.
+
+use calc_tests::{broken_corpus_dir, examples_dir, run_calc};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn calc(args: &[&str]) -> (i32, String, String) {
+    let dir = examples_dir().to_str().unwrap().to_string();
+    let mut full = vec!["--plugin-dir", dir.as_str()];
+    full.extend_from_slice(args);
+    let out = run_calc(&full);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[test]
+fn seed_exercise_run_add() {
+    assert_eq!(
+        calc(&["run", "add", "10", "5"]),
+        (0, "15\n".into(), String::new())
+    );
+}
+
+#[test]
+fn eval_prints_the_result() {
+    assert_eq!(
+        calc(&["eval", "2 * (3 + 4)"]),
+        (0, "14\n".into(), String::new())
+    );
+    assert_eq!(
+        calc(&["eval", "2 ^ 10 - max(3, 4) / 2"]),
+        (0, "1022\n".into(), String::new())
+    );
+    assert_eq!(calc(&["eval", "-2 ^ 2"]).1, "-4\n");
+    assert_eq!(calc(&["run", "sub", "-3", "-5"]).1, "2\n");
+    assert_eq!(calc(&["run", "max", "1", "7", "3"]).1, "7\n");
+}
+
+#[test]
+fn division_by_zero_exits_1_naming_operation_and_plugin() {
+    let (code, out, err) = calc(&["eval", "1 / 0"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, "calc: error: div (plugin div): division by zero\n");
+}
+
+#[test]
+fn parse_errors_exit_2_and_point_at_the_column() {
+    let (code, _, err) = calc(&["eval", "2 +* 3"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "calc: error: expected a number, '(' or a function call, found '*' at column 4\n  2 +* 3\n     ^\n"
+    );
+    let (code, _, err) = calc(&["eval", "2 @ 3"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("calc: error: unknown operator '@'"),
+        "{err}"
+    );
+    let (code, _, err) = calc(&["run", "nope", "1"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "calc: error: unknown operation 'nope' (no loaded plugin provides it)\n"
+    );
+    let (code, _, err) = calc(&["run", "add", "1"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "calc: error: add (plugin add): expects 2 operands, got 1\n"
+    );
+}
+
+#[test]
+fn plugins_list_json_describes_every_plugin() {
+    let (code, out, err) = calc(&["plugins", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let plugins = v["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 7);
+    let pow = plugins.iter().find(|p| p["name"] == "pow").unwrap();
+    assert_eq!(pow["version"], "1.0.0");
+    assert_eq!(pow["abi_version"], "1.0");
+    assert_eq!(pow["author"], "calc examples");
+    assert!(pow["path"].as_str().unwrap().ends_with("libpow.so"));
+    let op = &pow["operations"][0];
+    assert_eq!(
+        (&op["name"], &op["kind"], &op["symbol"]),
+        (&"pow".into(), &"infix".into(), &"^".into())
+    );
+    assert_eq!(
+        (&op["precedence"], &op["right_associative"]),
+        (&40.into(), &true.into())
+    );
+    let stats = plugins.iter().find(|p| p["name"] == "stats").unwrap();
+    let max = stats["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "max")
+        .unwrap();
+    assert_eq!(
+        (&max["kind"], &max["min_arity"], &max["max_arity"]),
+        (&"function".into(), &1.into(), &serde_json::Value::Null)
+    );
+    assert_eq!(v["failures"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn plugins_list_shows_failures_and_exits_3() {
+    let dir = broken_corpus_dir().to_str().unwrap();
+    let out = run_calc(&["--plugin-dir", dir, "plugins", "list"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stdout.contains("good_c 1.0.0 (ABI 1.0)"), "{stdout}");
+    assert!(
+        stdout.contains("libbroken_bad_magic.so: not a calc plugin: bad magic"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("FAILED ").count(),
+        calc_tests::BROKEN_CASES.len() + 1
+    );
+    let out = run_calc(&["--plugin-dir", dir, "plugins", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["failures"].as_array().unwrap().len(),
+        calc_tests::BROKEN_CASES.len() + 1
+    );
+}
+
+#[test]
+fn broken_plugins_are_reported_and_the_rest_keeps_working() {
+    let examples = examples_dir().to_str().unwrap();
+    let broken = broken_corpus_dir().to_str().unwrap();
+    let out = run_calc(&[
+        "--plugin-dir",
+        examples,
+        "--plugin-dir",
+        broken,
+        "eval",
+        "twice(2) + 1",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "5\n");
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.lines().count(),
+        calc_tests::BROKEN_CASES.len() + 1,
+        "{err}"
+    );
+    assert!(
+        err.lines().all(|l| l.starts_with("calc: skipped /")),
+        "{err}"
+    );
+    let quiet = run_calc(&[
+        "-q",
+        "--plugin-dir",
+        examples,
+        "--plugin-dir",
+        broken,
+        "eval",
+        "1 + 1",
+    ]);
+    assert_eq!(
+        (text(&quiet.stdout), text(&quiet.stderr)),
+        ("2\n".into(), String::new())
+    );
+}
+
+#[test]
+fn a_missing_plugin_directory_is_reported_and_calc_keeps_going() {
+    let examples = examples_dir().to_str().unwrap();
+    let out = run_calc(&[
+        "--plugin-dir",
+        "/nonexistent-calc-dir",
+        "--plugin-dir",
+        examples,
+        "eval",
+        "1 + 1",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "2\n");
+    assert!(
+        text(&out.stderr)
+            .starts_with("calc: skipped /nonexistent-calc-dir: cannot read plugin directory: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn calc_plugin_path_is_searched() {
+    let out = std::process::Command::new(calc_tests::calc_binary())
+        .args(["eval", "3 * 3"])
+        .env(
+            "CALC_PLUGIN_PATH",
+            format!("/nonexistent-a:{}", examples_dir().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "9\n");
+}
+
+#[test]
+fn the_default_directory_is_next_to_the_executable() {
+    // Lay out a private copy of calc with a plugins/ folder beside it, as the README's build does.
+    let dir = calc_tests::scratch_dir(&format!("default-dir-{}", std::process::id()));
+    let exe = dir.join("calc");
+    std::fs::copy(calc_tests::calc_binary(), &exe).unwrap();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, plugins.join(p.file_name().unwrap())).unwrap();
+    }
+    let out = std::process::Command::new(&exe)
+        .args(["eval", "2 ^ 10 - max(3, 4) / 2"])
+        .env_remove("CALC_PLUGIN_PATH")
+        .env("XDG_DATA_HOME", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("1022\n".into(), String::new())
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = run_calc(&["--help"]);
+    let help = text(&out.stdout);
+    for line in [
+        "Exit status:",
+        "1  an operation failed",
+        "2  invalid command line or expression",
+        "CALC_PLUGIN_PATH",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from --help");
+    }
+}

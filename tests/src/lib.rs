@@ -1,0 +1,96 @@
+//! Fixtures shared by the integration tests: plugin libraries built once per test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub use xtask::build::{build_c_plugin, cargo_build, library_file_name, target_dir};
+pub use xtask::workspace_root;
+
+/// A fresh directory for this test binary's fixtures: `target/calc-tests/<name>`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = target_dir().join("calc-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// Every example plugin (C and Rust) built into one directory, once per process.
+pub fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("examples-{}", std::process::id()));
+        xtask::build::build_examples(&dir).unwrap_or_else(|e| panic!("building the examples: {e}"));
+        dir
+    })
+}
+
+/// The `calc` executable, built once per process.
+pub fn calc_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = cargo_build(&["calc-host"]).unwrap_or_else(|e| panic!("building calc: {e}"));
+        dir.join(format!("calc{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// The broken-plugin cases of `tests/broken/broken.c`: the macro suffix of each.
+pub const BROKEN_CASES: &[&str] = &[
+    "NO_ENTRY",
+    "ENTRY_NULL",
+    "BAD_MAGIC",
+    "ABI_MAJOR_NEW",
+    "ABI_MAJOR_OLD",
+    "ABI_MINOR_NEW",
+    "SIZE_SMALL",
+    "NULL_NAME",
+    "NON_UTF8_NAME",
+    "BAD_VERSION",
+    "API_INCOMPATIBLE",
+    "NULL_EXECUTE",
+    "DUPLICATE_OPS",
+    "BAD_KIND",
+    "BAD_ARITY",
+    "INIT_FAILS",
+];
+
+/// The corpus of broken plugins next to valid ones, built once per process into one
+/// directory: `libbroken_<case>.so` for each case, `libgood_c.so` (valid C), `librust_panic.so`
+/// (valid Rust plugin whose `boom` panics) and `libgarbage.so` (a text file).
+pub fn broken_corpus_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("broken-{}", std::process::id()));
+        let source = workspace_root().join("tests/broken/broken.c");
+        for case in BROKEN_CASES {
+            let out = dir.join(library_file_name(&format!(
+                "broken_{}",
+                case.to_lowercase()
+            )));
+            build_c_plugin(&source, &out, &[&format!("-DBROKEN_{case}")])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        build_c_plugin(&source, &dir.join(library_file_name("good_c")), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let artifacts = cargo_build(&["calc-fixture-rust-panic"]).unwrap_or_else(|e| panic!("{e}"));
+        let panic_lib = library_file_name("rust_panic");
+        xtask::build::copy_fresh(&artifacts.join(&panic_lib), &dir.join(&panic_lib))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.join(library_file_name("garbage")),
+            "this is not a shared library\n",
+        )
+        .unwrap();
+        dir
+    })
+}
+
+/// Runs `calc` with `args`, with `CALC_PLUGIN_PATH` removed from the environment.
+pub fn run_calc(args: &[&str]) -> std::process::Output {
+    Command::new(calc_binary())
+        .args(args)
+        .env_remove("CALC_PLUGIN_PATH")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("calc runs")
+}
