@@ -161,8 +161,9 @@ typedef calc_status_t (*calc_init_fn)(const struct calc_host_api_t *host,
 
 // Destroys the instance state created by `init`.
 //
-// Called exactly once for every successful `init`, after the last `execute` has returned and
-// before the library is unloaded. Must not fail. `[main-thread]`
+// Called exactly once for every successful `init` (for a plugin without `init`, once with a
+// NULL instance), after the last `execute` has returned and before the library is unloaded.
+// Never called after a failed `init`. Must not fail. `[main-thread]`
 //
 // Since ABI 1.0.
 typedef void (*calc_shutdown_fn)(void *instance);

@@ -41,8 +41,9 @@ pub type calc_init_fn = Option<
 
 /// Destroys the instance state created by `init`.
 ///
-/// Called exactly once for every successful `init`, after the last `execute` has returned and
-/// before the library is unloaded. Must not fail. `[main-thread]`
+/// Called exactly once for every successful `init` (for a plugin without `init`, once with a
+/// NULL instance), after the last `execute` has returned and before the library is unloaded.
+/// Never called after a failed `init`. Must not fail. `[main-thread]`
 ///
 /// Since ABI 1.0.
 pub type calc_shutdown_fn = Option<unsafe extern "C" fn(instance: *mut c_void)>;
