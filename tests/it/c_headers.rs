@@ -157,3 +157,18 @@ fn example_plugins_export_only_plugin_entry() {
         assert_eq!(symbols, ["plugin_entry"], "{}", path.display());
     }
 }
+
+#[test]
+fn the_readme_c_plugin_builds_and_loads() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let start = readme.find("```c\n").expect("README has a C example") + "```c\n".len();
+    let source = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = scratch_dir(&format!("readme-{}", std::process::id()));
+    let src = dir.join("plugin.c");
+    std::fs::write(&src, source).unwrap();
+    let lib = dir.join(calc_tests::library_file_name("readme_add"));
+    calc_tests::build_c_plugin(&src, &lib, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut m = calc_host::PluginManager::new();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.eval("40 + 2"), Ok(42.0));
+}
