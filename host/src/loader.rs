@@ -131,11 +131,14 @@ unsafe fn read_str(p: *const c_char) -> RawStr {
     RawStr::TooLong
 }
 
-/// Loads, validates and initialises the plugin at `path`. `config` gives the configuration
-/// values for a plugin of the given name; it is asked once, after validation.
+/// Loads, validates and initialises the plugin at `path`.
+///
+/// `admit` sees the validated metadata before `init` runs: it may refuse the plugin (for
+/// example because another plugin has the same name), or return the configuration values the
+/// plugin can read through the host services.
 pub fn load(
     path: &Path,
-    config: impl FnOnce(&str) -> BTreeMap<String, String>,
+    admit: impl FnOnce(&PluginInfo) -> Result<BTreeMap<String, String>, LoadError>,
 ) -> Result<LoadedPlugin, LoadError> {
     let path = resolve(path)?;
     let library = open(&path).map_err(|source| LoadError::Open {
@@ -226,7 +229,8 @@ pub fn load(
     };
     let validated = validate::check_descriptor(&path, &raw)?;
 
-    let services = HostServices::new(&validated.info.name, &config(&validated.info.name));
+    let config = admit(&validated.info)?;
+    let services = HostServices::new(&validated.info.name, &config);
     let mut instance: *mut c_void = ptr::null_mut();
     if let Some(init) = validated.init {
         let mut buf = [0u8; ERROR_BUF];

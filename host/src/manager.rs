@@ -111,19 +111,17 @@ impl PluginManager {
     }
 
     fn try_load(&mut self, path: &Path) -> Result<usize, LoadError> {
-        let config = &self.config;
-        let plugin = loader::load(path, |name| config.get(name).cloned().unwrap_or_default())?;
-        if let Some(other) = self
-            .plugins
-            .iter()
-            .find(|p| p.info().name == plugin.info().name)
-        {
-            return Err(LoadError::DuplicatePlugin {
-                path: plugin.info().path.clone(),
-                name: plugin.info().name.clone(),
-                other: other.info().path.clone(),
-            });
-        }
+        let (plugins, config) = (&self.plugins, &self.config);
+        let plugin = loader::load(path, |info| {
+            match plugins.iter().find(|p| p.info().name == info.name) {
+                Some(other) => Err(LoadError::DuplicatePlugin {
+                    path: info.path.clone(),
+                    name: info.name.clone(),
+                    other: other.info().path.clone(),
+                }),
+                None => Ok(config.get(&info.name).cloned().unwrap_or_default()),
+            }
+        })?;
         let plugin = Arc::new(plugin);
         for index in 0..plugin.info().operations.len() {
             let handle = OpHandle::new(&plugin, index).expect("index is in range");
