@@ -57,38 +57,23 @@ static calc_status_t sqrt_execute(void *instance, const double *args, size_t arg
     return CALC_STATUS_OK;
 }
 
-static calc_status_t abs_execute(void *instance, const double *args, size_t arg_count,
-                                 double *out_result, char *error_buf, size_t error_buf_size)
-{
-    (void)instance;
-    if (!check_args("abs", 1, args, arg_count, out_result, error_buf, error_buf_size)) {
-        return CALC_STATUS_INVALID_ARGUMENT;
+/* Defines NAME_execute for a function of one operand that cannot fail: out = FN(x). */
+#define SIMPLE_UNARY(NAME, FN)                                                              \
+    static calc_status_t NAME##_execute(void *instance, const double *args, size_t arg_count, \
+                                        double *out_result, char *error_buf,                  \
+                                        size_t error_buf_size)                                \
+    {                                                                                         \
+        (void)instance;                                                                       \
+        if (!check_args(#NAME, 1, args, arg_count, out_result, error_buf, error_buf_size)) {  \
+            return CALC_STATUS_INVALID_ARGUMENT;                                              \
+        }                                                                                     \
+        *out_result = FN(args[0]);                                                            \
+        return CALC_STATUS_OK;                                                                \
     }
-    *out_result = fabs(args[0]);
-    return CALC_STATUS_OK;
-}
 
-static calc_status_t floor_execute(void *instance, const double *args, size_t arg_count,
-                                   double *out_result, char *error_buf, size_t error_buf_size)
-{
-    (void)instance;
-    if (!check_args("floor", 1, args, arg_count, out_result, error_buf, error_buf_size)) {
-        return CALC_STATUS_INVALID_ARGUMENT;
-    }
-    *out_result = floor(args[0]);
-    return CALC_STATUS_OK;
-}
-
-static calc_status_t ceil_execute(void *instance, const double *args, size_t arg_count,
-                                  double *out_result, char *error_buf, size_t error_buf_size)
-{
-    (void)instance;
-    if (!check_args("ceil", 1, args, arg_count, out_result, error_buf, error_buf_size)) {
-        return CALC_STATUS_INVALID_ARGUMENT;
-    }
-    *out_result = ceil(args[0]);
-    return CALC_STATUS_OK;
-}
+SIMPLE_UNARY(abs, fabs)
+SIMPLE_UNARY(floor, floor)
+SIMPLE_UNARY(ceil, ceil)
 
 static calc_status_t hypot_execute(void *instance, const double *args, size_t arg_count,
                                    double *out_result, char *error_buf, size_t error_buf_size)
