@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod capi;
 pub mod error;
 pub mod expr;
 pub mod info;

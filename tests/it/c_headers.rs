@@ -28,26 +28,25 @@ fn compile(compiler: &str, args: &[&str], source: &Path, out: Option<&Path>) {
 }
 
 #[test]
-fn header_compiles_alone_as_c_and_cpp_and_twice() {
+fn headers_compile_alone_as_c_and_cpp_and_twice() {
     let dir = scratch_dir(&format!("headers-{}", std::process::id()));
-    let tu = dir.join("tu.c");
-    std::fs::write(
-        &tu,
-        "#include \"calc_plugin.h\"\n#include \"calc_plugin.h\"\n",
-    )
-    .unwrap();
-    let tu_cpp = dir.join("tu.cpp");
-    std::fs::copy(&tu, &tu_cpp).unwrap();
     let strict = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
-    for std in ["-std=c99", "-std=c11", "-std=c17"] {
-        let mut args = vec![std, "-Wmissing-prototypes", "-Wstrict-prototypes"];
-        args.extend(strict);
-        compile("cc", &args, &tu, None);
-    }
-    for std in ["-std=c++11", "-std=c++17"] {
-        let mut args = vec![std];
-        args.extend(strict);
-        compile("c++", &args, &tu_cpp, None);
+    for header in ["calc_plugin.h", "calc_host.h"] {
+        let text = format!("#include \"{header}\"\n#include \"{header}\"\n");
+        let tu = dir.join(format!("{header}.c"));
+        std::fs::write(&tu, &text).unwrap();
+        let tu_cpp = dir.join(format!("{header}.cpp"));
+        std::fs::write(&tu_cpp, &text).unwrap();
+        for std in ["-std=c99", "-std=c11", "-std=c17"] {
+            let mut args = vec![std, "-Wmissing-prototypes", "-Wstrict-prototypes"];
+            args.extend(strict);
+            compile("cc", &args, &tu, None);
+        }
+        for std in ["-std=c++11", "-std=c++17"] {
+            let mut args = vec![std];
+            args.extend(strict);
+            compile("c++", &args, &tu_cpp, None);
+        }
     }
 }
 

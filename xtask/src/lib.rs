@@ -103,10 +103,52 @@ pub fn generate_plugin_header(root: &Path) -> Result<String, String> {
     String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
 }
 
+/// Rules for every function of `calc_host.h`, placed after its `#include`s.
+const HOST_HEADER_PRELUDE: &str = r#"
+/*
+ * libcalc_host: the calc plugin host for C and C++ programs. Link with -lcalc_host.
+ *
+ * Conventions:
+ * - Every fallible function returns a calc_status_t: CALC_STATUS_OK (0); a status an operation
+ *   reported (1-99, see calc_plugin.h); or a host status (100-199, CALC_STATUS_NULL_ARGUMENT and
+ *   the ones below). Out-parameters (out_*) are written only on success.
+ * - After each such call, calc_last_error_message() describes it on that thread (empty on
+ *   success): the file and reason of a failed load, the column of a parse error, the operation
+ *   and plugin of a failed call.
+ * - Handles are opaque and come in _new/_free pairs. _free(NULL) does nothing. Freeing twice is
+ *   undefined: set the pointer to NULL after freeing; any function given a NULL handle returns
+ *   CALC_STATUS_NULL_ARGUMENT (or NULL / 0) instead of crashing.
+ * - Thread tags: [thread-safe] functions may run concurrently with each other on the same handle;
+ *   [exclusive] ones need the handle to themselves.
+ * - Strings in and out are NUL-terminated UTF-8. Returned strings and structs are owned by the
+ *   library; each function says until when they are valid. No panic or exception crosses the API.
+ */"#;
+
+/// Generates the text of `include/calc_host.h` from `host/src/capi/` and `host/cbindgen.toml`.
+pub fn generate_host_header(root: &Path) -> Result<String, String> {
+    let host = root.join("host");
+    let mut config = cbindgen::Config::from_file(host.join("cbindgen.toml"))?;
+    config.after_includes = Some(HOST_HEADER_PRELUDE.to_string());
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for module in ["error", "host", "op"] {
+        builder = builder.with_src(host.join("src/capi").join(format!("{module}.rs")));
+    }
+    let bindings = builder.generate().map_err(|e| format!("cbindgen: {e}"))?;
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
+}
+
 /// Every generated header: its path relative to the workspace root, and its expected text.
 pub fn generated_headers(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
-    Ok(vec![(
-        PathBuf::from("include/calc_plugin.h"),
-        generate_plugin_header(root)?,
-    )])
+    Ok(vec![
+        (
+            PathBuf::from("include/calc_plugin.h"),
+            generate_plugin_header(root)?,
+        ),
+        (
+            PathBuf::from("include/calc_host.h"),
+            generate_host_header(root)?,
+        ),
+    ])
 }

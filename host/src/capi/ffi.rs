@@ -1,0 +1,122 @@
+//! Pointer conversions and the panic boundary shared by every exported function.
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use calc_sdk::abi::{calc_status_t, CALC_STATUS_OK};
+
+use super::error::{
+    set_last_error, CALC_STATUS_INTERNAL, CALC_STATUS_INVALID_UTF8, CALC_STATUS_NULL_ARGUMENT,
+};
+
+/// A failure to report to C: its status and message.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) code: calc_status_t,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(code: calc_status_t, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn null(what: &str) -> Self {
+        Self::new(CALC_STATUS_NULL_ARGUMENT, format!("{what} is NULL"))
+    }
+}
+
+/// Runs the body of a status-returning function: records the outcome as the thread's last
+/// error and turns a panic into `CALC_STATUS_INTERNAL`.
+pub(crate) fn ffi_status(f: impl FnOnce() -> Result<(), ApiError>) -> calc_status_t {
+    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(ApiError::new(
+            CALC_STATUS_INTERNAL,
+            "internal error in libcalc_host (a bug: please report it)",
+        ))
+    });
+    match result {
+        Ok(()) => {
+            set_last_error(CALC_STATUS_OK, "");
+            CALC_STATUS_OK
+        }
+        Err(e) => {
+            set_last_error(e.code, &e.message);
+            e.code
+        }
+    }
+}
+
+/// Runs the body of a getter (no status), returning `fallback` on a panic.
+pub(crate) fn ffi_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// Borrows a C string argument as UTF-8.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, ApiError> {
+    if p.is_null() {
+        return Err(ApiError::null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+        ApiError::new(
+            CALC_STATUS_INVALID_UTF8,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
+}
+
+/// Borrows `(ptr, len)` as a slice; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// Unless `len` is 0, `p` must point to `len` initialised values valid for `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(
+    p: *const T,
+    len: usize,
+    what: &str,
+) -> Result<&'a [T], ApiError> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(ApiError::null(what));
+    }
+    // SAFETY: non-NULL and valid for `len` elements per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Borrows a handle.
+///
+/// # Safety
+/// `p` must be NULL or a live handle of type `T` created by this library.
+pub(crate) unsafe fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T, ApiError> {
+    // SAFETY: NULL or live per the contract.
+    unsafe { p.as_ref() }.ok_or_else(|| ApiError::null(what))
+}
+
+/// Borrows a handle mutably.
+///
+/// # Safety
+/// `p` must be NULL or a live handle of type `T` not used by any other thread during the call.
+pub(crate) unsafe fn handle_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, ApiError> {
+    // SAFETY: NULL or live and exclusive per the contract.
+    unsafe { p.as_mut() }.ok_or_else(|| ApiError::null(what))
+}
+
+/// Checks an out-parameter.
+///
+/// # Safety
+/// `p` must be NULL or valid for a write of `T`.
+pub(crate) unsafe fn out<'a, T>(
+    p: *mut T,
+    what: &str,
+) -> Result<&'a mut std::mem::MaybeUninit<T>, ApiError> {
+    // SAFETY: NULL or writable per the contract; `MaybeUninit` makes no claim on the old value.
+    unsafe { p.cast::<std::mem::MaybeUninit<T>>().as_mut() }.ok_or_else(|| ApiError::null(what))
+}

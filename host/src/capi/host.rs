@@ -1,0 +1,521 @@
+//! `calc_host_t`: a plugin manager for C callers.
+
+use std::ffi::{c_char, CString};
+use std::path::Path;
+
+use calc_sdk::abi::{
+    calc_associativity_t, calc_operation_kind_t, calc_status_t, CALC_ARITY_VARIADIC,
+    CALC_ASSOCIATIVITY_LEFT, CALC_ASSOCIATIVITY_NONE, CALC_ASSOCIATIVITY_RIGHT,
+    CALC_OPERATION_KIND_FUNCTION, CALC_OPERATION_KIND_INFIX,
+};
+
+use super::error::{CALC_STATUS_LOAD_FAILED, CALC_STATUS_NOT_FOUND, CALC_STATUS_PARSE_ERROR};
+use super::ffi::{ffi_status, ffi_value, handle, handle_mut, out, slice_arg, str_arg, ApiError};
+use crate::error::EvalError;
+use crate::info::{OperationKind, PluginInfo};
+use crate::manager::PluginManager;
+
+/// A plugin host: the plugins it loaded, the files that failed, and the operations they provide.
+///
+/// Opaque; wraps the Rust `calc_host::PluginManager`. Create with `calc_host_new`, destroy with
+/// `calc_host_free`, which shuts every plugin down. Thread safety: functions taking
+/// `const calc_host_t *` may run concurrently from any threads; functions taking
+/// `calc_host_t *` (loading, configuration, free) need exclusive access. The handle may be moved
+/// between threads.
+pub struct calc_host_t {
+    manager: PluginManager,
+    plugins: Vec<PluginView>,
+    failures: Vec<FailureView>,
+}
+
+/// Metadata of one loaded plugin. Owned by the host and valid until `calc_host_free`.
+/// Fields may be appended in later versions; read only the ones your header declares.
+///
+/// Since calc_host 1.0.
+#[repr(C)]
+pub struct calc_plugin_info_t {
+    /// Plugin name, unique in this host.
+    pub name: *const c_char,
+    /// The plugin's version (semver).
+    pub version: *const c_char,
+    /// Author; empty when the plugin declared none.
+    pub author: *const c_char,
+    /// One line for humans; may be empty.
+    pub description: *const c_char,
+    /// Absolute path of the library it was loaded from.
+    pub path: *const c_char,
+    /// The ABI version it was built for, `"major.minor"`.
+    pub abi_version: *const c_char,
+    /// The SDK version it was built with (semver).
+    pub sdk_version: *const c_char,
+    /// Its requirement on the host API version (semver requirement).
+    pub api_requirement: *const c_char,
+    /// Number of operations; read them with `calc_host_operation_info`.
+    pub operation_count: usize,
+}
+
+/// Declaration of one operation of a loaded plugin. Owned by the host and valid until
+/// `calc_host_free`. Fields may be appended in later versions.
+///
+/// Since calc_host 1.0.
+#[repr(C)]
+pub struct calc_operation_info_t {
+    /// Name, unique within its plugin.
+    pub name: *const c_char,
+    /// One line for humans; may be empty.
+    pub description: *const c_char,
+    /// Infix symbol, or NULL for a function.
+    pub symbol: *const c_char,
+    /// `CALC_OPERATION_KIND_INFIX` or `CALC_OPERATION_KIND_FUNCTION`.
+    pub kind: calc_operation_kind_t,
+    /// `CALC_ASSOCIATIVITY_LEFT`/`_RIGHT` for infix operators, `_NONE` for functions.
+    pub associativity: calc_associativity_t,
+    /// Binding strength of an infix operator; 0 for functions.
+    pub precedence: i32,
+    /// Fewest operands.
+    pub min_arity: u32,
+    /// Most operands, or `CALC_ARITY_VARIADIC`.
+    pub max_arity: u32,
+}
+
+/// A file that failed to load. Owned by the host and valid until `calc_host_free`.
+///
+/// Since calc_host 1.0.
+#[repr(C)]
+pub struct calc_load_failure_t {
+    /// The file or directory.
+    pub path: *const c_char,
+    /// One line: the path and the reason, e.g. `"/p/libx.so: not a calc plugin: bad magic ..."`.
+    pub message: *const c_char,
+}
+
+/// C views of one plugin's metadata and the strings they point into.
+struct PluginView {
+    info: calc_plugin_info_t,
+    operations: Vec<calc_operation_info_t>,
+    _strings: Vec<CString>,
+}
+
+struct FailureView {
+    failure: calc_load_failure_t,
+    _strings: Vec<CString>,
+}
+
+// SAFETY: the views are immutable after construction, and their raw pointers point into the
+// heap buffers of the `CString`s they own, which do not move when the view moves.
+unsafe impl Send for PluginView {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for PluginView {}
+// SAFETY: as for `PluginView`.
+unsafe impl Send for FailureView {}
+// SAFETY: as for `PluginView`.
+unsafe impl Sync for FailureView {}
+
+/// Collects `CString`s and hands out pointers to them.
+#[derive(Default)]
+struct Strings(Vec<CString>);
+
+impl Strings {
+    fn add(&mut self, s: &str) -> *const c_char {
+        let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
+        let p = c.as_ptr();
+        self.0.push(c);
+        p
+    }
+}
+
+impl PluginView {
+    fn new(p: &PluginInfo) -> Self {
+        let mut s = Strings::default();
+        let operations = p
+            .operations
+            .iter()
+            .map(|op| {
+                let (min_arity, max_arity) = op.arity();
+                let (kind, associativity, precedence, symbol) = match &op.kind {
+                    OperationKind::Infix {
+                        symbol,
+                        precedence,
+                        right_associative,
+                    } => (
+                        CALC_OPERATION_KIND_INFIX,
+                        if *right_associative {
+                            CALC_ASSOCIATIVITY_RIGHT
+                        } else {
+                            CALC_ASSOCIATIVITY_LEFT
+                        },
+                        *precedence,
+                        s.add(symbol),
+                    ),
+                    OperationKind::Function { .. } => (
+                        CALC_OPERATION_KIND_FUNCTION,
+                        CALC_ASSOCIATIVITY_NONE,
+                        0,
+                        std::ptr::null(),
+                    ),
+                };
+                calc_operation_info_t {
+                    name: s.add(&op.name),
+                    description: s.add(&op.description),
+                    symbol,
+                    kind,
+                    associativity,
+                    precedence,
+                    min_arity,
+                    max_arity: max_arity.unwrap_or(CALC_ARITY_VARIADIC),
+                }
+            })
+            .collect();
+        let info = calc_plugin_info_t {
+            name: s.add(&p.name),
+            version: s.add(&p.version.to_string()),
+            author: s.add(&p.author),
+            description: s.add(&p.description),
+            path: s.add(&p.path.to_string_lossy()),
+            abi_version: s.add(&p.abi_version),
+            sdk_version: s.add(&p.sdk_version.to_string()),
+            api_requirement: s.add(&p.api_requirement.to_string()),
+            operation_count: p.operations.len(),
+        };
+        PluginView {
+            info,
+            operations,
+            _strings: s.0,
+        }
+    }
+}
+
+impl calc_host_t {
+    /// Adds C views for plugins and failures recorded since the last sync.
+    fn sync(&mut self) {
+        let known = self.plugins.len();
+        let new: Vec<PluginView> = self
+            .manager
+            .plugins()
+            .skip(known)
+            .map(PluginView::new)
+            .collect();
+        self.plugins.extend(new);
+        for f in self.manager.failures().iter().skip(self.failures.len()) {
+            let mut s = Strings::default();
+            let failure = calc_load_failure_t {
+                path: s.add(&f.path.to_string_lossy()),
+                message: s.add(&f.error.to_string()),
+            };
+            self.failures.push(FailureView {
+                failure,
+                _strings: s.0,
+            });
+        }
+    }
+
+    /// The manager behind this handle, for Rust code embedding the C API.
+    pub fn manager(&self) -> &PluginManager {
+        &self.manager
+    }
+}
+
+fn eval_error(e: EvalError) -> ApiError {
+    match e {
+        EvalError::Parse { .. } => ApiError::new(CALC_STATUS_PARSE_ERROR, e.to_string()),
+        EvalError::Call(c) => ApiError::new(c.status.code(), c.to_string()),
+    }
+}
+
+/// The version of libcalc_host (semver), e.g. `"1.0.0"`: static, never freed. `[thread-safe]`
+#[no_mangle]
+pub extern "C" fn calc_host_version() -> *const c_char {
+    static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => panic!("version contains a NUL"),
+    };
+    VERSION.as_ptr()
+}
+
+/// Creates an empty host and writes it to `*out_host`.
+///
+/// Free it with `calc_host_free`. On error `*out_host` is unchanged.
+///
+/// # Safety
+/// `out_host` must be NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_new(out_host: *mut *mut calc_host_t) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let out_host = unsafe { out(out_host, "out_host") }?;
+        let host = Box::new(calc_host_t {
+            manager: PluginManager::new(),
+            plugins: Vec::new(),
+            failures: Vec::new(),
+        });
+        out_host.write(Box::into_raw(host));
+        Ok(())
+    })
+}
+
+/// Shuts down every plugin of `host` (in reverse load order), unloads them and frees the host
+/// with every string and struct it returned. `calc_op_t` handles made from it stay valid and
+/// keep their own plugin loaded until they are freed. NULL does nothing. Freeing twice is
+/// undefined: set your pointer to NULL afterwards. `[exclusive]`
+///
+/// # Safety
+/// `host` must be NULL or a host from `calc_host_new` that is not used again.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_free(host: *mut calc_host_t) {
+    if host.is_null() {
+        return;
+    }
+    ffi_value((), || {
+        // SAFETY: per the contract this is the unique owner, created by `Box::into_raw`.
+        drop(unsafe { Box::from_raw(host) });
+    });
+}
+
+/// Sets a configuration value the plugin named `plugin` can read through its host services
+/// (`get_config`). Applies to plugins loaded afterwards. Strings are copied. `[exclusive]`
+///
+/// # Safety
+/// `host` must be NULL or live; the strings NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_set_plugin_config(
+    host: *mut calc_host_t,
+    plugin: *const c_char,
+    key: *const c_char,
+    value: *const c_char,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, plugin, key, value) = unsafe {
+            (
+                handle_mut(host, "host")?,
+                str_arg(plugin, "plugin")?,
+                str_arg(key, "key")?,
+                str_arg(value, "value")?,
+            )
+        };
+        host.manager.set_plugin_config(plugin, key, value);
+        Ok(())
+    })
+}
+
+/// Loads, validates and initialises the plugin library at `path`.
+///
+/// On failure returns `CALC_STATUS_LOAD_FAILED` with the file and the reason in
+/// `calc_last_error_message()`; the failure is also listed by `calc_host_failure`, and the host
+/// stays usable. `[exclusive]`
+///
+/// # Safety
+/// `host` must be NULL or live; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_load_file(
+    host: *mut calc_host_t,
+    path: *const c_char,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, path) = unsafe { (handle_mut(host, "host")?, str_arg(path, "path")?) };
+        let result = host
+            .manager
+            .load_file(Path::new(path))
+            .map(|_| ())
+            .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()));
+        host.sync();
+        result
+    })
+}
+
+/// Loads every shared library in directory `dir`, in file-name order.
+///
+/// Returns `CALC_STATUS_OK` when the directory could be read, even if some plugins in it failed
+/// (list them with `calc_host_failure`); `CALC_STATUS_LOAD_FAILED` when it could not. Writes the
+/// number of plugins loaded to `*out_loaded` unless it is NULL. `[exclusive]`
+///
+/// # Safety
+/// `host` must be NULL or live; `dir` NULL or NUL-terminated; `out_loaded` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_load_dir(
+    host: *mut calc_host_t,
+    dir: *const c_char,
+    out_loaded: *mut usize,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, dir) = unsafe { (handle_mut(host, "host")?, str_arg(dir, "dir")?) };
+        let result = host
+            .manager
+            .load_dir(Path::new(dir))
+            .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()));
+        host.sync();
+        let loaded = result?;
+        if !out_loaded.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { out_loaded.write(loaded) };
+        }
+        Ok(())
+    })
+}
+
+/// Number of loaded plugins; 0 for a NULL host. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_plugin_count(host: *const calc_host_t) -> usize {
+    ffi_value(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { handle(host, "host") }.map_or(0, |h| h.plugins.len())
+    })
+}
+
+/// Metadata of plugin `index` (0-based, load order), or NULL when `host` is NULL or `index` is
+/// out of range. Owned by the host, valid until `calc_host_free`. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_plugin_info(
+    host: *const calc_host_t,
+    index: usize,
+) -> *const calc_plugin_info_t {
+    ffi_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(host) = (unsafe { handle(host, "host") }) else {
+            return std::ptr::null();
+        };
+        host.plugins
+            .get(index)
+            .map_or(std::ptr::null(), |p| &p.info)
+    })
+}
+
+/// Declaration of operation `op_index` of plugin `plugin_index`, or NULL when out of range or
+/// `host` is NULL. Owned by the host, valid until `calc_host_free`. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_operation_info(
+    host: *const calc_host_t,
+    plugin_index: usize,
+    op_index: usize,
+) -> *const calc_operation_info_t {
+    ffi_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(host) = (unsafe { handle(host, "host") }) else {
+            return std::ptr::null();
+        };
+        host.plugins
+            .get(plugin_index)
+            .and_then(|p| p.operations.get(op_index))
+            .map_or(std::ptr::null(), |o| o)
+    })
+}
+
+/// Number of files that failed to load so far; 0 for a NULL host. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_failure_count(host: *const calc_host_t) -> usize {
+    ffi_value(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { handle(host, "host") }.map_or(0, |h| h.failures.len())
+    })
+}
+
+/// Failure `index` (0-based, in the order files were tried), or NULL when out of range or `host`
+/// is NULL. Owned by the host, valid until `calc_host_free`. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_failure(
+    host: *const calc_host_t,
+    index: usize,
+) -> *const calc_load_failure_t {
+    ffi_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(host) = (unsafe { handle(host, "host") }) else {
+            return std::ptr::null();
+        };
+        host.failures
+            .get(index)
+            .map_or(std::ptr::null(), |f| &f.failure)
+    })
+}
+
+/// Calls the operation named `operation` (or the infix operator with that symbol) with
+/// `arg_count` operands and writes the result to `*out_result`.
+///
+/// Returns `CALC_STATUS_NOT_FOUND` when no plugin provides it, `CALC_STATUS_INVALID_ARGUMENT`
+/// for a wrong operand count, or the status the operation reported (e.g.
+/// `CALC_STATUS_DIVISION_BY_ZERO`), with a message naming the operation and plugin. For repeated
+/// calls, resolve the name once with `calc_op_new`. `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live; `operation` NULL or NUL-terminated; `args` valid for
+/// `arg_count` values (may be NULL when 0); `out_result` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_call(
+    host: *const calc_host_t,
+    operation: *const c_char,
+    args: *const f64,
+    arg_count: usize,
+    out_result: *mut f64,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, name, args, out_result) = unsafe {
+            (
+                handle(host, "host")?,
+                str_arg(operation, "operation")?,
+                slice_arg(args, arg_count, "args")?,
+                out(out_result, "out_result")?,
+            )
+        };
+        let op = host.manager.operation(name).ok_or_else(|| {
+            ApiError::new(
+                CALC_STATUS_NOT_FOUND,
+                format!("unknown operation '{name}' (no loaded plugin provides it)"),
+            )
+        })?;
+        let value = op
+            .call(args)
+            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
+        out_result.write(value);
+        Ok(())
+    })
+}
+
+/// Parses and evaluates `expression` (infix operators, parentheses, unary minus, function
+/// calls, all from the loaded plugins) and writes the result to `*out_result`.
+///
+/// Returns `CALC_STATUS_PARSE_ERROR` for a malformed expression or an unknown operator or
+/// function (the message gives the column), or the status of the operation that failed.
+/// `[thread-safe]`
+///
+/// # Safety
+/// `host` must be NULL or live; `expression` NULL or NUL-terminated; `out_result` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_eval(
+    host: *const calc_host_t,
+    expression: *const c_char,
+    out_result: *mut f64,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, expression, out_result) = unsafe {
+            (
+                handle(host, "host")?,
+                str_arg(expression, "expression")?,
+                out(out_result, "out_result")?,
+            )
+        };
+        let value = host.manager.eval(expression).map_err(eval_error)?;
+        out_result.write(value);
+        Ok(())
+    })
+}
