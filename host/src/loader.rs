@@ -24,7 +24,7 @@ use calc_sdk::Status;
 use crate::error::{CallError, LoadError};
 use crate::info::{OperationInfo, PluginInfo};
 use crate::services::HostServices;
-use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, RawStr};
+use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, RawStr, Validated};
 
 type ExecuteFn = unsafe extern "C" fn(
     *mut c_void,
@@ -96,7 +96,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
 }
 
 #[cfg(unix)]
-fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+fn dlopen(path: &Path) -> Result<libloading::Library, libloading::Error> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
     // SAFETY: loading a library runs its initialisers; that is the inherent risk of native
     // plugins, accepted by whoever put the file in a plugin directory. `path` is absolute, so the
@@ -105,7 +105,7 @@ fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
 }
 
 #[cfg(not(unix))]
-fn open(path: &Path) -> Result<libloading::Library, libloading::Error> {
+fn dlopen(path: &Path) -> Result<libloading::Library, libloading::Error> {
     // SAFETY: as above.
     unsafe { libloading::Library::new(path) }
 }
@@ -131,6 +131,21 @@ unsafe fn read_str(p: *const c_char) -> RawStr {
     RawStr::TooLong
 }
 
+/// A plugin library that is open and whose descriptor passed validation, but whose `init` has
+/// not run: nothing in it but `plugin_entry` has been called. Dropping it closes the library.
+pub struct OpenedPlugin {
+    validated: Validated,
+    library: libloading::Library,
+}
+
+impl std::fmt::Debug for OpenedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedPlugin")
+            .field("info", &self.validated.info)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Loads, validates and initialises the plugin at `path`.
 ///
 /// `admit` sees the validated metadata before `init` runs: it may refuse the plugin (for
@@ -140,8 +155,21 @@ pub fn load(
     path: &Path,
     admit: impl FnOnce(&PluginInfo) -> Result<BTreeMap<String, String>, LoadError>,
 ) -> Result<LoadedPlugin, LoadError> {
+    let opened = open(path)?;
+    let config = admit(opened.info())?;
+    opened.initialise(&config)
+}
+
+/// Validates the plugin at `path` without initialising it, and closes it again: what
+/// `calc plugins check` does. Returns its metadata or the reason it would be refused.
+pub fn inspect(path: &Path) -> Result<PluginInfo, LoadError> {
+    open(path).map(|o| o.validated.info)
+}
+
+/// Opens the library at `path` and validates its descriptor (steps 1 to 5 of the module docs).
+pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
     let path = resolve(path)?;
-    let library = open(&path).map_err(|source| LoadError::Open {
+    let library = dlopen(&path).map_err(|source| LoadError::Open {
         path: path.clone(),
         source,
     })?;
@@ -228,41 +256,54 @@ pub fn load(
         }
     };
     let validated = validate::check_descriptor(&path, &raw)?;
+    Ok(OpenedPlugin { validated, library })
+}
 
-    let config = admit(&validated.info)?;
-    let services = HostServices::new(&validated.info.name, &config);
-    let mut instance: *mut c_void = ptr::null_mut();
-    if let Some(init) = validated.init {
-        let mut buf = [0u8; ERROR_BUF];
-        // SAFETY: the descriptor passed validation; `services` outlives the instance (it is
-        // stored in the `LoadedPlugin` that owns the instance); `buf` is writable for ERROR_BUF.
-        let status = unsafe {
-            init(
-                services.api(),
-                &mut instance,
-                buf.as_mut_ptr().cast(),
-                ERROR_BUF,
-            )
-        };
-        if status != abi::CALC_STATUS_OK {
-            let status = Status::from_code(status).unwrap_or(Status::Error);
-            return Err(LoadError::InitFailed {
-                path,
-                plugin: validated.info.name,
-                status,
-                message: message_from(&buf, status),
-            });
-        }
+impl OpenedPlugin {
+    /// The validated metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.validated.info
     }
-    tracing::debug!(plugin = %validated.info.name, path = %path.display(), "loaded");
-    Ok(LoadedPlugin {
-        info: validated.info,
-        executes: validated.executes,
-        instance,
-        shutdown: validated.shutdown,
-        services,
-        _library: library,
-    })
+
+    /// Runs the plugin's `init` with host services carrying `config` (step 6). On failure the
+    /// library is closed and `shutdown` is not called.
+    pub fn initialise(self, config: &BTreeMap<String, String>) -> Result<LoadedPlugin, LoadError> {
+        let OpenedPlugin { validated, library } = self;
+        let path = validated.info.path.clone();
+        let services = HostServices::new(&validated.info.name, config);
+        let mut instance: *mut c_void = ptr::null_mut();
+        if let Some(init) = validated.init {
+            let mut buf = [0u8; ERROR_BUF];
+            // SAFETY: the descriptor passed validation; `services` outlives the instance (it is
+            // stored in the `LoadedPlugin` that owns the instance); `buf` is writable for ERROR_BUF.
+            let status = unsafe {
+                init(
+                    services.api(),
+                    &mut instance,
+                    buf.as_mut_ptr().cast(),
+                    ERROR_BUF,
+                )
+            };
+            if status != abi::CALC_STATUS_OK {
+                let status = Status::from_code(status).unwrap_or(Status::Error);
+                return Err(LoadError::InitFailed {
+                    path,
+                    plugin: validated.info.name,
+                    status,
+                    message: message_from(&buf, status),
+                });
+            }
+        }
+        tracing::debug!(plugin = %validated.info.name, path = %path.display(), "loaded");
+        Ok(LoadedPlugin {
+            info: validated.info,
+            executes: validated.executes,
+            instance,
+            shutdown: validated.shutdown,
+            services,
+            _library: library,
+        })
+    }
 }
 
 /// The message in an error buffer: the bytes before the first NUL, lossily decoded; the status
@@ -367,6 +408,37 @@ impl OpHandle {
         Err(self.call_error(Status::from_code(status).unwrap_or(Status::Error), message))
     }
 
+    /// Calls the operation and returns exactly what the plugin produced, for conformance
+    /// checking: the raw status, the output value (meaningful only on success) and the raw
+    /// message bytes up to the first NUL (`None` when the plugin left no NUL-terminated message
+    /// in the buffer). The operand count is not checked: callers may probe the plugin's own
+    /// checks, within the declared arity.
+    pub fn call_raw(&self, args: &[f64]) -> RawOutcome {
+        let mut out = 0.0f64;
+        // Pre-filled with a non-zero byte so that a message without terminator is detectable.
+        let mut buf = [0xFFu8; ERROR_BUF];
+        // SAFETY: as in `call`; the buffer is fully initialised, so any byte may be read back.
+        let status = unsafe {
+            (self.execute)(
+                self.instance,
+                args.as_ptr(),
+                args.len(),
+                &mut out,
+                buf.as_mut_ptr().cast(),
+                ERROR_BUF,
+            )
+        };
+        let message = buf
+            .iter()
+            .position(|&b| b == 0)
+            .map(|end| buf[..end].to_vec());
+        RawOutcome {
+            status,
+            value: out,
+            message,
+        }
+    }
+
     #[cold]
     fn arity_error(&self, got: usize) -> CallError {
         let expected = self.info().arity_text("operand");
@@ -390,6 +462,19 @@ impl OpHandle {
             },
         }
     }
+}
+
+/// What one raw call produced (see [`OpHandle::call_raw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOutcome {
+    /// The status code exactly as returned.
+    pub status: abi::calc_status_t,
+    /// The value written to `out_result` (0.0 if none was written).
+    pub value: f64,
+    /// The message bytes before the first NUL of the error buffer; `None` when the buffer holds
+    /// no NUL (the plugin wrote an unterminated message). On success the buffer is untouched,
+    /// so this is `None` too.
+    pub message: Option<Vec<u8>>,
 }
 
 /// Reads the message the plugin wrote into an error buffer.
