@@ -138,6 +138,20 @@ pub enum LoadError {
         /// The message it wrote.
         message: String,
     },
+    /// The plugin's version is outside the range the settings require for it.
+    #[error(
+        "{path}: plugin {plugin} {version} is outside the configured version range {requirement}"
+    )]
+    VersionRequirement {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        plugin: String,
+        /// The version it declares.
+        version: semver::Version,
+        /// The configured requirement.
+        requirement: semver::VersionReq,
+    },
     /// Another loaded plugin already has this name.
     #[error("{path}: a plugin named {name:?} is already loaded from {other}")]
     DuplicatePlugin {
@@ -150,7 +164,110 @@ pub enum LoadError {
     },
 }
 
+/// One field of a refused plugin next to what the host expected (as PostgreSQL's magic-block
+/// report does).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mismatch {
+    /// The field, e.g. `abi_version.major`.
+    pub field: String,
+    /// What the host accepts.
+    pub expected: String,
+    /// What the plugin declared.
+    pub found: String,
+}
+
 impl LoadError {
+    /// The variant's name in snake case, a stable identifier for tools (`"abi_version"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::NotFound { .. } => "not_found",
+            LoadError::NotAFile { .. } => "not_a_file",
+            LoadError::Directory { .. } => "directory",
+            LoadError::Open { .. } => "open",
+            LoadError::MissingEntry { .. } => "missing_entry",
+            LoadError::EntryReturnedNull { .. } => "entry_returned_null",
+            LoadError::BadMagic { .. } => "bad_magic",
+            LoadError::AbiVersion { .. } => "abi_version",
+            LoadError::StructSize { .. } => "struct_size",
+            LoadError::InvalidField { .. } => "invalid_field",
+            LoadError::Semver { .. } => "semver",
+            LoadError::ApiRequirement { .. } => "api_requirement",
+            LoadError::InitFailed { .. } => "init_failed",
+            LoadError::VersionRequirement { .. } => "version_requirement",
+            LoadError::DuplicatePlugin { .. } => "duplicate_plugin",
+        }
+    }
+
+    /// For version and layout refusals, each field the host expected next to what the plugin
+    /// declared; empty for other errors.
+    pub fn mismatches(&self) -> Vec<Mismatch> {
+        let m = |field: &str, expected: String, found: String| Mismatch {
+            field: field.to_string(),
+            expected,
+            found,
+        };
+        match self {
+            LoadError::BadMagic {
+                expected, found, ..
+            } => {
+                vec![m(
+                    "magic",
+                    format!("{expected:#018x} (\"CALCPLG1\")"),
+                    format!("{found:#018x}"),
+                )]
+            }
+            LoadError::AbiVersion { plugin, host, .. } => vec![
+                m(
+                    "abi_version.major",
+                    host.major.to_string(),
+                    plugin.major.to_string(),
+                ),
+                m(
+                    "abi_version.minor",
+                    if host.major == 0 {
+                        host.minor.to_string()
+                    } else {
+                        format!("<= {}", host.minor)
+                    },
+                    plugin.minor.to_string(),
+                ),
+            ],
+            LoadError::StructSize {
+                what,
+                expected,
+                found,
+                abi,
+                ..
+            } => vec![m(
+                what,
+                format!(">= {expected} (ABI {abi})"),
+                found.to_string(),
+            )],
+            LoadError::Semver { field, value, .. } => vec![m(
+                field,
+                "a semver version or requirement".into(),
+                format!("{value:?}"),
+            )],
+            LoadError::ApiRequirement {
+                requirement,
+                host_version,
+                ..
+            } => vec![m(
+                "api_requirement",
+                format!("a requirement matching host API {host_version}"),
+                requirement.clone(),
+            )],
+            LoadError::VersionRequirement {
+                version,
+                requirement,
+                ..
+            } => {
+                vec![m("version", requirement.to_string(), version.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The file (or directory) the error is about.
     pub fn path(&self) -> &std::path::Path {
         match self {
@@ -167,6 +284,7 @@ impl LoadError {
             | LoadError::Semver { path, .. }
             | LoadError::ApiRequirement { path, .. }
             | LoadError::InitFailed { path, .. }
+            | LoadError::VersionRequirement { path, .. }
             | LoadError::DuplicatePlugin { path, .. } => path,
         }
     }

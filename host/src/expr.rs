@@ -8,8 +8,9 @@
 #![forbid(unsafe_code)]
 
 use crate::error::EvalError;
-use crate::loader::OpHandle;
-use crate::manager::PluginManager;
+use std::sync::Arc;
+
+use crate::manager::{OpSlot, PluginManager};
 
 /// Binding strength of the built-in unary minus.
 pub const UNARY_MINUS_PRECEDENCE: i32 = 30;
@@ -39,6 +40,14 @@ fn describe(t: &Tok) -> String {
         Tok::LParen => "'('".into(),
         Tok::RParen => "')'".into(),
         Tok::Comma => "','".into(),
+    }
+}
+
+/// "(no loaded plugin provides it)", or which disabled plugin would.
+fn unknown_because(mgr: &PluginManager, name: &str) -> String {
+    match mgr.disabled_provider(name) {
+        Some(p) => format!("(plugin {p} provides it but is disabled)"),
+        None => "(no loaded plugin provides it)".to_string(),
     }
 }
 
@@ -115,7 +124,7 @@ fn tokenize(src: &str, mgr: &PluginManager) -> Result<Vec<Token>, EvalError> {
                         .take(3)
                         .collect();
                     return Err(parse_error(
-                        format!("unknown operator '{run}' (no loaded plugin provides it)"),
+                        format!("unknown operator '{run}' {}", unknown_because(mgr, &run)),
                         column,
                     ));
                 }
@@ -134,7 +143,7 @@ fn tokenize(src: &str, mgr: &PluginManager) -> Result<Vec<Token>, EvalError> {
 enum Node {
     Num(f64),
     Neg(Box<Node>),
-    Call { op: OpHandle, args: Vec<Node> },
+    Call { slot: Arc<OpSlot>, args: Vec<Node> },
 }
 
 struct Parser<'a> {
@@ -176,9 +185,12 @@ impl Parser<'_> {
             column,
         }) = self.peek().cloned()
         {
-            let op = self.mgr.infix(&sym).ok_or_else(|| {
+            let slot = self.mgr.infix_slot(&sym).ok_or_else(|| {
                 parse_error(
-                    format!("unknown operator '{sym}' (no loaded plugin provides it)"),
+                    format!(
+                        "unknown operator '{sym}' {}",
+                        unknown_because(self.mgr, &sym)
+                    ),
                     column,
                 )
             })?;
@@ -186,14 +198,14 @@ impl Parser<'_> {
                 precedence,
                 right_associative,
                 ..
-            } = op.info().kind
+            } = slot.primary().info().kind
             else {
                 unreachable!("infix() returns only infix operators")
             };
             if precedence < min_precedence {
                 break;
             }
-            let op = op.clone();
+            let slot = Arc::clone(slot);
             self.pos += 1;
             let next_min = if right_associative {
                 precedence
@@ -202,7 +214,7 @@ impl Parser<'_> {
             };
             let rhs = self.expression(next_min)?;
             lhs = Node::Call {
-                op,
+                slot,
                 args: vec![lhs, rhs],
             };
         }
@@ -236,14 +248,18 @@ impl Parser<'_> {
     }
 
     fn call(&mut self, name: String, column: usize) -> Result<Node, EvalError> {
-        let op = self
+        let slot = self
             .mgr
-            .function(&name)
-            .or_else(|| self.mgr.operation(&name))
+            .slot(&name)
+            .filter(|s| s.primary().info().symbol().is_none())
+            .or_else(|| self.mgr.slot(&name))
             .cloned()
             .ok_or_else(|| {
                 parse_error(
-                    format!("unknown function '{name}' (no loaded plugin provides it)"),
+                    format!(
+                        "unknown function '{name}' {}",
+                        unknown_because(self.mgr, &name)
+                    ),
                     column,
                 )
             })?;
@@ -292,16 +308,17 @@ impl Parser<'_> {
                 }
             }
         }
-        let (min, max) = op.info().arity();
+        let op = slot.primary().info();
+        let (min, max) = op.arity();
         let n = args.len() as u32;
         if n < min || max.is_some_and(|m| n > m) {
-            let expected = op.info().arity_text("argument");
+            let expected = op.arity_text("argument");
             return Err(parse_error(
                 format!("{name} expects {expected}, got {n}"),
                 column,
             ));
         }
-        Ok(Node::Call { op, args })
+        Ok(Node::Call { slot, args })
     }
 }
 
@@ -333,20 +350,26 @@ pub fn compile(mgr: &PluginManager, src: &str) -> Result<Expression, EvalError> 
 impl Expression {
     /// Evaluates the expression; the first failing operation's error is returned.
     pub fn eval(&self) -> Result<f64, EvalError> {
-        Ok(eval(&self.root)?)
+        self.eval_with_key(0)
+    }
+
+    /// Evaluates the expression, choosing rollout implementations by the key hash `key`
+    /// (see [`crate::manager::rollout_hash`]).
+    pub fn eval_with_key(&self, key: u64) -> Result<f64, EvalError> {
+        Ok(eval(&self.root, key)?)
     }
 }
 
-fn eval(node: &Node) -> Result<f64, crate::error::CallError> {
+fn eval(node: &Node, key: u64) -> Result<f64, crate::error::CallError> {
     match node {
         Node::Num(n) => Ok(*n),
-        Node::Neg(inner) => Ok(-eval(inner)?),
-        Node::Call { op, args } => {
+        Node::Neg(inner) => Ok(-eval(inner, key)?),
+        Node::Call { slot, args } => {
             let mut values = Vec::with_capacity(args.len());
             for a in args {
-                values.push(eval(a)?);
+                values.push(eval(a, key)?);
             }
-            op.call(&values)
+            slot.call(&values, key)
         }
     }
 }
