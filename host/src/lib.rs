@@ -18,11 +18,14 @@
 #![deny(missing_docs)]
 
 pub mod capi;
+pub mod config;
+pub mod conformance;
 pub mod error;
 pub mod expr;
 pub mod info;
 pub mod loader;
 pub mod manager;
+pub mod scaffold;
 mod services;
 pub mod validate;
 

@@ -238,7 +238,7 @@ fn help_documents_exit_codes() {
     for line in [
         "Exit status:",
         "1  an operation failed",
-        "2  invalid command line or expression",
+        "2  invalid command line, configuration or expression",
         "CALC_PLUGIN_PATH",
     ] {
         assert!(help.contains(line), "{line:?} missing from --help");

@@ -31,12 +31,15 @@ fn init_reads_config_and_shutdown_runs_once_on_drop() {
     let trace = dir.join("trace.txt");
     let mut m = configured(&trace);
     m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(std::fs::read_to_string(&trace).unwrap(), "init 7.5\n");
+    assert_eq!(
+        std::fs::read_to_string(&trace).unwrap(),
+        "init lifecycle 7.5\n"
+    );
     assert_eq!(m.eval("value()"), Ok(7.5), "instance state reaches execute");
     drop(m);
     assert_eq!(
         std::fs::read_to_string(&trace).unwrap(),
-        "init 7.5\nshutdown 7.5\n"
+        "init lifecycle 7.5\nshutdown lifecycle 7.5\n"
     );
 }
 
@@ -55,7 +58,7 @@ fn a_plugin_refused_as_a_duplicate_never_runs_init() {
     drop(m);
     assert_eq!(
         std::fs::read_to_string(&trace).unwrap(),
-        "init 7.5\nshutdown 7.5\n"
+        "init lifecycle 7.5\nshutdown lifecycle 7.5\n"
     );
 }
 

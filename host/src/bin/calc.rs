@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use calc_host::{EvalError, PluginManager};
-use clap::{Parser, Subcommand};
+use calc_host::config::Settings;
+use calc_host::{EvalError, LoadError, PluginManager};
+use clap::{Parser, Subcommand, ValueEnum};
 
 const EXIT_OK: u8 = 0;
 const EXIT_CALL_FAILED: u8 = 1;
@@ -14,17 +15,24 @@ const EXIT_PLUGINS: u8 = 3;
 
 const AFTER_HELP: &str = "\
 Plugin directories:
-  --plugin-dir DIR (repeatable) and CALC_PLUGIN_PATH (':'-separated), in that order. When
-  neither is given, the default directories: <directory of the calc executable>/plugins, then
-  $XDG_DATA_HOME/calc/plugins (~/.local/share/calc/plugins); missing ones are skipped silently.
-  Libraries load in file-name order; a plugin that fails to load is reported and skipped.
+  --plugin-dir DIR (repeatable), CALC_PLUGIN_PATH (':'-separated) and the config file's
+  plugin_dirs, in that order. When none is given, the default directories: <directory of the
+  calc executable>/plugins, then $XDG_DATA_HOME/calc/plugins (~/.local/share/calc/plugins);
+  missing ones are skipped silently. Libraries load in file-name order; a plugin that fails to
+  load is reported and skipped.
+
+Configuration:
+  --config PATH or CALC_CONFIG, else $XDG_CONFIG_HOME/calc/config.toml (~/.config/calc/config.toml)
+  when it exists. It can disable plugins, require version ranges, pass values to plugins, choose
+  which plugin serves an operation and roll out a candidate implementation (docs/CONFIG.md).
 
 Exit status:
   0  success
   1  an operation failed (division by zero, domain error, error reported by a plugin)
-  2  invalid command line or expression (parse error, unknown operator or function,
-     wrong number of arguments)
-  3  plugins: `plugins list` found plugins that failed to load";
+  2  invalid command line, configuration or expression (parse error, unknown operator or
+     function, wrong number of arguments)
+  3  plugins: `plugins list` found plugins that failed to load, or `plugins check` refused
+     one or (with --conformance) found problems in one";
 
 /// A calculator whose operators and functions are plugins (C, C++ or Rust) loaded at run time.
 #[derive(Parser, Debug)]
@@ -33,6 +41,23 @@ struct Cli {
     /// Load plugins from this directory (repeatable; replaces the default directories).
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     plugin_dirs: Vec<PathBuf>,
+
+    /// Configuration file (default: $XDG_CONFIG_HOME/calc/config.toml when it exists).
+    #[arg(long, value_name = "PATH", env = "CALC_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    /// Do not load the plugin with this name (repeatable).
+    #[arg(long, value_name = "NAME", global = true)]
+    disable: Vec<String>,
+
+    /// Let the plugin with this name win every conflict (repeatable; first is strongest).
+    #[arg(long, value_name = "NAME", global = true)]
+    prefer: Vec<String>,
+
+    /// Rollout key (e.g. a user id): the same key always gets the same implementations
+    /// (default: the expression itself).
+    #[arg(long, value_name = "KEY", env = "CALC_ROLLOUT_KEY", global = true)]
+    rollout_key: Option<String>,
 
     /// Do not report plugins that failed to load (they are still skipped).
     #[arg(short, long, global = true)]
@@ -48,11 +73,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Evaluate an expression, e.g. `calc eval "2 ^ 10 - max(3, 4) / 2"`.
+    /// Evaluate expressions, e.g. `calc eval "2 ^ 10 - max(3, 4) / 2"`; one result per line.
     Eval {
-        /// The expression (may start with '-').
-        #[arg(allow_hyphen_values = true)]
-        expression: String,
+        /// The expressions (each may start with '-').
+        #[arg(required = true, allow_hyphen_values = true)]
+        expressions: Vec<String>,
+        /// After evaluating, print call and error counts per implementation to stderr.
+        #[arg(long)]
+        stats: bool,
     },
     /// Call one operation by name (or infix symbol), e.g. `calc run add 10 5`.
     Run {
@@ -67,16 +95,59 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Create a plugin project that builds and loads as generated.
+    NewPlugin {
+        /// Language of the plugin.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Plugin (and operation) name: an identifier.
+        name: String,
+        /// Folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum PluginsCommand {
-    /// List loaded plugins with their operations, and the files that failed to load.
+    /// List plugins: enabled, disabled, failed, and which operations another plugin overrides.
     List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Validate plugin files without keeping them loaded; print their metadata or the exact
+    /// reason each is refused. Exit status 0 when all pass, 3 otherwise.
+    Check {
+        /// Plugin libraries to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also exercise every operation of each valid plugin with edge inputs (0, negative,
+        /// NaN, infinities, huge values), alone and from several threads at once, in a child
+        /// process; report crashes, hangs, panics, non-determinism and error messages that are
+        /// empty or not UTF-8. Exit status 3 when anything is found.
+        #[arg(long)]
+        conformance: bool,
+        /// Seconds a conformance run may go without progress before it counts as a hang.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0, hide = true)]
+        conformance_timeout: f64,
+    },
+    /// Internal: the child process of `check --conformance`, which exercises FILE and writes
+    /// JSON lines to standard output.
+    #[command(hide = true)]
+    ConformanceWorker {
+        /// The plugin library.
+        file: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Lang {
+    C,
+    Rust,
 }
 
 fn init_logging(verbose: u8) {
@@ -96,8 +167,29 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The settings: the config file (explicit, or the default one if it exists) plus CLI flags.
+fn settings(cli: &Cli) -> Result<Settings, String> {
+    let mut settings = match &cli.config {
+        Some(path) => Settings::load(path).map_err(|e| e.to_string())?,
+        None => match Settings::default_path().filter(|p| p.is_file()) {
+            Some(path) => Settings::load(&path).map_err(|e| e.to_string())?,
+            None => Settings::default(),
+        },
+    };
+    settings.disabled.extend(cli.disable.iter().cloned());
+    let mut prefer = cli.prefer.clone();
+    prefer.extend(
+        settings
+            .prefer
+            .drain(..)
+            .filter(|p| !cli.prefer.contains(p)),
+    );
+    settings.prefer = prefer;
+    Ok(settings)
+}
+
 /// The directories to load, in order, each with whether its absence is worth reporting.
-fn plugin_dirs(cli: &Cli) -> Vec<(PathBuf, bool)> {
+fn plugin_dirs(cli: &Cli, settings: &Settings) -> Vec<(PathBuf, bool)> {
     let mut dirs: Vec<(PathBuf, bool)> =
         cli.plugin_dirs.iter().map(|d| (d.clone(), true)).collect();
     if let Some(path) = std::env::var_os("CALC_PLUGIN_PATH") {
@@ -107,6 +199,7 @@ fn plugin_dirs(cli: &Cli) -> Vec<(PathBuf, bool)> {
                 .map(|p| (p, true)),
         );
     }
+    dirs.extend(settings.plugin_dirs.iter().map(|d| (d.clone(), true)));
     if dirs.is_empty() {
         dirs = default_dirs();
     }
@@ -134,9 +227,11 @@ fn default_dirs() -> Vec<(PathBuf, bool)> {
     dirs
 }
 
-fn load_plugins(cli: &Cli, report: bool) -> PluginManager {
-    let mut manager = PluginManager::new();
-    for (dir, explicit) in plugin_dirs(cli) {
+fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
+    let settings = settings(cli)?;
+    let dirs = plugin_dirs(cli, &settings);
+    let mut manager = PluginManager::with_settings(settings);
+    for (dir, explicit) in dirs {
         if !explicit && !dir.is_dir() {
             continue;
         }
@@ -146,11 +241,14 @@ fn load_plugins(cli: &Cli, report: bool) -> PluginManager {
         for failure in manager.failures() {
             eprintln!("calc: skipped {}", failure.error);
         }
-        for conflict in manager.conflicts() {
+        for conflict in manager.conflicts().iter().filter(|c| !c.explicit) {
             eprintln!("calc: warning: {conflict}");
         }
+        for notice in manager.notices() {
+            eprintln!("calc: warning: {notice}");
+        }
     }
-    manager
+    Ok(manager)
 }
 
 fn format_number(x: f64) -> String {
@@ -180,12 +278,95 @@ fn report_eval_error(expression: &str, e: &EvalError) -> u8 {
     }
 }
 
+fn print_stats(manager: &PluginManager) {
+    eprintln!(
+        "{:<16} {:<16} {:>10} {:>10}",
+        "plugin", "operation", "calls", "errors"
+    );
+    for (plugin, op, s) in manager.stats().filter(|(_, _, s)| s.calls() > 0) {
+        eprintln!("{plugin:<16} {op:<16} {:>10} {:>10}", s.calls(), s.errors());
+    }
+}
+
+fn op_shape(kind: &calc_host::OperationKind) -> String {
+    match kind {
+        calc_host::OperationKind::Infix {
+            symbol,
+            precedence,
+            right_associative,
+        } => format!(
+            "infix '{symbol}', precedence {precedence}, {}-associative",
+            if *right_associative { "right" } else { "left" }
+        ),
+        calc_host::OperationKind::Function {
+            min_arity,
+            max_arity,
+        } => match max_arity {
+            Some(m) if m == min_arity => format!("function of {min_arity}"),
+            Some(m) => format!("function of {min_arity} to {m}"),
+            None => format!("function of at least {min_arity} (variadic)"),
+        },
+    }
+}
+
+fn print_plugin(
+    p: &calc_host::PluginInfo,
+    status: &str,
+    served_by: impl Fn(&str) -> Option<String>,
+) {
+    let author = if p.author.is_empty() {
+        "unknown"
+    } else {
+        &p.author
+    };
+    println!(
+        "{} {} (ABI {}) by {author} [{status}]",
+        p.name, p.version, p.abi_version
+    );
+    println!("  path: {}", p.path.display());
+    if !p.description.is_empty() {
+        println!("  {}", p.description);
+    }
+    for op in &p.operations {
+        let description = if op.description.is_empty() {
+            String::new()
+        } else {
+            format!(" - {}", op.description)
+        };
+        let overridden = served_by(&op.name)
+            .map(|w| format!(" [overridden by {w}]"))
+            .unwrap_or_default();
+        println!(
+            "  - {}: {}{description}{overridden}",
+            op.name,
+            op_shape(&op.kind)
+        );
+    }
+}
+
 fn list(manager: &PluginManager, json: bool) -> u8 {
+    // The plugin serving `op` when it is not `me`.
+    let other = |me: &str, op: &str| manager.serving(op).filter(|w| *w != me).map(str::to_string);
     if json {
+        let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
+            let mut v = serde_json::to_value(p).expect("plain data");
+            v["status"] = status.into();
+            for op in v["operations"].as_array_mut().into_iter().flatten() {
+                let name = op["name"].as_str().unwrap_or_default().to_string();
+                op["served_by"] = match status {
+                    "enabled" => manager.serving(&name).into(),
+                    _ => serde_json::Value::Null,
+                };
+            }
+            v
+        };
         let value = serde_json::json!({
-            "plugins": manager.plugins().collect::<Vec<_>>(),
+            "plugins": manager.plugins().map(|p| plugin_json(p, "enabled"))
+                .chain(manager.disabled().iter().map(|p| plugin_json(p, "disabled")))
+                .collect::<Vec<_>>(),
             "failures": manager.failures().iter().map(|f| serde_json::json!({
                 "path": f.path,
+                "kind": f.error.kind(),
                 "error": f.error.to_string(),
             })).collect::<Vec<_>>(),
             "conflicts": manager.conflicts().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -196,50 +377,16 @@ fn list(manager: &PluginManager, json: bool) -> u8 {
         );
     } else {
         for p in manager.plugins() {
-            println!(
-                "{} {} (ABI {}) by {}",
-                p.name,
-                p.version,
-                p.abi_version,
-                if p.author.is_empty() {
-                    "unknown"
-                } else {
-                    &p.author
-                }
-            );
-            println!("  path: {}", p.path.display());
-            if !p.description.is_empty() {
-                println!("  {}", p.description);
-            }
-            for op in &p.operations {
-                let shape = match &op.kind {
-                    calc_host::OperationKind::Infix {
-                        symbol,
-                        precedence,
-                        right_associative,
-                    } => format!(
-                        "infix '{symbol}', precedence {precedence}, {}-associative",
-                        if *right_associative { "right" } else { "left" }
-                    ),
-                    calc_host::OperationKind::Function {
-                        min_arity,
-                        max_arity,
-                    } => match max_arity {
-                        Some(m) if m == min_arity => format!("function of {min_arity}"),
-                        Some(m) => format!("function of {min_arity} to {m}"),
-                        None => format!("function of at least {min_arity} (variadic)"),
-                    },
-                };
-                println!(
-                    "  - {}: {shape}{}",
-                    op.name,
-                    if op.description.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" - {}", op.description)
-                    }
-                );
-            }
+            let overridden = p
+                .operations
+                .iter()
+                .all(|op| other(&p.name, &op.name).is_some());
+            print_plugin(p, if overridden { "overridden" } else { "enabled" }, |op| {
+                other(&p.name, op)
+            });
+        }
+        for p in manager.disabled() {
+            print_plugin(p, "disabled", |_| None);
         }
         for f in manager.failures() {
             println!("FAILED {}", f.error);
@@ -247,7 +394,10 @@ fn list(manager: &PluginManager, json: bool) -> u8 {
         for c in manager.conflicts() {
             println!("CONFLICT {c}");
         }
-        if manager.plugins().next().is_none() && manager.failures().is_empty() {
+        if manager.plugins().next().is_none()
+            && manager.failures().is_empty()
+            && manager.disabled().is_empty()
+        {
             println!("no plugins found (see `calc --help` for where calc looks)");
         }
     }
@@ -258,52 +408,198 @@ fn list(manager: &PluginManager, json: bool) -> u8 {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let code = match &cli.command {
-        Command::Eval { expression } => {
-            let manager = load_plugins(&cli, true);
-            match manager.eval(expression) {
-                Ok(x) => {
-                    println!("{}", format_number(x));
-                    EXIT_OK
-                }
-                Err(e) => report_eval_error(expression, &e),
+fn check(files: &[PathBuf], json: bool, conformance: Option<std::time::Duration>) -> u8 {
+    let mut all_ok = true;
+    let mut reports = Vec::new();
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("calc"));
+    for file in files {
+        let result = calc_host::loader::inspect(file);
+        all_ok &= result.is_ok();
+        let conformance = match (&result, conformance) {
+            (Ok(_), Some(timeout)) => Some(calc_host::conformance::check(&exe, file, timeout)),
+            _ => None,
+        };
+        all_ok &= conformance.as_ref().map_or(true, |r| r.ok());
+        if json {
+            reports.push(match &result {
+                Ok(info) => match &conformance {
+                    Some(c) => serde_json::json!({ "path": file, "ok": c.ok(), "plugin": info, "conformance": c }),
+                    None => serde_json::json!({ "path": file, "ok": true, "plugin": info }),
+                },
+                Err(e) => serde_json::json!({
+                    "path": file,
+                    "ok": false,
+                    "kind": e.kind(),
+                    "error": e.to_string(),
+                    "mismatches": e.mismatches(),
+                }),
+            });
+            continue;
+        }
+        match &result {
+            Ok(info) => print_plugin(info, "ok", |_| None),
+            Err(e) => print_refusal(e),
+        }
+        if let Some(c) = &conformance {
+            print!("{c}");
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("JSON of plain data")
+        );
+    }
+    if all_ok {
+        EXIT_OK
+    } else {
+        EXIT_PLUGINS
+    }
+}
+
+fn print_refusal(e: &LoadError) {
+    println!("REFUSED {e}");
+    let mismatches = e.mismatches();
+    if mismatches.is_empty() {
+        return;
+    }
+    let w = mismatches
+        .iter()
+        .map(|m| m.field.len())
+        .max()
+        .unwrap_or(0)
+        .max("field".len());
+    let x = mismatches
+        .iter()
+        .map(|m| m.expected.len())
+        .max()
+        .unwrap_or(0)
+        .max("host expects".len());
+    println!("  {:<w$}  {:<x$}  plugin declares", "field", "host expects");
+    for m in mismatches {
+        println!("  {:<w$}  {:<x$}  {}", m.field, m.expected, m.found);
+    }
+}
+
+fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
+    use calc_host::scaffold::{scaffold, Lang as L, Scaffold};
+    let s = Scaffold {
+        lang: match lang {
+            Lang::C => L::C,
+            Lang::Rust => L::Rust,
+        },
+        name: name.to_string(),
+        dir: dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf),
+        sdk_root: sdk_root(),
+    };
+    match scaffold(&s) {
+        Ok(files) => {
+            for f in files {
+                println!("created {}", f.display());
             }
+            println!("next: see {}/README.md", s.dir.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The calc source tree the scaffolds point at: `$CALC_SDK_ROOT`, or the tree this binary was
+/// built from.
+fn sdk_root() -> PathBuf {
+    std::env::var_os("CALC_SDK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("host/ has a parent")
+                .to_path_buf()
+        })
+}
+
+fn run(cli: &Cli) -> u8 {
+    let manager = match &cli.command {
+        Command::Plugins {
+            command:
+                PluginsCommand::Check {
+                    files,
+                    json,
+                    conformance,
+                    conformance_timeout,
+                },
+        } => {
+            let timeout = std::time::Duration::try_from_secs_f64(conformance_timeout.max(0.1))
+                .unwrap_or(std::time::Duration::MAX);
+            return check(files, *json, conformance.then_some(timeout));
+        }
+        Command::Plugins {
+            command: PluginsCommand::ConformanceWorker { file },
+        } => return calc_host::conformance::worker(file),
+        Command::NewPlugin { lang, name, dir } => return new_plugin(*lang, name, dir.as_deref()),
+        Command::Plugins {
+            command: PluginsCommand::List { .. },
+        } => load_plugins(cli, false),
+        _ => load_plugins(cli, true),
+    };
+    let manager = match manager {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match &cli.command {
+        Command::Eval { expressions, stats } => {
+            let mut code = EXIT_OK;
+            for expression in expressions {
+                let key = cli.rollout_key.as_deref().unwrap_or(expression);
+                match manager.eval_with_key(expression, key) {
+                    Ok(x) => println!("{}", format_number(x)),
+                    Err(e) => code = code.max(report_eval_error(expression, &e)),
+                }
+            }
+            if *stats {
+                print_stats(&manager);
+            }
+            code
         }
         Command::Run { operation, args } => {
-            let manager = load_plugins(&cli, true);
-            match manager.operation(operation) {
+            let key = cli.rollout_key.clone().unwrap_or_else(|| operation.clone());
+            match manager.call(operation, args, &key) {
                 None => {
                     eprintln!("calc: error: unknown operation '{operation}' (no loaded plugin provides it)");
                     EXIT_USAGE
                 }
-                Some(op) => match op.call(args) {
-                    Ok(x) => {
-                        println!("{}", format_number(x));
-                        EXIT_OK
-                    }
-                    Err(e)
-                        if e.status == calc_sdk::Status::InvalidArgument
-                            && e.message.starts_with("expects ") =>
+                Some(Ok(x)) => {
+                    println!("{}", format_number(x));
+                    EXIT_OK
+                }
+                Some(Err(e)) => {
+                    eprintln!("calc: error: {e}");
+                    if e.status == calc_sdk::Status::InvalidArgument
+                        && e.message.starts_with("expects ")
                     {
-                        eprintln!("calc: error: {e}");
                         EXIT_USAGE
-                    }
-                    Err(e) => {
-                        eprintln!("calc: error: {e}");
+                    } else {
                         EXIT_CALL_FAILED
                     }
-                },
+                }
             }
         }
         Command::Plugins {
             command: PluginsCommand::List { json },
-        } => {
-            let manager = load_plugins(&cli, false);
-            list(&manager, *json)
-        }
-    };
-    ExitCode::from(code)
+        } => list(&manager, *json),
+        Command::Plugins { .. } | Command::NewPlugin { .. } => unreachable!("handled above"),
+    }
+    // `manager` drops here, before the process exits: every plugin is shut down, in reverse
+    // load order, whatever the exit status.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    ExitCode::from(run(&cli))
 }
