@@ -60,6 +60,19 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
             .env_remove("LD_LIBRARY_PATH"));
         assert_eq!(out, "7\n3\n", "{host}");
     }
+    // The same programs with every example plugin: C, C++ (cpp_trig) and Rust (mul, stats).
+    let examples = calc_tests::examples_dir();
+    let mixed = ["2 * (3 + 4)", "atan2(0, 1) + max(1, 2)"];
+    for host in ["consumer_shared", "consumer_static"] {
+        let out = run(Command::new(build.join(host)).arg(examples).args(mixed));
+        assert_eq!(out, "14\n2\n", "{host}");
+    }
+    let out = run(Command::new(build.join("calc_c"))
+        .arg("--plugin-dir")
+        .arg(examples)
+        .args(mixed));
+    assert_eq!(out, "14\n2\n", "calc_c built by CMake");
+
     let ctest = run(Command::new("ctest")
         .arg("--test-dir")
         .arg(&build)
@@ -89,4 +102,23 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
         .args(["--modversion", "calc"])
         .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig")));
     assert_eq!(version.trim(), calc_sdk::SDK_VERSION);
+}
+
+#[test]
+fn the_c_examples_build_with_cmake_from_the_source_tree() {
+    let build = scratch_dir(&format!("cmake-examples-{}", std::process::id()));
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(workspace_root().join("examples-c"))
+        .arg("-B")
+        .arg(&build));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    let mut m = calc_host::PluginManager::new();
+    assert_eq!(
+        m.load_dir(&build.join("plugins")).unwrap(),
+        4,
+        "{:?}",
+        m.failures()
+    );
+    assert_eq!(m.eval("2 ^ 10 - sqrt(16) + 1"), Ok(1021.0));
 }
