@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 use crate::abi::{self, calc_execute_fn, calc_operation_t, calc_plugin_t, calc_status_t};
 use crate::error::{CalcError, Status};
@@ -230,25 +230,62 @@ unsafe impl Send for Built {}
 // SAFETY: as above; shared access only reads.
 unsafe impl Sync for Built {}
 
-/// Lazily built, process-lifetime storage for a plugin's descriptor.
-pub struct DescriptorCell(OnceLock<Option<Built>>);
+/// Lazily built storage for a plugin's descriptor, freed when the library is unloaded.
+///
+/// The descriptor is built on the first `plugin_entry` call (it needs heap memory: C strings and
+/// the operation table). `export_plugin!` registers a finaliser (ELF `.fini_array`, Mach-O
+/// `__mod_term_func`) that calls [`DescriptorCell::release`] when the dynamic loader unloads the
+/// library or the process exits, so loading and unloading a Rust plugin repeatedly leaks
+/// nothing.
+pub struct DescriptorCell(AtomicPtr<Built>);
 
 impl DescriptorCell {
     /// An empty cell, for a `static`.
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        DescriptorCell(OnceLock::new())
+        DescriptorCell(AtomicPtr::new(ptr::null_mut()))
     }
 
     /// Returns the descriptor of `P`, building it on first use; NULL when the plugin's metadata
     /// cannot be expressed as C strings (an interior NUL byte) or the build panicked.
     pub fn get_or_build<P: Plugin>(&'static self) -> *const calc_plugin_t {
-        let built = self
-            .0
-            .get_or_init(|| ffi_boundary("plugin_entry", || build::<P>()).ok());
-        match built {
-            Some(b) => &b.descriptor,
-            None => ptr::null(),
+        let mut current = self.0.load(Ordering::Acquire);
+        if current.is_null() {
+            let Ok(built) = ffi_boundary("plugin_entry", || build::<P>()) else {
+                return ptr::null();
+            };
+            let fresh = Box::into_raw(Box::new(built));
+            current = match self.0.compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => fresh,
+                Err(existing) => {
+                    // Another thread won the race: keep its descriptor, free ours.
+                    // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    existing
+                }
+            };
+        }
+        // SAFETY: a non-NULL pointer in the cell is a live `Built` until `release`.
+        unsafe { &(*current).descriptor }
+    }
+
+    /// Frees the descriptor, if it was built.
+    ///
+    /// # Safety
+    /// Nothing may use a pointer previously returned by [`Self::get_or_build`] afterwards: call
+    /// it only from the library's finaliser (the dynamic loader is unloading it, or the process
+    /// is exiting), as `export_plugin!` does.
+    pub unsafe fn release(&self) {
+        let built = self.0.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !built.is_null() {
+            // SAFETY: it came from `Box::into_raw` in `get_or_build`, and the swap made this the
+            // only owner.
+            drop(unsafe { Box::from_raw(built) });
         }
     }
 }
@@ -322,7 +359,8 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
     })
 }
 
-/// Exports a [`Plugin`] implementation as a calc plugin: defines `plugin_entry` with C linkage.
+/// Exports a [`Plugin`] implementation as a calc plugin: defines `plugin_entry` with C linkage,
+/// and a finaliser that frees the descriptor when the library is unloaded.
 ///
 /// Use it once per cdylib crate, at the crate root:
 /// `calc_sdk::export_plugin!(MyPlugin);`
@@ -334,13 +372,41 @@ macro_rules! export_plugin {
             "a Rust calc plugin may declare at most 64 operations"
         );
 
+        #[doc(hidden)]
+        static __CALC_SDK_DESCRIPTOR: $crate::export::DescriptorCell =
+            $crate::export::DescriptorCell::new();
+
         /// The calc plugin entry point: returns this plugin's descriptor (see `calc_plugin.h`).
         #[no_mangle]
         pub extern "C" fn plugin_entry() -> *const $crate::abi::calc_plugin_t {
-            static DESCRIPTOR: $crate::export::DescriptorCell =
-                $crate::export::DescriptorCell::new();
-            DESCRIPTOR.get_or_build::<$plugin>()
+            __CALC_SDK_DESCRIPTOR.get_or_build::<$plugin>()
         }
+
+        const _: () = {
+            extern "C" fn calc_release_descriptor() {
+                // SAFETY: runs from the library's finaliser, when the loader unloads it or the
+                // process exits; the host copied what it needed at load time.
+                unsafe { __CALC_SDK_DESCRIPTOR.release() }
+            }
+
+            // Registered with the dynamic loader as a finaliser of this library.
+            #[used]
+            #[cfg_attr(
+                any(
+                    target_os = "linux",
+                    target_os = "android",
+                    target_os = "freebsd",
+                    target_os = "netbsd",
+                    target_os = "openbsd"
+                ),
+                link_section = ".fini_array"
+            )]
+            #[cfg_attr(
+                target_vendor = "apple",
+                link_section = "__DATA,__mod_term_func,mod_term_funcs"
+            )]
+            static CALC_RELEASE_DESCRIPTOR: extern "C" fn() = calc_release_descriptor;
+        };
     };
 }
 

@@ -171,3 +171,40 @@ fn the_readme_c_plugin_builds_and_loads() {
     m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m.eval("40 + 2"), Ok(42.0));
 }
+
+#[test]
+fn the_readme_c_host_builds_and_runs() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let source = readme
+        .split("```c\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .find(|b| b.contains("int main"))
+        .expect("README has a C host example");
+    // The snippet loads target/debug/plugins; point it at this test's example build instead.
+    let source = source.replace("target/debug/plugins", examples_dir().to_str().unwrap());
+    let dir = scratch_dir(&format!("readme-host-{}", std::process::id()));
+    let src = dir.join("main.c");
+    std::fs::write(&src, source).unwrap();
+    let lib_dir = calc_tests::cargo_build(&["calc-host-capi"]).unwrap_or_else(|e| panic!("{e}"));
+    let exe = dir.join("readme_host");
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    let libs = format!("-L{}", lib_dir.display());
+    // The library must come after the source on the link line.
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(workspace_root().join("include"))
+        .arg(&src)
+        .args([libs.as_str(), "-lcalc_host", rpath.as_str(), "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "14\n");
+    assert!(run.status.success());
+}

@@ -82,7 +82,7 @@ fn plugins_list_json_describes_every_plugin() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     let plugins = v["plugins"].as_array().unwrap();
-    assert_eq!(plugins.len(), 7);
+    assert_eq!(plugins.len(), 8);
     let pow = plugins.iter().find(|p| p["name"] == "pow").unwrap();
     assert_eq!(pow["version"], "1.0.0");
     assert_eq!(pow["abi_version"], "1.0");

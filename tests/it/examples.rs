@@ -8,7 +8,7 @@ fn manager() -> PluginManager {
     let loaded = m
         .load_dir(calc_tests::examples_dir())
         .expect("examples dir is readable");
-    assert_eq!(loaded, 7, "failures: {:?}", m.failures());
+    assert_eq!(loaded, 8, "failures: {:?}", m.failures());
     m
 }
 
@@ -17,7 +17,10 @@ fn all_examples_load_with_their_metadata() {
     let m = manager();
     let mut names: Vec<&str> = m.plugins().map(|p| p.name.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["add", "cmath", "div", "mul", "pow", "stats", "sub"]);
+    assert_eq!(
+        names,
+        ["add", "cmath", "cpp_trig", "div", "mul", "pow", "stats", "sub"]
+    );
     assert!(m.failures().is_empty());
     assert!(m.conflicts().is_empty(), "{:?}", m.conflicts());
     for p in m.plugins() {
@@ -54,6 +57,8 @@ fn expressions_mix_c_and_rust_operators() {
         ("1.5e1 / .5", 30.0),
         ("add(2, 3)", 5.0), // an infix operator called by name
         ("max(2 ^ 3, sum(1, 2, 3))", 8.0),
+        ("sin(0) + cos(0) * 3", 3.0), // C++ functions beside Rust *
+        ("atan2(0, 1) + sqrt(16) * 2 ^ 2", 16.0), // C++, C and C
     ];
     for (expr, want) in cases {
         assert_eq!(m.eval(expr), Ok(want), "{expr}");

@@ -94,3 +94,44 @@ pub fn run_calc(args: &[&str]) -> std::process::Output {
         .output()
         .expect("calc runs")
 }
+
+/// Compiles one C plugin source into the shared library `out` with `compiler`, the flags of
+/// [`xtask::build::C_PLUGIN_FLAGS`] and `include` as the only `-I` directory (so a frozen copy of
+/// the headers can stand in for `include/`), linked with `-lm` like `build_c_plugin`.
+pub fn build_c_plugin_with(
+    compiler: &str,
+    include: &Path,
+    source: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut cmd = Command::new(compiler);
+    cmd.args(xtask::build::C_PLUGIN_FLAGS)
+        .arg("-I")
+        .arg(include)
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .arg("-lm");
+    let shown = format!("{cmd:?}");
+    let result = cmd
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown} failed ({}):\n{}{}",
+            result.status,
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        ))
+    }
+}
+
+/// The C compiler the test suite builds plugins with: `$CC`, or `cc`.
+pub fn c_compiler() -> String {
+    xtask::build::c_compiler()
+}

@@ -11,6 +11,10 @@ use crate::workspace_root;
 /// The C example plugins: folder names under `examples-c/`, each with a `plugin.c`.
 pub const C_EXAMPLES: &[&str] = &["add", "sub", "pow", "cmath"];
 
+/// The C++ example plugins: folder names under `examples-c/`, each with a `plugin.cpp` and a
+/// `plugin.map` version script (which keeps inline libstdc++ symbols out of the exports).
+pub const CPP_EXAMPLES: &[&str] = &["cpp_trig"];
+
 /// The Rust example plugins: (package, library name).
 pub const RUST_EXAMPLES: &[(&str, &str)] = &[
     ("calc-example-mul", "mul"),
@@ -29,6 +33,26 @@ pub const C_PLUGIN_FLAGS: &[&str] = &[
     "-fvisibility=hidden",
     "-shared",
 ];
+
+/// The flags every C++ plugin is built with (before the source file).
+pub const CPP_PLUGIN_FLAGS: &[&str] = &[
+    "-std=c++11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-shared",
+];
+
+/// The C++ compiler: `$CXX`, or `c++`.
+pub fn cxx_compiler() -> String {
+    std::env::var("CXX")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "c++".into())
+}
 
 /// The C compiler: `$CC`, or `cc`.
 pub fn c_compiler() -> String {
@@ -89,6 +113,42 @@ pub fn build_c_plugin(source: &Path, out: &Path, extra: &[&str]) -> Result<(), S
         .arg("-lm"))
 }
 
+/// Compiles the C++ plugin in `examples-c/<name>/` (its `plugin.cpp` and `plugin.map`) into the
+/// shared library `out`.
+pub fn build_cpp_plugin(name: &str, out: &Path) -> Result<(), String> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let root = workspace_root();
+    let dir = root.join("examples-c").join(name);
+    run(Command::new(cxx_compiler())
+        .args(CPP_PLUGIN_FLAGS)
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(dir.join("plugin.cpp"))
+        .arg(format!(
+            "-Wl,--version-script={}",
+            dir.join("plugin.map").display()
+        ))
+        .arg("-o")
+        .arg(out))
+}
+
+/// Compiles the calculator in C (`examples-c/host/main.c`) against the shared `libcalc_host`
+/// in `lib_dir`, with an rpath so it runs without `LD_LIBRARY_PATH`.
+pub fn build_c_host(lib_dir: &Path, out: &Path) -> Result<(), String> {
+    let root = workspace_root();
+    run(Command::new(c_compiler())
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("examples-c/host/main.c"))
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-lcalc_host")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-o")
+        .arg(out))
+}
+
 /// Runs `cargo build` for `packages` in the workspace's target directory (debug profile) and
 /// returns the directory the artifacts are in.
 pub fn cargo_build(packages: &[&str]) -> Result<PathBuf, String> {
@@ -102,7 +162,7 @@ pub fn cargo_build(packages: &[&str]) -> Result<PathBuf, String> {
     Ok(target_dir().join("debug"))
 }
 
-/// Builds every example plugin, C and Rust, into `dest`. Returns the library paths.
+/// Builds every example plugin, C, C++ and Rust, into `dest`. Returns the library paths.
 pub fn build_examples(dest: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     let root = workspace_root();
@@ -114,6 +174,11 @@ pub fn build_examples(dest: &Path) -> Result<Vec<PathBuf>, String> {
             &out,
             &[],
         )?;
+        built.push(out);
+    }
+    for name in CPP_EXAMPLES {
+        let out = dest.join(library_file_name(name));
+        build_cpp_plugin(name, &out)?;
         built.push(out);
     }
     let packages: Vec<&str> = RUST_EXAMPLES.iter().map(|(p, _)| *p).collect();

@@ -7,6 +7,7 @@ use xtask::build;
 
 /// Expressions the demo evaluates: C operators (+ - ^ sqrt) mixed with Rust ones (* / max).
 const EXPRESSIONS: &[&str] = &[
+    "atan2(1, 1) * 4", // C++
     "2 * (3 + 4)",
     "2 ^ 10 - max(3, 4) / 2",
     "sqrt(16) + hypot(3, 4) * -2",

@@ -1,6 +1,7 @@
 //! Developer tasks for the calc workspace, shared by the `xtask` binary and the test suite.
 
 pub mod build;
+pub mod install;
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,10 @@ tasks:
   demo            build the host, the calc CLI and every example plugin (C and Rust), put the
                   plugins in target/debug/plugins/ and run the calculator on them
   headers         regenerate include/*.h from the Rust ABI definitions
-  headers --check fail if include/*.h differ from what the Rust definitions generate";
+  headers --check fail if include/*.h differ from what the Rust definitions generate
+  install --prefix DIR [--release]
+                  build libcalc_host (shared and static) and install it with the headers, the
+                  CMake package (find_package(Calc)) and calc.pc into DIR/{lib,include}";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +22,8 @@ fn main() -> ExitCode {
         ["headers"] => headers(false),
         ["headers", "--check"] => headers(true),
         ["demo"] => demo::run(),
+        ["install", rest @ ..] => xtask::install::parse_args(rest)
+            .and_then(|(prefix, release)| xtask::install::install(&prefix, release)),
         ["help"] | ["--help"] | ["-h"] | [] => {
             println!("{HELP}");
             Ok(())

@@ -1,0 +1,527 @@
+/*
+ * Test of libcalc_host's C API (include/calc_host.h), run by tests/it/capi.rs.
+ *
+ *   capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB]
+ *
+ * EXAMPLES_DIR holds the example plugins (C, C++ and Rust: add, sub, pow, cmath, cpp_trig, mul,
+ * div, stats); BROKEN_DIR the broken-plugin corpus of tests/broken (libbroken_*.so, libgood_c.so,
+ * librust_panic.so, libgarbage.so); LIFECYCLE_LIB, optional, the tests/fixtures/c/lifecycle.c
+ * plugin, which reads its configuration (extra checks of calc_host_set_plugin_config).
+ *
+ * Prints "ok <name>" for each passing check and stops with exit status 1 at the first failure.
+ * Uses every function of calc_host.h. Build:
+ *   cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/capi_test.c -Ltarget/debug -lcalc_host -Wl,-rpath,$PWD/target/debug -lm -o capi_test
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calc_host.h"
+
+static int checks_passed = 0;
+
+static void check(int ok, const char *name, const char *expr, int line)
+{
+    if (!ok) {
+        fflush(stdout);
+        fprintf(stderr, "FAILED %s (capi_test.c:%d): %s\n  last error: %d \"%s\"\n", name, line,
+                expr, (int)calc_last_error_code(), calc_last_error_message());
+        exit(1);
+    }
+    printf("ok %s\n", name);
+    fflush(stdout);
+    checks_passed++;
+}
+
+#define CHECK(name, cond) check((cond) ? 1 : 0, (name), #cond, __LINE__)
+
+static int contains(const char *haystack, const char *needle)
+{
+    return haystack != NULL && needle != NULL && strstr(haystack, needle) != NULL;
+}
+
+static int eq(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* The last call returned `status`, and the thread's last error says so and mentions `needle`. */
+static int failed_with(calc_status_t status, calc_status_t expected, const char *needle)
+{
+    return status == expected && calc_last_error_code() == expected &&
+           contains(calc_last_error_message(), needle);
+}
+
+/* The last call succeeded and cleared the thread's last error. */
+static int succeeded(calc_status_t status)
+{
+    return status == CALC_STATUS_OK && calc_last_error_code() == CALC_STATUS_OK &&
+           eq(calc_last_error_message(), "");
+}
+
+static double eval(const calc_host_t *host, const char *expression, calc_status_t *status)
+{
+    double result = -12345.0;
+    *status = calc_host_eval(host, expression, &result);
+    return result;
+}
+
+/* Index of the plugin called `name`, or calc_host_plugin_count() when there is none. */
+static size_t find_plugin(const calc_host_t *host, const char *name)
+{
+    size_t i, n = calc_host_plugin_count(host);
+    for (i = 0; i < n; i++) {
+        if (eq(calc_host_plugin_info(host, i)->name, name)) {
+            return i;
+        }
+    }
+    return n;
+}
+
+/* The declaration of operation `name`, searched in every plugin; NULL when missing. */
+static const calc_operation_info_t *find_operation(const calc_host_t *host, const char *name)
+{
+    size_t i, j, n = calc_host_plugin_count(host);
+    for (i = 0; i < n; i++) {
+        const calc_plugin_info_t *p = calc_host_plugin_info(host, i);
+        for (j = 0; j < p->operation_count; j++) {
+            const calc_operation_info_t *op = calc_host_operation_info(host, i, j);
+            if (eq(op->name, name)) {
+                return op;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Every loaded plugin has all its strings and operations, with a sane shape. */
+static int metadata_is_complete(const calc_host_t *host)
+{
+    size_t i, j, n = calc_host_plugin_count(host);
+    for (i = 0; i < n; i++) {
+        const calc_plugin_info_t *p = calc_host_plugin_info(host, i);
+        if (p == NULL || p->name == NULL || p->version == NULL || p->author == NULL ||
+            p->description == NULL || p->path == NULL || !eq(p->abi_version, "1.0") ||
+            p->sdk_version == NULL || p->api_requirement == NULL || p->operation_count == 0 ||
+            p->path[0] != '/' || !contains(p->path, p->name)) {
+            return 0;
+        }
+        for (j = 0; j < p->operation_count; j++) {
+            const calc_operation_info_t *op = calc_host_operation_info(host, i, j);
+            int infix = op != NULL && op->kind == CALC_OPERATION_KIND_INFIX;
+            if (op == NULL || op->name == NULL || op->description == NULL ||
+                (infix ? op->symbol == NULL || op->associativity == CALC_ASSOCIATIVITY_NONE ||
+                             op->min_arity != 2 || op->max_arity != 2
+                       : op->kind != CALC_OPERATION_KIND_FUNCTION || op->symbol != NULL ||
+                             op->associativity != CALC_ASSOCIATIVITY_NONE ||
+                             op->precedence != 0)) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Every failure names its file in its message. */
+static int failures_are_complete(const calc_host_t *host)
+{
+    size_t i, n = calc_host_failure_count(host);
+    for (i = 0; i < n; i++) {
+        const calc_load_failure_t *f = calc_host_failure(host, i);
+        if (f == NULL || f->path == NULL || f->path[0] == '\0' || !contains(f->message, f->path)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_statics(void)
+{
+    CHECK("version_matches_headers", eq(calc_host_version(), CALC_SDK_VERSION));
+    CHECK("describe_division_by_zero",
+          eq(calc_status_describe(CALC_STATUS_DIVISION_BY_ZERO), "division by zero"));
+    CHECK("describe_ok", eq(calc_status_describe(CALC_STATUS_OK), "ok"));
+    CHECK("describe_host_statuses",
+          eq(calc_status_describe(CALC_STATUS_NULL_ARGUMENT), "NULL argument") &&
+              eq(calc_status_describe(CALC_STATUS_PARSE_ERROR), "parse error") &&
+              eq(calc_status_describe(CALC_STATUS_LOAD_FAILED), "plugin load failed"));
+    CHECK("describe_unknown", eq(calc_status_describe(12345), "unknown status") &&
+                                  eq(calc_status_describe(-1), "unknown status"));
+    CHECK("last_error_never_null", calc_last_error_message() != NULL);
+}
+
+/* Every function given a NULL host (here: a freed host whose pointer was set to NULL). */
+static void test_null_host(calc_host_t *host)
+{
+    double result = 42.0, args[2] = {1.0, 2.0};
+    size_t loaded = 77;
+    calc_op_t *op = NULL;
+
+    CHECK("null_host_set_plugin_config",
+          failed_with(calc_host_set_plugin_config(host, "p", "k", "v"),
+                      CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_load_file",
+          failed_with(calc_host_load_file(host, "/nonexistent/libx.so"),
+                      CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_load_dir",
+          failed_with(calc_host_load_dir(host, "/nonexistent", &loaded),
+                      CALC_STATUS_NULL_ARGUMENT, "host") &&
+              loaded == 77);
+    CHECK("null_host_call", failed_with(calc_host_call(host, "add", args, 2, &result),
+                                        CALC_STATUS_NULL_ARGUMENT, "host") &&
+                                result == 42.0);
+    CHECK("null_host_eval", failed_with(calc_host_eval(host, "1", &result),
+                                        CALC_STATUS_NULL_ARGUMENT, "host") &&
+                                result == 42.0);
+    CHECK("null_host_op_new",
+          failed_with(calc_op_new(host, "add", &op), CALC_STATUS_NULL_ARGUMENT, "host") &&
+              op == NULL);
+    CHECK("null_host_getters", calc_host_plugin_count(host) == 0 &&
+                                   calc_host_plugin_info(host, 0) == NULL &&
+                                   calc_host_operation_info(host, 0, 0) == NULL &&
+                                   calc_host_failure_count(host) == 0 &&
+                                   calc_host_failure(host, 0) == NULL);
+    calc_host_free(host); /* NULL: does nothing */
+    calc_op_free(op);     /* NULL: does nothing */
+    CHECK("free_null_is_a_no_op", host == NULL && op == NULL);
+}
+
+static void test_empty_host(void)
+{
+    calc_host_t *host = NULL;
+    calc_status_t status;
+    double result;
+
+    CHECK("new_null_out", failed_with(calc_host_new(NULL), CALC_STATUS_NULL_ARGUMENT, "out_host"));
+    CHECK("new", succeeded(calc_host_new(&host)) && host != NULL);
+    CHECK("new_host_is_empty",
+          calc_host_plugin_count(host) == 0 && calc_host_failure_count(host) == 0 &&
+              calc_host_plugin_info(host, 0) == NULL && calc_host_failure(host, 0) == NULL);
+    CHECK("eval_number_without_plugins", succeeded(calc_host_eval(host, "2.5", &result)) &&
+                                             result == 2.5);
+    result = eval(host, "1 + 1", &status);
+    CHECK("eval_without_plugins_is_parse_error",
+          failed_with(status, CALC_STATUS_PARSE_ERROR, "at column"));
+    calc_host_free(host);
+    host = NULL;
+}
+
+static void test_examples(calc_host_t *host, const char *examples_dir)
+{
+    static const char *const names[] = {"add", "sub",  "pow", "cmath",
+                                        "mul", "div", "stats", "cpp_trig"};
+    size_t loaded = 0, i, n, idx;
+    int all_found = 1;
+    const calc_operation_info_t *op;
+    const calc_plugin_info_t *p;
+
+    CHECK("load_dir_examples", succeeded(calc_host_load_dir(host, examples_dir, &loaded)));
+    n = calc_host_plugin_count(host);
+    CHECK("load_dir_count", loaded >= 8 && loaded == n && calc_host_failure_count(host) == 0);
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        all_found = all_found && find_plugin(host, names[i]) < n;
+    }
+    CHECK("every_example_loaded", all_found);
+    CHECK("plugin_metadata_complete", metadata_is_complete(host));
+
+    idx = find_plugin(host, "pow");
+    p = calc_host_plugin_info(host, idx);
+    CHECK("plugin_info_pow", eq(p->version, "1.0.0") && eq(p->author, "calc examples") &&
+                                 eq(p->sdk_version, CALC_SDK_VERSION) &&
+                                 eq(p->api_requirement, CALC_API_REQUIREMENT_DEFAULT) &&
+                                 contains(p->path, "libpow.so") && p->operation_count == 1);
+    op = calc_host_operation_info(host, idx, 0);
+    CHECK("operation_info_pow", op != NULL && eq(op->name, "pow") && eq(op->symbol, "^") &&
+                                    op->kind == CALC_OPERATION_KIND_INFIX &&
+                                    op->precedence == 40 &&
+                                    op->associativity == CALC_ASSOCIATIVITY_RIGHT &&
+                                    op->min_arity == 2 && op->max_arity == 2);
+    op = find_operation(host, "max");
+    CHECK("operation_info_max_variadic",
+          op != NULL && op->kind == CALC_OPERATION_KIND_FUNCTION && op->symbol == NULL &&
+              op->min_arity == 1 && op->max_arity == CALC_ARITY_VARIADIC);
+    op = find_operation(host, "atan2");
+    CHECK("operation_info_cpp_atan2", op != NULL && op->kind == CALC_OPERATION_KIND_FUNCTION &&
+                                          op->min_arity == 2 && op->max_arity == 2 &&
+                                          contains(op->description, "atan2(y, x)"));
+    idx = find_plugin(host, "cpp_trig");
+    p = calc_host_plugin_info(host, idx);
+    CHECK("plugin_info_cpp_trig", p != NULL && p->operation_count == 4 &&
+                                      eq(p->sdk_version, CALC_SDK_VERSION));
+    CHECK("out_of_range_indices_give_null",
+          calc_host_plugin_info(host, n) == NULL &&
+              calc_host_plugin_info(host, (size_t)-1) == NULL &&
+              calc_host_operation_info(host, idx, p->operation_count) == NULL &&
+              calc_host_operation_info(host, n, 0) == NULL &&
+              calc_host_failure(host, calc_host_failure_count(host)) == NULL);
+}
+
+static void test_call(const calc_host_t *host)
+{
+    double result = 0.0, args[3] = {10.0, 5.0, 7.0}, inf[1];
+    inf[0] = HUGE_VAL;
+
+    CHECK("call_add", succeeded(calc_host_call(host, "add", args, 2, &result)) && result == 15.0);
+    CHECK("call_by_symbol", succeeded(calc_host_call(host, "-", args, 2, &result)) &&
+                                result == 5.0);
+    CHECK("call_variadic_max", succeeded(calc_host_call(host, "max", args, 3, &result)) &&
+                                   result == 10.0);
+    CHECK("call_cpp_atan2", succeeded(calc_host_call(host, "atan2", args, 2, &result)) &&
+                                fabs(result - atan2(10.0, 5.0)) < 1e-15);
+    result = 42.0;
+    CHECK("call_unknown_operation_not_found",
+          failed_with(calc_host_call(host, "nope", args, 2, &result), CALC_STATUS_NOT_FOUND,
+                      "unknown operation 'nope'") &&
+              result == 42.0);
+    CHECK("call_wrong_arity", failed_with(calc_host_call(host, "add", args, 1, &result),
+                                          CALC_STATUS_INVALID_ARGUMENT,
+                                          "add (plugin add): expects 2 operands, got 1") &&
+                                  result == 42.0);
+    CHECK("call_variadic_with_no_operands",
+          failed_with(calc_host_call(host, "max", NULL, 0, &result),
+                      CALC_STATUS_INVALID_ARGUMENT, "max (plugin stats)"));
+    args[1] = 0.0;
+    CHECK("call_division_by_zero",
+          failed_with(calc_host_call(host, "/", args, 2, &result), CALC_STATUS_DIVISION_BY_ZERO,
+                      "div (plugin div): division by zero") &&
+              result == 42.0);
+    CHECK("call_c_function", succeeded(calc_host_call(host, "sqrt", args + 2, 1, &result)) &&
+                                 fabs(result * result - 7.0) < 1e-12);
+    CHECK("call_cpp_domain_error",
+          failed_with(calc_host_call(host, "sin", inf, 1, &result), CALC_STATUS_DOMAIN_ERROR,
+                      "sin (plugin cpp_trig): not defined for an infinite operand"));
+    CHECK("call_null_operation", failed_with(calc_host_call(host, NULL, args, 2, &result),
+                                             CALC_STATUS_NULL_ARGUMENT, "operation"));
+    CHECK("call_null_args", failed_with(calc_host_call(host, "add", NULL, 2, &result),
+                                        CALC_STATUS_NULL_ARGUMENT, "args"));
+    CHECK("call_null_out_result", failed_with(calc_host_call(host, "add", args, 2, NULL),
+                                              CALC_STATUS_NULL_ARGUMENT, "out_result"));
+    CHECK("call_invalid_utf8_operation",
+          failed_with(calc_host_call(host, "ad\xff", args, 2, &result), CALC_STATUS_INVALID_UTF8,
+                      "operation"));
+}
+
+static void test_eval(const calc_host_t *host)
+{
+    calc_status_t status;
+    double result;
+
+    CHECK("eval_c_and_rust", eval(host, "2 * (3 + 4)", &status) == 14.0 && succeeded(status));
+    CHECK("eval_precedence_and_variadic",
+          eval(host, "2 ^ 10 - max(3, 4) / 2", &status) == 1022.0 && succeeded(status));
+    CHECK("eval_right_associative", eval(host, "2 ^ 3 ^ 2", &status) == 512.0 &&
+                                        succeeded(status));
+    CHECK("eval_cpp", eval(host, "sin(0) + cos(0)", &status) == 1.0 && succeeded(status));
+    CHECK("eval_cpp_and_c", eval(host, "atan2(0, 1) + sqrt(16)", &status) == 4.0 &&
+                                succeeded(status));
+    CHECK("eval_unary_minus", eval(host, "-2 ^ 2", &status) == -4.0 && succeeded(status));
+
+    result = 42.0;
+    status = calc_host_eval(host, "1 / 0", &result);
+    CHECK("eval_division_by_zero",
+          failed_with(status, CALC_STATUS_DIVISION_BY_ZERO, "div (plugin div): division by zero") &&
+              result == 42.0);
+    CHECK("status_code_is_remembered", calc_last_error_code() == CALC_STATUS_DIVISION_BY_ZERO);
+    CHECK("success_clears_last_error", eval(host, "1 + 1", &status) == 2.0 &&
+                                           succeeded(status));
+    (void)eval(host, "2 +* 3", &status);
+    CHECK("eval_parse_error",
+          failed_with(status, CALC_STATUS_PARSE_ERROR, "at column 4"));
+    (void)eval(host, "nope(1)", &status);
+    CHECK("eval_unknown_function", failed_with(status, CALC_STATUS_PARSE_ERROR, "nope"));
+    (void)eval(host, "sqrt(0 - 1)", &status);
+    CHECK("eval_domain_error", failed_with(status, CALC_STATUS_DOMAIN_ERROR,
+                                           "sqrt (plugin cmath): sqrt of a negative number"));
+    (void)eval(host, "10 ^ 400", &status);
+    CHECK("eval_overflow", failed_with(status, CALC_STATUS_OVERFLOW, "pow (plugin pow)"));
+    (void)eval(host, "1 + \xff", &status);
+    CHECK("eval_invalid_utf8", failed_with(status, CALC_STATUS_INVALID_UTF8, "expression"));
+    CHECK("eval_null_expression", failed_with(calc_host_eval(host, NULL, &result),
+                                              CALC_STATUS_NULL_ARGUMENT, "expression"));
+    CHECK("eval_null_out_result", failed_with(calc_host_eval(host, "1 + 1", NULL),
+                                              CALC_STATUS_NULL_ARGUMENT, "out_result"));
+}
+
+/* Operation handles: made from a host, they outlive it. */
+static void test_ops(calc_host_t **host_ref)
+{
+    calc_op_t *pow_op = NULL, *div_op = NULL, *atan2_op = NULL, *mul_op = NULL, *missing = NULL;
+    double result = 0.0, args[2] = {2.0, 10.0}, zero[2] = {1.0, 0.0};
+
+    CHECK("op_new", succeeded(calc_op_new(*host_ref, "pow", &pow_op)) && pow_op != NULL);
+    CHECK("op_call", succeeded(calc_op_call(pow_op, args, 2, &result)) && result == 1024.0);
+    CHECK("op_call_wrong_arity", failed_with(calc_op_call(pow_op, args, 1, &result),
+                                             CALC_STATUS_INVALID_ARGUMENT, "pow (plugin pow)"));
+    CHECK("op_new_by_symbol", succeeded(calc_op_new(*host_ref, "/", &div_op)));
+    result = 42.0;
+    CHECK("op_call_error", failed_with(calc_op_call(div_op, zero, 2, &result),
+                                       CALC_STATUS_DIVISION_BY_ZERO,
+                                       "div (plugin div): division by zero") &&
+                               result == 42.0);
+    CHECK("op_new_not_found",
+          failed_with(calc_op_new(*host_ref, "nope", &missing), CALC_STATUS_NOT_FOUND, "nope") &&
+              missing == NULL);
+    CHECK("op_new_null_operation", failed_with(calc_op_new(*host_ref, NULL, &missing),
+                                               CALC_STATUS_NULL_ARGUMENT, "operation") &&
+                                       missing == NULL);
+    CHECK("op_new_null_out", failed_with(calc_op_new(*host_ref, "pow", NULL),
+                                         CALC_STATUS_NULL_ARGUMENT, "out_op"));
+    CHECK("op_call_null_op", failed_with(calc_op_call(missing, args, 2, &result),
+                                         CALC_STATUS_NULL_ARGUMENT, "op"));
+    CHECK("op_call_null_args", failed_with(calc_op_call(pow_op, NULL, 2, &result),
+                                           CALC_STATUS_NULL_ARGUMENT, "args"));
+    CHECK("op_call_null_out_result", failed_with(calc_op_call(pow_op, args, 2, NULL),
+                                                 CALC_STATUS_NULL_ARGUMENT, "out_result"));
+    CHECK("op_new_cpp_and_rust", succeeded(calc_op_new(*host_ref, "atan2", &atan2_op)) &&
+                                     succeeded(calc_op_new(*host_ref, "mul", &mul_op)));
+
+    /* Free the host: the handles keep their plugins loaded. */
+    calc_host_free(*host_ref);
+    *host_ref = NULL;
+    CHECK("op_outlives_host_c", succeeded(calc_op_call(pow_op, args, 2, &result)) &&
+                                    result == 1024.0);
+    CHECK("op_outlives_host_cpp", succeeded(calc_op_call(atan2_op, zero + 1, 2, &result)) &&
+                                      result == 0.0);
+    CHECK("op_outlives_host_rust", succeeded(calc_op_call(mul_op, args, 2, &result)) &&
+                                       result == 20.0);
+    CHECK("op_outlives_host_error", failed_with(calc_op_call(div_op, zero, 2, &result),
+                                                CALC_STATUS_DIVISION_BY_ZERO, "division by zero"));
+    calc_op_free(pow_op);
+    pow_op = NULL;
+    calc_op_free(div_op);
+    div_op = NULL;
+    calc_op_free(atan2_op);
+    atan2_op = NULL;
+    /* The Rust plugin is the last one alive: freeing its handle unloads it. */
+    calc_op_free(mul_op);
+    mul_op = NULL;
+    CHECK("op_free_then_null_is_safe",
+          failed_with(calc_op_call(mul_op, args, 2, &result), CALC_STATUS_NULL_ARGUMENT, "op"));
+}
+
+static void test_load_failures(calc_host_t *host, const char *examples_dir, const char *broken_dir)
+{
+    char path[4096];
+    size_t before = calc_host_failure_count(host), plugins = calc_host_plugin_count(host);
+    size_t loaded = 77;
+    const calc_load_failure_t *f;
+    calc_status_t status;
+
+    (void)snprintf(path, sizeof path, "%s/libbroken_bad_magic.so", broken_dir);
+    CHECK("load_file_broken", failed_with(calc_host_load_file(host, path),
+                                          CALC_STATUS_LOAD_FAILED, path) &&
+                                  contains(calc_last_error_message(), "bad magic"));
+    f = calc_host_failure(host, before);
+    CHECK("load_failure_listed", calc_host_failure_count(host) == before + 1 && f != NULL &&
+                                     contains(f->path, "libbroken_bad_magic.so") &&
+                                     contains(f->message, "bad magic") &&
+                                     calc_host_plugin_count(host) == plugins);
+    CHECK("host_works_after_load_failure", eval(host, "2 * (3 + 4)", &status) == 14.0 &&
+                                               succeeded(status));
+
+    (void)snprintf(path, sizeof path, "%s/libdoes_not_exist.so", broken_dir);
+    CHECK("load_file_missing", failed_with(calc_host_load_file(host, path),
+                                           CALC_STATUS_LOAD_FAILED, path) &&
+                                   calc_host_failure_count(host) == before + 2);
+
+    (void)snprintf(path, sizeof path, "%s/libadd.so", examples_dir);
+    CHECK("load_file_duplicate_plugin",
+          failed_with(calc_host_load_file(host, path), CALC_STATUS_LOAD_FAILED, "add") &&
+              calc_host_failure_count(host) == before + 3 &&
+              calc_host_plugin_count(host) == plugins);
+
+    (void)snprintf(path, sizeof path, "%s/no-such-directory", broken_dir);
+    CHECK("load_dir_missing", failed_with(calc_host_load_dir(host, path, &loaded),
+                                          CALC_STATUS_LOAD_FAILED, path) &&
+                                  loaded == 77 && calc_host_failure_count(host) == before + 4 &&
+                                  contains(calc_host_failure(host, before + 3)->path,
+                                           "no-such-directory"));
+    CHECK("load_file_null_path", failed_with(calc_host_load_file(host, NULL),
+                                             CALC_STATUS_NULL_ARGUMENT, "path"));
+    CHECK("load_dir_null_dir", failed_with(calc_host_load_dir(host, NULL, &loaded),
+                                           CALC_STATUS_NULL_ARGUMENT, "dir"));
+    CHECK("load_file_invalid_utf8", failed_with(calc_host_load_file(host, "/tmp/lib\xff.so"),
+                                                CALC_STATUS_INVALID_UTF8, "path"));
+    CHECK("failures_name_their_files", failures_are_complete(host) &&
+                                           calc_host_failure_count(host) == before + 4);
+    CHECK("host_works_after_all_failures",
+          eval(host, "2 ^ 10 - max(3, 4) / 2", &status) == 1022.0 && succeeded(status));
+}
+
+static void test_broken_dir(const char *broken_dir)
+{
+    calc_host_t *host = NULL;
+    calc_status_t status;
+    double result = 0.0, one = 1.0;
+
+    CHECK("new_broken_host", succeeded(calc_host_new(&host)));
+    /* out_loaded may be NULL. */
+    CHECK("load_dir_broken", succeeded(calc_host_load_dir(host, broken_dir, NULL)));
+    CHECK("load_dir_broken_counts",
+          calc_host_plugin_count(host) >= 2 && calc_host_failure_count(host) >= 17 &&
+              find_plugin(host, "good_c") < calc_host_plugin_count(host) &&
+              find_plugin(host, "rust_panic") < calc_host_plugin_count(host));
+    CHECK("broken_failures_name_their_files", failures_are_complete(host));
+    CHECK("broken_dir_good_plugin_works", eval(host, "twice(21)", &status) == 42.0 &&
+                                              succeeded(status));
+    CHECK("rust_panic_is_reported",
+          failed_with(calc_host_call(host, "boom", &one, 1, &result), CALC_STATUS_PANIC,
+                      "deliberate panic for testing"));
+    CHECK("rust_plugin_works_after_panic",
+          succeeded(calc_host_call(host, "fine", &one, 1, &result)) && result == 2.0);
+    calc_host_free(host);
+    host = NULL;
+    CHECK("freed_host_is_null", calc_host_plugin_count(host) == 0);
+}
+
+static void test_config(const char *lifecycle_lib)
+{
+    calc_host_t *host = NULL;
+    double result = 0.0;
+
+    CHECK("new_config_host", succeeded(calc_host_new(&host)));
+    CHECK("set_plugin_config",
+          succeeded(calc_host_set_plugin_config(host, "lifecycle", "value", "7.5")));
+    CHECK("set_plugin_config_null_strings",
+          failed_with(calc_host_set_plugin_config(host, NULL, "k", "v"),
+                      CALC_STATUS_NULL_ARGUMENT, "plugin") &&
+              failed_with(calc_host_set_plugin_config(host, "p", NULL, "v"),
+                          CALC_STATUS_NULL_ARGUMENT, "key") &&
+              failed_with(calc_host_set_plugin_config(host, "p", "k", NULL),
+                          CALC_STATUS_NULL_ARGUMENT, "value"));
+    if (lifecycle_lib != NULL) {
+        CHECK("load_file", succeeded(calc_host_load_file(host, lifecycle_lib)) &&
+                               calc_host_plugin_count(host) == 1);
+        CHECK("plugin_reads_config", succeeded(calc_host_call(host, "value", NULL, 0, &result)) &&
+                                         result == 7.5);
+    }
+    calc_host_free(host);
+    host = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    calc_host_t *host = NULL;
+
+    if (argc < 3 || argc > 4) {
+        fprintf(stderr, "usage: capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB]\n");
+        return 2;
+    }
+    test_statics();
+    test_empty_host();
+    test_config(argc == 4 ? argv[3] : NULL);
+
+    CHECK("new_examples_host", succeeded(calc_host_new(&host)) && host != NULL);
+    test_examples(host, argv[1]);
+    test_call(host);
+    test_eval(host);
+    test_load_failures(host, argv[1], argv[2]);
+    test_ops(&host); /* frees the host */
+    CHECK("host_freed_and_null", host == NULL);
+    test_null_host(host);
+
+    test_broken_dir(argv[2]);
+    printf("all %d checks passed\n", checks_passed);
+    return 0;
+}

@@ -1,0 +1,124 @@
+//! The CMake package as an outside project uses it: `cargo xtask install`, then
+//! `find_package(Calc CONFIG REQUIRED)` in tests/cmake-consumer, which builds a C host (linked
+//! against the shared and the static library) and a C plugin with `calc_add_plugin`, and runs
+//! them under ctest. Also the pkg-config file of the same install.
+
+use std::process::Command;
+
+use calc_tests::{scratch_dir, workspace_root};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed? .ci/run installs it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
+    let root = scratch_dir(&format!("cmake-{}", std::process::id()));
+    let prefix = root.join("prefix");
+    xtask::install::install(&prefix, false).unwrap_or_else(|e| panic!("install: {e}"));
+    for file in [
+        "lib/libcalc_host.so",
+        "lib/libcalc_host.a",
+        "include/calc_plugin.h",
+        "include/calc_host.h",
+        "lib/cmake/Calc/CalcConfig.cmake",
+        "lib/cmake/Calc/CalcConfigVersion.cmake",
+        "lib/pkgconfig/calc.pc",
+    ] {
+        assert!(
+            prefix.join(file).is_file(),
+            "{file} missing from the install prefix"
+        );
+    }
+
+    // Relocatable: configure against a copy of the prefix somewhere else.
+    let moved = root.join("moved-prefix");
+    run(Command::new("cp").arg("-a").arg(&prefix).arg(&moved));
+    let build = root.join("build");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(workspace_root().join("tests/cmake-consumer"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", moved.display())));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    let plugins = build.join("plugins");
+    for host in ["consumer_shared", "consumer_static"] {
+        let out = run(Command::new(build.join(host))
+            .arg(&plugins)
+            .args(["triple(2) + 1", "cbrt(27)"])
+            .env_remove("LD_LIBRARY_PATH"));
+        assert_eq!(out, "7\n3\n", "{host}");
+    }
+    // The same programs with every example plugin: C, C++ (cpp_trig) and Rust (mul, stats).
+    let examples = calc_tests::examples_dir();
+    let mixed = ["2 * (3 + 4)", "atan2(0, 1) + max(1, 2)"];
+    for host in ["consumer_shared", "consumer_static"] {
+        let out = run(Command::new(build.join(host)).arg(examples).args(mixed));
+        assert_eq!(out, "14\n2\n", "{host}");
+    }
+    let out = run(Command::new(build.join("calc_c"))
+        .arg("--plugin-dir")
+        .arg(examples)
+        .args(mixed));
+    assert_eq!(out, "14\n2\n", "calc_c built by CMake");
+
+    let ctest = run(Command::new("ctest")
+        .arg("--test-dir")
+        .arg(&build)
+        .arg("--output-on-failure"));
+    assert!(
+        ctest.contains("100% tests passed, 0 tests failed out of 6"),
+        "{ctest}"
+    );
+
+    // pkg-config sees the same install.
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "calc"])
+        .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig")));
+    // The .pc file locates the prefix from its own directory (${pcfiledir}), so the include
+    // path resolves into the moved copy.
+    let include = flags
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("-I"))
+        .unwrap_or_else(|| panic!("no -I in {flags}"));
+    assert_eq!(
+        std::fs::canonicalize(include).unwrap(),
+        std::fs::canonicalize(moved.join("include")).unwrap(),
+        "{flags}"
+    );
+    assert!(flags.contains("-lcalc_host"), "{flags}");
+    let version = run(Command::new("pkg-config")
+        .args(["--modversion", "calc"])
+        .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig")));
+    assert_eq!(version.trim(), calc_sdk::SDK_VERSION);
+}
+
+#[test]
+fn the_c_examples_build_with_cmake_from_the_source_tree() {
+    let build = scratch_dir(&format!("cmake-examples-{}", std::process::id()));
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(workspace_root().join("examples-c"))
+        .arg("-B")
+        .arg(&build));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    let mut m = calc_host::PluginManager::new();
+    assert_eq!(
+        m.load_dir(&build.join("plugins")).unwrap(),
+        4,
+        "{:?}",
+        m.failures()
+    );
+    assert_eq!(m.eval("2 ^ 10 - sqrt(16) + 1"), Ok(1021.0));
+}

@@ -1,0 +1,301 @@
+//! `cargo xtask install --prefix DIR [--release]`: builds libcalc_host and installs it with the
+//! headers, the CMake package and the pkg-config file:
+//!
+//! ```text
+//! <prefix>/lib/libcalc_host.so              the host C API, shared
+//! <prefix>/lib/libcalc_host.a               the host C API, static
+//! <prefix>/include/calc_plugin.h            the plugin ABI
+//! <prefix>/include/calc_host.h              the host C API (includes calc_plugin.h)
+//! <prefix>/lib/cmake/Calc/CalcConfig.cmake          find_package(Calc): Calc::host,
+//! <prefix>/lib/cmake/Calc/CalcConfigVersion.cmake   Calc::host_static, Calc::sdk,
+//! <prefix>/lib/cmake/Calc/CalcPlugin.cmake          calc_add_plugin()
+//! <prefix>/lib/pkgconfig/calc.pc            pkg-config --cflags --libs calc
+//! ```
+//!
+//! Every installed file finds the others relative to itself, so the prefix can be moved. The
+//! templates in `cmake/` (`*.in`) get their `@NAME@` placeholders filled in here: the SDK
+//! version from the `CALC_SDK_VERSION_*` macros of `include/calc_plugin.h`, and the system
+//! libraries the static library needs, as rustc reports them (`--print native-static-libs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::{copy_fresh, library_file_name, target_dir};
+use crate::workspace_root;
+
+/// The Cargo package that builds `libcalc_host.so` and `libcalc_host.a`.
+pub const CAPI_PACKAGE: &str = "calc-host-capi";
+
+/// The library name of [`CAPI_PACKAGE`]: `lib<name>.so`, `lib<name>.a`.
+pub const CAPI_LIBRARY: &str = "calc_host";
+
+/// The installed headers, in `include/`.
+pub const HEADERS: &[&str] = &["calc_plugin.h", "calc_host.h"];
+
+/// Parses the arguments after `install`: `--prefix DIR` (or `--prefix=DIR`), `--release`.
+pub fn parse_args(args: &[&str]) -> Result<(PathBuf, bool), String> {
+    let mut prefix = None;
+    let mut release = false;
+    let mut args = args.iter();
+    while let Some(&arg) = args.next() {
+        match arg {
+            "--release" => release = true,
+            "--prefix" => match args.next() {
+                Some(dir) => prefix = Some(PathBuf::from(dir)),
+                None => return Err("--prefix needs a directory".into()),
+            },
+            _ => match arg.strip_prefix("--prefix=") {
+                Some(dir) => prefix = Some(PathBuf::from(dir)),
+                None => return Err(format!("install: unknown argument {arg:?}")),
+            },
+        }
+    }
+    match prefix {
+        Some(p) if !p.as_os_str().is_empty() => Ok((p, release)),
+        _ => Err("install needs --prefix DIR".into()),
+    }
+}
+
+/// Builds `calc-host-capi` (release profile if `release`) and installs it under `prefix`
+/// (relative to the current directory unless absolute). See the module docs for the layout.
+pub fn install(prefix: &Path, release: bool) -> Result<(), String> {
+    let root = workspace_root();
+    let prefix = std::path::absolute(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+
+    // Check the inputs before the (slow) build.
+    let include = root.join("include");
+    for header in HEADERS {
+        let path = include.join(header);
+        if !path.is_file() {
+            return Err(format!("{} does not exist", path.display()));
+        }
+    }
+    let (major, minor, patch) = sdk_version(&read(&include.join("calc_plugin.h"))?)?;
+    let version = format!("{major}.{minor}.{patch}");
+
+    let native_libs = build_capi(release)?;
+    let artifacts = target_dir().join(if release { "release" } else { "debug" });
+
+    // Libraries.
+    let lib = prefix.join("lib");
+    create_dir(&lib)?;
+    // Rust names a staticlib lib<name>.a on every Unix.
+    for file in [
+        library_file_name(CAPI_LIBRARY),
+        format!("lib{CAPI_LIBRARY}.a"),
+    ] {
+        copy_fresh(&artifacts.join(&file), &lib.join(&file))?;
+    }
+
+    // Headers.
+    let dest_include = prefix.join("include");
+    create_dir(&dest_include)?;
+    for header in HEADERS {
+        copy(&include.join(header), &dest_include.join(header))?;
+    }
+
+    // CMake package and pkg-config file.
+    let cmake_src = root.join("cmake");
+    let cmake_dest = lib.join("cmake").join("Calc");
+    create_dir(&cmake_dest)?;
+    let cmake_libs: Vec<&str> = native_libs
+        .iter()
+        .map(|flag| flag.strip_prefix("-l").unwrap_or(flag))
+        .collect();
+    let vars = [
+        ("CALC_VERSION", version.clone()),
+        ("CALC_VERSION_MAJOR", major.to_string()),
+        (
+            "CALC_SIZEOF_VOID_P",
+            std::mem::size_of::<usize>().to_string(),
+        ),
+        // A CMake list (`gcc_s;util;...`) and a linker command line (`-lgcc_s -lutil ...`).
+        ("CALC_NATIVE_STATIC_LIBS", cmake_libs.join(";")),
+        ("CALC_NATIVE_STATIC_LIBS_FLAGS", native_libs.join(" ")),
+    ];
+    for name in ["CalcConfig.cmake", "CalcConfigVersion.cmake"] {
+        let template = cmake_src.join(format!("{name}.in"));
+        write(
+            &cmake_dest.join(name),
+            &configure(&template, &read(&template)?, &vars)?,
+        )?;
+    }
+    copy(
+        &cmake_src.join("CalcPlugin.cmake"),
+        &cmake_dest.join("CalcPlugin.cmake"),
+    )?;
+    let pkgconfig = lib.join("pkgconfig");
+    create_dir(&pkgconfig)?;
+    let template = cmake_src.join("calc.pc.in");
+    write(
+        &pkgconfig.join("calc.pc"),
+        &configure(&template, &read(&template)?, &vars)?,
+    )?;
+
+    println!(
+        "installed calc {version} ({} build) into {}\n  \
+         CMake:      find_package(Calc CONFIG REQUIRED) with -DCMAKE_PREFIX_PATH={}\n  \
+         pkg-config: PKG_CONFIG_PATH={} pkg-config --cflags --libs calc\n  \
+         libcalc_host.a needs: {}",
+        if release { "release" } else { "debug" },
+        prefix.display(),
+        prefix.display(),
+        pkgconfig.display(),
+        native_libs.join(" ")
+    );
+    Ok(())
+}
+
+/// Builds the C API libraries and returns the system libraries the static one needs, as linker
+/// flags (`-lgcc_s`, `-lutil`, ...), in rustc's order.
+///
+/// The build is `cargo rustc -p calc-host-capi --lib -- --print native-static-libs`: a normal
+/// build of the package (both crate types, into the usual `target/<profile>/`) that also makes
+/// rustc report the list. Cargo replays the report when the crate is already up to date.
+fn build_capi(release: bool) -> Result<Vec<String>, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args([
+        "rustc",
+        "--quiet",
+        "--color",
+        "never",
+        "--package",
+        CAPI_PACKAGE,
+        "--lib",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["--", "--print", "native-static-libs"]);
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{shown} failed ({}):\n{stderr}", out.status));
+    }
+    parse_native_static_libs(&stderr)
+        .ok_or_else(|| format!("{shown} printed no `native-static-libs:` note:\n{stderr}"))
+}
+
+/// Finds rustc's `note: native-static-libs: -lgcc_s -lutil ...` line and splits it.
+pub fn parse_native_static_libs(rustc_output: &str) -> Option<Vec<String>> {
+    rustc_output.lines().find_map(|line| {
+        let (_, libs) = line.split_once("native-static-libs:")?;
+        Some(libs.split_whitespace().map(str::to_string).collect())
+    })
+}
+
+/// Reads `CALC_SDK_VERSION_MAJOR`, `_MINOR` and `_PATCH` from the text of `calc_plugin.h`.
+pub fn sdk_version(header: &str) -> Result<(u32, u32, u32), String> {
+    let get = |part: &str| -> Result<u32, String> {
+        let name = format!("CALC_SDK_VERSION_{part}");
+        header
+            .lines()
+            .find_map(|line| {
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next(), words.next()) {
+                    (Some("#define"), Some(n), Some(value)) if n == name => value.parse().ok(),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| format!("calc_plugin.h has no numeric #define {name}"))
+    };
+    Ok((get("MAJOR")?, get("MINOR")?, get("PATCH")?))
+}
+
+/// Replaces every `@NAME@` of `vars` in `text`, and fails if any `@NAME@` remains (a template
+/// that uses a variable this function does not know about).
+pub fn configure(template: &Path, text: &str, vars: &[(&str, String)]) -> Result<String, String> {
+    let mut out = text.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("@{name}@"), value);
+    }
+    // Every text between two `@`s, e.g. `B` in `x @B@ y`.
+    let parts: Vec<&str> = out.split('@').collect();
+    let inner = parts
+        .get(1..parts.len().saturating_sub(1))
+        .unwrap_or_default();
+    let leftover = inner.iter().find(|word| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    });
+    match leftover {
+        Some(word) => Err(format!(
+            "{}: unknown placeholder @{word}@",
+            template.display()
+        )),
+        None => Ok(out),
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))
+}
+
+fn create_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rustc_note() {
+        let out = "warning: x\nnote: native-static-libs: -lgcc_s -lutil -lc\n";
+        assert_eq!(
+            parse_native_static_libs(out).unwrap(),
+            ["-lgcc_s", "-lutil", "-lc"]
+        );
+        assert_eq!(parse_native_static_libs("nothing"), None);
+    }
+
+    #[test]
+    fn reads_version_of_the_real_header() {
+        let header = read(&workspace_root().join("include/calc_plugin.h")).unwrap();
+        let (major, minor, patch) = sdk_version(&header).unwrap();
+        assert_eq!(
+            format!("{major}.{minor}.{patch}"),
+            crate::workspace_version(&workspace_root()).unwrap()
+        );
+    }
+
+    #[test]
+    fn configure_fills_and_rejects_unknown() {
+        let vars = [("A", "1".to_string())];
+        let t = Path::new("t");
+        assert_eq!(configure(t, "x @A@ a@b.c", &vars).unwrap(), "x 1 a@b.c");
+        assert!(configure(t, "@A@ @B@", &vars).is_err());
+        assert!(configure(t, "a@b @C@", &vars).is_err());
+    }
+
+    #[test]
+    fn args() {
+        assert_eq!(
+            parse_args(&["--prefix", "p", "--release"]).unwrap(),
+            (PathBuf::from("p"), true)
+        );
+        assert_eq!(
+            parse_args(&["--prefix=q"]).unwrap(),
+            (PathBuf::from("q"), false)
+        );
+        assert!(parse_args(&[]).is_err());
+        assert!(parse_args(&["--prefix"]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
+    }
+}
