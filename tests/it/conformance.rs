@@ -73,17 +73,17 @@ fn every_example_plugin_conforms() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 7, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let (code, out) = check_cli(&files, false);
     assert_eq!(code, 0, "{out}");
-    for name in ["add", "sub", "pow", "cmath", "mul", "div", "stats"] {
+    for name in ["add", "sub", "pow", "cmath", "cpp_trig", "mul", "div", "stats"] {
         assert!(
             out.contains(&format!("conformance of {name} (")),
             "{name}: {out}"
         );
     }
-    assert_eq!(out.matches(": ok (").count(), 7, "{out}");
+    assert_eq!(out.matches(": ok (").count(), 8, "{out}");
     assert!(!out.contains("FAILED"), "{out}");
 }
 
