@@ -245,6 +245,12 @@ impl PluginManager {
         manager
     }
 
+    /// Replaces the settings. They apply to plugins loaded afterwards; plugins already loaded
+    /// keep the configuration they were initialised with.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -164,6 +164,9 @@ static void test_null_host(calc_host_t *host)
     CHECK("null_host_load_file",
           failed_with(calc_host_load_file(host, "/nonexistent/libx.so"),
                       CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_load_config",
+          failed_with(calc_host_load_config(host, "/nonexistent/calc.toml"),
+                      CALC_STATUS_NULL_ARGUMENT, "host"));
     CHECK("null_host_load_dir",
           failed_with(calc_host_load_dir(host, "/nonexistent", &loaded),
                       CALC_STATUS_NULL_ARGUMENT, "host") &&
@@ -490,6 +493,10 @@ static void test_config(const char *lifecycle_lib)
                           CALC_STATUS_NULL_ARGUMENT, "key") &&
               failed_with(calc_host_set_plugin_config(host, "p", "k", NULL),
                           CALC_STATUS_NULL_ARGUMENT, "value"));
+    CHECK("load_config_errors",
+          failed_with(calc_host_load_config(host, NULL), CALC_STATUS_NULL_ARGUMENT, "path") &&
+              failed_with(calc_host_load_config(host, "/nonexistent/calc.toml"),
+                          CALC_STATUS_INVALID_ARGUMENT, "/nonexistent/calc.toml: cannot read"));
     if (lifecycle_lib != NULL) {
         CHECK("load_file", succeeded(calc_host_load_file(host, lifecycle_lib)) &&
                                calc_host_plugin_count(host) == 1);

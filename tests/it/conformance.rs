@@ -77,7 +77,9 @@ fn every_example_plugin_conforms() {
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let (code, out) = check_cli(&files, false);
     assert_eq!(code, 0, "{out}");
-    for name in ["add", "sub", "pow", "cmath", "cpp_trig", "mul", "div", "stats"] {
+    for name in [
+        "add", "sub", "pow", "cmath", "cpp_trig", "mul", "div", "stats",
+    ] {
         assert!(
             out.contains(&format!("conformance of {name} (")),
             "{name}: {out}"

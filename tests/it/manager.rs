@@ -448,3 +448,60 @@ fn a_bad_config_file_is_a_clear_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("/nonexistent/calc.toml: cannot read configuration"));
 }
+
+#[test]
+fn the_c_api_applies_the_same_config_file() {
+    use calc_host::capi::*;
+    use std::ffi::{CStr, CString};
+
+    let dir = two_adds("capi-config", &[]);
+    let config = dir.join("calc.toml");
+    std::fs::write(
+        &config,
+        "[operations.add]\nprovider = \"alt_add\"\n[plugins.sub]\nenabled = false\n",
+    )
+    .unwrap();
+    let c = |s: &str| CString::new(s).unwrap();
+    let (config_c, dir_c, bad_c) = (
+        c(config.to_str().unwrap()),
+        c(dir.to_str().unwrap()),
+        c("/nonexistent/calc.toml"),
+    );
+    let mut host: *mut calc_host_t = std::ptr::null_mut();
+    let mut result = 0.0;
+    // SAFETY: every pointer passed is a live local or a NUL-terminated CString that outlives the
+    // call; `host` comes from `calc_host_new` and is freed once at the end.
+    unsafe {
+        assert_eq!(calc_host_new(&mut host), 0);
+        assert_eq!(
+            calc_host_load_config(host, bad_c.as_ptr()),
+            calc_sdk::abi::CALC_STATUS_INVALID_ARGUMENT
+        );
+        let message = CStr::from_ptr(calc_last_error_message())
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            message.starts_with("/nonexistent/calc.toml: cannot read configuration"),
+            "{message}"
+        );
+        assert_eq!(calc_host_load_config(host, config_c.as_ptr()), 0);
+        assert_eq!(
+            calc_host_load_dir(host, dir_c.as_ptr(), std::ptr::null_mut()),
+            0
+        );
+        assert_eq!(calc_host_eval(host, c("1 + 1").as_ptr(), &mut result), 0);
+        assert_eq!(result, 1002.0, "the configured provider serves");
+        assert_eq!(
+            calc_host_eval(host, c("3 - 1").as_ptr(), &mut result),
+            CALC_STATUS_PARSE_ERROR
+        );
+        let message = CStr::from_ptr(calc_last_error_message())
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            message,
+            "unknown operator '-' (plugin sub provides it but is disabled) at column 3"
+        );
+        calc_host_free(host);
+    }
+}

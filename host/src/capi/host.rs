@@ -300,6 +300,31 @@ pub unsafe extern "C" fn calc_host_set_plugin_config(
     })
 }
 
+/// Reads a calc configuration file (TOML, see docs/CONFIG.md: disabled plugins, version
+/// ranges, plugin configuration values, preferred providers, rollouts) and makes it the host's
+/// settings, replacing earlier ones (values set with `calc_host_set_plugin_config` included).
+/// Applies to plugins loaded afterwards. On error returns `CALC_STATUS_INVALID_ARGUMENT` with
+/// the file and the reason in `calc_last_error_message()`; the settings are unchanged.
+/// `[exclusive]`
+///
+/// # Safety
+/// `host` must be NULL or live; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_load_config(
+    host: *mut calc_host_t,
+    path: *const c_char,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, path) = unsafe { (handle_mut(host, "host")?, str_arg(path, "path")?) };
+        let settings = crate::config::Settings::load(Path::new(path)).map_err(|e| {
+            ApiError::new(calc_sdk::abi::CALC_STATUS_INVALID_ARGUMENT, e.to_string())
+        })?;
+        host.manager.set_settings(settings);
+        Ok(())
+    })
+}
+
 /// Loads, validates and initialises the plugin library at `path`.
 ///
 /// On failure returns `CALC_STATUS_LOAD_FAILED` with the file and the reason in

@@ -170,6 +170,17 @@ calc_status_t calc_host_set_plugin_config(struct calc_host_t *host,
                                           const char *key,
                                           const char *value);
 
+// Reads a calc configuration file (TOML, see docs/CONFIG.md: disabled plugins, version
+// ranges, plugin configuration values, preferred providers, rollouts) and makes it the host's
+// settings, replacing earlier ones (values set with `calc_host_set_plugin_config` included).
+// Applies to plugins loaded afterwards. On error returns `CALC_STATUS_INVALID_ARGUMENT` with
+// the file and the reason in `calc_last_error_message()`; the settings are unchanged.
+// `[exclusive]`
+//
+// # Safety
+// `host` must be NULL or live; `path` NULL or NUL-terminated.
+calc_status_t calc_host_load_config(struct calc_host_t *host, const char *path);
+
 // Loads, validates and initialises the plugin library at `path`.
 //
 // On failure returns `CALC_STATUS_LOAD_FAILED` with the file and the reason in
