@@ -93,10 +93,15 @@ static calc_status_t hypot_execute(void *instance, const double *args, size_t ar
     return CALC_STATUS_OK;
 }
 
-/* Functions have no symbol, no associativity and precedence 0. */
-#define CMATH_FUNCTION(name, description, execute, arity) \
-    { name, description, NULL, execute, CALC_OPERATION_KIND_FUNCTION, \
-      CALC_ASSOCIATIVITY_NONE, 0, arity, arity }
+/* Fields are set by name (C99 designated initializers), never by position: a later ABI minor
+ * appends fields, and a designated initializer leaves them zero / NULL ("absent") instead of
+ * breaking the build. Functions have no symbol (NULL), no associativity and precedence 0. */
+#define CMATH_FUNCTION(NAME, DESCRIPTION, EXECUTE, ARITY)                                  \
+    {                                                                                      \
+        .name = NAME, .description = DESCRIPTION, .symbol = NULL, .execute = EXECUTE,     \
+        .kind = CALC_OPERATION_KIND_FUNCTION, .associativity = CALC_ASSOCIATIVITY_NONE,   \
+        .precedence = 0, .min_arity = ARITY, .max_arity = ARITY                           \
+    }
 
 static const calc_operation_t operations[] = {
     CMATH_FUNCTION("sqrt", "sqrt(x): square root of x (x >= 0)", sqrt_execute, 1),
@@ -106,22 +111,20 @@ static const calc_operation_t operations[] = {
     CMATH_FUNCTION("hypot", "hypot(x, y): sqrt(x*x + y*y) without overflow", hypot_execute, 2)
 };
 
+/* Not set, so 0 / NULL: flags, init and shutdown (no instance state). */
 static const calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC,
-    sizeof(calc_plugin_t),
-    CALC_ABI_VERSION_INIT,
-    "cmath",                                /* name */
-    "1.0.0",                                /* version */
-    "calc examples",                        /* author */
-    "Maths functions from the C library: sqrt, abs, floor, ceil, hypot", /* description */
-    CALC_SDK_VERSION,                       /* sdk_version */
-    CALC_API_REQUIREMENT_DEFAULT,           /* api_requirement */
-    0,                                      /* flags */
-    NULL,                                   /* init */
-    NULL,                                   /* shutdown */
-    operations,
-    sizeof(operations) / sizeof(operations[0]),
-    sizeof(calc_operation_t)
+    .magic = CALC_PLUGIN_MAGIC,
+    .struct_size = sizeof(calc_plugin_t),
+    .abi_version = CALC_ABI_VERSION_INIT,
+    .name = "cmath",
+    .version = "1.0.0",
+    .author = "calc examples",
+    .description = "Maths functions from the C library: sqrt, abs, floor, ceil, hypot",
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = CALC_API_REQUIREMENT_DEFAULT,
+    .operations = operations,
+    .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 CALC_PLUGIN_ENTRY

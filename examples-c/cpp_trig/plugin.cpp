@@ -126,44 +126,55 @@ calc_status_t execute(void *instance, const double *args, std::size_t arg_count,
     });
 }
 
-/* The operation table handed to the host, built from functions[] at compile time. */
+/*
+ * The ABI structs are filled field by field, never with positional braces: a later ABI minor
+ * appends fields, which positional initialisation would leave out (-Wmissing-field-initializers,
+ * an error with -Werror). C++11 has no designated initializers, so each struct is
+ * value-initialised first (`T x{}`: every field 0 / NULL, i.e. absent) and then assigned.
+ */
+
+/* Operation I of the table handed to the host, built from functions[I]. */
 template <std::size_t I>
-constexpr calc_operation_t operation() noexcept
+calc_operation_t operation()
 {
-    return calc_operation_t{
-        functions[I].name,           /* name */
-        functions[I].description,    /* description */
-        nullptr,                     /* symbol: a function, not an infix operator */
-        execute<I>,                  /* execute */
-        CALC_OPERATION_KIND_FUNCTION, /* kind */
-        CALC_ASSOCIATIVITY_NONE,     /* associativity */
-        0,                           /* precedence */
-        functions[I].arity,          /* min_arity */
-        functions[I].arity           /* max_arity */
-    };
+    calc_operation_t op{};
+    op.name = functions[I].name;
+    op.description = functions[I].description;
+    op.symbol = nullptr; /* a function, not an infix operator */
+    op.execute = execute<I>;
+    op.kind = CALC_OPERATION_KIND_FUNCTION;
+    op.associativity = CALC_ASSOCIATIVITY_NONE;
+    op.precedence = 0;
+    op.min_arity = functions[I].arity;
+    op.max_arity = functions[I].arity;
+    return op;
 }
 
-constexpr calc_operation_t operations[] = {operation<0>(), operation<1>(), operation<2>(),
-                                           operation<3>()};
+/* Initialised when the library is loaded, before the host can call plugin_entry. */
+const calc_operation_t operations[] = {operation<0>(), operation<1>(), operation<2>(),
+                                       operation<3>()};
 static_assert(count_of(operations) == count_of(functions), "one operation per function");
 
-constexpr calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC,
-    sizeof(calc_plugin_t),
-    CALC_ABI_VERSION_INIT,
-    "cpp_trig",                                        /* name */
-    "1.0.0",                                           /* version */
-    "calc examples",                                   /* author */
-    "Trigonometry in C++11: sin, cos, tan and atan2",  /* description */
-    CALC_SDK_VERSION,                                  /* sdk_version */
-    CALC_API_REQUIREMENT_DEFAULT,                      /* api_requirement */
-    0,                                                 /* flags */
-    nullptr,                                           /* init */
-    nullptr,                                           /* shutdown */
-    operations,
-    count_of(operations),
-    sizeof(calc_operation_t)
-};
+/* The descriptor. Not set, so 0 / NULL: flags, init and shutdown (no instance state). */
+calc_plugin_t make_descriptor()
+{
+    calc_plugin_t d{};
+    d.magic = CALC_PLUGIN_MAGIC;
+    d.struct_size = sizeof(calc_plugin_t);
+    d.abi_version = CALC_ABI_VERSION_INIT;
+    d.name = "cpp_trig";
+    d.version = "1.0.0";
+    d.author = "calc examples";
+    d.description = "Trigonometry in C++11: sin, cos, tan and atan2";
+    d.sdk_version = CALC_SDK_VERSION;
+    d.api_requirement = CALC_API_REQUIREMENT_DEFAULT;
+    d.operations = operations;
+    d.operation_count = count_of(operations);
+    d.operation_size = sizeof(calc_operation_t);
+    return d;
+}
+
+const calc_plugin_t descriptor = make_descriptor();
 
 } // namespace
 

@@ -57,36 +57,37 @@ static calc_status_t pow_execute(void *instance, const double *args, size_t arg_
     return CALC_STATUS_OK;
 }
 
+/* Fields are set by name (C99 designated initializers), never by position: a later ABI minor
+ * appends fields, and a designated initializer leaves them zero / NULL ("absent") instead of
+ * breaking the build. */
 static const calc_operation_t operations[] = {
     {
-        "pow",                         /* name */
-        "a ^ b: a raised to the power b", /* description */
-        "^",                           /* symbol */
-        pow_execute,                   /* execute */
-        CALC_OPERATION_KIND_INFIX,     /* kind */
-        CALC_ASSOCIATIVITY_RIGHT,      /* associativity: a ^ b ^ c is a ^ (b ^ c) */
-        40,                            /* precedence: power, above unary minus (30) */
-        2,                             /* min_arity */
-        2                              /* max_arity */
-    }
+        .name = "pow",
+        .description = "a ^ b: a raised to the power b",
+        .symbol = "^",
+        .execute = pow_execute,
+        .kind = CALC_OPERATION_KIND_INFIX,
+        .associativity = CALC_ASSOCIATIVITY_RIGHT, /* a ^ b ^ c is a ^ (b ^ c) */
+        .precedence = 40, /* power, above unary minus (30) */
+        .min_arity = 2,
+        .max_arity = 2,
+    },
 };
 
+/* Not set, so 0 / NULL: flags, init and shutdown (no instance state). */
 static const calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC,
-    sizeof(calc_plugin_t),
-    CALC_ABI_VERSION_INIT,
-    "pow",                                  /* name */
-    "1.0.0",                                /* version */
-    "calc examples",                        /* author */
-    "Exponentiation as the right-associative infix operator ^", /* description */
-    CALC_SDK_VERSION,                       /* sdk_version */
-    CALC_API_REQUIREMENT_DEFAULT,           /* api_requirement */
-    0,                                      /* flags */
-    NULL,                                   /* init */
-    NULL,                                   /* shutdown */
-    operations,
-    sizeof(operations) / sizeof(operations[0]),
-    sizeof(calc_operation_t)
+    .magic = CALC_PLUGIN_MAGIC,
+    .struct_size = sizeof(calc_plugin_t),
+    .abi_version = CALC_ABI_VERSION_INIT,
+    .name = "pow",
+    .version = "1.0.0",
+    .author = "calc examples",
+    .description = "Exponentiation as the right-associative infix operator ^",
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = CALC_API_REQUIREMENT_DEFAULT,
+    .operations = operations,
+    .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 CALC_PLUGIN_ENTRY

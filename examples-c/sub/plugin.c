@@ -31,36 +31,37 @@ static calc_status_t sub_execute(void *instance, const double *args, size_t arg_
     return CALC_STATUS_OK;
 }
 
+/* Fields are set by name (C99 designated initializers), never by position: a later ABI minor
+ * appends fields, and a designated initializer leaves them zero / NULL ("absent") instead of
+ * breaking the build. */
 static const calc_operation_t operations[] = {
     {
-        "sub",                         /* name */
-        "a - b: b subtracted from a",  /* description */
-        "-",                           /* symbol */
-        sub_execute,                   /* execute */
-        CALC_OPERATION_KIND_INFIX,     /* kind */
-        CALC_ASSOCIATIVITY_LEFT,       /* associativity */
-        10,                            /* precedence: additive */
-        2,                             /* min_arity */
-        2                              /* max_arity */
-    }
+        .name = "sub",
+        .description = "a - b: b subtracted from a",
+        .symbol = "-",
+        .execute = sub_execute,
+        .kind = CALC_OPERATION_KIND_INFIX,
+        .associativity = CALC_ASSOCIATIVITY_LEFT,
+        .precedence = 10, /* additive */
+        .min_arity = 2,
+        .max_arity = 2,
+    },
 };
 
+/* Not set, so 0 / NULL: flags, init and shutdown (no instance state). */
 static const calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC,
-    sizeof(calc_plugin_t),
-    CALC_ABI_VERSION_INIT,
-    "sub",                                  /* name */
-    "1.0.0",                                /* version */
-    "calc examples",                        /* author */
-    "Subtraction as the infix operator -",  /* description */
-    CALC_SDK_VERSION,                       /* sdk_version */
-    CALC_API_REQUIREMENT_DEFAULT,           /* api_requirement */
-    0,                                      /* flags */
-    NULL,                                   /* init */
-    NULL,                                   /* shutdown */
-    operations,
-    sizeof(operations) / sizeof(operations[0]),
-    sizeof(calc_operation_t)
+    .magic = CALC_PLUGIN_MAGIC,
+    .struct_size = sizeof(calc_plugin_t),
+    .abi_version = CALC_ABI_VERSION_INIT,
+    .name = "sub",
+    .version = "1.0.0",
+    .author = "calc examples",
+    .description = "Subtraction as the infix operator -",
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = CALC_API_REQUIREMENT_DEFAULT,
+    .operations = operations,
+    .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 CALC_PLUGIN_ENTRY

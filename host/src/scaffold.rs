@@ -431,37 +431,41 @@ static calc_status_t scale_execute(void *instance, const double *args, size_t ar
     return CALC_STATUS_OK;
 }
 
+/* The operations and the descriptor set their fields by name (C99 designated initializers),
+ * never by position: a later ABI minor appends fields, and a field left out is 0 / NULL,
+ * which means "absent", so this file keeps compiling (with -Werror) across minor versions. */
+
 /* The operations. Owned by the plugin: static, never modified, valid until unload. */
 static const calc_operation_t operations[] = {
     {
-        PLUGIN_NAME,                                 /* name: how expressions call it */
-        "x times the configured factor (default 2)", /* description */
-        NULL,                                        /* symbol: NULL for a function */
-        scale_execute,                               /* execute */
-        CALC_OPERATION_KIND_FUNCTION,                /* kind */
-        CALC_ASSOCIATIVITY_NONE,                     /* associativity: NONE for a function */
-        0,                                           /* precedence: 0 for a function */
-        1,                                           /* min_arity */
-        1                                            /* max_arity (or CALC_ARITY_VARIADIC) */
-    }
+        .name = PLUGIN_NAME,                      /* how expressions call it */
+        .description = "x times the configured factor (default 2)",
+        .symbol = NULL,                           /* NULL for a function */
+        .execute = scale_execute,
+        .kind = CALC_OPERATION_KIND_FUNCTION,
+        .associativity = CALC_ASSOCIATIVITY_NONE, /* NONE for a function */
+        .precedence = 0,                          /* 0 for a function */
+        .min_arity = 1,
+        .max_arity = 1,                           /* or CALC_ARITY_VARIADIC */
+    },
 };
 
 static const calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC,                           /* magic */
-    sizeof(calc_plugin_t),                       /* struct_size */
-    CALC_ABI_VERSION_INIT,                       /* abi_version: set by the headers */
-    PLUGIN_NAME,                                 /* name: unique among loaded plugins */
-    "0.1.0",                                     /* version: semver, yours to bump */
-    NULL,                                        /* author: may be NULL */
-    "multiplies by a configured factor",         /* description: may be NULL */
-    CALC_SDK_VERSION,                            /* sdk_version */
-    CALC_API_REQUIREMENT_DEFAULT,                /* api_requirement: "^1.0" */
-    0,                                           /* flags: must be 0 */
-    instance_init,                               /* init: may be NULL */
-    instance_shutdown,                           /* shutdown: may be NULL */
-    operations,                                  /* operations */
-    sizeof(operations) / sizeof(operations[0]),  /* operation_count */
-    sizeof(calc_operation_t)                     /* operation_size */
+    .magic = CALC_PLUGIN_MAGIC,
+    .struct_size = sizeof(calc_plugin_t),
+    .abi_version = CALC_ABI_VERSION_INIT,         /* set by the headers */
+    .name = PLUGIN_NAME,                          /* unique among loaded plugins */
+    .version = "0.1.0",                           /* semver, yours to bump */
+    .author = NULL,                               /* may be NULL */
+    .description = "multiplies by a configured factor", /* may be NULL */
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = CALC_API_REQUIREMENT_DEFAULT, /* "^1.0" */
+    .flags = 0,                                   /* must be 0 */
+    .init = instance_init,                        /* may be NULL */
+    .shutdown = instance_shutdown,                /* may be NULL */
+    .operations = operations,
+    .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 /* The one exported symbol: a pure function returning the descriptor. */

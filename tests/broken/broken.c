@@ -177,17 +177,20 @@ static calc_status_t failing_init(const calc_host_api_t *host, void **out_instan
 }
 #endif
 
+/* Fields are set by name (C99 designated initializers), never by position, so that appending
+ * fields in a later ABI minor does not break the build; unset fields are 0 / NULL. Every field
+ * a BROKEN_* case changes is nevertheless set explicitly, to its broken or its valid value. */
 #define TWICE_OPERATION                                                                 \
     {                                                                                   \
-        "twice",                               /* name */                               \
-        "twice(x): 2 * x",                     /* description */                        \
-        NULL,                                  /* symbol: functions have none */        \
-        OP_EXECUTE,                            /* execute */                            \
-        OP_KIND,                               /* kind */                               \
-        CALC_ASSOCIATIVITY_NONE,               /* associativity */                      \
-        0,                                     /* precedence */                         \
-        OP_MIN_ARITY,                          /* min_arity */                          \
-        OP_MAX_ARITY                           /* max_arity */                          \
+        .name = "twice",                                                                \
+        .description = "twice(x): 2 * x",                                               \
+        .symbol = NULL, /* functions have none */                                       \
+        .execute = OP_EXECUTE,                                                          \
+        .kind = OP_KIND,                                                                \
+        .associativity = CALC_ASSOCIATIVITY_NONE,                                       \
+        .precedence = 0,                                                                \
+        .min_arity = OP_MIN_ARITY,                                                      \
+        .max_arity = OP_MAX_ARITY,                                                      \
     }
 
 static const calc_operation_t operations[] = {
@@ -197,22 +200,21 @@ static const calc_operation_t operations[] = {
 #endif
 };
 
+/* Not set, so 0 / NULL: flags and shutdown. */
 static const calc_plugin_t descriptor = {
-    PLUGIN_MAGIC,
-    STRUCT_SIZE,
-    { ABI_MAJOR, ABI_MINOR },
-    PLUGIN_NAME,                            /* name */
-    PLUGIN_VERSION,                         /* version */
-    "calc examples",                        /* author */
-    "Test plugin: valid unless built with a BROKEN_* macro", /* description */
-    CALC_SDK_VERSION,                       /* sdk_version */
-    API_REQUIREMENT,                        /* api_requirement */
-    0,                                      /* flags */
-    PLUGIN_INIT,                            /* init */
-    NULL,                                   /* shutdown */
-    operations,
-    sizeof(operations) / sizeof(operations[0]),
-    sizeof(calc_operation_t)
+    .magic = PLUGIN_MAGIC,
+    .struct_size = STRUCT_SIZE,
+    .abi_version = { .major = ABI_MAJOR, .minor = ABI_MINOR },
+    .name = PLUGIN_NAME,
+    .version = PLUGIN_VERSION,
+    .author = "calc examples",
+    .description = "Test plugin: valid unless built with a BROKEN_* macro",
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = API_REQUIREMENT,
+    .init = PLUGIN_INIT,
+    .operations = operations,
+    .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 #ifdef BROKEN_NO_ENTRY

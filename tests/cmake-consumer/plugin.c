@@ -48,20 +48,26 @@ static calc_status_t cbrt_execute(void *instance, const double *args, size_t arg
     return status;
 }
 
+/* Fields are set by name (C99 designated initializers), never by position, so that fields
+ * appended in a later ABI minor do not break the build; unset fields are 0 / NULL. */
 static const calc_operation_t operations[] = {
-    { "triple", "triple(x): 3 * x", NULL, triple_execute,
-      CALC_OPERATION_KIND_FUNCTION, CALC_ASSOCIATIVITY_NONE, 0, 1, 1 },
-    { "cbrt", "cbrt(x): the cube root of x", NULL, cbrt_execute,
-      CALC_OPERATION_KIND_FUNCTION, CALC_ASSOCIATIVITY_NONE, 0, 1, 1 },
+    { .name = "triple", .description = "triple(x): 3 * x", .symbol = NULL,
+      .execute = triple_execute, .kind = CALC_OPERATION_KIND_FUNCTION,
+      .associativity = CALC_ASSOCIATIVITY_NONE, .precedence = 0, .min_arity = 1, .max_arity = 1 },
+    { .name = "cbrt", .description = "cbrt(x): the cube root of x", .symbol = NULL,
+      .execute = cbrt_execute, .kind = CALC_OPERATION_KIND_FUNCTION,
+      .associativity = CALC_ASSOCIATIVITY_NONE, .precedence = 0, .min_arity = 1, .max_arity = 1 },
 };
 
 static const calc_plugin_t descriptor = {
-    CALC_PLUGIN_MAGIC, sizeof(calc_plugin_t), CALC_ABI_VERSION_INIT,
-    "triple", "1.0.0", "calc tests", "triple(x) and cbrt(x), built with CMake",
-    CALC_SDK_VERSION, CALC_API_REQUIREMENT_DEFAULT,
-    0,          /* flags */
-    NULL, NULL, /* init, shutdown: no instance state */
-    operations, sizeof(operations) / sizeof(operations[0]), sizeof(calc_operation_t)
+    .magic = CALC_PLUGIN_MAGIC, .struct_size = sizeof(calc_plugin_t),
+    .abi_version = CALC_ABI_VERSION_INIT,
+    .name = "triple", .version = "1.0.0", .author = "calc tests",
+    .description = "triple(x) and cbrt(x), built with CMake",
+    .sdk_version = CALC_SDK_VERSION, .api_requirement = CALC_API_REQUIREMENT_DEFAULT,
+    /* flags, init, shutdown: not set, so 0 / NULL (no instance state) */
+    .operations = operations, .operation_count = sizeof(operations) / sizeof(operations[0]),
+    .operation_size = sizeof(calc_operation_t),
 };
 
 CALC_PLUGIN_ENTRY
