@@ -35,10 +35,11 @@
 // between threads.
 typedef struct calc_host_t calc_host_t;
 
-// An operation resolved by name: calling it does no name lookup, lock or allocation.
+// An operation resolved by name: calling it does no name lookup, lock or allocation, and it
+// follows hot reloads (each call goes to the version serving at that moment).
 //
-// Opaque; wraps the Rust `calc_host::OpHandle`. It keeps its plugin loaded, even after the host
-// it came from is freed, until `calc_op_free`. `calc_op_call` may run concurrently from any
+// Opaque; wraps the Rust `calc_host::LiveOp`. It keeps the plugin version it last saw loaded,
+// even after the host it came from is freed, until `calc_op_free`. `calc_op_call` may run concurrently from any
 // threads; the handle may be moved between threads.
 typedef struct calc_op_t calc_op_t;
 

@@ -46,7 +46,7 @@ CALC_PLUGIN_ENTRY;
 
 // Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
 // its own; a newer minor only appends fields to the end of structs.
-#define CALC_ABI_VERSION_MINOR 0
+#define CALC_ABI_VERSION_MINOR 1
 
 // First field of every `calc_plugin_t`: the bytes `"CALCPLG1"` read as a big-endian `u64`.
 // A library whose descriptor does not start with it is not a calc plugin and is rejected before
@@ -118,6 +118,15 @@ typedef void (*calc_log_fn)(void *context, calc_log_level_t level, const char *m
 // Since ABI 1.0.
 typedef const char *(*calc_get_config_fn)(void *context, const char *key);
 
+// Gives `init` the state the previous version of this plugin saved with `save_state` (hot
+// reload). Returns 1 and writes the bytes' address and length when there is state; returns 0
+// (and writes NULL and 0) when there is none: first load, or the old version saved nothing.
+// The bytes are owned by the host and valid until `init` returns: copy what you keep. Call it
+// only during `init`. `[main-thread]`
+//
+// Since ABI 1.1.
+typedef int32_t (*calc_get_state_fn)(void *context, const void **out_data, size_t *out_len);
+
 // Services the host offers to a plugin, passed to `init`.
 //
 // The table and everything it points to are owned by the host and stay valid from the call to
@@ -142,6 +151,9 @@ typedef struct calc_host_api_t {
     calc_log_fn log;
     // Configuration lookup; never NULL. Since ABI 1.0.
     calc_get_config_fn get_config;
+    // Hot-reload state of the previous version; never NULL in a 1.1 host. A plugin built for
+    // 1.1 running in a 1.0 host finds `struct_size` too small for this field. Since ABI 1.1.
+    calc_get_state_fn get_state;
 } calc_host_api_t;
 
 // Creates the plugin's instance state.
@@ -220,6 +232,29 @@ typedef struct calc_operation_t {
     uint32_t max_arity;
 } calc_operation_t;
 
+// Receives one chunk of the state a plugin saves (see `calc_save_state_fn`). The host copies
+// `len` bytes from `data` before returning; `data` stays owned by the plugin. Call it as often
+// as needed, only during `save_state`, on the thread that called `save_state`.
+//
+// Since ABI 1.1.
+typedef void (*calc_state_write_fn)(void *writer, const void *data, size_t len);
+
+// Saves the instance's state so that the next version of this plugin can take over (hot
+// reload): write the bytes with `write(writer, data, len)`, in any number of chunks, and return
+// `CALC_STATUS_OK`. The new version reads them in its `init` through the host service
+// `get_state`. The format is the plugin's own: version it. Called once per reload, after the new
+// version was validated and before it is initialised; `execute` calls may still be running on
+// other threads, so read shared state under the plugin's own synchronisation. On failure write a
+// message into `error_buf` and return another status: the reload goes on without state.
+// `[main-thread]`
+//
+// Since ABI 1.1.
+typedef calc_status_t (*calc_save_state_fn)(void *instance,
+                                            calc_state_write_fn write,
+                                            void *writer,
+                                            char *error_buf,
+                                            size_t error_buf_size);
+
 // What `plugin_entry` returns: who the plugin is, what it needs and what it provides.
 //
 // Owned by the plugin, valid and unchanged until the library is unloaded. The host copies every
@@ -265,6 +300,9 @@ typedef struct calc_plugin_t {
     uint32_t operation_count;
     // `sizeof(calc_operation_t)` as compiled into the plugin. Since ABI 1.0.
     uint32_t operation_size;
+    // Hands the instance's state to the next version on hot reload; may be NULL (the new
+    // version then starts fresh). Since ABI 1.1.
+    calc_save_state_fn save_state;
 } calc_plugin_t;
 
 // Signature of `plugin_entry`, the only symbol a plugin exports (C linkage, default

@@ -44,10 +44,15 @@ pub struct LoadedPlugin {
     executes: Vec<ExecuteFn>,
     instance: *mut c_void,
     shutdown: abi::calc_shutdown_fn,
+    save_state: abi::calc_save_state_fn,
     /// Must outlive the instance: the plugin may keep pointers into it until `shutdown`.
-    services: Box<HostServices>,
-    /// Declared last so that it is dropped (unloaded) after everything above.
-    _library: libloading::Library,
+    _services: Box<HostServices>,
+    /// Closed explicitly in `Drop`, after `shutdown`.
+    library: Option<libloading::Library>,
+    /// The private copy the library was loaded from (hot-reload mode), deleted after unloading.
+    copy: Option<PrivateCopy>,
+    /// Where to report the unload.
+    events: Option<std::sync::mpsc::Sender<crate::events::HostEvent>>,
 }
 
 // SAFETY: the ABI makes `execute` callable from any thread at once, and `init`/`shutdown` are only
@@ -73,8 +78,40 @@ impl Drop for LoadedPlugin {
             // no `OpHandle` is left (they hold an `Arc` to us), so no `execute` is running.
             unsafe { shutdown(self.instance) };
         }
-        let _ = &self.services;
+        drop(self.library.take());
+        let unmapped = self.copy.take().and_then(|copy| {
+            let path = copy.0.clone();
+            drop(copy);
+            still_mapped(&path).map(|mapped| !mapped)
+        });
+        match unmapped {
+            Some(false) => tracing::warn!(
+                plugin = %self.info.name,
+                "{}: library still mapped after dlclose (something pins it: thread-local destructors \
+                 registered by the plugin, RTLD_NODELETE, or another open handle)",
+                self.info.path.display()
+            ),
+            _ => tracing::debug!(plugin = %self.info.name, ?unmapped, "unloaded"),
+        }
+        if let Some(events) = &self.events {
+            let _ = events.send(crate::events::HostEvent::Unloaded {
+                name: self.info.name.clone(),
+                version: self.info.version.to_string(),
+                unmapped,
+            });
+        }
     }
+}
+
+/// Whether a file is mapped into this process (Linux: `/proc/self/maps`); `None` where that
+/// cannot be checked.
+pub fn still_mapped(path: &Path) -> Option<bool> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let needle = path.to_string_lossy();
+    Some(
+        maps.lines()
+            .any(|l| l.ends_with(needle.as_ref()) || l.ends_with(&format!("{needle} (deleted)"))),
+    )
 }
 
 impl LoadedPlugin {
@@ -82,6 +119,69 @@ impl LoadedPlugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+
+    /// Reports this plugin's unload (and whether it was really unmapped) to `events`.
+    pub fn report_unload_to(&mut self, events: std::sync::mpsc::Sender<crate::events::HostEvent>) {
+        self.events = Some(events);
+    }
+
+    /// Whether the plugin can hand state to its next version (ABI 1.1 `save_state`).
+    pub fn saves_state(&self) -> bool {
+        self.save_state.is_some()
+    }
+
+    /// Asks the plugin to save its state for the next version (hot reload). `Ok(None)` when it
+    /// has no `save_state` or saved nothing.
+    pub fn save_state(&self) -> Result<Option<Vec<u8>>, CallError> {
+        let Some(save) = self.save_state else {
+            return Ok(None);
+        };
+        let mut state: Vec<u8> = Vec::new();
+        let mut buf = [0u8; ERROR_BUF];
+        // SAFETY: `init` succeeded and the instance is alive; `write_state` appends to the live
+        // `state` Vec passed as the writer; the error buffer is ERROR_BUF writable bytes.
+        let status = unsafe {
+            save(
+                self.instance,
+                Some(write_state),
+                (&mut state as *mut Vec<u8>).cast(),
+                buf.as_mut_ptr().cast(),
+                ERROR_BUF,
+            )
+        };
+        if status != abi::CALC_STATUS_OK {
+            let status = Status::from_code(status).unwrap_or(Status::Error);
+            return Err(CallError {
+                operation: "save_state".into(),
+                plugin: self.info.name.clone(),
+                path: self.info.path.clone(),
+                status,
+                message: message_from(&buf, status),
+            });
+        }
+        Ok((!state.is_empty()).then_some(state))
+    }
+}
+
+/// The `calc_state_write_fn` the host passes to `save_state`: appends to a `Vec<u8>`.
+///
+/// # Safety
+/// `writer` must be the `*mut Vec<u8>` passed to `save_state`; `data` readable for `len` bytes
+/// (or `len` 0).
+unsafe extern "C" fn write_state(writer: *mut c_void, data: *const c_void, len: usize) {
+    if writer.is_null() || data.is_null() || len == 0 {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: per the contract, `writer` is our live Vec and `data` has `len` bytes.
+        let (state, bytes) = unsafe {
+            (
+                &mut *writer.cast::<Vec<u8>>(),
+                std::slice::from_raw_parts(data.cast::<u8>(), len),
+            )
+        };
+        state.extend_from_slice(bytes);
+    }));
 }
 
 /// Resolves `path` to the canonical absolute path of a regular file.
@@ -110,6 +210,25 @@ fn dlopen(path: &Path) -> Result<libloading::Library, libloading::Error> {
     unsafe { libloading::Library::new(path) }
 }
 
+/// Copies the first `available` bytes (at most `size_of::<T>()`) of a plugin struct into a
+/// zeroed `T`, so that the fields a plugin built against an older minor does not have read as
+/// zero (NULL pointers, `None` functions).
+///
+/// # Safety
+/// `src` must be readable for `min(available, size_of::<T>())` bytes, and `T` must be a
+/// `#[repr(C)]` ABI struct for which all-zero bytes are a valid value (integers, raw pointers,
+/// `Option<fn>`).
+unsafe fn read_prefix<T>(src: *const T, available: usize) -> T {
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let n = available.min(std::mem::size_of::<T>());
+    // SAFETY: `src` is readable for `n` bytes (contract); the destination is a local of
+    // `size_of::<T>() >= n` bytes; the regions are distinct.
+    unsafe { ptr::copy_nonoverlapping(src.cast::<u8>(), value.as_mut_ptr().cast::<u8>(), n) };
+    // SAFETY: all-zero is valid for `T` (contract) and the copied prefix comes from a valid `T`
+    // prefix written by the plugin.
+    unsafe { value.assume_init() }
+}
+
 /// Reads a NUL-terminated string of at most `CALC_MAX_STRING_LEN` bytes.
 ///
 /// # Safety
@@ -136,6 +255,17 @@ unsafe fn read_str(p: *const c_char) -> RawStr {
 pub struct OpenedPlugin {
     validated: Validated,
     library: libloading::Library,
+    /// After `library`, so that it is deleted after the library is closed.
+    copy: Option<PrivateCopy>,
+}
+
+/// A private copy of a plugin file, deleted when dropped (after its library was closed).
+struct PrivateCopy(PathBuf);
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl std::fmt::Debug for OpenedPlugin {
@@ -168,11 +298,46 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, LoadError> {
 
 /// Opens the library at `path` and validates its descriptor (steps 1 to 5 of the module docs).
 pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
+    open_from(&resolve(path)?, None)
+}
+
+/// As [`open`], but loads a private copy of the file made in `copy_dir` under a unique name, as
+/// hot reload needs: the dynamic loader caches libraries by path and inode, so reopening a
+/// rebuilt file at the same path could return the old library, and a file overwritten in place
+/// while mapped corrupts the running code. The copy is deleted when the plugin is unloaded (or
+/// at once if loading fails). The metadata keeps the original path.
+pub fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
     let path = resolve(path)?;
-    let library = dlopen(&path).map_err(|source| LoadError::Open {
-        path: path.clone(),
+    let io = |source: std::io::Error| LoadError::Directory {
+        path: copy_dir.to_path_buf(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(copy_dir).map_err(io)?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    let copy = copy_dir.join(format!(
+        "{stem}.{}.{generation}.{}",
+        std::process::id(),
+        std::env::consts::DLL_EXTENSION
+    ));
+    std::fs::copy(&path, &copy).map_err(io)?;
+    open_from(&path, Some(PrivateCopy(copy)))
+}
+
+/// Opens `copy` (or `path` itself) and validates it; the metadata names `path`.
+fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, LoadError> {
+    let path = path.to_path_buf();
+    let library =
+        dlopen(copy.as_ref().map_or(path.as_path(), |c| c.0.as_path())).map_err(|source| {
+            LoadError::Open {
+                path: path.clone(),
+                source,
+            }
+        })?;
     // SAFETY: `plugin_entry` has the `calc_plugin_entry_fn` signature by the ABI contract; a
     // library that exports the name with another type is a broken plugin we cannot detect.
     let entry =
@@ -201,9 +366,9 @@ pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
     validate::check_header(&path, &header)?;
 
     // SAFETY: `check_header` verified that the plugin's struct is at least as large as the
-    // `calc_plugin_t` of its declared minor, which is this host's (minors newer than the host's
-    // are refused), so the whole struct is readable.
-    let d: calc_plugin_t = unsafe { ptr::read_unaligned(desc) };
+    // `calc_plugin_t` of its declared minor; `read_prefix` reads no more than `struct_size`
+    // bytes, and leaves the fields of newer minors zeroed (NULL).
+    let d: calc_plugin_t = unsafe { read_prefix(desc, header.struct_size as usize) };
     validate::check_operation_table(
         &path,
         header.abi_version,
@@ -216,11 +381,12 @@ pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
         // SAFETY: the table holds `operation_count` elements of `operation_size` bytes, and
         // `operation_size` is at least `size_of::<calc_operation_t>()` (checked above).
         let op: calc_operation_t = unsafe {
-            ptr::read_unaligned(
+            read_prefix(
                 d.operations
                     .cast::<u8>()
                     .add(i * d.operation_size as usize)
-                    .cast(),
+                    .cast::<calc_operation_t>(),
+                d.operation_size as usize,
             )
         };
         // SAFETY: the descriptor's strings are NULL or NUL-terminated (ABI contract); `read_str`
@@ -252,11 +418,16 @@ pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
             flags: d.flags,
             init: d.init,
             shutdown: d.shutdown,
+            save_state: d.save_state,
             operations,
         }
     };
     let validated = validate::check_descriptor(&path, &raw)?;
-    Ok(OpenedPlugin { validated, library })
+    Ok(OpenedPlugin {
+        validated,
+        library,
+        copy,
+    })
 }
 
 impl OpenedPlugin {
@@ -268,9 +439,24 @@ impl OpenedPlugin {
     /// Runs the plugin's `init` with host services carrying `config` (step 6). On failure the
     /// library is closed and `shutdown` is not called.
     pub fn initialise(self, config: &BTreeMap<String, String>) -> Result<LoadedPlugin, LoadError> {
-        let OpenedPlugin { validated, library } = self;
+        self.initialise_with_state(config, None)
+    }
+
+    /// As [`Self::initialise`], handing `state` (saved by the previous version of this plugin)
+    /// to `init` through the `get_state` host service.
+    pub fn initialise_with_state(
+        self,
+        config: &BTreeMap<String, String>,
+        state: Option<Vec<u8>>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let OpenedPlugin {
+            validated,
+            library,
+            copy,
+        } = self;
         let path = validated.info.path.clone();
         let services = HostServices::new(&validated.info.name, config);
+        services.set_state(state);
         let mut instance: *mut c_void = ptr::null_mut();
         if let Some(init) = validated.init {
             let mut buf = [0u8; ERROR_BUF];
@@ -286,6 +472,8 @@ impl OpenedPlugin {
             };
             if status != abi::CALC_STATUS_OK {
                 let status = Status::from_code(status).unwrap_or(Status::Error);
+                drop(library);
+                drop(copy);
                 return Err(LoadError::InitFailed {
                     path,
                     plugin: validated.info.name,
@@ -294,14 +482,18 @@ impl OpenedPlugin {
                 });
             }
         }
+        services.set_state(None);
         tracing::debug!(plugin = %validated.info.name, path = %path.display(), "loaded");
         Ok(LoadedPlugin {
             info: validated.info,
             executes: validated.executes,
             instance,
             shutdown: validated.shutdown,
-            services,
-            _library: library,
+            save_state: validated.save_state,
+            _services: services,
+            library: Some(library),
+            copy,
+            events: None,
         })
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use calc_sdk::abi::{self, calc_host_api_t, calc_log_level_t};
 
@@ -17,10 +18,12 @@ pub(crate) struct HostServices {
     plugin: String,
     _host_version: CString,
     config: BTreeMap<Vec<u8>, CString>,
+    /// State handed over by the previous version, readable during `init` only.
+    state: Mutex<Option<Vec<u8>>>,
 }
 
-// SAFETY: after `new` returns nothing mutates a `HostServices`; its raw pointers point into the
-// box itself and into the owned `CString`, which live as long as it does.
+// SAFETY: after `new` returns only `state` changes, behind its mutex; the raw pointers point into
+// the box itself and into the owned `CString`, which live as long as it does.
 unsafe impl Send for HostServices {}
 // SAFETY: as above; the extern functions only read.
 unsafe impl Sync for HostServices {}
@@ -49,14 +52,21 @@ impl HostServices {
                 context: std::ptr::null_mut(),
                 log: Some(log),
                 get_config: Some(get_config),
+                get_state: Some(get_state),
             },
             plugin: plugin.to_string(),
             _host_version: host_version,
             config: values,
+            state: Mutex::new(None),
         });
         let context: *mut HostServices = &mut *services;
         services.api.context = context.cast::<c_void>();
         services
+    }
+
+    /// Sets (or, with `None`, clears) the state `get_state` hands to `init`.
+    pub(crate) fn set_state(&self, state: Option<Vec<u8>>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     /// The table to pass to `init`; valid while `self` lives.
@@ -94,6 +104,43 @@ unsafe extern "C" fn log(context: *mut c_void, level: calc_log_level_t, message:
             _ => tracing::info!(target: "calc::plugin", plugin, "{message}"),
         }
     }));
+}
+
+/// `calc_host_api_t.get_state`.
+///
+/// # Safety
+/// `context` must be the `context` of a live `HostServices` table; the out-pointers NULL or
+/// writable.
+unsafe extern "C" fn get_state(
+    context: *mut c_void,
+    out_data: *mut *const c_void,
+    out_len: *mut usize,
+) -> i32 {
+    catch_unwind(AssertUnwindSafe(|| {
+        let (data, len) = if context.is_null() {
+            (std::ptr::null(), 0)
+        } else {
+            // SAFETY: per the contract, `context` points at a live `HostServices`.
+            let services = unsafe { &*context.cast::<HostServices>() };
+            let state = services.state.lock().unwrap_or_else(|e| e.into_inner());
+            // The Vec is only replaced after `init` returns, so the pointer stays valid for the
+            // plugin's use during `init`.
+            state.as_ref().map_or((std::ptr::null(), 0), |s| {
+                (s.as_ptr().cast::<c_void>(), s.len())
+            })
+        };
+        // SAFETY: NULL-checked out-pointers, writable per the contract.
+        unsafe {
+            if !out_data.is_null() {
+                *out_data = data;
+            }
+            if !out_len.is_null() {
+                *out_len = len;
+            }
+        }
+        i32::from(!data.is_null())
+    }))
+    .unwrap_or(0)
 }
 
 /// `calc_host_api_t.get_config`.

@@ -50,9 +50,11 @@ pub fn abi_compatible(
 }
 
 /// Size of `calc_plugin_t` at ABI `1.minor`: the fields that exist at that minor.
-pub fn plugin_struct_size(_minor: u16) -> usize {
-    // 1.0 is the only minor so far; a 1.1 adds a match arm ending at its last field's offset.
-    std::mem::size_of::<calc_plugin_t>()
+pub fn plugin_struct_size(minor: u16) -> usize {
+    match minor {
+        0 => std::mem::offset_of!(calc_plugin_t, save_state),
+        _ => std::mem::size_of::<calc_plugin_t>(),
+    }
 }
 
 /// Size of `calc_operation_t` at ABI `1.minor`.
@@ -157,6 +159,8 @@ pub struct RawDescriptor {
     pub init: calc_init_fn,
     /// `shutdown`.
     pub shutdown: calc_shutdown_fn,
+    /// `save_state` (ABI 1.1; `None` when absent).
+    pub save_state: calc_sdk::abi::calc_save_state_fn,
     /// The operations (read only when the table itself passed [`check_operation_table`]).
     pub operations: Vec<RawOperation>,
 }
@@ -206,6 +210,8 @@ pub struct Validated {
     pub init: calc_init_fn,
     /// `shutdown`, may be `None`.
     pub shutdown: calc_shutdown_fn,
+    /// `save_state`, may be `None`.
+    pub save_state: calc_sdk::abi::calc_save_state_fn,
     /// The `execute` of each operation, in the order of `info.operations`.
     pub executes: Vec<
         unsafe extern "C" fn(
@@ -427,6 +433,7 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
         },
         init: raw.init,
         shutdown: raw.shutdown,
+        save_state: raw.save_state,
         executes,
     })
 }

@@ -178,6 +178,38 @@ pub unsafe extern "C" fn init_trampoline<P: Plugin>(
     unsafe { report(result, error_buf, error_buf_size) }
 }
 
+/// The `save_state` trampoline: runs [`Plugin::save_state`] and writes the bytes through the
+/// host's writer. An empty state writes nothing.
+///
+/// # Safety
+/// Called by the host under the `calc_save_state_fn` contract: `instance` from
+/// [`init_trampoline::<P>`], `write` valid with `writer`, the error buffer valid.
+pub unsafe extern "C" fn save_state_trampoline<P: Plugin>(
+    instance: *mut c_void,
+    write: abi::calc_state_write_fn,
+    writer: *mut c_void,
+    error_buf: *mut c_char,
+    error_buf_size: usize,
+) -> calc_status_t {
+    let result = ffi_boundary("save_state", || {
+        let Some(write) = write.filter(|_| !instance.is_null()) else {
+            return Err(CalcError::invalid_argument(
+                "NULL pointer passed to save_state",
+            ));
+        };
+        // SAFETY: `instance` is the live `Box<P>` made by `init_trampoline::<P>`.
+        let plugin = unsafe { &*instance.cast::<P>() };
+        let state = plugin.save_state()?;
+        if !state.is_empty() {
+            // SAFETY: the host's writer copies `state.len()` bytes from a live buffer.
+            unsafe { write(writer, state.as_ptr().cast(), state.len()) };
+        }
+        Ok(())
+    });
+    // SAFETY: host contract on the error buffer.
+    unsafe { report(result, error_buf, error_buf_size) }
+}
+
 /// The `shutdown` trampoline: drops the instance. A panic in `Drop` is caught and swallowed.
 ///
 /// # Safety
@@ -351,6 +383,7 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
         operations: operations.as_ptr(),
         operation_count: operations.len() as u32,
         operation_size: std::mem::size_of::<calc_operation_t>() as u32,
+        save_state: Some(save_state_trampoline::<P>),
     };
     Ok(Built {
         descriptor,

@@ -96,6 +96,24 @@ impl Host {
         unsafe { log(self.api().context, level.code(), message.as_ptr()) }
     }
 
+    /// The state the previous version of this plugin saved before a hot reload, or `None` on a
+    /// first load, when the old version saved nothing, or in a host older than ABI 1.1. Only
+    /// meaningful during [`crate::Plugin::init`].
+    pub fn handover_state(&self) -> Option<Vec<u8>> {
+        let end = std::mem::offset_of!(calc_host_api_t, get_state)
+            + std::mem::size_of::<abi::calc_get_state_fn>();
+        let get = self.api().get_state.filter(|_| self.has_field(end))?;
+        let mut data: *const std::ffi::c_void = std::ptr::null();
+        let mut len = 0usize;
+        // SAFETY: valid host table; the out-pointers are live locals.
+        let present = unsafe { get(self.api().context, &mut data, &mut len) };
+        if present == 0 || data.is_null() {
+            return None;
+        }
+        // SAFETY: the host guarantees `len` readable bytes at `data` during `init`; we copy them.
+        Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
+    }
+
     /// Reads a configuration value the host holds for this plugin, or `None` when it is not set
     /// (or is not UTF-8, or the key contains a NUL byte).
     pub fn config(&self, key: &str) -> Option<String> {

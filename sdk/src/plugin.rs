@@ -182,8 +182,18 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// The operations, at most [`crate::export::MAX_OPERATIONS`].
     const OPERATIONS: &'static [Operation<Self>];
 
-    /// Creates the instance. An error rejects the plugin with its message.
+    /// Creates the instance. An error rejects the plugin with its message. On a hot reload,
+    /// [`Host::handover_state`] returns what the previous version's [`Plugin::save_state`]
+    /// produced.
     fn init(host: &Host) -> Result<Self, CalcError>;
+
+    /// Saves state for the next version of this plugin on hot reload (ABI 1.1); the new
+    /// version reads it in `init` with [`Host::handover_state`]. The format is yours: version
+    /// it. Calls to operations may run concurrently on other threads. The default saves nothing,
+    /// so the new version starts fresh.
+    fn save_state(&self) -> Result<Vec<u8>, CalcError> {
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ int main(void) {
     OFF(calc_host_api_t, struct_size); OFF(calc_host_api_t, abi_version);
     OFF(calc_host_api_t, host_version); OFF(calc_host_api_t, context);
     OFF(calc_host_api_t, log); OFF(calc_host_api_t, get_config);
+    OFF(calc_host_api_t, get_state);
 
     SIZE(calc_operation_t); ALIGN(calc_operation_t);
     OFF(calc_operation_t, name); OFF(calc_operation_t, description);
@@ -43,6 +44,7 @@ int main(void) {
     OFF(calc_plugin_t, init); OFF(calc_plugin_t, shutdown);
     OFF(calc_plugin_t, operations); OFF(calc_plugin_t, operation_count);
     OFF(calc_plugin_t, operation_size);
+    OFF(calc_plugin_t, save_state);
 
     NUM(CALC_ABI_VERSION_MAJOR); NUM(CALC_ABI_VERSION_MINOR);
     printf("CALC_ABI_VERSION_INIT %u.%u\n", (unsigned)v.major, (unsigned)v.minor);

@@ -99,10 +99,13 @@ static const calc_operation_info_t *find_operation(const calc_host_t *host, cons
 static int metadata_is_complete(const calc_host_t *host)
 {
     size_t i, j, n = calc_host_plugin_count(host);
+    char abi[32];
+    /* Plugins built with these headers declare the ABI version these headers define. */
+    snprintf(abi, sizeof abi, "%d.%d", (int)CALC_ABI_VERSION_MAJOR, (int)CALC_ABI_VERSION_MINOR);
     for (i = 0; i < n; i++) {
         const calc_plugin_info_t *p = calc_host_plugin_info(host, i);
         if (p == NULL || p->name == NULL || p->version == NULL || p->author == NULL ||
-            p->description == NULL || p->path == NULL || !eq(p->abi_version, "1.0") ||
+            p->description == NULL || p->path == NULL || !eq(p->abi_version, abi) ||
             p->sdk_version == NULL || p->api_requirement == NULL || p->operation_count == 0 ||
             p->path[0] != '/' || !contains(p->path, p->name)) {
             return 0;

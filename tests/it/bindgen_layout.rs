@@ -30,12 +30,12 @@ fn sdk_layouts() -> RustLayouts {
     use calc_sdk::abi::*;
     let mut m = RustLayouts::default();
     layout!(m, calc_abi_version_t: major, minor);
-    layout!(m, calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config);
+    layout!(m, calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state);
     layout!(m, calc_operation_t: name, description, symbol, execute, kind, associativity,
         precedence, min_arity, max_arity);
     layout!(m, calc_plugin_t: magic, struct_size, abi_version, name, version, author, description,
         sdk_version, api_requirement, flags, init, shutdown, operations, operation_count,
-        operation_size);
+        operation_size, save_state);
     m
 }
 
@@ -113,7 +113,7 @@ fn bindgen_sees_every_struct_and_field_of_calc_plugin_h() {
             Some(align_of::<calc_sdk::abi::calc_plugin_t>())
         )
     );
-    assert_eq!(plugin.fields.len(), 15);
+    assert_eq!(plugin.fields.len(), 16);
     assert!(plugin.fields.iter().all(|f| f.offset.is_some()));
     assert_eq!(
         header

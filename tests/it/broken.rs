@@ -38,14 +38,16 @@ fn only_the_good_plugins_load() {
 fn each_broken_plugin_has_its_own_clear_error() {
     let m = manager();
     let plugin_size = std::mem::size_of::<calc_sdk::abi::calc_plugin_t>();
+    let minor = calc_sdk::abi::CALC_ABI_VERSION_MINOR;
+    let host = calc_tests::abi();
     let expectations: Vec<(&str, String)> = vec![
         ("no_entry", "not a calc plugin: no `plugin_entry` symbol".into()),
         ("entry_null", "plugin_entry returned NULL (the plugin could not describe itself)".into()),
         ("bad_magic", "not a calc plugin: bad magic 0x0000000000001234 (expected 0x43414c43504c4731)".into()),
-        ("abi_major_new", "incompatible ABI: plugin built for ABI 2.0, host implements 1.0 (plugin's ABI major is newer than the host's)".into()),
-        ("abi_major_old", "incompatible ABI: plugin built for ABI 0.0, host implements 1.0 (plugin's ABI major is older than the host's)".into()),
-        ("abi_minor_new", "incompatible ABI: plugin built for ABI 1.1, host implements 1.0 (plugin's ABI minor is newer than the host's)".into()),
-        ("size_small", format!("calc_plugin_t.struct_size is 16 bytes, smaller than the {plugin_size} bytes ABI 1.0 requires")),
+        ("abi_major_new", format!("incompatible ABI: plugin built for ABI 2.{minor}, host implements {host} (plugin's ABI major is newer than the host's)")),
+        ("abi_major_old", format!("incompatible ABI: plugin built for ABI 0.{minor}, host implements {host} (plugin's ABI major is older than the host's)")),
+        ("abi_minor_new", format!("incompatible ABI: plugin built for ABI 1.{}, host implements {host} (plugin's ABI minor is newer than the host's)", minor + 1)),
+        ("size_small", format!("calc_plugin_t.struct_size is 16 bytes, smaller than the {plugin_size} bytes ABI {host} requires")),
         ("null_name", "invalid name: NULL".into()),
         ("non_utf8_name", "invalid name: not valid UTF-8 (byte 3 of \"bad\u{fffd}\u{fffd}\")".into()),
         ("bad_version", "invalid version \"not-a-version\": unexpected character 'n' while parsing major version number".into()),

@@ -298,7 +298,8 @@ fn c_calculator_lists_plugins_and_skipped_files() {
     let (code, out, err) = calc_c(&["--list"]);
     assert_eq!((code, err.as_str()), (0, ""));
     let cpp_line = format!(
-        "cpp_trig 1.0.0 (ABI 1.0) {}",
+        "cpp_trig 1.0.0 (ABI {}) {}",
+        calc_tests::abi(),
         f.cpp_plugin.canonicalize().unwrap().display()
     );
     for line in [
@@ -318,7 +319,10 @@ fn c_calculator_lists_plugins_and_skipped_files() {
         .arg("--list"));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stdout.contains("good_c 1.0.0 (ABI 1.0) "), "{stdout}");
+    assert!(
+        stdout.contains(&format!("good_c 1.0.0 (ABI {}) ", calc_tests::abi())),
+        "{stdout}"
+    );
     assert_eq!(
         stderr
             .lines()

@@ -24,7 +24,7 @@ fn all_examples_load_with_their_metadata() {
     assert!(m.failures().is_empty());
     assert!(m.conflicts().is_empty(), "{:?}", m.conflicts());
     for p in m.plugins() {
-        assert_eq!(p.abi_version, "1.0", "{}", p.name);
+        assert_eq!(p.abi_version, calc_tests::abi(), "{}", p.name);
         assert_eq!(p.version.to_string(), "1.0.0", "{}", p.name);
         assert_eq!(p.author, "calc examples", "{}", p.name);
         assert!(p.path.is_absolute());

@@ -334,16 +334,25 @@ fn plugins_list_shows_enabled_disabled_failed_and_overridden() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("add 1.0.0 (ABI 1.0) by calc examples [overridden]"),
+        text.contains(&format!(
+            "add 1.0.0 (ABI {}) by calc examples [overridden]",
+            calc_tests::abi()
+        )),
         "{text}"
     );
     assert!(text.contains("[overridden by alt_add]"), "{text}");
     assert!(
-        text.contains("alt_add 2.0.0 (ABI 1.0) by calc tests [enabled]"),
+        text.contains(&format!(
+            "alt_add 2.0.0 (ABI {}) by calc tests [enabled]",
+            calc_tests::abi()
+        )),
         "{text}"
     );
     assert!(
-        text.contains("sub 1.0.0 (ABI 1.0) by calc examples [disabled]"),
+        text.contains(&format!(
+            "sub 1.0.0 (ABI {}) by calc examples [disabled]",
+            calc_tests::abi()
+        )),
         "{text}"
     );
     assert!(
@@ -390,8 +399,10 @@ fn plugins_check_reports_metadata_or_the_exact_refusal() {
     let good = examples_dir().join(library_file_name("add"));
     let out = run_calc(&["plugins", "check", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .starts_with("add 1.0.0 (ABI 1.0) by calc examples [ok]"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!(
+        "add 1.0.0 (ABI {}) by calc examples [ok]",
+        calc_tests::abi()
+    )));
     let bad = calc_tests::broken_corpus_dir().join(library_file_name("broken_abi_major_new"));
     let out = run_calc(&[
         "plugins",

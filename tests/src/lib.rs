@@ -135,3 +135,12 @@ pub fn build_c_plugin_with(
 pub fn c_compiler() -> String {
     xtask::build::c_compiler()
 }
+
+/// The ABI version of this build as `calc plugins list` prints it, e.g. `"1.1"`.
+pub fn abi() -> String {
+    format!(
+        "{}.{}",
+        calc_sdk::abi::CALC_ABI_VERSION_MAJOR,
+        calc_sdk::abi::CALC_ABI_VERSION_MINOR
+    )
+}

@@ -27,6 +27,21 @@ pub type calc_log_fn = Option<
 pub type calc_get_config_fn =
     Option<unsafe extern "C" fn(context: *mut c_void, key: *const c_char) -> *const c_char>;
 
+/// Gives `init` the state the previous version of this plugin saved with `save_state` (hot
+/// reload). Returns 1 and writes the bytes' address and length when there is state; returns 0
+/// (and writes NULL and 0) when there is none: first load, or the old version saved nothing.
+/// The bytes are owned by the host and valid until `init` returns: copy what you keep. Call it
+/// only during `init`. `[main-thread]`
+///
+/// Since ABI 1.1.
+pub type calc_get_state_fn = Option<
+    unsafe extern "C" fn(
+        context: *mut c_void,
+        out_data: *mut *const c_void,
+        out_len: *mut usize,
+    ) -> i32,
+>;
+
 /// Services the host offers to a plugin, passed to `init`.
 ///
 /// The table and everything it points to are owned by the host and stay valid from the call to
@@ -52,4 +67,8 @@ pub struct calc_host_api_t {
     pub log: calc_log_fn,
     /// Configuration lookup; never NULL. Since ABI 1.0.
     pub get_config: calc_get_config_fn,
+    /* Since ABI 1.1 */
+    /// Hot-reload state of the previous version; never NULL in a 1.1 host. A plugin built for
+    /// 1.1 running in a 1.0 host finds `struct_size` too small for this field. Since ABI 1.1.
+    pub get_state: calc_get_state_fn,
 }

@@ -48,6 +48,34 @@ pub type calc_init_fn = Option<
 /// Since ABI 1.0.
 pub type calc_shutdown_fn = Option<unsafe extern "C" fn(instance: *mut c_void)>;
 
+/// Receives one chunk of the state a plugin saves (see `calc_save_state_fn`). The host copies
+/// `len` bytes from `data` before returning; `data` stays owned by the plugin. Call it as often
+/// as needed, only during `save_state`, on the thread that called `save_state`.
+///
+/// Since ABI 1.1.
+pub type calc_state_write_fn =
+    Option<unsafe extern "C" fn(writer: *mut c_void, data: *const c_void, len: usize)>;
+
+/// Saves the instance's state so that the next version of this plugin can take over (hot
+/// reload): write the bytes with `write(writer, data, len)`, in any number of chunks, and return
+/// `CALC_STATUS_OK`. The new version reads them in its `init` through the host service
+/// `get_state`. The format is the plugin's own: version it. Called once per reload, after the new
+/// version was validated and before it is initialised; `execute` calls may still be running on
+/// other threads, so read shared state under the plugin's own synchronisation. On failure write a
+/// message into `error_buf` and return another status: the reload goes on without state.
+/// `[main-thread]`
+///
+/// Since ABI 1.1.
+pub type calc_save_state_fn = Option<
+    unsafe extern "C" fn(
+        instance: *mut c_void,
+        write: calc_state_write_fn,
+        writer: *mut c_void,
+        error_buf: *mut c_char,
+        error_buf_size: usize,
+    ) -> calc_status_t,
+>;
+
 /// Runs one operation.
 ///
 /// `instance` is the value `init` produced (NULL when the plugin has no `init`). `args` points to
@@ -151,12 +179,18 @@ pub struct calc_plugin_t {
     pub operation_count: u32,
     /// `sizeof(calc_operation_t)` as compiled into the plugin. Since ABI 1.0.
     pub operation_size: u32,
+    /* Since ABI 1.1 */
+    /// Hands the instance's state to the next version on hot reload; may be NULL (the new
+    /// version then starts fresh). Since ABI 1.1.
+    pub save_state: calc_save_state_fn,
 }
 
 // Layout pins for 64-bit targets: a failing assertion is an ABI break, which needs a major bump.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(core::mem::size_of::<calc_plugin_t>() == 104);
+    assert!(core::mem::size_of::<calc_plugin_t>() == 112);
+    assert!(core::mem::offset_of!(calc_plugin_t, save_state) == 104); // the 1.0 size
     assert!(core::mem::size_of::<calc_operation_t>() == 56);
-    assert!(core::mem::size_of::<calc_host_api_t>() == 40);
+    assert!(core::mem::size_of::<calc_host_api_t>() == 48);
+    assert!(core::mem::offset_of!(calc_host_api_t, get_state) == 40); // the 1.0 size
 };
