@@ -10,7 +10,7 @@
 use crate::error::EvalError;
 use std::sync::Arc;
 
-use crate::manager::{OpSlot, PluginManager};
+use crate::manager::{LiveSlot, PluginManager};
 
 /// Binding strength of the built-in unary minus.
 pub const UNARY_MINUS_PRECEDENCE: i32 = 30;
@@ -143,7 +143,7 @@ fn tokenize(src: &str, mgr: &PluginManager) -> Result<Vec<Token>, EvalError> {
 enum Node {
     Num(f64),
     Neg(Box<Node>),
-    Call { slot: Arc<OpSlot>, args: Vec<Node> },
+    Call { slot: LiveSlot, args: Vec<Node> },
 }
 
 struct Parser<'a> {
@@ -198,7 +198,7 @@ impl Parser<'_> {
                 precedence,
                 right_associative,
                 ..
-            } = slot.primary().info().kind
+            } = slot.load().primary().info().kind
             else {
                 unreachable!("infix() returns only infix operators")
             };
@@ -248,21 +248,15 @@ impl Parser<'_> {
     }
 
     fn call(&mut self, name: String, column: usize) -> Result<Node, EvalError> {
-        let slot = self
-            .mgr
-            .slot(&name)
-            .filter(|s| s.primary().info().symbol().is_none())
-            .or_else(|| self.mgr.slot(&name))
-            .cloned()
-            .ok_or_else(|| {
-                parse_error(
-                    format!(
-                        "unknown function '{name}' {}",
-                        unknown_because(self.mgr, &name)
-                    ),
-                    column,
-                )
-            })?;
+        let slot = self.mgr.live_slot(&name).cloned().ok_or_else(|| {
+            parse_error(
+                format!(
+                    "unknown function '{name}' {}",
+                    unknown_because(self.mgr, &name)
+                ),
+                column,
+            )
+        })?;
         match self.peek() {
             Some(Token {
                 tok: Tok::LParen, ..
@@ -308,7 +302,8 @@ impl Parser<'_> {
                 }
             }
         }
-        let op = slot.primary().info();
+        let current = slot.load_full();
+        let op = current.primary().info();
         let (min, max) = op.arity();
         let n = args.len() as u32;
         if n < min || max.is_some_and(|m| n > m) {
@@ -369,7 +364,7 @@ fn eval(node: &Node, key: u64) -> Result<f64, crate::error::CallError> {
             for a in args {
                 values.push(eval(a, key)?);
             }
-            slot.call(&values, key)
+            slot.load().call(&values, key)
         }
     }
 }

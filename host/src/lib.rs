@@ -21,6 +21,7 @@ pub mod capi;
 pub mod config;
 pub mod conformance;
 pub mod error;
+pub mod events;
 pub mod expr;
 pub mod info;
 pub mod loader;

@@ -12,12 +12,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use calc_sdk::Status;
 
 use crate::config::Settings;
 use crate::error::{CallError, EvalError, LoadError};
+use crate::events::HostEvent;
 use crate::expr;
 use crate::info::PluginInfo;
 use crate::loader::{self, LoadedPlugin, OpHandle};
@@ -129,10 +133,34 @@ fn is_internal(e: &CallError) -> bool {
     matches!(e.status, Status::Panic | Status::Error)
 }
 
+/// An operation slot that follows reloads: compiled expressions and [`LiveOp`]s hold it, and
+/// every load, reload or unload stores a new [`OpSlot`] in it atomically. A call loads the
+/// current slot once; the guard keeps that version alive until the call returns.
+pub type LiveSlot = Arc<ArcSwap<OpSlot>>;
+
 impl OpSlot {
     /// The implementation that serves calls without a rollout.
+    ///
+    /// # Panics
+    /// When the slot is empty (its last provider was unloaded); slots reachable through the
+    /// manager's maps never are.
     pub fn primary(&self) -> &OpHandle {
         &self.providers[0].handle
+    }
+
+    /// Whether no plugin provides this operation any more.
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    fn gone(&self) -> CallError {
+        CallError {
+            operation: self.key.clone(),
+            plugin: String::new(),
+            path: PathBuf::new(),
+            status: Status::Error,
+            message: "no plugin provides it any more (unloaded)".into(),
+        }
     }
 
     /// All providers, best first.
@@ -159,6 +187,9 @@ impl OpSlot {
     /// Calls the implementation chosen for rollout key hash `key`, falling back to the next
     /// providers in order when it fails internally.
     pub fn call(&self, args: &[f64], key: u64) -> Result<f64, CallError> {
+        if self.providers.is_empty() {
+            return Err(self.gone());
+        }
         let first = self.choose(key);
         let result = self.providers[first].call(args);
         let Err(error) = &result else {
@@ -192,6 +223,43 @@ impl OpSlot {
     }
 }
 
+/// A handle to an operation that follows hot reloads (see [`PluginManager::live_operation`]).
+/// Cheap to clone; usable from any thread; keeps working after the manager is dropped (with the
+/// versions loaded at that time).
+#[derive(Clone)]
+pub struct LiveOp {
+    slot: LiveSlot,
+}
+
+impl std::fmt::Debug for LiveOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOp")
+            .field("operation", &self.slot.load().key)
+            .finish()
+    }
+}
+
+impl LiveOp {
+    /// Calls the version serving now (its primary implementation). A call in flight keeps its
+    /// version loaded until it returns.
+    pub fn call(&self, args: &[f64]) -> Result<f64, CallError> {
+        let slot = self.slot.load();
+        match slot.providers.first() {
+            Some(p) => p.handle.call(args),
+            None => Err(slot.gone()),
+        }
+    }
+
+    /// The plugin serving now, if any.
+    pub fn serving(&self) -> Option<String> {
+        self.slot
+            .load()
+            .providers
+            .first()
+            .map(|p| p.handle.plugin().name.clone())
+    }
+}
+
 /// Whether `path` has the platform's shared-library file extension.
 pub fn is_library_file(path: &Path) -> bool {
     path.extension()
@@ -206,14 +274,24 @@ pub fn is_library_file(path: &Path) -> bool {
 #[derive(Default)]
 pub struct PluginManager {
     settings: Settings,
-    plugins: Vec<Arc<LoadedPlugin>>,
+    plugins: Vec<Entry>,
     disabled: Vec<PluginInfo>,
     failures: Vec<LoadFailure>,
     conflicts: Vec<Conflict>,
-    by_name: HashMap<String, Arc<OpSlot>>,
-    by_symbol: HashMap<String, Arc<OpSlot>>,
+    by_name: HashMap<String, LiveSlot>,
+    by_symbol: HashMap<String, LiveSlot>,
     stats: BTreeMap<(String, String), Arc<ImplStats>>,
     loads: u64,
+    /// Hot-reload mode: the directory of private copies.
+    copy_dir: Option<PathBuf>,
+    events: Option<Sender<HostEvent>>,
+}
+
+/// A loaded plugin and its place in the provider order.
+struct Entry {
+    plugin: Arc<LoadedPlugin>,
+    /// Rank of its operations when nothing in the settings ranks them (load order).
+    load_rank: u64,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -224,7 +302,7 @@ impl std::fmt::Debug for PluginManager {
                 &self
                     .plugins
                     .iter()
-                    .map(|p| &p.info().name)
+                    .map(|e| &e.plugin.info().name)
                     .collect::<Vec<_>>(),
             )
             .field("failures", &self.failures.len())
@@ -251,6 +329,30 @@ impl PluginManager {
         self.settings = settings;
     }
 
+    /// Turns on hot-reload mode for plugins loaded from now on: each library is loaded from a
+    /// private copy (under `copy_dir`, created if needed), so that the file can be rebuilt and
+    /// reloaded with [`Self::reload_file`], and its old version really unloaded.
+    pub fn enable_hot_reload(&mut self, copy_dir: PathBuf) {
+        self.copy_dir = Some(copy_dir);
+    }
+
+    /// The default directory for private copies: `$TMPDIR/calc-plugins-<pid>`.
+    pub fn default_copy_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("calc-plugins-{}", std::process::id()))
+    }
+
+    /// Sends every [`HostEvent`] (loads, reloads, failures, removals, unloads) to `events`.
+    pub fn report_events_to(&mut self, events: Sender<HostEvent>) {
+        self.events = Some(events);
+    }
+
+    fn emit(&self, event: HostEvent) {
+        tracing::info!("{event}");
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -271,7 +373,7 @@ impl PluginManager {
     /// also recorded in [`Self::failures`].
     pub fn load_file(&mut self, path: &Path) -> Result<&PluginInfo, &LoadError> {
         match self.try_load(path) {
-            Ok(Loaded::Enabled(i)) => Ok(self.plugins[i].info()),
+            Ok(Loaded::Enabled(i)) => Ok(self.plugins[i].plugin.info()),
             Ok(Loaded::Disabled(i)) => Ok(&self.disabled[i]),
             Err(error) => Err(self.record(error)),
         }
@@ -286,14 +388,22 @@ impl PluginManager {
         &self.failures.last().expect("just pushed").error
     }
 
-    fn try_load(&mut self, path: &Path) -> Result<Loaded, LoadError> {
-        let opened = loader::open(path)?;
-        let info = opened.info();
+    fn open(&self, path: &Path) -> Result<loader::OpenedPlugin, LoadError> {
+        match &self.copy_dir {
+            Some(dir) => loader::open_copy(path, dir),
+            None => loader::open(path),
+        }
+    }
+
+    /// Settings-based admission of a validated plugin: duplicate names (ignoring `replacing`),
+    /// version ranges. Returns whether the settings disable it.
+    fn admit(&self, info: &PluginInfo, replacing: Option<&str>) -> Result<bool, LoadError> {
         let other = self
             .plugins
             .iter()
-            .map(|p| p.info())
+            .map(|e| e.plugin.info())
             .chain(&self.disabled)
+            .filter(|p| Some(p.name.as_str()) != replacing)
             .find(|p| p.name == info.name);
         if let Some(other) = other {
             return Err(LoadError::DuplicatePlugin {
@@ -312,25 +422,42 @@ impl PluginManager {
                 });
             }
         }
-        if self.settings.disabled.contains(&info.name) {
-            tracing::info!(plugin = %info.name, "disabled by configuration");
-            self.disabled.push(info.clone());
-            return Ok(Loaded::Disabled(self.disabled.len() - 1));
-        }
+        Ok(self.settings.disabled.contains(&info.name))
+    }
+
+    fn initialise(
+        &self,
+        opened: loader::OpenedPlugin,
+        state: Option<Vec<u8>>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let config = self
             .settings
             .plugin_config
-            .get(&info.name)
+            .get(&opened.info().name)
             .cloned()
             .unwrap_or_default();
-        let plugin = Arc::new(opened.initialise(&config)?);
+        let mut plugin = opened.initialise_with_state(&config, state)?;
+        if let Some(tx) = &self.events {
+            plugin.report_unload_to(tx.clone());
+        }
+        Ok(Arc::new(plugin))
+    }
+
+    fn try_load(&mut self, path: &Path) -> Result<Loaded, LoadError> {
+        let opened = self.open(path)?;
+        if self.admit(opened.info(), None)? {
+            tracing::info!(plugin = %opened.info().name, "disabled by configuration");
+            self.disabled.push(opened.info().clone());
+            return Ok(Loaded::Disabled(self.disabled.len() - 1));
+        }
+        let plugin = self.initialise(opened, None)?;
         self.loads += 1;
         let load_rank = 1_000_000 + self.loads;
         for index in 0..plugin.info().operations.len() {
             let handle = OpHandle::new(&plugin, index).expect("index is in range");
             self.register(handle, load_rank);
         }
-        self.plugins.push(plugin);
+        self.plugins.push(Entry { plugin, load_rank });
         Ok(Loaded::Enabled(self.plugins.len() - 1))
     }
 
@@ -369,9 +496,9 @@ impl PluginManager {
                 rank,
             };
             let map = if is_symbol {
-                &mut self.by_symbol
+                &self.by_symbol
             } else {
-                &mut self.by_name
+                &self.by_name
             };
             let mut slot = map.get(&key).map_or_else(
                 || OpSlot {
@@ -379,7 +506,7 @@ impl PluginManager {
                     providers: Vec::new(),
                     rollout: None,
                 },
-                |s| OpSlot::clone(s),
+                |s| OpSlot::clone(&s.load()),
             );
             let at = slot.providers.partition_point(|p| p.rank <= rank);
             slot.providers.insert(at, provider);
@@ -417,7 +544,55 @@ impl PluginManager {
             } else {
                 &mut self.by_name
             };
-            map.insert(key, Arc::new(slot));
+            match map.get(&key) {
+                Some(live) => live.store(Arc::new(slot)),
+                None => {
+                    map.insert(key, Arc::new(ArcSwap::from_pointee(slot)));
+                }
+            }
+        }
+    }
+
+    /// Recomputes every slot from the loaded plugins (after a reload or an unload) and stores
+    /// the new contents into the existing live slots; a slot no plugin provides any more becomes
+    /// empty (calls through it fail) and leaves the maps.
+    fn rebuild_slots(&mut self) {
+        let old_names = std::mem::take(&mut self.by_name);
+        let old_symbols = std::mem::take(&mut self.by_symbol);
+        self.conflicts.clear();
+        let handles: Vec<(OpHandle, u64)> = self
+            .plugins
+            .iter()
+            .flat_map(|e| {
+                (0..e.plugin.info().operations.len()).map(move |i| {
+                    (
+                        OpHandle::new(&e.plugin, i).expect("index is in range"),
+                        e.load_rank,
+                    )
+                })
+            })
+            .collect();
+        for (handle, rank) in handles {
+            self.register(handle, rank);
+        }
+        for (old, new) in [
+            (old_names, &mut self.by_name),
+            (old_symbols, &mut self.by_symbol),
+        ] {
+            for (key, live) in old {
+                match new.get(&key) {
+                    Some(fresh) => {
+                        live.store(fresh.load_full());
+                        new.insert(key, live);
+                    }
+                    None => {
+                        let mut empty = OpSlot::clone(&live.load());
+                        empty.providers.clear();
+                        empty.rollout = None;
+                        live.store(Arc::new(empty));
+                    }
+                }
+            }
         }
     }
 
@@ -445,46 +620,165 @@ impl PluginManager {
         for f in &files {
             let _ = self.load_file(f);
         }
-        Ok(self.plugins.len() - before)
+        Ok(self.plugins.len().saturating_sub(before))
     }
 
-    /// Shuts down and unloads the plugin called `name` (once no handle to it is left), and stops
-    /// offering its operations. Returns whether it was loaded.
+    /// Shuts down and unloads the plugin called `name` (once no call or handle uses it any
+    /// more), and stops offering its operations. Returns whether it was loaded.
     pub fn unload(&mut self, name: &str) -> bool {
-        let Some(i) = self.plugins.iter().position(|p| p.info().name == name) else {
+        let Some(i) = self
+            .plugins
+            .iter()
+            .position(|e| e.plugin.info().name == name)
+        else {
             return false;
         };
-        let plugin = self.plugins.remove(i);
-        for map in [&mut self.by_name, &mut self.by_symbol] {
-            map.retain(|_, slot| {
-                if slot
-                    .providers
-                    .iter()
-                    .all(|p| p.handle.plugin().name != name)
-                {
-                    return true;
+        let entry = self.plugins.remove(i);
+        self.rebuild_slots();
+        tracing::info!(plugin = name, "unloading");
+        drop(entry);
+        true
+    }
+
+    /// Applies a change of the plugin file at `path` (hot reload): a new file is loaded; a
+    /// changed file is validated and initialised as the new version, handed the old version's
+    /// state (ABI 1.1 `save_state`), and swapped in atomically, while calls in flight finish on
+    /// the old version, which is shut down and unloaded after its last call. If the new version
+    /// fails (bad ABI, refused version, failed `init`), the old one keeps serving and the
+    /// failure is recorded and returned.
+    pub fn reload_file(&mut self, path: &Path) -> Result<HostEvent, &LoadError> {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let Some(i) = self
+            .plugins
+            .iter()
+            .position(|e| e.plugin.info().path == canonical)
+        else {
+            return match self.load_file(path) {
+                Ok(info) => {
+                    let event = HostEvent::Loaded {
+                        name: info.name.clone(),
+                        version: info.version.to_string(),
+                        path: info.path.clone(),
+                    };
+                    self.emit(event.clone());
+                    Ok(event)
                 }
-                let mut s = OpSlot::clone(slot);
-                s.providers.retain(|p| p.handle.plugin().name != name);
-                let candidate = s
-                    .rollout
-                    .and_then(|(c, _)| slot.providers.get(c))
-                    .map(|p| p.handle.plugin().name.clone());
-                s.rollout = s.rollout.and_then(|(_, pct)| {
-                    let c = s
-                        .providers
-                        .iter()
-                        .position(|p| Some(&p.handle.plugin().name) == candidate.as_ref())?;
-                    Some((c, pct))
-                });
-                let keep = !s.providers.is_empty();
-                *slot = Arc::new(s);
-                keep
+                Err(_) => Err(self.report_last_failure()),
+            };
+        };
+        let started = Instant::now();
+        match self.swap_in(i, path) {
+            Ok((old_version, new_version, name, state_bytes)) => {
+                let event = HostEvent::Reloaded {
+                    name,
+                    old_version,
+                    new_version,
+                    state_bytes,
+                    elapsed: started.elapsed(),
+                };
+                self.emit(event.clone());
+                Ok(event)
+            }
+            Err(error) => {
+                self.record(error);
+                Err(self.report_last_failure())
+            }
+        }
+    }
+
+    fn report_last_failure(&self) -> &LoadError {
+        let failure = self.failures.last().expect("a failure was just recorded");
+        self.emit(HostEvent::Failed {
+            path: failure.path.clone(),
+            error: failure.error.to_string(),
+        });
+        &failure.error
+    }
+
+    /// Opens, validates and initialises the new version of plugin `i` from `path`, then swaps
+    /// it in. Returns (old version, new version, name, state bytes handed over).
+    fn swap_in(
+        &mut self,
+        i: usize,
+        path: &Path,
+    ) -> Result<(String, String, String, Option<usize>), LoadError> {
+        let old = Arc::clone(&self.plugins[i].plugin);
+        let old_name = old.info().name.clone();
+        let opened = self.open(path)?;
+        if opened.info().name != old_name {
+            // A different plugin now lives in this file: the old one goes, the new one comes.
+            self.admit(opened.info(), Some(&old_name))?;
+            drop(old);
+            self.unload(&old_name);
+            let plugin = self.initialise(opened, None)?;
+            let versions = (
+                String::new(),
+                plugin.info().version.to_string(),
+                plugin.info().name.clone(),
+                None,
+            );
+            self.loads += 1;
+            self.plugins.push(Entry {
+                plugin,
+                load_rank: 1_000_000 + self.loads,
+            });
+            self.rebuild_slots();
+            return Ok(versions);
+        }
+        if self.admit(opened.info(), Some(&old_name))? {
+            // Disabled by the settings since it was loaded: take it out.
+            self.disabled.push(opened.info().clone());
+            drop(old);
+            self.unload(&old_name);
+            return Err(LoadError::InvalidField {
+                path: path.to_path_buf(),
+                field: "enabled".into(),
+                reason: format!("plugin {old_name} is disabled by the settings; unloaded"),
             });
         }
-        tracing::info!(plugin = name, "unloading");
-        drop(plugin);
-        true
+        let state = match old.save_state() {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!("{old_name}: {e}; the new version starts without state");
+                None
+            }
+        };
+        let state_bytes = state.as_ref().map(Vec::len);
+        let plugin = self.initialise(opened, state)?;
+        let result = (
+            old.info().version.to_string(),
+            plugin.info().version.to_string(),
+            old_name,
+            state_bytes,
+        );
+        self.plugins[i].plugin = plugin;
+        self.rebuild_slots();
+        // `old` drops here, or later with the last call still running on it.
+        Ok(result)
+    }
+
+    /// Applies the removal of the plugin file at `path`: its plugin is unloaded and its
+    /// operations are no longer offered. Returns the event, or `None` when no loaded plugin came
+    /// from that file.
+    pub fn remove_file(&mut self, path: &Path) -> Option<HostEvent> {
+        let canonical = path
+            .parent()
+            .and_then(|d| std::fs::canonicalize(d).ok())
+            .map(|d| d.join(path.file_name().unwrap_or_default()));
+        let name = self
+            .plugins
+            .iter()
+            .find(|e| {
+                Some(&e.plugin.info().path) == canonical.as_ref() || e.plugin.info().path == path
+            })
+            .map(|e| e.plugin.info().name.clone())?;
+        self.unload(&name);
+        let event = HostEvent::Removed {
+            name,
+            path: path.to_path_buf(),
+        };
+        self.emit(event.clone());
+        Some(event)
     }
 
     /// Unloads `name` (if loaded) and lists it as disabled; it is not loaded again by this
@@ -493,8 +787,8 @@ impl PluginManager {
         let info = self
             .plugins
             .iter()
-            .find(|p| p.info().name == name)
-            .map(|p| p.info().clone());
+            .find(|e| e.plugin.info().name == name)
+            .map(|e| e.plugin.info().clone());
         self.settings.disabled.insert(name.to_string());
         match info {
             Some(info) => {
@@ -522,7 +816,7 @@ impl PluginManager {
 
     /// Metadata of the loaded (enabled) plugins, in load order.
     pub fn plugins(&self) -> impl Iterator<Item = &PluginInfo> {
-        self.plugins.iter().map(|p| p.info())
+        self.plugins.iter().map(|e| e.plugin.info())
     }
 
     /// Plugins found and validated but not initialised because the settings disable them.
@@ -560,10 +854,10 @@ impl PluginManager {
     }
 
     /// The plugin that serves operation `name` (without rollout), if any.
-    pub fn serving(&self, name: &str) -> Option<&str> {
+    pub fn serving(&self, name: &str) -> Option<String> {
         self.by_name
             .get(name)
-            .map(|s| s.primary().plugin().name.as_str())
+            .map(|s| s.load().primary().plugin().name.clone())
     }
 
     /// Warnings about settings that name plugins which are not loaded: a configured provider,
@@ -579,7 +873,7 @@ impl PluginManager {
             }
         };
         let serving = |op: &str| match self.by_name.get(op).or_else(|| self.by_symbol.get(op)) {
-            Some(s) => format!("{op} is served by {}", s.primary().plugin().name),
+            Some(s) => format!("{op} is served by {}", s.load().primary().plugin().name),
             None => format!("no plugin provides {op}"),
         };
         let mut out = Vec::new();
@@ -609,39 +903,53 @@ impl PluginManager {
     }
 
     /// The primary implementation of operation `name`, or failing that of the infix operator
-    /// with symbol `name`: the fast path, with no rollout, fallback or counting.
-    pub fn operation(&self, name: &str) -> Option<&OpHandle> {
-        self.slot(name).map(|s| s.primary())
+    /// with symbol `name`, pinned to the version loaded now: the fastest path, with no
+    /// rollout, fallback, counting or reload (see [`Self::live_operation`]).
+    pub fn operation(&self, name: &str) -> Option<OpHandle> {
+        self.live_slot(name).map(|s| s.load().primary().clone())
     }
 
-    /// The slot of operation `name`, or of the infix operator with symbol `name`.
-    pub fn slot(&self, name: &str) -> Option<&Arc<OpSlot>> {
+    /// A handle to operation `name` (or infix symbol) that follows hot reloads: each call goes
+    /// to the version serving at that moment.
+    pub fn live_operation(&self, name: &str) -> Option<LiveOp> {
+        self.live_slot(name).map(|s| LiveOp {
+            slot: Arc::clone(s),
+        })
+    }
+
+    /// The live slot of operation `name`, or of the infix operator with symbol `name`.
+    pub fn live_slot(&self, name: &str) -> Option<&LiveSlot> {
         self.by_name.get(name).or_else(|| self.by_symbol.get(name))
     }
 
-    /// The slot of the infix operator with this symbol.
-    pub fn infix_slot(&self, symbol: &str) -> Option<&Arc<OpSlot>> {
+    /// The current contents of the slot of operation `name` (or infix symbol `name`).
+    pub fn slot(&self, name: &str) -> Option<Arc<OpSlot>> {
+        self.live_slot(name).map(|s| s.load_full())
+    }
+
+    /// The live slot of the infix operator with this symbol.
+    pub fn infix_slot(&self, symbol: &str) -> Option<&LiveSlot> {
         self.by_symbol.get(symbol)
     }
 
-    /// The primary implementation of the infix operator with this symbol.
-    pub fn infix(&self, symbol: &str) -> Option<&OpHandle> {
-        self.infix_slot(symbol).map(|s| s.primary())
+    /// The primary implementation of the infix operator with this symbol (pinned).
+    pub fn infix(&self, symbol: &str) -> Option<OpHandle> {
+        self.infix_slot(symbol).map(|s| s.load().primary().clone())
     }
 
-    /// The primary implementation of the function (not infix operator) called `name`.
-    pub fn function(&self, name: &str) -> Option<&OpHandle> {
+    /// The primary implementation of the function (not infix operator) called `name` (pinned).
+    pub fn function(&self, name: &str) -> Option<OpHandle> {
         self.by_name
             .get(name)
-            .map(|s| s.primary())
+            .map(|s| s.load().primary().clone())
             .filter(|h| h.info().symbol().is_none())
     }
 
     /// Calls operation `name` (or the operator with that symbol) through its slot: rollout by
     /// `key`, fallback and counting, as in [`Self::eval`]. `None` when no plugin provides it.
     pub fn call(&self, name: &str, args: &[f64], key: &str) -> Option<Result<f64, CallError>> {
-        self.slot(name)
-            .map(|s| s.call(args, rollout_hash(key.as_bytes())))
+        self.live_slot(name)
+            .map(|s| s.load().call(args, rollout_hash(key.as_bytes())))
     }
 
     /// Parses and evaluates `expression`; the expression text is the rollout key.
@@ -665,8 +973,8 @@ impl Drop for PluginManager {
     fn drop(&mut self) {
         self.by_name.clear();
         self.by_symbol.clear();
-        while let Some(plugin) = self.plugins.pop() {
-            drop(plugin);
+        while let Some(entry) = self.plugins.pop() {
+            drop(entry);
         }
     }
 }

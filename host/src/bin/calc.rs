@@ -346,7 +346,7 @@ fn print_plugin(
 
 fn list(manager: &PluginManager, json: bool) -> u8 {
     // The plugin serving `op` when it is not `me`.
-    let other = |me: &str, op: &str| manager.serving(op).filter(|w| *w != me).map(str::to_string);
+    let other = |me: &str, op: &str| manager.serving(op).filter(|w| w != me);
     if json {
         let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
             let mut v = serde_json::to_value(p).expect("plain data");

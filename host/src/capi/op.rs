@@ -7,15 +7,16 @@ use calc_sdk::abi::calc_status_t;
 use super::error::CALC_STATUS_NOT_FOUND;
 use super::ffi::{ffi_status, handle, out, slice_arg, str_arg, ApiError};
 use super::host::calc_host_t;
-use crate::loader::OpHandle;
+use crate::manager::LiveOp;
 
-/// An operation resolved by name: calling it does no name lookup, lock or allocation.
+/// An operation resolved by name: calling it does no name lookup, lock or allocation, and it
+/// follows hot reloads (each call goes to the version serving at that moment).
 ///
-/// Opaque; wraps the Rust `calc_host::OpHandle`. It keeps its plugin loaded, even after the host
-/// it came from is freed, until `calc_op_free`. `calc_op_call` may run concurrently from any
+/// Opaque; wraps the Rust `calc_host::LiveOp`. It keeps the plugin version it last saw loaded,
+/// even after the host it came from is freed, until `calc_op_free`. `calc_op_call` may run concurrently from any
 /// threads; the handle may be moved between threads.
 pub struct calc_op_t {
-    op: OpHandle,
+    op: LiveOp,
 }
 
 /// Resolves `operation` (a name, or an infix symbol) in `host` and writes a new handle to
@@ -39,7 +40,7 @@ pub unsafe extern "C" fn calc_op_new(
                 out(out_op, "out_op")?,
             )
         };
-        let op = host.manager().operation(name).cloned().ok_or_else(|| {
+        let op = host.manager().live_operation(name).ok_or_else(|| {
             ApiError::new(
                 CALC_STATUS_NOT_FOUND,
                 format!("unknown operation '{name}' (no loaded plugin provides it)"),

@@ -1,0 +1,87 @@
+//! What the host reports as plugins come and go: loads, reloads, failures, removals, and
+//! whether an old library was really unmapped.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One change in the set of loaded plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostEvent {
+    /// A new plugin file was loaded.
+    Loaded {
+        /// Plugin name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A changed plugin file replaced the running version; calls already in flight finish on the
+    /// old one.
+    Reloaded {
+        /// Plugin name.
+        name: String,
+        /// The version that was serving.
+        old_version: String,
+        /// The version serving now.
+        new_version: String,
+        /// Bytes of state the old version handed over (`None`: it handed none).
+        state_bytes: Option<usize>,
+        /// From opening the new file to the swap.
+        elapsed: Duration,
+    },
+    /// A file could not be (re)loaded; whatever was serving keeps serving.
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// One line: the reason.
+        error: String,
+    },
+    /// A plugin file disappeared: its operations are no longer offered.
+    Removed {
+        /// Plugin name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// An old version was shut down and closed after its last call returned.
+    Unloaded {
+        /// Plugin name.
+        name: String,
+        /// The version that was unloaded.
+        version: String,
+        /// Whether its code is gone from the process's memory map (`None`: not checkable, e.g.
+        /// it was not loaded from a private copy, or not on Linux).
+        unmapped: Option<bool>,
+    },
+}
+
+impl std::fmt::Display for HostEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostEvent::Loaded { name, version, path } => write!(f, "loaded {name} {version} from {}", path.display()),
+            HostEvent::Reloaded {
+                name,
+                old_version,
+                new_version,
+                state_bytes,
+                elapsed,
+            } => {
+                write!(f, "reloaded {name} {old_version} -> {new_version} in {:.1} ms", elapsed.as_secs_f64() * 1e3)?;
+                match state_bytes {
+                    Some(n) => write!(f, " ({n} bytes of state handed over)"),
+                    None => Ok(()),
+                }
+            }
+            HostEvent::Failed { path, error } => write!(f, "could not load {}: {error}", path.display()),
+            HostEvent::Removed { name, path } => write!(f, "removed {name} ({} deleted)", path.display()),
+            HostEvent::Unloaded { name, version, unmapped } => match unmapped {
+                Some(true) => write!(f, "unloaded {name} {version}: code unmapped"),
+                Some(false) => write!(f, "unloaded {name} {version}, but its library is STILL MAPPED (see docs/RELOAD.md)"),
+                None => write!(f, "unloaded {name} {version}"),
+            },
+        }
+    }
+}
