@@ -151,6 +151,7 @@ struct Parser<'a> {
     pos: usize,
     end_column: usize,
     mgr: &'a PluginManager,
+    vars: Option<&'a dyn Fn(&str) -> Option<f64>>,
 }
 
 impl Parser<'_> {
@@ -236,7 +237,22 @@ impl Parser<'_> {
                 self.expect(Tok::RParen, "')'")?;
                 Ok(inner)
             }
-            Tok::Ident(name) => self.call(name, t.column),
+            Tok::Ident(name) => {
+                let is_call = matches!(
+                    self.peek(),
+                    Some(Token {
+                        tok: Tok::LParen,
+                        ..
+                    })
+                );
+                match self.vars.filter(|_| !is_call).map(|v| v(&name)) {
+                    Some(Some(value)) => Ok(Node::Num(value)),
+                    Some(None) if self.mgr.live_slot(&name).is_none() => {
+                        Err(parse_error(format!("unknown variable '{name}'"), t.column))
+                    }
+                    _ => self.call(name, t.column),
+                }
+            }
             other => Err(parse_error(
                 format!(
                     "expected a number, '(' or a function call, found {}",
@@ -325,12 +341,31 @@ pub struct Expression {
 
 /// Parses `src`, resolving operators and functions against `mgr`.
 pub fn compile(mgr: &PluginManager, src: &str) -> Result<Expression, EvalError> {
+    compile_impl(mgr, src, None)
+}
+
+/// As [`compile`], with variables: a bare identifier (not followed by `(`) takes its value from
+/// `vars` at compile time; one `vars` does not know is an "unknown variable" error.
+pub fn compile_with_vars(
+    mgr: &PluginManager,
+    src: &str,
+    vars: &dyn Fn(&str) -> Option<f64>,
+) -> Result<Expression, EvalError> {
+    compile_impl(mgr, src, Some(vars))
+}
+
+fn compile_impl(
+    mgr: &PluginManager,
+    src: &str,
+    vars: Option<&dyn Fn(&str) -> Option<f64>>,
+) -> Result<Expression, EvalError> {
     let tokens = tokenize(src, mgr)?;
     let mut p = Parser {
         tokens,
         pos: 0,
         end_column: src.chars().count() + 1,
         mgr,
+        vars,
     };
     let root = p.expression(i32::MIN)?;
     if let Some(t) = p.peek() {

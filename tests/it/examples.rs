@@ -186,3 +186,22 @@ fn a_handle_keeps_its_plugin_loaded_after_the_manager_is_gone() {
     let add = manager().operation("add").unwrap().clone();
     assert_eq!(add.call(&[2.0, 2.0]), Ok(4.0));
 }
+
+#[test]
+fn variables_are_substituted_at_compile_time() {
+    let m = manager();
+    let vars = |name: &str| match name {
+        "x" => Some(3.0),
+        "max" => Some(100.0), // a variable may share a function's name: `max(` is still the call
+        _ => None,
+    };
+    let e = calc_host::expr::compile_with_vars(&m, "x ^ 2 + max(x, 1) + max", &vars).unwrap();
+    assert_eq!(e.eval(), Ok(9.0 + 3.0 + 100.0));
+    assert_eq!(
+        calc_host::expr::compile_with_vars(&m, "y + 1", &vars).unwrap_err(),
+        EvalError::Parse {
+            message: "unknown variable 'y'".into(),
+            column: 1
+        }
+    );
+}
