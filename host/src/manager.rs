@@ -976,5 +976,10 @@ impl Drop for PluginManager {
         while let Some(entry) = self.plugins.pop() {
             drop(entry);
         }
+        // Private copies are deleted as their versions unload; remove the directory if that
+        // left it empty (handles still held elsewhere keep theirs until they are dropped).
+        if let Some(dir) = &self.copy_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
