@@ -146,12 +146,15 @@ enum Node {
     Call { slot: LiveSlot, args: Vec<Node> },
 }
 
+/// Variable lookup for [`compile_with_vars`].
+type Vars<'a> = &'a dyn Fn(&str) -> Option<f64>;
+
 struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     end_column: usize,
     mgr: &'a PluginManager,
-    vars: Option<&'a dyn Fn(&str) -> Option<f64>>,
+    vars: Option<Vars<'a>>,
 }
 
 impl Parser<'_> {
@@ -354,11 +357,7 @@ pub fn compile_with_vars(
     compile_impl(mgr, src, Some(vars))
 }
 
-fn compile_impl(
-    mgr: &PluginManager,
-    src: &str,
-    vars: Option<&dyn Fn(&str) -> Option<f64>>,
-) -> Result<Expression, EvalError> {
+fn compile_impl(mgr: &PluginManager, src: &str, vars: Option<Vars<'_>>) -> Result<Expression, EvalError> {
     let tokens = tokenize(src, mgr)?;
     let mut p = Parser {
         tokens,

@@ -706,17 +706,24 @@ impl PluginManager {
         let old_name = old.info().name.clone();
         let opened = self.open(path)?;
         if opened.info().name != old_name {
-            // A different plugin now lives in this file: the old one goes, the new one comes.
-            self.admit(opened.info(), Some(&old_name))?;
-            drop(old);
-            self.unload(&old_name);
+            // A different plugin now lives in this file. Start it first: if it fails, the old
+            // one keeps serving. Then the old one goes.
+            if self.admit(opened.info(), Some(&old_name))? {
+                return Err(LoadError::InvalidField {
+                    path: path.to_path_buf(),
+                    field: "enabled".into(),
+                    reason: format!("plugin {} is disabled by the settings", opened.info().name),
+                });
+            }
             let plugin = self.initialise(opened, None)?;
             let versions = (
-                String::new(),
+                old.info().version.to_string(),
                 plugin.info().version.to_string(),
                 plugin.info().name.clone(),
                 None,
             );
+            drop(old);
+            self.unload(&old_name);
             self.loads += 1;
             self.plugins.push(Entry {
                 plugin,
@@ -772,12 +779,12 @@ impl PluginManager {
                 Some(&e.plugin.info().path) == canonical.as_ref() || e.plugin.info().path == path
             })
             .map(|e| e.plugin.info().name.clone())?;
-        self.unload(&name);
         let event = HostEvent::Removed {
-            name,
+            name: name.clone(),
             path: path.to_path_buf(),
         };
         self.emit(event.clone());
+        self.unload(&name);
         Some(event)
     }
 

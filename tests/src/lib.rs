@@ -85,6 +85,73 @@ pub fn broken_corpus_dir() -> &'static Path {
     })
 }
 
+/// Compiles the hot-reload fixture `tests/fixtures/c/counter.c` into the shared library `out`,
+/// with `defines` such as `-DCOUNTER_VERSION=2` or `-DNO_STATE` (and `-pthread`, for its mutex).
+pub fn build_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
+    let mut extra = vec!["-pthread"];
+    extra.extend_from_slice(defines);
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/counter.c"),
+        out,
+        &extra,
+    )
+}
+
+/// The Rust hot-reload fixture `calc-fixture-rust-counter` in both versions (debug builds),
+/// built once per process: the paths of version 1 and of version 2 (feature `v2`).
+pub fn rust_counter_builds() -> &'static (PathBuf, PathBuf) {
+    static BUILDS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILDS.get_or_init(|| {
+        let dir = scratch_dir(&format!("rust-counter-{}", std::process::id()));
+        build_rust_counter(&dir, false).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Builds `calc-fixture-rust-counter` in both versions and copies them to
+/// `dest/v1/librust_counter.so` and `dest/v2/librust_counter.so` (returned in that order), with
+/// the release profile when `release`. Each variant is built in its own target directory
+/// (`target/calc-tests/rust-counter-v1`, `-v2`) so that a concurrent build of the other variant
+/// never replaces the artifact before it is copied.
+pub fn build_rust_counter(dest: &Path, release: bool) -> Result<(PathBuf, PathBuf), String> {
+    let file = library_file_name("rust_counter");
+    let mut built = Vec::new();
+    for (variant, features) in [("v1", None), ("v2", Some("v2"))] {
+        let target = target_dir()
+            .join("calc-tests")
+            .join(format!("rust-counter-{variant}"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--quiet", "--package", "calc-fixture-rust-counter"])
+            .arg("--target-dir")
+            .arg(&target);
+        if let Some(features) = features {
+            cmd.args(["--features", features]);
+        }
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cmd:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let to = dest.join(variant).join(&file);
+        let dir = to.parent().expect("has a parent");
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let profile = if release { "release" } else { "debug" };
+        xtask::build::copy_fresh(&target.join(profile).join(&file), &to)?;
+        built.push(to);
+    }
+    let v2 = built.pop().expect("two builds");
+    let v1 = built.pop().expect("two builds");
+    Ok((v1, v2))
+}
+
 /// Runs `calc` with `args`, with `CALC_PLUGIN_PATH` removed from the environment.
 pub fn run_calc(args: &[&str]) -> std::process::Output {
     Command::new(calc_binary())

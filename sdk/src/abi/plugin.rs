@@ -43,7 +43,9 @@ pub type calc_init_fn = Option<
 ///
 /// Called exactly once for every successful `init` (for a plugin without `init`, once with a
 /// NULL instance), after the last `execute` has returned and before the library is unloaded.
-/// Never called after a failed `init`. Must not fail. `[main-thread]`
+/// Never called after a failed `init`. Must not fail. With hot reload it runs on whichever host
+/// thread finished the old version's last call, but never concurrently with any other call
+/// into the same instance. `[any-thread, exclusive]`
 ///
 /// Since ABI 1.0.
 pub type calc_shutdown_fn = Option<unsafe extern "C" fn(instance: *mut c_void)>;

@@ -1,0 +1,102 @@
+//! Scalar call overhead: calc's call paths against a raw function-pointer call into the same
+//! dlopen'ed plugin, measured in the same run.
+
+use std::ffi::{c_char, c_void};
+use std::hint::black_box;
+
+use calc_benches::{compare, example_plugins, plugin, quick, row};
+use calc_sdk::abi::{calc_execute_fn, calc_plugin_entry_fn, calc_plugin_t};
+
+#[inline(never)]
+fn rust_add(a: f64, b: f64) -> f64 {
+    a + b
+}
+
+fn main() {
+    let dir = example_plugins();
+    let path = plugin(&dir, "add");
+    let (rounds, iters) = if quick() {
+        (3, 100_000)
+    } else {
+        (31, 2_000_000)
+    };
+
+    // Reference: the plugin's execute pointer straight from its vtable.
+    // SAFETY: a trusted example plugin; the descriptor stays valid while `lib` lives.
+    let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen");
+    // SAFETY: `plugin_entry` has this signature by the ABI.
+    let entry = unsafe { lib.get::<calc_plugin_entry_fn>(b"plugin_entry\0") }.expect("dlsym");
+    // SAFETY: calling the entry point of a valid plugin.
+    let desc: &calc_plugin_t = unsafe { &*(entry.unwrap())() };
+    // SAFETY: the example `add` has one operation.
+    let execute: calc_execute_fn = unsafe { (*desc.operations).execute };
+    let execute = execute.expect("execute");
+    let mut buf = [0 as c_char; 256];
+    let mut raw = |i: u64| {
+        let args = [i as f64, 1.0];
+        let mut out = 0.0;
+        // SAFETY: the ABI contract of `execute`: 2 operands, writable out and buffer.
+        let status = unsafe {
+            execute(
+                std::ptr::null_mut::<c_void>(),
+                args.as_ptr(),
+                2,
+                &mut out,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        black_box((status, out));
+    };
+    let mut direct = |i: u64| {
+        black_box(rust_add(i as f64, 1.0));
+    };
+
+    let mut pinned_manager = calc_host::PluginManager::new();
+    pinned_manager.load_file(&path).expect("load");
+    let pinned = pinned_manager.operation("add").expect("add");
+    let mut op_handle = |i: u64| {
+        black_box(pinned.call(&[i as f64, 1.0]).ok());
+    };
+
+    let mut reload_manager = calc_host::PluginManager::new();
+    reload_manager.enable_hot_reload(calc_host::PluginManager::default_copy_dir());
+    reload_manager.load_file(&path).expect("load");
+    let live = reload_manager.live_operation("add").expect("add");
+    let mut live_op = |i: u64| {
+        black_box(live.call(&[i as f64, 1.0]).ok());
+    };
+
+    let t = compare(
+        rounds,
+        iters,
+        &mut [
+            ("raw", &mut raw),
+            ("direct", &mut direct),
+            ("OpHandle", &mut op_handle),
+            ("LiveOp", &mut live_op),
+        ],
+    );
+    println!("scalar call of `add` (C plugin), median of {rounds} rounds x {iters} calls");
+    row(
+        "Rust #[inline(never)] call",
+        ("raw plugin fn pointer", t[0]),
+        t[1],
+        "ns",
+        None,
+    );
+    row(
+        "OpHandle::call (pinned version)",
+        ("raw plugin fn pointer", t[0]),
+        t[2],
+        "ns",
+        Some(1.05),
+    );
+    row(
+        "LiveOp::call (hot reload on)",
+        ("raw plugin fn pointer", t[0]),
+        t[3],
+        "ns",
+        Some(1.05),
+    );
+}
