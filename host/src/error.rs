@@ -290,9 +290,10 @@ impl LoadError {
     }
 }
 
-/// An operation returned an error.
+/// An operation returned an error. Displayed as `op (plugin p): message`, or `op: message`
+/// when no plugin serves the operation any more.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} (plugin {plugin}): {message}")]
+#[error("{operation}{}: {message}", if plugin.is_empty() { String::new() } else { format!(" (plugin {plugin})") })]
 pub struct CallError {
     /// The operation's name.
     pub operation: String,

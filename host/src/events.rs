@@ -18,6 +18,14 @@ pub enum HostEvent {
         /// The file.
         path: PathBuf,
     },
+    /// A plugin file was found (or changed) but the settings disable that plugin: it is listed,
+    /// not loaded.
+    Disabled {
+        /// Plugin name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
     /// A changed plugin file replaced the running version; calls already in flight finish on the
     /// old one.
     Reloaded {
@@ -74,6 +82,9 @@ impl std::fmt::Display for HostEvent {
                     Some(n) => write!(f, " ({n} bytes of state handed over)"),
                     None => Ok(()),
                 }
+            }
+            HostEvent::Disabled { name, path } => {
+                write!(f, "skipped {name} from {}: disabled by the settings", path.display())
             }
             HostEvent::Failed { path, error } => write!(f, "could not load {}: {error}", path.display()),
             HostEvent::Removed { name, path } => write!(f, "removed {name} ({} deleted)", path.display()),

@@ -4,6 +4,7 @@
 //! - [`validate`]: the checks every descriptor must pass before the plugin runs.
 //! - [`manager`]: loads directories, tracks plugins and failures, resolves operations.
 //! - [`expr`]: parses and evaluates expressions over the loaded operations.
+//! - [`reload`]: watches plugin directories and applies their changes (hot reload).
 //!
 //! ```no_run
 //! let mut plugins = calc_host::PluginManager::new();
@@ -26,6 +27,7 @@ pub mod expr;
 pub mod info;
 pub mod loader;
 pub mod manager;
+pub mod reload;
 pub mod scaffold;
 mod services;
 pub mod validate;

@@ -280,6 +280,9 @@ pub struct PluginManager {
     conflicts: Vec<Conflict>,
     by_name: HashMap<String, LiveSlot>,
     by_symbol: HashMap<String, LiveSlot>,
+    /// Live slots that became empty (their last provider was unloaded), by (is symbol, key):
+    /// a plugin that provides the key again revives them, so handles to them follow it.
+    orphans: HashMap<(bool, String), std::sync::Weak<ArcSwap<OpSlot>>>,
     stats: BTreeMap<(String, String), Arc<ImplStats>>,
     loads: u64,
     /// Hot-reload mode: the directory of private copies.
@@ -547,7 +550,15 @@ impl PluginManager {
             match map.get(&key) {
                 Some(live) => live.store(Arc::new(slot)),
                 None => {
-                    map.insert(key, Arc::new(ArcSwap::from_pointee(slot)));
+                    let orphan = self.orphans.remove(&(is_symbol, key.clone()));
+                    let live = match orphan.and_then(|o| o.upgrade()) {
+                        Some(live) => {
+                            live.store(Arc::new(slot));
+                            live
+                        }
+                        None => Arc::new(ArcSwap::from_pointee(slot)),
+                    };
+                    map.insert(key, live);
                 }
             }
         }
@@ -557,6 +568,7 @@ impl PluginManager {
     /// the new contents into the existing live slots; a slot no plugin provides any more becomes
     /// empty (calls through it fail) and leaves the maps.
     fn rebuild_slots(&mut self) {
+        self.orphans.retain(|_, live| live.strong_count() > 0);
         let old_names = std::mem::take(&mut self.by_name);
         let old_symbols = std::mem::take(&mut self.by_symbol);
         self.conflicts.clear();
@@ -575,9 +587,9 @@ impl PluginManager {
         for (handle, rank) in handles {
             self.register(handle, rank);
         }
-        for (old, new) in [
-            (old_names, &mut self.by_name),
-            (old_symbols, &mut self.by_symbol),
+        for (is_symbol, old, new) in [
+            (false, old_names, &mut self.by_name),
+            (true, old_symbols, &mut self.by_symbol),
         ] {
             for (key, live) in old {
                 match new.get(&key) {
@@ -590,6 +602,7 @@ impl PluginManager {
                         empty.providers.clear();
                         empty.rollout = None;
                         live.store(Arc::new(empty));
+                        self.orphans.insert((is_symbol, key), Arc::downgrade(&live));
                     }
                 }
             }
@@ -653,12 +666,26 @@ impl PluginManager {
             .iter()
             .position(|e| e.plugin.info().path == canonical)
         else {
-            return match self.load_file(path) {
-                Ok(info) => {
-                    let event = HostEvent::Loaded {
-                        name: info.name.clone(),
-                        version: info.version.to_string(),
-                        path: info.path.clone(),
+            // Not loaded: a new file, or the file of a disabled plugin (whose listing is
+            // refreshed from the new file).
+            self.disabled.retain(|p| p.path != canonical);
+            let loaded = self.load_file(path).map(|info| {
+                (
+                    info.name.clone(),
+                    info.path.clone(),
+                    info.version.to_string(),
+                )
+            });
+            return match loaded {
+                Ok((name, path, version)) => {
+                    let event = if self.disabled.iter().any(|p| p.name == name) {
+                        HostEvent::Disabled { name, path }
+                    } else {
+                        HostEvent::Loaded {
+                            name,
+                            version,
+                            path,
+                        }
                     };
                     self.emit(event.clone());
                     Ok(event)
@@ -667,6 +694,8 @@ impl PluginManager {
             };
         };
         let started = Instant::now();
+        // Held until the reload is reported, so that the old version's `Unloaded` comes after it.
+        let old = Arc::clone(&self.plugins[i].plugin);
         match self.swap_in(i, path) {
             Ok((old_version, new_version, name, state_bytes)) => {
                 let event = HostEvent::Reloaded {
@@ -677,6 +706,7 @@ impl PluginManager {
                     elapsed: started.elapsed(),
                 };
                 self.emit(event.clone());
+                drop(old);
                 Ok(event)
             }
             Err(error) => {

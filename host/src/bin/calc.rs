@@ -8,6 +8,9 @@ use calc_host::config::Settings;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[path = "calc/repl.rs"]
+mod repl;
+
 const EXIT_OK: u8 = 0;
 const EXIT_CALL_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -89,6 +92,14 @@ enum Command {
         /// Operands.
         #[arg(allow_negative_numbers = true)]
         args: Vec<f64>,
+    },
+    /// An interactive calculator: variables (`x = 3`, `ans`), line editing and history
+    /// (`$XDG_STATE_HOME/calc/history`); `:help` lists its commands.
+    Repl {
+        /// Watch the plugin directories and reload plugins as their files change (rebuilt,
+        /// added, deleted), printing each change as it happens.
+        #[arg(long)]
+        watch: bool,
     },
     /// Inspect plugins.
     Plugins {
@@ -228,14 +239,26 @@ fn default_dirs() -> Vec<(PathBuf, bool)> {
 }
 
 fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
+    load_plugins_into(cli, PluginManager::new(), report).map(|(manager, _)| manager)
+}
+
+/// Gives `manager` (configured beforehand, e.g. for hot reload) the settings, loads the plugin
+/// directories into it, and returns it with the directories it loaded.
+fn load_plugins_into(
+    cli: &Cli,
+    mut manager: PluginManager,
+    report: bool,
+) -> Result<(PluginManager, Vec<PathBuf>), String> {
     let settings = settings(cli)?;
     let dirs = plugin_dirs(cli, &settings);
-    let mut manager = PluginManager::with_settings(settings);
+    manager.set_settings(settings);
+    let mut loaded = Vec::new();
     for (dir, explicit) in dirs {
         if !explicit && !dir.is_dir() {
             continue;
         }
         let _ = manager.load_dir(&dir);
+        loaded.push(dir);
     }
     if report && !cli.quiet {
         for failure in manager.failures() {
@@ -248,7 +271,7 @@ fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
             eprintln!("calc: warning: {notice}");
         }
     }
-    Ok(manager)
+    Ok((manager, loaded))
 }
 
 fn format_number(x: f64) -> String {
@@ -539,6 +562,7 @@ fn run(cli: &Cli) -> u8 {
             command: PluginsCommand::ConformanceWorker { file },
         } => return calc_host::conformance::worker(file),
         Command::NewPlugin { lang, name, dir } => return new_plugin(*lang, name, dir.as_deref()),
+        Command::Repl { watch } => return repl::run(cli, *watch),
         Command::Plugins {
             command: PluginsCommand::List { .. },
         } => load_plugins(cli, false),
@@ -592,7 +616,9 @@ fn run(cli: &Cli) -> u8 {
         Command::Plugins {
             command: PluginsCommand::List { json },
         } => list(&manager, *json),
-        Command::Plugins { .. } | Command::NewPlugin { .. } => unreachable!("handled above"),
+        Command::Plugins { .. } | Command::NewPlugin { .. } | Command::Repl { .. } => {
+            unreachable!("handled above")
+        }
     }
     // `manager` drops here, before the process exits: every plugin is shut down, in reverse
     // load order, whatever the exit status.
