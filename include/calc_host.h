@@ -31,8 +31,12 @@
 // Opaque; wraps the Rust `calc_host::PluginManager`. Create with `calc_host_new`, destroy with
 // `calc_host_free`, which shuts every plugin down. Thread safety: functions taking
 // `const calc_host_t *` may run concurrently from any threads; functions taking
-// `calc_host_t *` (loading, configuration, free) need exclusive access. The handle may be moved
-// between threads.
+// `calc_host_t *` (loading, configuration, reloading, free) need exclusive access. The handle may
+// be moved between threads.
+//
+// Hot reload (since calc_host 1.1): after `calc_host_enable_hot_reload`, plugin files can be
+// rebuilt and reloaded (`calc_host_reload_file`, `calc_host_remove_file`), by hand or as the
+// plugin directories change (`calc_host_watch`, `calc_host_poll_changes`).
 typedef struct calc_host_t calc_host_t;
 
 // An operation resolved by name: calling it does no name lookup, lock or allocation, and it
@@ -211,6 +215,10 @@ size_t calc_host_plugin_count(const struct calc_host_t *host);
 // Metadata of plugin `index` (0-based, load order), or NULL when `host` is NULL or `index` is
 // out of range. Owned by the host, valid until `calc_host_free`. `[thread-safe]`
 //
+// Hot reload changes the list: a removed plugin leaves it (the ones after it move up), a
+// reloaded one has new metadata at its index. Metadata returned earlier stays valid: it
+// describes the version it was read from.
+//
 // # Safety
 // `host` must be NULL or live.
 const struct calc_plugin_info_t *calc_host_plugin_info(const struct calc_host_t *host,
@@ -268,6 +276,74 @@ calc_status_t calc_host_call(const struct calc_host_t *host,
 calc_status_t calc_host_eval(const struct calc_host_t *host,
                              const char *expression,
                              double *out_result);
+
+// Turns on hot-reload mode: from now on every plugin library is loaded from a private copy
+// (in `$TMPDIR/calc-plugins-<pid>`, deleted as versions unload), so that the file can be
+// rebuilt in place and reloaded with `calc_host_reload_file` or `calc_host_poll_changes`, and
+// the old version really unloaded. Must be called before loading: returns
+// `CALC_STATUS_INVALID_ARGUMENT` when plugins are already loaded. Calling it again is harmless.
+// `[exclusive]` Since calc_host 1.1.
+//
+// # Safety
+// `host` must be NULL or live.
+calc_status_t calc_host_enable_hot_reload(struct calc_host_t *host);
+
+// Applies a change of the plugin library at `path`: a file no plugin came from is loaded; the
+// file of a loaded plugin is loaded as its new version, handed the old version's state (ABI
+// 1.1 `save_state`) and swapped in, while calls in flight finish on the old version, which is
+// unloaded after its last call. A plugin disabled by the settings stays disabled.
+//
+// Returns `CALC_STATUS_LOAD_FAILED` with the file and the reason when the new version is
+// refused or fails to initialise: the old version keeps serving, and the failure is listed by
+// `calc_host_failure`. `CALC_STATUS_INVALID_ARGUMENT` without `calc_host_enable_hot_reload`.
+// Metadata indices change (see `calc_host_plugin_info`); `calc_op_t` handles follow the new
+// version. `[exclusive]` Since calc_host 1.1.
+//
+// # Safety
+// `host` must be NULL or live; `path` NULL or NUL-terminated.
+calc_status_t calc_host_reload_file(struct calc_host_t *host, const char *path);
+
+// Applies the removal of the plugin library at `path`: the plugin loaded from it is unloaded
+// (after the last call in flight on it returns) and its operations are no longer offered;
+// `calc_op_t` handles to them return `CALC_STATUS_ERROR` ("unloaded"). Returns
+// `CALC_STATUS_NOT_FOUND` when no loaded plugin came from that file. Works with or without hot
+// reload. `[exclusive]` Since calc_host 1.1.
+//
+// # Safety
+// `host` must be NULL or live; `path` NULL or NUL-terminated.
+calc_status_t calc_host_remove_file(struct calc_host_t *host, const char *path);
+
+// Starts (`enable` non-zero) or stops (`enable` 0) watching the directories loaded so far with
+// `calc_host_load_dir` for changes of their plugin libraries: added, rebuilt (also written
+// under a temporary name and renamed into place), deleted or renamed away. Watching only
+// collects changes, in a background thread of the library; they are applied when you call
+// `calc_host_poll_changes`, once a file has been quiet for 200 ms. Calling it again with
+// `enable` non-zero watches the directories loaded since, too.
+//
+// Returns `CALC_STATUS_INVALID_ARGUMENT` without `calc_host_enable_hot_reload` or when no
+// directory was loaded, `CALC_STATUS_LOAD_FAILED` naming the directory when one cannot be
+// watched. `[exclusive]` Since calc_host 1.1.
+//
+// # Safety
+// `host` must be NULL or live.
+calc_status_t calc_host_watch(struct calc_host_t *host, int enable);
+
+// Applies the changes the watcher (`calc_host_watch`) has collected and that are ready (each
+// file quiet for 200 ms), without waiting, as `calc_host_reload_file` and
+// `calc_host_remove_file` would; writes the number of changes that took effect (plugins
+// loaded, reloaded or removed) to `*out_applied` unless it is NULL. A file that fails to
+// (re)load does not make the call fail: it is listed by `calc_host_failure`, and its old
+// version, if any, keeps serving. Returns `CALC_STATUS_INVALID_ARGUMENT` when not watching.
+//
+// Applying is explicit: the host changes only during this call (and the other `[exclusive]`
+// calls), so call it where your program can afford it, e.g. once per main-loop iteration.
+// Meanwhile `calc_op_t` handles keep working from other threads: each call goes to the version
+// serving at that moment, a call in flight finishes on the version it started on, and an old
+// version is unloaded after its last call returns. `[exclusive]` Since calc_host 1.1.
+//
+// # Safety
+// `host` must be NULL or live; `out_applied` NULL or writable.
+calc_status_t calc_host_poll_changes(struct calc_host_t *host, size_t *out_applied);
 
 // Resolves `operation` (a name, or an infix symbol) in `host` and writes a new handle to
 // `*out_op`; free it with `calc_op_free`. Returns `CALC_STATUS_NOT_FOUND` when no plugin

@@ -1,21 +1,27 @@
 /*
  * Test of libcalc_host's C API (include/calc_host.h), run by tests/it/capi.rs.
  *
- *   capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB]
+ *   capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB [RELOAD_DIR]]
  *
  * EXAMPLES_DIR holds the example plugins (C, C++ and Rust: add, sub, pow, cmath, cpp_trig, mul,
  * div, stats); BROKEN_DIR the broken-plugin corpus of tests/broken (libbroken_*.so, libgood_c.so,
  * librust_panic.so, libgarbage.so); LIFECYCLE_LIB, optional, the tests/fixtures/c/lifecycle.c
- * plugin, which reads its configuration (extra checks of calc_host_set_plugin_config).
+ * plugin, which reads its configuration (extra checks of calc_host_set_plugin_config);
+ * RELOAD_DIR, optional, an empty scratch directory of this run, where the hot-reload checks
+ * install, replace and delete a copy of LIFECYCLE_LIB while the host watches it.
  *
  * Prints "ok <name>" for each passing check and stops with exit status 1 at the first failure.
  * Uses every function of calc_host.h. Build:
  *   cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/capi_test.c -Ltarget/debug -lcalc_host -Wl,-rpath,$PWD/target/debug -lm -o capi_test
  */
+/* nanosleep() in poll_until_applied. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "calc_host.h"
 
@@ -183,6 +189,20 @@ static void test_null_host(calc_host_t *host)
     CHECK("null_host_op_new",
           failed_with(calc_op_new(host, "add", &op), CALC_STATUS_NULL_ARGUMENT, "host") &&
               op == NULL);
+    CHECK("null_host_enable_hot_reload", failed_with(calc_host_enable_hot_reload(host),
+                                                     CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_reload_file",
+          failed_with(calc_host_reload_file(host, "/nonexistent/libx.so"),
+                      CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_remove_file",
+          failed_with(calc_host_remove_file(host, "/nonexistent/libx.so"),
+                      CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_watch",
+          failed_with(calc_host_watch(host, 1), CALC_STATUS_NULL_ARGUMENT, "host") &&
+              failed_with(calc_host_watch(host, 0), CALC_STATUS_NULL_ARGUMENT, "host"));
+    CHECK("null_host_poll_changes",
+          failed_with(calc_host_poll_changes(host, &loaded), CALC_STATUS_NULL_ARGUMENT, "host") &&
+              loaded == 77);
     CHECK("null_host_getters", calc_host_plugin_count(host) == 0 &&
                                    calc_host_plugin_info(host, 0) == NULL &&
                                    calc_host_operation_info(host, 0, 0) == NULL &&
@@ -505,22 +525,186 @@ static void test_config(const char *lifecycle_lib)
                                calc_host_plugin_count(host) == 1);
         CHECK("plugin_reads_config", succeeded(calc_host_call(host, "value", NULL, 0, &result)) &&
                                          result == 7.5);
+        CHECK("enable_hot_reload_after_loading",
+              failed_with(calc_host_enable_hot_reload(host), CALC_STATUS_INVALID_ARGUMENT,
+                          "already loaded"));
     }
     calc_host_free(host);
     host = NULL;
+}
+
+/* Copies file `from` to `to` with stdio; 1 on success. */
+static int copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    if (in == NULL || out == NULL) {
+        ok = 0;
+    }
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) {
+        ok = fwrite(buf, 1, n, out) == n;
+    }
+    if (in != NULL && ferror(in)) {
+        ok = 0;
+    }
+    if (in != NULL) {
+        fclose(in);
+    }
+    if (out != NULL && fclose(out) != 0) {
+        ok = 0;
+    }
+    return ok;
+}
+
+/* Writes `text` to the file `path`; 1 on success. */
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    int ok = f != NULL && fputs(text, f) >= 0;
+    if (f != NULL && fclose(f) != 0) {
+        ok = 0;
+    }
+    return ok;
+}
+
+/* Polls the watcher until it applied a change (or 10 s passed); returns how many it applied. */
+static size_t poll_until_applied(calc_host_t *host)
+{
+    size_t applied = 0, total = 0;
+    time_t start = time(NULL);
+    /* Sleep between polls: a busy loop would starve the watcher thread (under valgrind, which
+     * runs one thread at a time, completely). Generous deadline for slow runs. */
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    while (total == 0 && time(NULL) - start < 30) {
+        if (calc_host_poll_changes(host, &applied) != CALC_STATUS_OK) {
+            return 0;
+        }
+        total += applied;
+        if (total == 0) {
+            nanosleep(&pause, NULL);
+        }
+    }
+    return total;
+}
+
+static double call_value(const calc_op_t *op, calc_status_t *status)
+{
+    double result = -12345.0;
+    *status = calc_op_call(op, NULL, 0, &result);
+    return result;
+}
+
+/* Hot reload of a plugin directory holding a copy of the lifecycle plugin, whose value() returns
+ * its "value" configuration: each new version is initialised with the value set before it. */
+static void test_reload(const char *lifecycle_lib, const char *reload_dir)
+{
+    calc_host_t *host = NULL;
+    calc_op_t *value_op = NULL;
+    char lib[4096], temp[4096];
+    size_t loaded = 0, applied = 77;
+    calc_status_t status;
+
+    (void)snprintf(lib, sizeof lib, "%s/liblifecycle.so", reload_dir);
+    (void)snprintf(temp, sizeof temp, "%s/liblifecycle.so.partial", reload_dir);
+    CHECK("new_reload_host", succeeded(calc_host_new(&host)));
+    CHECK("reload_needs_hot_reload",
+          failed_with(calc_host_reload_file(host, lifecycle_lib), CALC_STATUS_INVALID_ARGUMENT,
+                      "calc_host_enable_hot_reload") &&
+              failed_with(calc_host_watch(host, 1), CALC_STATUS_INVALID_ARGUMENT,
+                          "calc_host_enable_hot_reload") &&
+              calc_host_plugin_count(host) == 0);
+    CHECK("poll_changes_without_watching",
+          failed_with(calc_host_poll_changes(host, &applied), CALC_STATUS_INVALID_ARGUMENT,
+                      "calc_host_watch") &&
+              applied == 77);
+    CHECK("remove_file_not_found", failed_with(calc_host_remove_file(host, lifecycle_lib),
+                                               CALC_STATUS_NOT_FOUND, "no loaded plugin"));
+    CHECK("reload_null_path",
+          failed_with(calc_host_reload_file(host, NULL), CALC_STATUS_NULL_ARGUMENT, "path") &&
+              failed_with(calc_host_remove_file(host, NULL), CALC_STATUS_NULL_ARGUMENT, "path"));
+    CHECK("enable_hot_reload", succeeded(calc_host_enable_hot_reload(host)) &&
+                                   succeeded(calc_host_enable_hot_reload(host)));
+    CHECK("watch_needs_a_dir", failed_with(calc_host_watch(host, 1), CALC_STATUS_INVALID_ARGUMENT,
+                                           "calc_host_load_dir"));
+
+    CHECK("reload_dir_set_up",
+          succeeded(calc_host_set_plugin_config(host, "lifecycle", "value", "1.5")) &&
+              copy_file(lifecycle_lib, lib) &&
+              succeeded(calc_host_load_dir(host, reload_dir, &loaded)) && loaded == 1 &&
+              succeeded(calc_op_new(host, "value", &value_op)) &&
+              call_value(value_op, &status) == 1.5 && succeeded(status));
+
+    /* By hand: the handle follows the new version. */
+    (void)calc_host_set_plugin_config(host, "lifecycle", "value", "2.5");
+    CHECK("reload_file", succeeded(calc_host_reload_file(host, lib)) &&
+                             calc_host_plugin_count(host) == 1 &&
+                             call_value(value_op, &status) == 2.5 && succeeded(status) &&
+                             contains(calc_host_plugin_info(host, 0)->path, "liblifecycle.so"));
+    /* A broken new version is refused; the old one keeps serving. */
+    (void)calc_host_set_plugin_config(host, "lifecycle", "value", "9");
+    CHECK("reload_file_refused_keeps_old_version",
+          write_file(temp, "not a library\n") && rename(temp, lib) == 0 &&
+              failed_with(calc_host_reload_file(host, lib), CALC_STATUS_LOAD_FAILED,
+                          "liblifecycle.so") &&
+              calc_host_plugin_count(host) == 1 && call_value(value_op, &status) == 2.5 &&
+              succeeded(status) && contains(calc_host_failure(host, 0)->path, "liblifecycle.so"));
+    CHECK("reload_file_restored", copy_file(lifecycle_lib, temp) && rename(temp, lib) == 0);
+
+    /* Watched: rebuilt by rename-into-place, then deleted. */
+    CHECK("watch", succeeded(calc_host_watch(host, 1)) && succeeded(calc_host_watch(host, 1)));
+    CHECK("poll_changes_nothing_yet",
+          succeeded(calc_host_poll_changes(host, &applied)) && applied == 0 &&
+              succeeded(calc_host_poll_changes(host, NULL)));
+    (void)calc_host_set_plugin_config(host, "lifecycle", "value", "3.5");
+    CHECK("rebuild_plugin_file", copy_file(lifecycle_lib, temp) && rename(temp, lib) == 0);
+    CHECK("poll_changes_reloads", poll_until_applied(host) == 1 &&
+                                      calc_host_plugin_count(host) == 1 &&
+                                      call_value(value_op, &status) == 3.5 && succeeded(status));
+    CHECK("delete_plugin_file", remove(lib) == 0);
+    CHECK("poll_changes_removes", poll_until_applied(host) == 1 &&
+                                      calc_host_plugin_count(host) == 0 &&
+                                      calc_host_plugin_info(host, 0) == NULL);
+    CHECK("op_of_removed_plugin_fails", call_value(value_op, &status) == -12345.0 &&
+                                            failed_with(status, CALC_STATUS_ERROR, "unloaded"));
+    CHECK("unwatch", succeeded(calc_host_watch(host, 0)) &&
+                         failed_with(calc_host_poll_changes(host, &applied),
+                                     CALC_STATUS_INVALID_ARGUMENT, "calc_host_watch"));
+
+    /* A file put back is loaded again, the handle follows it, and it can be removed by hand. */
+    (void)calc_host_set_plugin_config(host, "lifecycle", "value", "4.5");
+    CHECK("reload_file_loads_a_new_file",
+          copy_file(lifecycle_lib, lib) && succeeded(calc_host_reload_file(host, lib)) &&
+              calc_host_plugin_count(host) == 1 && call_value(value_op, &status) == 4.5 &&
+              succeeded(status));
+    CHECK("remove_file", succeeded(calc_host_remove_file(host, lib)) &&
+                             calc_host_plugin_count(host) == 0 &&
+                             failed_with(calc_host_remove_file(host, lib), CALC_STATUS_NOT_FOUND,
+                                         "liblifecycle.so"));
+    calc_host_free(host);
+    host = NULL;
+    /* The handle outlives the host, with nothing behind it. */
+    CHECK("op_after_reload_host_freed", call_value(value_op, &status) == -12345.0 &&
+                                            failed_with(status, CALC_STATUS_ERROR, "unloaded"));
+    calc_op_free(value_op);
+    value_op = NULL;
 }
 
 int main(int argc, char **argv)
 {
     calc_host_t *host = NULL;
 
-    if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: capi_test EXAMPLES_DIR BROKEN_DIR [LIFECYCLE_LIB [RELOAD_DIR]]\n");
         return 2;
     }
     test_statics();
     test_empty_host();
-    test_config(argc == 4 ? argv[3] : NULL);
+    test_config(argc >= 4 ? argv[3] : NULL);
+    if (argc == 5) {
+        test_reload(argv[3], argv[4]);
+    }
 
     CHECK("new_examples_host", succeeded(calc_host_new(&host)) && host != NULL);
     test_examples(host, argv[1]);

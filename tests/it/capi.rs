@@ -15,8 +15,9 @@ use calc_tests::{
     workspace_root, BROKEN_CASES,
 };
 
-/// Number of `ok ...` lines `capi_test` prints when given the lifecycle plugin as well.
-const CAPI_TEST_CHECKS: usize = 104;
+/// Number of `ok ...` lines `capi_test` prints when given the lifecycle plugin and a reload
+/// directory as well.
+const CAPI_TEST_CHECKS: usize = 132;
 
 /// Flags of the C programs: as in the build commands of their top comments.
 const C_FLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
@@ -160,11 +161,16 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// The arguments of one `capi_test` run: the last is a fresh directory of its own for the
+/// hot-reload checks (runs happen in parallel).
 fn capi_test_args(f: &Fixture) -> Vec<PathBuf> {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     vec![
         f.plugins.clone(),
         broken_corpus_dir().to_path_buf(),
         f.lifecycle.clone(),
+        scratch_dir(&format!("capi-reload-{}-{run}", std::process::id())),
     ]
 }
 
@@ -191,6 +197,8 @@ fn assert_all_checks_passed(out: &Output) {
         "ok null_host_eval",
         "ok load_failure_listed",
         "ok plugin_reads_config",
+        "ok poll_changes_reloads",
+        "ok poll_changes_removes",
     ] {
         assert!(
             stdout.lines().any(|l| l == line),
@@ -450,7 +458,7 @@ fn libcalc_host_exports_exactly_the_c_api() {
     );
     let exported: BTreeSet<String> = symbols.into_iter().collect();
     let declared = header_functions();
-    assert_eq!(declared.len(), 20, "{declared:?}");
+    assert_eq!(declared.len(), 25, "{declared:?}");
     assert_eq!(exported, declared);
 }
 

@@ -1,7 +1,8 @@
 //! `calc_host_t`: a plugin manager for C callers.
 
-use std::ffi::{c_char, CString};
-use std::path::Path;
+use std::ffi::{c_char, c_int, CString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use calc_sdk::abi::{
     calc_associativity_t, calc_operation_kind_t, calc_status_t, CALC_ARITY_VARIADIC,
@@ -12,20 +13,38 @@ use calc_sdk::abi::{
 use super::error::{CALC_STATUS_LOAD_FAILED, CALC_STATUS_NOT_FOUND, CALC_STATUS_PARSE_ERROR};
 use super::ffi::{ffi_status, ffi_value, handle, handle_mut, out, slice_arg, str_arg, ApiError};
 use crate::error::EvalError;
+use crate::events::HostEvent;
 use crate::info::{OperationKind, PluginInfo};
 use crate::manager::PluginManager;
+use crate::reload::{apply, Change, DirWatcher};
+use calc_sdk::abi::CALC_STATUS_INVALID_ARGUMENT;
+
+/// How long a changed plugin file must be quiet before `calc_host_poll_changes` applies it.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// A plugin host: the plugins it loaded, the files that failed, and the operations they provide.
 ///
 /// Opaque; wraps the Rust `calc_host::PluginManager`. Create with `calc_host_new`, destroy with
 /// `calc_host_free`, which shuts every plugin down. Thread safety: functions taking
 /// `const calc_host_t *` may run concurrently from any threads; functions taking
-/// `calc_host_t *` (loading, configuration, free) need exclusive access. The handle may be moved
-/// between threads.
+/// `calc_host_t *` (loading, configuration, reloading, free) need exclusive access. The handle may
+/// be moved between threads.
+///
+/// Hot reload (since calc_host 1.1): after `calc_host_enable_hot_reload`, plugin files can be
+/// rebuilt and reloaded (`calc_host_reload_file`, `calc_host_remove_file`), by hand or as the
+/// plugin directories change (`calc_host_watch`, `calc_host_poll_changes`).
 pub struct calc_host_t {
     manager: PluginManager,
     plugins: Vec<PluginView>,
+    /// Views of versions reloaded or removed since: the pointers handed out stay valid until
+    /// `calc_host_free`.
+    retired: Vec<PluginView>,
     failures: Vec<FailureView>,
+    /// Whether plugins are loaded from private copies (`calc_host_enable_hot_reload`).
+    hot_reload: bool,
+    /// Directories loaded with `calc_host_load_dir`, in order: what `calc_host_watch` watches.
+    dirs: Vec<PathBuf>,
+    watcher: Option<DirWatcher>,
 }
 
 /// Metadata of one loaded plugin. Owned by the host and valid until `calc_host_free`.
@@ -89,15 +108,18 @@ pub struct calc_load_failure_t {
     pub message: *const c_char,
 }
 
-/// C views of one plugin's metadata and the strings they point into.
+/// C views of one plugin's metadata and the strings they point into. Boxed and heap-allocated,
+/// so that the pointers handed to C stay put when the view moves.
 struct PluginView {
-    info: calc_plugin_info_t,
+    /// What the view shows, to tell whether a plugin changed.
+    source: PluginInfo,
+    info: Box<calc_plugin_info_t>,
     operations: Vec<calc_operation_info_t>,
     _strings: Vec<CString>,
 }
 
 struct FailureView {
-    failure: calc_load_failure_t,
+    failure: Box<calc_load_failure_t>,
     _strings: Vec<CString>,
 }
 
@@ -166,7 +188,7 @@ impl PluginView {
                 }
             })
             .collect();
-        let info = calc_plugin_info_t {
+        let info = Box::new(calc_plugin_info_t {
             name: s.add(&p.name),
             version: s.add(&p.version.to_string()),
             author: s.add(&p.author),
@@ -176,8 +198,9 @@ impl PluginView {
             sdk_version: s.add(&p.sdk_version.to_string()),
             api_requirement: s.add(&p.api_requirement.to_string()),
             operation_count: p.operations.len(),
-        };
+        });
         PluginView {
+            source: p.clone(),
             info,
             operations,
             _strings: s.0,
@@ -186,22 +209,32 @@ impl PluginView {
 }
 
 impl calc_host_t {
-    /// Adds C views for plugins and failures recorded since the last sync.
+    /// Brings the C views up to date with the manager: a view per loaded plugin, in load order
+    /// (a plugin that did not change keeps its view; the views of versions reloaded or removed
+    /// are kept until `calc_host_free`), and a view per failure.
     fn sync(&mut self) {
-        let known = self.plugins.len();
-        let new: Vec<PluginView> = self
-            .manager
-            .plugins()
-            .skip(known)
-            .map(PluginView::new)
-            .collect();
-        self.plugins.extend(new);
+        let unchanged = self.plugins.len() == self.manager.plugins().count()
+            && self
+                .plugins
+                .iter()
+                .zip(self.manager.plugins())
+                .all(|(view, p)| view.source == *p);
+        if !unchanged {
+            let mut old = std::mem::take(&mut self.plugins);
+            for p in self.manager.plugins() {
+                match old.iter().position(|view| view.source == *p) {
+                    Some(i) => self.plugins.push(old.remove(i)),
+                    None => self.plugins.push(PluginView::new(p)),
+                }
+            }
+            self.retired.extend(old);
+        }
         for f in self.manager.failures().iter().skip(self.failures.len()) {
             let mut s = Strings::default();
-            let failure = calc_load_failure_t {
+            let failure = Box::new(calc_load_failure_t {
                 path: s.add(&f.path.to_string_lossy()),
                 message: s.add(&f.error.to_string()),
-            };
+            });
             self.failures.push(FailureView {
                 failure,
                 _strings: s.0,
@@ -248,7 +281,11 @@ pub unsafe extern "C" fn calc_host_new(out_host: *mut *mut calc_host_t) -> calc_
         let host = Box::new(calc_host_t {
             manager: PluginManager::new(),
             plugins: Vec::new(),
+            retired: Vec::new(),
             failures: Vec::new(),
+            hot_reload: false,
+            dirs: Vec::new(),
+            watcher: None,
         });
         out_host.write(Box::into_raw(host));
         Ok(())
@@ -374,6 +411,10 @@ pub unsafe extern "C" fn calc_host_load_dir(
             .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()));
         host.sync();
         let loaded = result?;
+        let dir = PathBuf::from(dir);
+        if !host.dirs.contains(&dir) {
+            host.dirs.push(dir);
+        }
         if !out_loaded.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { out_loaded.write(loaded) };
@@ -397,6 +438,10 @@ pub unsafe extern "C" fn calc_host_plugin_count(host: *const calc_host_t) -> usi
 /// Metadata of plugin `index` (0-based, load order), or NULL when `host` is NULL or `index` is
 /// out of range. Owned by the host, valid until `calc_host_free`. `[thread-safe]`
 ///
+/// Hot reload changes the list: a removed plugin leaves it (the ones after it move up), a
+/// reloaded one has new metadata at its index. Metadata returned earlier stays valid: it
+/// describes the version it was read from.
+///
 /// # Safety
 /// `host` must be NULL or live.
 #[no_mangle]
@@ -411,7 +456,7 @@ pub unsafe extern "C" fn calc_host_plugin_info(
         };
         host.plugins
             .get(index)
-            .map_or(std::ptr::null(), |p| &p.info)
+            .map_or(std::ptr::null(), |p| &*p.info)
     })
 }
 
@@ -467,7 +512,7 @@ pub unsafe extern "C" fn calc_host_failure(
         };
         host.failures
             .get(index)
-            .map_or(std::ptr::null(), |f| &f.failure)
+            .map_or(std::ptr::null(), |f| &*f.failure)
     })
 }
 
@@ -541,6 +586,198 @@ pub unsafe extern "C" fn calc_host_eval(
         };
         let value = host.manager.eval(expression).map_err(eval_error)?;
         out_result.write(value);
+        Ok(())
+    })
+}
+
+fn not_hot(what: &str) -> ApiError {
+    ApiError::new(
+        CALC_STATUS_INVALID_ARGUMENT,
+        format!("{what} needs hot reload: call calc_host_enable_hot_reload before loading plugins"),
+    )
+}
+
+/// Turns on hot-reload mode: from now on every plugin library is loaded from a private copy
+/// (in `$TMPDIR/calc-plugins-<pid>`, deleted as versions unload), so that the file can be
+/// rebuilt in place and reloaded with `calc_host_reload_file` or `calc_host_poll_changes`, and
+/// the old version really unloaded. Must be called before loading: returns
+/// `CALC_STATUS_INVALID_ARGUMENT` when plugins are already loaded. Calling it again is harmless.
+/// `[exclusive]` Since calc_host 1.1.
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_enable_hot_reload(host: *mut calc_host_t) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let host = unsafe { handle_mut(host, "host") }?;
+        if host.hot_reload {
+            return Ok(());
+        }
+        if host.manager.plugins().next().is_some() || !host.manager.disabled().is_empty() {
+            return Err(ApiError::new(
+                CALC_STATUS_INVALID_ARGUMENT,
+                "plugins are already loaded: enable hot reload before loading any",
+            ));
+        }
+        host.manager
+            .enable_hot_reload(PluginManager::default_copy_dir());
+        host.hot_reload = true;
+        Ok(())
+    })
+}
+
+/// Applies a change of the plugin library at `path`: a file no plugin came from is loaded; the
+/// file of a loaded plugin is loaded as its new version, handed the old version's state (ABI
+/// 1.1 `save_state`) and swapped in, while calls in flight finish on the old version, which is
+/// unloaded after its last call. A plugin disabled by the settings stays disabled.
+///
+/// Returns `CALC_STATUS_LOAD_FAILED` with the file and the reason when the new version is
+/// refused or fails to initialise: the old version keeps serving, and the failure is listed by
+/// `calc_host_failure`. `CALC_STATUS_INVALID_ARGUMENT` without `calc_host_enable_hot_reload`.
+/// Metadata indices change (see `calc_host_plugin_info`); `calc_op_t` handles follow the new
+/// version. `[exclusive]` Since calc_host 1.1.
+///
+/// # Safety
+/// `host` must be NULL or live; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_reload_file(
+    host: *mut calc_host_t,
+    path: *const c_char,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, path) = unsafe { (handle_mut(host, "host")?, str_arg(path, "path")?) };
+        if !host.hot_reload {
+            return Err(not_hot("calc_host_reload_file"));
+        }
+        let event = apply(&mut host.manager, &Change::Upserted(PathBuf::from(path)));
+        host.sync();
+        match event {
+            Some(HostEvent::Failed { error, .. }) => {
+                Err(ApiError::new(CALC_STATUS_LOAD_FAILED, error))
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+/// Applies the removal of the plugin library at `path`: the plugin loaded from it is unloaded
+/// (after the last call in flight on it returns) and its operations are no longer offered;
+/// `calc_op_t` handles to them return `CALC_STATUS_ERROR` ("unloaded"). Returns
+/// `CALC_STATUS_NOT_FOUND` when no loaded plugin came from that file. Works with or without hot
+/// reload. `[exclusive]` Since calc_host 1.1.
+///
+/// # Safety
+/// `host` must be NULL or live; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_remove_file(
+    host: *mut calc_host_t,
+    path: *const c_char,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, path) = unsafe { (handle_mut(host, "host")?, str_arg(path, "path")?) };
+        let removed = host.manager.remove_file(Path::new(path));
+        host.sync();
+        removed.map(|_| ()).ok_or_else(|| {
+            ApiError::new(
+                CALC_STATUS_NOT_FOUND,
+                format!("{path}: no loaded plugin came from this file"),
+            )
+        })
+    })
+}
+
+/// Starts (`enable` non-zero) or stops (`enable` 0) watching the directories loaded so far with
+/// `calc_host_load_dir` for changes of their plugin libraries: added, rebuilt (also written
+/// under a temporary name and renamed into place), deleted or renamed away. Watching only
+/// collects changes, in a background thread of the library; they are applied when you call
+/// `calc_host_poll_changes`, once a file has been quiet for 200 ms. Calling it again with
+/// `enable` non-zero watches the directories loaded since, too.
+///
+/// Returns `CALC_STATUS_INVALID_ARGUMENT` without `calc_host_enable_hot_reload` or when no
+/// directory was loaded, `CALC_STATUS_LOAD_FAILED` naming the directory when one cannot be
+/// watched. `[exclusive]` Since calc_host 1.1.
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_watch(host: *mut calc_host_t, enable: c_int) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let host = unsafe { handle_mut(host, "host") }?;
+        if enable == 0 {
+            host.watcher = None;
+            return Ok(());
+        }
+        if !host.hot_reload {
+            return Err(not_hot("calc_host_watch"));
+        }
+        if host.dirs.is_empty() {
+            return Err(ApiError::new(
+                CALC_STATUS_INVALID_ARGUMENT,
+                "no plugin directory to watch: load one with calc_host_load_dir first",
+            ));
+        }
+        let watching = host.watcher.as_ref().is_some_and(|w| {
+            w.dirs().len() == host.dirs.len()
+                && host
+                    .dirs
+                    .iter()
+                    .all(|d| std::fs::canonicalize(d).is_ok_and(|c| w.dirs().contains(&c)))
+        });
+        if !watching {
+            host.watcher = None;
+            let watcher = DirWatcher::new(&host.dirs, WATCH_DEBOUNCE)
+                .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()))?;
+            host.watcher = Some(watcher);
+        }
+        Ok(())
+    })
+}
+
+/// Applies the changes the watcher (`calc_host_watch`) has collected and that are ready (each
+/// file quiet for 200 ms), without waiting, as `calc_host_reload_file` and
+/// `calc_host_remove_file` would; writes the number of changes that took effect (plugins
+/// loaded, reloaded or removed) to `*out_applied` unless it is NULL. A file that fails to
+/// (re)load does not make the call fail: it is listed by `calc_host_failure`, and its old
+/// version, if any, keeps serving. Returns `CALC_STATUS_INVALID_ARGUMENT` when not watching.
+///
+/// Applying is explicit: the host changes only during this call (and the other `[exclusive]`
+/// calls), so call it where your program can afford it, e.g. once per main-loop iteration.
+/// Meanwhile `calc_op_t` handles keep working from other threads: each call goes to the version
+/// serving at that moment, a call in flight finishes on the version it started on, and an old
+/// version is unloaded after its last call returns. `[exclusive]` Since calc_host 1.1.
+///
+/// # Safety
+/// `host` must be NULL or live; `out_applied` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_poll_changes(
+    host: *mut calc_host_t,
+    out_applied: *mut usize,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let host = unsafe { handle_mut(host, "host") }?;
+        let Some(watcher) = &host.watcher else {
+            return Err(ApiError::new(
+                CALC_STATUS_INVALID_ARGUMENT,
+                "not watching: call calc_host_watch first",
+            ));
+        };
+        let mut applied = 0;
+        for change in watcher.try_changes() {
+            match apply(&mut host.manager, &change) {
+                Some(HostEvent::Failed { .. }) | None => {}
+                Some(_) => applied += 1,
+            }
+        }
+        host.sync();
+        if !out_applied.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { out_applied.write(applied) };
+        }
         Ok(())
     })
 }
