@@ -357,7 +357,11 @@ pub fn compile_with_vars(
     compile_impl(mgr, src, Some(vars))
 }
 
-fn compile_impl(mgr: &PluginManager, src: &str, vars: Option<Vars<'_>>) -> Result<Expression, EvalError> {
+fn compile_impl(
+    mgr: &PluginManager,
+    src: &str,
+    vars: Option<Vars<'_>>,
+) -> Result<Expression, EvalError> {
     let tokens = tokenize(src, mgr)?;
     let mut p = Parser {
         tokens,

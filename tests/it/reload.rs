@@ -520,5 +520,8 @@ fn a_different_plugin_that_fails_to_start_does_not_replace_the_old_one() {
     let error = m.reload_file(&p).expect_err("its init fails").to_string();
     assert!(error.contains("init refused: missing licence"), "{error}");
     assert_eq!(version.call(&[]), Ok(1.0), "the counter keeps serving");
-    assert_eq!(m.plugins().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["counter"]);
+    assert_eq!(
+        m.plugins().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["counter"]
+    );
 }
