@@ -27,6 +27,7 @@ pub mod expr;
 pub mod info;
 pub mod loader;
 pub mod manager;
+pub mod rcu;
 pub mod reload;
 pub mod scaffold;
 mod services;

@@ -16,7 +16,6 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use calc_sdk::Status;
 
 use crate::config::Settings;
@@ -25,6 +24,7 @@ use crate::events::HostEvent;
 use crate::expr;
 use crate::info::PluginInfo;
 use crate::loader::{self, LoadedPlugin, OpHandle};
+use crate::rcu::RcuCell;
 
 /// A file that could not be loaded, and why.
 #[derive(Debug)]
@@ -114,6 +114,9 @@ impl Provider {
 /// The providers of one operation name or infix symbol, best first, with its rollout.
 #[derive(Debug, Clone)]
 pub struct OpSlot {
+    /// A copy of the primary provider's handle, first so that the live call path reads it
+    /// without following the `providers` vector.
+    first: Option<OpHandle>,
     key: String,
     providers: Vec<Provider>,
     /// Index of the rollout candidate in `providers`, and the percentage of keys it serves.
@@ -134,9 +137,10 @@ fn is_internal(e: &CallError) -> bool {
 }
 
 /// An operation slot that follows reloads: compiled expressions and [`LiveOp`]s hold it, and
-/// every load, reload or unload stores a new [`OpSlot`] in it atomically. A call loads the
-/// current slot once; the guard keeps that version alive until the call returns.
-pub type LiveSlot = Arc<ArcSwap<OpSlot>>;
+/// every load, reload or unload stores a new [`OpSlot`] in it atomically (read-copy-update, see
+/// [`crate::rcu`]). A call reads the current slot once, without any atomic read-modify-write;
+/// the read guard keeps that version alive until the call returns.
+pub type LiveSlot = Arc<RcuCell<OpSlot>>;
 
 impl OpSlot {
     /// The implementation that serves calls without a rollout.
@@ -242,10 +246,11 @@ impl std::fmt::Debug for LiveOp {
 impl LiveOp {
     /// Calls the version serving now (its primary implementation). A call in flight keeps its
     /// version loaded until it returns.
+    #[inline]
     pub fn call(&self, args: &[f64]) -> Result<f64, CallError> {
         let slot = self.slot.load();
-        match slot.providers.first() {
-            Some(p) => p.handle.call(args),
+        match &slot.first {
+            Some(handle) => handle.call(args),
             None => Err(slot.gone()),
         }
     }
@@ -282,7 +287,7 @@ pub struct PluginManager {
     by_symbol: HashMap<String, LiveSlot>,
     /// Live slots that became empty (their last provider was unloaded), by (is symbol, key):
     /// a plugin that provides the key again revives them, so handles to them follow it.
-    orphans: HashMap<(bool, String), std::sync::Weak<ArcSwap<OpSlot>>>,
+    orphans: HashMap<(bool, String), std::sync::Weak<RcuCell<OpSlot>>>,
     stats: BTreeMap<(String, String), Arc<ImplStats>>,
     loads: u64,
     /// Hot-reload mode: the directory of private copies.
@@ -505,6 +510,7 @@ impl PluginManager {
             };
             let mut slot = map.get(&key).map_or_else(
                 || OpSlot {
+                    first: None,
                     key: key.clone(),
                     providers: Vec::new(),
                     rollout: None,
@@ -542,6 +548,7 @@ impl PluginManager {
                     .position(|p| p.handle.plugin().name == r.candidate)?;
                 Some((candidate, r.percent))
             });
+            slot.first = slot.providers.first().map(|p| p.handle.clone());
             let map = if is_symbol {
                 &mut self.by_symbol
             } else {
@@ -556,7 +563,7 @@ impl PluginManager {
                             live.store(Arc::new(slot));
                             live
                         }
-                        None => Arc::new(ArcSwap::from_pointee(slot)),
+                        None => Arc::new(RcuCell::from_pointee(slot)),
                     };
                     map.insert(key, live);
                 }
@@ -568,6 +575,8 @@ impl PluginManager {
     /// the new contents into the existing live slots; a slot no plugin provides any more becomes
     /// empty (calls through it fail) and leaves the maps.
     fn rebuild_slots(&mut self) {
+        // Old slot contents, dropped after one shared grace period at the end.
+        let mut retired = Vec::new();
         self.orphans.retain(|_, live| live.strong_count() > 0);
         let old_names = std::mem::take(&mut self.by_name);
         let old_symbols = std::mem::take(&mut self.by_symbol);
@@ -594,19 +603,21 @@ impl PluginManager {
             for (key, live) in old {
                 match new.get(&key) {
                     Some(fresh) => {
-                        live.store(fresh.load_full());
+                        retired.push(live.swap(fresh.load_full()));
                         new.insert(key, live);
                     }
                     None => {
                         let mut empty = OpSlot::clone(&live.load());
                         empty.providers.clear();
                         empty.rollout = None;
-                        live.store(Arc::new(empty));
+                        empty.first = None;
+                        retired.push(live.swap(Arc::new(empty)));
                         self.orphans.insert((is_symbol, key), Arc::downgrade(&live));
                     }
                 }
             }
         }
+        crate::rcu::retire_all(retired);
     }
 
     /// Loads every shared library directly inside `dir`, in file-name order; other files are
