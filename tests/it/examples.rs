@@ -117,6 +117,16 @@ fn wrong_operand_count_is_refused_before_the_plugin_runs() {
     assert_eq!(e.message, "expects 2 operands, got 1");
     let e = m.operation("max").unwrap().call(&[]).unwrap_err();
     assert_eq!(e.message, "expects at least 1 operand, got 0");
+    // Around each bound: variadic (min 1), exact (3), and a many-operand variadic call.
+    let max = m.operation("max").unwrap();
+    assert_eq!(max.call(&[5.0]), Ok(5.0));
+    assert_eq!(max.call(&(0..100).map(f64::from).collect::<Vec<_>>()), Ok(99.0));
+    let clamp = m.operation("clamp").unwrap();
+    for n in [0, 2, 4, 9] {
+        let e = clamp.call(&vec![1.0; n]).unwrap_err();
+        assert_eq!(e.message, format!("expects 3 operands, got {n}"), "{n}");
+    }
+    assert_eq!(clamp.call(&[5.0, 0.0, 1.0]), Ok(1.0));
 }
 
 #[test]
