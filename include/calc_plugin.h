@@ -46,7 +46,7 @@ CALC_PLUGIN_ENTRY;
 
 // Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
 // its own; a newer minor only appends fields to the end of structs.
-#define CALC_ABI_VERSION_MINOR 1
+#define CALC_ABI_VERSION_MINOR 2
 
 // First field of every `calc_plugin_t`: the bytes `"CALCPLG1"` read as a big-endian `u64`.
 // A library whose descriptor does not start with it is not a calc plugin and is rejected before
@@ -201,6 +201,40 @@ typedef calc_status_t (*calc_execute_fn)(void *instance,
                                          char *error_buf,
                                          size_t error_buf_size);
 
+// Runs one operation over many rows of operands at once (batch execution): optional, may be
+// NULL, in which case the host calls `execute` once per row.
+//
+// The operands are column-major: `columns` points to `arg_count` pointers, and `columns[k]`
+// to `rows` values, so `columns[k][r]` is operand `k` of row `r`. Every row has the same
+// `arg_count`, which the host guarantees is within the operation's arity (exactly 2 for infix
+// operators; variadic functions get batches too). `columns` may be NULL when `arg_count` is 0.
+// Write the result of row `r` to `out[r]` for every row, in any order; `out` holds `rows`
+// values and never overlaps a column, so implementations may treat the pointers as
+// `restrict`. `rows` may be 0 (return `CALC_STATUS_OK` and write nothing). The results must
+// be exactly what `execute` returns for each row: the host may use either.
+//
+// On success return `CALC_STATUS_OK`; `*out_failed_row` is then ignored. On failure stop at
+// the first failing row `r`: write `r` to `*out_failed_row`, return that row's status and
+// write its message into `error_buf` as `execute` does (NUL-terminated UTF-8, at most
+// `error_buf_size` bytes including the NUL). `out[0..r]` must then hold the results of the
+// rows before it; `out[r..]` is unspecified.
+//
+// Ownership: `columns`, the columns, `out`, `out_failed_row` and `error_buf` are owned by the
+// host and valid only for the duration of the call; the plugin keeps no pointer into them.
+// Must not unwind, longjmp or exit. `[any-thread]`: like `execute`, the host may call it from
+// several threads at once, concurrently with `execute`, so shared instance state needs
+// synchronisation.
+//
+// Since ABI 1.2.
+typedef calc_status_t (*calc_execute_batch_fn)(void *instance,
+                                               const double *const *columns,
+                                               size_t arg_count,
+                                               size_t rows,
+                                               double *out,
+                                               size_t *out_failed_row,
+                                               char *error_buf,
+                                               size_t error_buf_size);
+
 // One operation a plugin provides: an infix operator or a function.
 //
 // Owned by the plugin, valid and unchanged while the library is loaded. The host steps through
@@ -232,6 +266,10 @@ typedef struct calc_operation_t {
     uint32_t min_arity;
     // Most operands accepted, or `CALC_ARITY_VARIADIC` (infix: 2). Since ABI 1.0.
     uint32_t max_arity;
+    // The same operation over many rows at once; may be NULL (the host then calls `execute`
+    // once per row). A plugin built against 1.0 or 1.1 has no such field: the host reads it as
+    // NULL. Since ABI 1.2.
+    calc_execute_batch_fn execute_batch;
 } calc_operation_t;
 
 // Receives one chunk of the state a plugin saves (see `calc_save_state_fn`). The host copies

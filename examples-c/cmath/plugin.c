@@ -8,7 +8,7 @@
  *               operands is CALC_STATUS_OVERFLOW
  *
  * Build (from the repository root; -lm links the maths library):
- *   cc -std=c99 -Wall -Wextra -Werror -pedantic -fPIC -fvisibility=hidden -shared -Iinclude examples-c/cmath/plugin.c -o target/debug/plugins/libcmath.so -lm
+ *   cc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -fPIC -fvisibility=hidden -shared -Iinclude examples-c/cmath/plugin.c -o target/debug/plugins/libcmath.so -lm
  *
  * Everything here is static except plugin_entry, the one exported symbol.
  */

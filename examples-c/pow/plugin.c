@@ -3,7 +3,7 @@
  * (so 2 ^ 3 ^ 2 is 2 ^ 9), implemented with pow() from <math.h>.
  *
  * Build (from the repository root; -lm links the maths library):
- *   cc -std=c99 -Wall -Wextra -Werror -pedantic -fPIC -fvisibility=hidden -shared -Iinclude examples-c/pow/plugin.c -o target/debug/plugins/libpow.so -lm
+ *   cc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -fPIC -fvisibility=hidden -shared -Iinclude examples-c/pow/plugin.c -o target/debug/plugins/libpow.so -lm
  *
  * Errors: a NaN result from non-NaN operands, e.g. (-8) ^ (1/3), is CALC_STATUS_DOMAIN_ERROR;
  * an infinite result from finite operands, e.g. 10 ^ 400 or 0 ^ -1, is CALC_STATUS_OVERFLOW.

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use calc_sdk::abi::{
-    self, calc_abi_version_t, calc_execute_fn, calc_init_fn, calc_operation_t, calc_plugin_t,
-    calc_shutdown_fn,
+    self, calc_abi_version_t, calc_execute_batch_fn, calc_execute_fn, calc_init_fn,
+    calc_operation_t, calc_plugin_t, calc_shutdown_fn,
 };
 
 use crate::error::LoadError;
@@ -57,9 +57,12 @@ pub fn plugin_struct_size(minor: u16) -> usize {
     }
 }
 
-/// Size of `calc_operation_t` at ABI `1.minor`.
-pub fn operation_struct_size(_minor: u16) -> usize {
-    std::mem::size_of::<calc_operation_t>()
+/// Size of `calc_operation_t` at ABI `1.minor`: the fields that exist at that minor.
+pub fn operation_struct_size(minor: u16) -> usize {
+    match minor {
+        0 | 1 => std::mem::offset_of!(calc_operation_t, execute_batch),
+        _ => std::mem::size_of::<calc_operation_t>(),
+    }
 }
 
 /// The first fields of a descriptor, read before anything else.
@@ -134,6 +137,8 @@ pub struct RawOperation {
     pub min_arity: u32,
     /// `max_arity`.
     pub max_arity: u32,
+    /// `execute_batch` (ABI 1.2; `None` when absent).
+    pub execute_batch: calc_execute_batch_fn,
 }
 
 /// The descriptor's fields after the header, as copied from the plugin.
@@ -212,6 +217,9 @@ pub struct Validated {
     pub shutdown: calc_shutdown_fn,
     /// `save_state`, may be `None`.
     pub save_state: calc_sdk::abi::calc_save_state_fn,
+    /// The `execute_batch` of each operation (ABI 1.2; `None` when absent), in the order of
+    /// `info.operations`.
+    pub batches: Vec<calc_execute_batch_fn>,
     /// The `execute` of each operation, in the order of `info.operations`.
     pub executes: Vec<
         unsafe extern "C" fn(
@@ -342,6 +350,7 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
 
     let mut operations = Vec::with_capacity(raw.operations.len());
     let mut executes = Vec::with_capacity(raw.operations.len());
+    let mut batches = Vec::with_capacity(raw.operations.len());
     let mut seen = HashSet::new();
     for (i, op) in raw.operations.iter().enumerate() {
         let field = |f: &str| format!("operations[{i}].{f}");
@@ -417,6 +426,7 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
             kind,
         });
         executes.push(execute);
+        batches.push(op.execute_batch);
     }
 
     Ok(Validated {
@@ -434,6 +444,7 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
         init: raw.init,
         shutdown: raw.shutdown,
         save_state: raw.save_state,
+        batches,
         executes,
     })
 }
@@ -468,6 +479,21 @@ mod tests {
                 "host {host} plugin {plugin}"
             );
         }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn struct_sizes_per_minor_end_before_the_fields_of_later_minors() {
+        assert_eq!(plugin_struct_size(0), 104);
+        assert_eq!(plugin_struct_size(1), 112);
+        assert_eq!(plugin_struct_size(2), 112);
+        assert_eq!(operation_struct_size(0), 56);
+        assert_eq!(operation_struct_size(1), 56);
+        assert_eq!(operation_struct_size(2), 64);
+        assert_eq!(
+            operation_struct_size(HOST_ABI.minor),
+            std::mem::size_of::<calc_operation_t>()
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Once;
 
-use crate::abi::{self, calc_execute_fn, calc_operation_t, calc_plugin_t, calc_status_t};
+use crate::abi::{
+    self, calc_execute_batch_fn, calc_execute_fn, calc_operation_t, calc_plugin_t, calc_status_t,
+};
 use crate::error::{CalcError, Status};
 use crate::host::{Host, LogLevel};
 use crate::plugin::{OperationKind, Plugin};
@@ -152,6 +154,89 @@ pub unsafe extern "C" fn execute_trampoline<P: Plugin, const I: usize>(
     unsafe { report(result, error_buf, error_buf_size) }
 }
 
+/// Columns the batch trampoline passes to the row loop from the stack; wider calls (variadic
+/// functions only) collect them into one heap buffer per batch.
+const STACK_COLUMNS: usize = 8;
+
+/// The `execute_batch` trampoline (ABI 1.2) for operation `I` of plugin `P`: runs the
+/// operation's body over every row in one tight loop (`out[r] = f(a[r], b[r])` for an infix
+/// operator, with the body inlined, so that the compiler can vectorise a simple one), stops at
+/// the first error and reports its row. A panic is caught once around the whole loop and
+/// reported as `CALC_STATUS_PANIC` at the row that panicked.
+///
+/// # Safety
+/// Called by the host under the `calc_execute_batch_fn` contract: `instance` comes from
+/// [`init_trampoline::<P>`], `columns` holds `arg_count` pointers to `rows` values each, `out`
+/// is writable for `rows` values and overlaps no column, `out_failed_row` is writable and the
+/// error buffer is valid for `error_buf_size` bytes.
+#[allow(clippy::too_many_arguments)] // the C signature
+pub unsafe extern "C" fn execute_batch_trampoline<P: Plugin, const I: usize>(
+    instance: *mut c_void,
+    columns: *const *const f64,
+    arg_count: usize,
+    rows: usize,
+    out: *mut f64,
+    out_failed_row: *mut usize,
+    error_buf: *mut c_char,
+    error_buf_size: usize,
+) -> calc_status_t {
+    let mut row = 0usize;
+    let result = match P::OPERATIONS.get(I) {
+        None => Err(CalcError::other("no such operation")),
+        Some(op) => ffi_boundary(op.name, || {
+            if instance.is_null()
+                || (out.is_null() && rows > 0)
+                || (columns.is_null() && arg_count > 0)
+            {
+                return Err(CalcError::invalid_argument(
+                    "NULL pointer passed to execute_batch",
+                ));
+            }
+            op.check_arity(arg_count)?;
+            // SAFETY: `instance` is the `Box<P>` made by `init_trampoline::<P>`, alive until
+            // shutdown.
+            let plugin = unsafe { &*instance.cast::<P>() };
+            let out: &mut [f64] = if rows == 0 {
+                &mut []
+            } else {
+                // SAFETY: `out` is non-NULL and writable for `rows` values, and no column
+                // overlaps it (contract), so this is the only live reference to that memory.
+                unsafe { std::slice::from_raw_parts_mut(out, rows) }
+            };
+            let column = |k: usize| -> Result<&[f64], CalcError> {
+                if rows == 0 {
+                    return Ok(&[]);
+                }
+                // SAFETY: `columns` holds `arg_count` pointers and `k < arg_count`.
+                let c = unsafe { *columns.add(k) };
+                if c.is_null() {
+                    return Err(CalcError::invalid_argument(
+                        "NULL column passed to execute_batch",
+                    ));
+                }
+                // SAFETY: each column holds `rows` values, valid for the call (contract).
+                Ok(unsafe { std::slice::from_raw_parts(c, rows) })
+            };
+            if arg_count <= STACK_COLUMNS {
+                let mut cols: [&[f64]; STACK_COLUMNS] = [&[]; STACK_COLUMNS];
+                for (k, c) in cols.iter_mut().take(arg_count).enumerate() {
+                    *c = column(k)?;
+                }
+                op.run_rows(plugin, &cols[..arg_count], out, &mut row)
+            } else {
+                let cols = (0..arg_count).map(column).collect::<Result<Vec<_>, _>>()?;
+                op.run_rows(plugin, &cols, out, &mut row)
+            }
+        }),
+    };
+    if result.is_err() && !out_failed_row.is_null() {
+        // SAFETY: `out_failed_row` is non-NULL and writable per the contract.
+        unsafe { *out_failed_row = row };
+    }
+    // SAFETY: host contract on the error buffer.
+    unsafe { report(result, error_buf, error_buf_size) }
+}
+
 /// The `init` trampoline: runs [`Plugin::init`] and boxes the instance.
 ///
 /// # Safety
@@ -235,14 +320,34 @@ type RawExecute = unsafe extern "C" fn(
     usize,
 ) -> calc_status_t;
 
+type RawExecuteBatch = unsafe extern "C" fn(
+    *mut c_void,
+    *const *const f64,
+    usize,
+    usize,
+    *mut f64,
+    *mut usize,
+    *mut c_char,
+    usize,
+) -> calc_status_t;
+
 macro_rules! trampoline_table {
-    ($p:ty; $($i:literal)*) => {
-        [$(execute_trampoline::<$p, $i> as RawExecute),*]
+    ($f:ident as $t:ty; $p:ty; $($i:literal)*) => {
+        [$($f::<$p, $i> as $t),*]
     };
 }
 
 fn trampoline<P: Plugin>(index: usize) -> calc_execute_fn {
-    let table: [RawExecute; MAX_OPERATIONS] = trampoline_table!(P;
+    let table: [RawExecute; MAX_OPERATIONS] = trampoline_table!(execute_trampoline as RawExecute; P;
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
+        62 63);
+    table.get(index).copied()
+}
+
+fn batch_trampoline<P: Plugin>(index: usize) -> calc_execute_batch_fn {
+    let table: [RawExecuteBatch; MAX_OPERATIONS] = trampoline_table!(
+        execute_batch_trampoline as RawExecuteBatch; P;
         0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
         32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
         62 63);
@@ -365,6 +470,7 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
             precedence,
             min_arity,
             max_arity,
+            execute_batch: batch_trampoline::<P>(i),
         });
     }
     let descriptor = calc_plugin_t {
@@ -455,6 +561,153 @@ mod tests {
         let bytes: Vec<u8> = buf.iter().map(|&b| b as u8).collect();
         // "ab" + "é" (2 bytes) fits in 5 bytes; the second "é" would straddle the end.
         assert_eq!(bytes, [b'a', b'b', 0xc3, 0xa9, 0, 0x7f]);
+    }
+
+    /// A plugin exercising every body shape through the batch trampolines.
+    struct Batchy;
+
+    impl Plugin for Batchy {
+        const NAME: &'static str = "batchy";
+        const VERSION: &'static str = "1.0.0";
+        const OPERATIONS: &'static [crate::Operation<Self>] = &[
+            crate::Operation::infix("mul", "*", 20, crate::Associativity::Left, "", |_, a, b| {
+                Ok(a * b)
+            }),
+            crate::Operation::infix("div", "/", 20, crate::Associativity::Left, "", |_, a, b| {
+                if b == 0.0 {
+                    Err(CalcError::division_by_zero())
+                } else {
+                    Ok(a / b)
+                }
+            }),
+            crate::Operation::unary("neg", "", |_, a| {
+                assert!(a != 13.0, "unlucky {a}");
+                Ok(-a)
+            }),
+            crate::Operation::function("sum", 0, None, "", |_, xs| Ok(xs.iter().sum())),
+        ];
+        fn init(_host: &Host) -> Result<Self, CalcError> {
+            Ok(Batchy)
+        }
+    }
+
+    /// What one `execute_batch` call through the descriptor produced.
+    #[derive(Debug, PartialEq)]
+    struct Batch {
+        status: calc_status_t,
+        out: Vec<f64>,
+        failed_row: usize,
+        message: String,
+    }
+
+    /// Calls operation `index` of `Batchy`'s descriptor through its `execute_batch` pointer,
+    /// as the host does.
+    fn batch(index: usize, columns: &[&[f64]], rows: usize) -> Batch {
+        let built = build::<Batchy>().expect("descriptor");
+        let d = &built.descriptor;
+        assert_eq!(d.abi_version.minor, 2);
+        assert!(index < d.operation_count as usize);
+        // SAFETY: the table has `operation_count` elements of `operation_size` bytes.
+        let op = unsafe {
+            &*d.operations
+                .cast::<u8>()
+                .add(index * d.operation_size as usize)
+                .cast::<calc_operation_t>()
+        };
+        let execute_batch = op.execute_batch.expect("the SDK fills execute_batch");
+        let instance = Box::into_raw(Box::new(Batchy));
+        let pointers: Vec<*const f64> = columns.iter().map(|c| c.as_ptr()).collect();
+        let mut out = vec![f64::NAN; rows];
+        let mut failed_row = usize::MAX;
+        let mut buf = [0 as c_char; 64];
+        // SAFETY: the `calc_execute_batch_fn` contract: a live instance, `columns.len()`
+        // columns of `rows` values, `rows` writable outputs, a writable row and buffer.
+        let status = unsafe {
+            execute_batch(
+                instance.cast(),
+                pointers.as_ptr(),
+                pointers.len(),
+                rows,
+                out.as_mut_ptr(),
+                &mut failed_row,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        // SAFETY: the instance came from `Box::into_raw` above and is no longer used.
+        unsafe { shutdown_trampoline::<Batchy>(instance.cast()) };
+        // SAFETY: the buffer is zeroed, so it is NUL-terminated whatever was written.
+        let message = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Batch {
+            status,
+            out,
+            failed_row,
+            message,
+        }
+    }
+
+    #[test]
+    fn batch_trampoline_computes_every_row_through_the_c_abi() {
+        let a: Vec<f64> = (0..1000).map(f64::from).collect();
+        let b: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.5 + 1.0).collect();
+        let r = batch(0, &[&a, &b], a.len());
+        assert_eq!((r.status, r.failed_row), (abi::CALC_STATUS_OK, usize::MAX));
+        let expected: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+        assert_eq!(r.out, expected);
+        // Unary and variadic bodies, the latter with more columns than the stack holds.
+        assert_eq!(batch(2, &[&[1.0, -2.0]], 2).out, [-1.0, 2.0]);
+        let ones = [1.0, 2.0, 3.0];
+        let cols: Vec<&[f64]> = vec![&ones; STACK_COLUMNS + 3];
+        let r = batch(3, &cols, 3);
+        let n = (STACK_COLUMNS + 3) as f64;
+        assert_eq!(r.out, [n, 2.0 * n, 3.0 * n]);
+        // No operand at all (sum takes 0 or more), and no row at all.
+        assert_eq!(batch(3, &[], 0).status, abi::CALC_STATUS_OK);
+        assert_eq!(batch(0, &[&[], &[]], 0).out, Vec::<f64>::new());
+    }
+
+    #[test]
+    fn batch_trampoline_stops_at_the_first_failing_row() {
+        let r = batch(1, &[&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 0.0, 0.0]], 4);
+        assert_eq!(r.status, abi::CALC_STATUS_DIVISION_BY_ZERO);
+        assert_eq!(r.failed_row, 2);
+        assert_eq!(r.message, "division by zero");
+        assert_eq!(&r.out[..2], [1.0, 1.0]);
+        assert!(r.out[2].is_nan() && r.out[3].is_nan(), "{:?}", r.out);
+    }
+
+    #[test]
+    fn batch_trampoline_reports_the_row_that_panicked() {
+        let r = batch(2, &[&[1.0, 2.0, 13.0, 4.0]], 4);
+        assert_eq!((r.status, r.failed_row), (abi::CALC_STATUS_PANIC, 2));
+        assert_eq!(r.message, "neg panicked: unlucky 13");
+        assert_eq!(&r.out[..2], [-1.0, -2.0]);
+    }
+
+    #[test]
+    fn batch_trampoline_refuses_a_wrong_arity_at_row_0() {
+        let r = batch(0, &[&[1.0]], 1);
+        assert_eq!(
+            (r.status, r.failed_row),
+            (abi::CALC_STATUS_INVALID_ARGUMENT, 0)
+        );
+        assert_eq!(r.message, "mul takes 2 operands, got 1");
+    }
+
+    #[test]
+    fn call_batch_matches_call_row_by_row() {
+        let op = &Batchy::OPERATIONS[1];
+        let (a, b) = ([6.0, 1.0, 5.0], [3.0, 4.0, 0.0]);
+        let mut out = [0.0; 3];
+        let (row, e) = op.call_batch(&Batchy, &[&a, &b], &mut out).unwrap_err();
+        assert_eq!((row, e.status), (2, Status::DivisionByZero));
+        assert_eq!(&out[..2], [op.call(&Batchy, &[6.0, 3.0]).unwrap(), 0.25]);
+        let (row, e) = op
+            .call_batch(&Batchy, &[&a, &b[..2]], &mut out)
+            .unwrap_err();
+        assert_eq!((row, e.status), (0, Status::InvalidArgument));
     }
 
     #[test]

@@ -128,7 +128,68 @@ impl<P: 'static> Operation<P> {
 
     /// Calls the implementation after checking the operand count, as the exported trampoline
     /// does. Useful for unit-testing a plugin without loading it.
+    #[inline]
     pub fn call(&self, plugin: &P, args: &[f64]) -> Result<f64, CalcError> {
+        self.check_arity(args.len())?;
+        match (&self.body, args) {
+            (Body::Unary(f), [a]) => f(plugin, *a),
+            (Body::Binary(f), [a, b]) => f(plugin, *a, *b),
+            (Body::Nary(f), args) => f(plugin, args),
+            _ => Err(self.shape_mismatch()),
+        }
+    }
+
+    /// Runs the implementation over many rows, as the exported `execute_batch` trampoline (ABI
+    /// 1.2) does: `columns[k][r]` is operand `k` of row `r`, and the result of row `r` goes to
+    /// `out[r]`. Every column must be as long as `out`. Stops at the first failing row and
+    /// returns its index with the error; the rows before it are written. Useful for
+    /// unit-testing a plugin without loading it.
+    pub fn call_batch(
+        &self,
+        plugin: &P,
+        columns: &[&[f64]],
+        out: &mut [f64],
+    ) -> Result<(), (usize, CalcError)> {
+        if let Some(k) = columns.iter().position(|c| c.len() != out.len()) {
+            return Err((
+                0,
+                CalcError::invalid_argument(format!(
+                    "{}: column {k} has {} rows, out has {}",
+                    self.name,
+                    columns[k].len(),
+                    out.len()
+                )),
+            ));
+        }
+        let mut row = 0;
+        self.run_rows(plugin, columns, out, &mut row)
+            .map_err(|e| (row, e))
+    }
+
+    /// The row loop behind [`Self::call_batch`] and the `execute_batch` trampoline. The
+    /// columns must be at least `out.len()` long. `row` follows the row being computed, so that
+    /// it names the failing row after an error, or after a panic the caller caught.
+    #[inline]
+    pub(crate) fn run_rows(
+        &self,
+        plugin: &P,
+        columns: &[&[f64]],
+        out: &mut [f64],
+        row: &mut usize,
+    ) -> Result<(), CalcError> {
+        *row = 0;
+        self.check_arity(columns.len())?;
+        match (&self.body, columns) {
+            (Body::Unary(f), [a]) => unary_rows(*f, plugin, a, out, row),
+            (Body::Binary(f), [a, b]) => binary_rows(*f, plugin, a, b, out, row),
+            (Body::Nary(f), columns) => nary_rows(*f, plugin, columns, out, row),
+            _ => Err(self.shape_mismatch()),
+        }
+    }
+
+    /// Refuses an operand count outside the declared arity, with the message `call` gives.
+    #[inline]
+    pub(crate) fn check_arity(&self, n: usize) -> Result<(), CalcError> {
         let (min, max) = match self.kind {
             OperationKind::Infix { .. } => (2, Some(2)),
             OperationKind::Function {
@@ -136,24 +197,92 @@ impl<P: 'static> Operation<P> {
                 max_arity,
             } => (min_arity as usize, max_arity.map(|m| m as usize)),
         };
-        if args.len() < min || max.is_some_and(|m| args.len() > m) {
-            return Err(CalcError::invalid_argument(format!(
-                "{} takes {}, got {}",
-                self.name,
-                arity_text(min, max),
-                args.len()
-            )));
+        if n < min || max.is_some_and(|m| n > m) {
+            return Err(self.arity_error(min, max, n));
         }
-        match (&self.body, args) {
-            (Body::Unary(f), [a]) => f(plugin, *a),
-            (Body::Binary(f), [a, b]) => f(plugin, *a, *b),
-            (Body::Nary(f), args) => f(plugin, args),
-            _ => Err(CalcError::invalid_argument(format!(
-                "{}: operand count does not match its implementation",
-                self.name
-            ))),
-        }
+        Ok(())
     }
+
+    #[cold]
+    fn arity_error(&self, min: usize, max: Option<usize>, n: usize) -> CalcError {
+        CalcError::invalid_argument(format!(
+            "{} takes {}, got {n}",
+            self.name,
+            arity_text(min, max)
+        ))
+    }
+
+    #[cold]
+    fn shape_mismatch(&self) -> CalcError {
+        CalcError::invalid_argument(format!(
+            "{}: operand count does not match its implementation",
+            self.name
+        ))
+    }
+}
+
+/// The batch loop of a unary body. Tight, with no bounds checks, so that the compiler can
+/// vectorise a simple infallible body once it is inlined.
+#[inline]
+fn unary_rows<P>(
+    f: fn(&P, f64) -> Result<f64, CalcError>,
+    plugin: &P,
+    a: &[f64],
+    out: &mut [f64],
+    row: &mut usize,
+) -> Result<(), CalcError> {
+    for (r, (o, &x)) in out.iter_mut().zip(a).enumerate() {
+        *row = r;
+        *o = f(plugin, x)?;
+    }
+    Ok(())
+}
+
+/// The batch loop of a binary body: `out[r] = f(a[r], b[r])`. See [`unary_rows`].
+#[inline]
+fn binary_rows<P>(
+    f: fn(&P, f64, f64) -> Result<f64, CalcError>,
+    plugin: &P,
+    a: &[f64],
+    b: &[f64],
+    out: &mut [f64],
+    row: &mut usize,
+) -> Result<(), CalcError> {
+    for (r, ((o, &x), &y)) in out.iter_mut().zip(a).zip(b).enumerate() {
+        *row = r;
+        *o = f(plugin, x, y)?;
+    }
+    Ok(())
+}
+
+/// Operands per row that the n-ary batch loop gathers on the stack; wider rows use one heap
+/// buffer for the whole batch.
+const STACK_OPERANDS: usize = 16;
+
+/// The batch loop of an n-ary body: gathers each row's operands into one buffer.
+fn nary_rows<P>(
+    f: fn(&P, &[f64]) -> Result<f64, CalcError>,
+    plugin: &P,
+    columns: &[&[f64]],
+    out: &mut [f64],
+    row: &mut usize,
+) -> Result<(), CalcError> {
+    let mut stack = [0.0f64; STACK_OPERANDS];
+    let mut heap = Vec::new();
+    let args: &mut [f64] = if columns.len() <= STACK_OPERANDS {
+        &mut stack[..columns.len()]
+    } else {
+        heap.resize(columns.len(), 0.0);
+        &mut heap
+    };
+    for (r, o) in out.iter_mut().enumerate() {
+        *row = r;
+        for (arg, column) in args.iter_mut().zip(columns) {
+            *arg = column[r];
+        }
+        *o = f(plugin, args)?;
+    }
+    Ok(())
 }
 
 fn arity_text(min: usize, max: Option<usize>) -> String {

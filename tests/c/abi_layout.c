@@ -34,6 +34,7 @@ int main(void) {
     OFF(calc_operation_t, kind); OFF(calc_operation_t, associativity);
     OFF(calc_operation_t, precedence); OFF(calc_operation_t, min_arity);
     OFF(calc_operation_t, max_arity);
+    OFF(calc_operation_t, execute_batch);
 
     SIZE(calc_plugin_t); ALIGN(calc_plugin_t);
     OFF(calc_plugin_t, magic); OFF(calc_plugin_t, struct_size);

@@ -32,7 +32,7 @@ fn sdk_layouts() -> RustLayouts {
     layout!(m, calc_abi_version_t: major, minor);
     layout!(m, calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state);
     layout!(m, calc_operation_t: name, description, symbol, execute, kind, associativity,
-        precedence, min_arity, max_arity);
+        precedence, min_arity, max_arity, execute_batch);
     layout!(m, calc_plugin_t: magic, struct_size, abi_version, name, version, author, description,
         sdk_version, api_requirement, flags, init, shutdown, operations, operation_count,
         operation_size, save_state);
@@ -124,4 +124,11 @@ fn bindgen_sees_every_struct_and_field_of_calc_plugin_h() {
     );
     assert!(header.functions.contains_key("plugin_entry"));
     assert!(header.typedefs.contains_key("calc_execute_fn"));
+    assert!(header.typedefs.contains_key("calc_execute_batch_fn"));
+    let operation = &header.structs["calc_operation_t"];
+    assert_eq!(operation.fields.len(), 10);
+    assert_eq!(
+        operation.fields.last().map(|f| f.name.as_str()),
+        Some("execute_batch")
+    );
 }

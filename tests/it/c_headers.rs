@@ -64,7 +64,8 @@ fn rust_layout() -> BTreeMap<String, String> {
     }
     layout!(calc_abi_version_t: major, minor);
     layout!(calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state);
-    layout!(calc_operation_t: name, description, symbol, execute, kind, associativity, precedence, min_arity, max_arity);
+    layout!(calc_operation_t: name, description, symbol, execute, kind, associativity, precedence, min_arity, max_arity,
+        execute_batch);
     layout!(calc_plugin_t: magic, struct_size, abi_version, name, version, author, description, sdk_version,
         api_requirement, flags, init, shutdown, operations, operation_count, operation_size, save_state);
     macro_rules! num {

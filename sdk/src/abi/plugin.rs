@@ -101,6 +101,44 @@ pub type calc_execute_fn = Option<
     ) -> calc_status_t,
 >;
 
+/// Runs one operation over many rows of operands at once (batch execution): optional, may be
+/// NULL, in which case the host calls `execute` once per row.
+///
+/// The operands are column-major: `columns` points to `arg_count` pointers, and `columns[k]`
+/// to `rows` values, so `columns[k][r]` is operand `k` of row `r`. Every row has the same
+/// `arg_count`, which the host guarantees is within the operation's arity (exactly 2 for infix
+/// operators; variadic functions get batches too). `columns` may be NULL when `arg_count` is 0.
+/// Write the result of row `r` to `out[r]` for every row, in any order; `out` holds `rows`
+/// values and never overlaps a column, so implementations may treat the pointers as
+/// `restrict`. `rows` may be 0 (return `CALC_STATUS_OK` and write nothing). The results must
+/// be exactly what `execute` returns for each row: the host may use either.
+///
+/// On success return `CALC_STATUS_OK`; `*out_failed_row` is then ignored. On failure stop at
+/// the first failing row `r`: write `r` to `*out_failed_row`, return that row's status and
+/// write its message into `error_buf` as `execute` does (NUL-terminated UTF-8, at most
+/// `error_buf_size` bytes including the NUL). `out[0..r]` must then hold the results of the
+/// rows before it; `out[r..]` is unspecified.
+///
+/// Ownership: `columns`, the columns, `out`, `out_failed_row` and `error_buf` are owned by the
+/// host and valid only for the duration of the call; the plugin keeps no pointer into them.
+/// Must not unwind, longjmp or exit. `[any-thread]`: like `execute`, the host may call it from
+/// several threads at once, concurrently with `execute`, so shared instance state needs
+/// synchronisation.
+///
+/// Since ABI 1.2.
+pub type calc_execute_batch_fn = Option<
+    unsafe extern "C" fn(
+        instance: *mut c_void,
+        columns: *const *const f64,
+        arg_count: usize,
+        rows: usize,
+        out: *mut f64,
+        out_failed_row: *mut usize,
+        error_buf: *mut c_char,
+        error_buf_size: usize,
+    ) -> calc_status_t,
+>;
+
 /// One operation a plugin provides: an infix operator or a function.
 ///
 /// Owned by the plugin, valid and unchanged while the library is loaded. The host steps through
@@ -133,6 +171,11 @@ pub struct calc_operation_t {
     pub min_arity: u32,
     /// Most operands accepted, or `CALC_ARITY_VARIADIC` (infix: 2). Since ABI 1.0.
     pub max_arity: u32,
+    /* Since ABI 1.2 */
+    /// The same operation over many rows at once; may be NULL (the host then calls `execute`
+    /// once per row). A plugin built against 1.0 or 1.1 has no such field: the host reads it as
+    /// NULL. Since ABI 1.2.
+    pub execute_batch: calc_execute_batch_fn,
 }
 
 /// What `plugin_entry` returns: who the plugin is, what it needs and what it provides.
@@ -192,7 +235,8 @@ pub struct calc_plugin_t {
 const _: () = {
     assert!(core::mem::size_of::<calc_plugin_t>() == 112);
     assert!(core::mem::offset_of!(calc_plugin_t, save_state) == 104); // the 1.0 size
-    assert!(core::mem::size_of::<calc_operation_t>() == 56);
+    assert!(core::mem::size_of::<calc_operation_t>() == 64);
+    assert!(core::mem::offset_of!(calc_operation_t, execute_batch) == 56); // the 1.0/1.1 size
     assert!(core::mem::size_of::<calc_host_api_t>() == 48);
     assert!(core::mem::offset_of!(calc_host_api_t, get_state) == 40); // the 1.0 size
 };
