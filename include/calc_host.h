@@ -26,6 +26,23 @@
  *   library; each function says until when they are valid. No panic or exception crosses the API.
  */
 
+// An expression compiled for evaluation over arrays: its variables are named input columns,
+// and `calc_expr_eval` runs it over many rows at once, operation by operation in batches
+// (no per-row parsing or tree walk).
+//
+// Opaque; wraps the Rust `calc_host::expr::Program`. Create with `calc_expr_new`, destroy
+// with `calc_expr_free`. It follows hot reloads like `calc_op_t` and keeps the plugin versions
+// it uses loaded, even after the host it came from is freed, until `calc_expr_free`.
+// `calc_expr_eval` may run concurrently from any threads; the handle may be moved between
+// threads.
+//
+// Batch evaluation always uses the implementation serving each operation (its primary
+// provider): it chooses no rollout candidate, does not fall back to another provider when that
+// implementation fails, and does not count calls in the host's statistics.
+//
+// Since calc_host 1.2.
+typedef struct calc_expr_t calc_expr_t;
+
 // A plugin host: the plugins it loaded, the files that failed, and the operations they provide.
 //
 // Opaque; wraps the Rust `calc_host::PluginManager`. Create with `calc_host_new`, destroy with
@@ -372,6 +389,55 @@ calc_status_t calc_op_call(const struct calc_op_t *op,
 // # Safety
 // `op` must be NULL or a handle from `calc_op_new` that is not used again.
 void calc_op_free(struct calc_op_t *op);
+
+// Compiles `expression` against the operations loaded in `host`, with `variable_count`
+// variables named by `variables` (identifiers such as `"x"`): a bare identifier in the
+// expression (not followed by `(`) is the input column of that name. Writes a new handle to
+// `*out_expr`; free it with `calc_expr_free`.
+//
+// Returns `CALC_STATUS_PARSE_ERROR` for a malformed expression, an unknown operator or
+// function, or a variable not in `variables` (the message gives the column), with `*out_expr`
+// unchanged. The strings are copied. `[thread-safe]` Since calc_host 1.2.
+//
+// # Safety
+// `host` must be NULL or live; `expression` NULL or NUL-terminated; `variables` valid for
+// `variable_count` NUL-terminated strings (may be NULL when 0); `out_expr` NULL or writable.
+calc_status_t calc_expr_new(const struct calc_host_t *host,
+                            const char *expression,
+                            const char *const *variables,
+                            size_t variable_count,
+                            struct calc_expr_t **out_expr);
+
+// Evaluates the expression over `rows` rows and writes one result per row to `out[0..rows]`.
+//
+// `columns` points to one column per variable, in the order given to `calc_expr_new`, each
+// holding `rows` values: `columns[k][r]` is variable `k` in row `r` (`columns` may be NULL when
+// the expression has no variables). `out` must hold `rows` values and may be NULL when `rows`
+// is 0.
+//
+// On failure returns the status of the operation that failed in the first failing row, with
+// a message naming the row, the operation and its plugin (e.g. `"row 7: div (plugin div):
+// division by zero"`), and writes that row's 0-based index to `*out_failed_row` when
+// `out_failed_row` is not NULL; `out[0..row]` then hold the results of the rows before it and
+// the rest of `out` is unspecified. On success `*out_failed_row` is unchanged.
+// `[thread-safe]` Since calc_host 1.2.
+//
+// # Safety
+// `expr` must be NULL or live; `columns` valid for as many pointers as the expression has
+// variables, each valid for `rows` values; `out` NULL or writable for `rows` values, not
+// overlapping a column; `out_failed_row` NULL or writable.
+calc_status_t calc_expr_eval(const struct calc_expr_t *expr,
+                             const double *const *columns,
+                             size_t rows,
+                             double *out,
+                             size_t *out_failed_row);
+
+// Frees a handle from `calc_expr_new` (unloading plugins nothing else uses). NULL does
+// nothing; freeing twice is undefined. `[exclusive]` Since calc_host 1.2.
+//
+// # Safety
+// `expr` must be NULL or a handle from `calc_expr_new` that is not used again.
+void calc_expr_free(struct calc_expr_t *expr);
 
 #ifdef __cplusplus
 }  // extern "C"

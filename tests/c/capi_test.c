@@ -166,6 +166,8 @@ static void test_null_host(calc_host_t *host)
     double result = 42.0, args[2] = {1.0, 2.0};
     size_t loaded = 77;
     calc_op_t *op = NULL;
+    calc_expr_t *expr = NULL;
+    const char *vars[1] = {"x"};
 
     CHECK("null_host_set_plugin_config",
           failed_with(calc_host_set_plugin_config(host, "p", "k", "v"),
@@ -189,6 +191,10 @@ static void test_null_host(calc_host_t *host)
     CHECK("null_host_op_new",
           failed_with(calc_op_new(host, "add", &op), CALC_STATUS_NULL_ARGUMENT, "host") &&
               op == NULL);
+    CHECK("null_host_expr_new",
+          failed_with(calc_expr_new(host, "x", vars, 1, &expr), CALC_STATUS_NULL_ARGUMENT,
+                      "host") &&
+              expr == NULL);
     CHECK("null_host_enable_hot_reload", failed_with(calc_host_enable_hot_reload(host),
                                                      CALC_STATUS_NULL_ARGUMENT, "host"));
     CHECK("null_host_reload_file",
@@ -210,7 +216,8 @@ static void test_null_host(calc_host_t *host)
                                    calc_host_failure(host, 0) == NULL);
     calc_host_free(host); /* NULL: does nothing */
     calc_op_free(op);     /* NULL: does nothing */
-    CHECK("free_null_is_a_no_op", host == NULL && op == NULL);
+    calc_expr_free(expr); /* NULL: does nothing */
+    CHECK("free_null_is_a_no_op", host == NULL && op == NULL && expr == NULL);
 }
 
 static void test_empty_host(void)
@@ -369,11 +376,85 @@ static void test_eval(const calc_host_t *host)
                                               CALC_STATUS_NULL_ARGUMENT, "out_result"));
 }
 
+/* Compiled expressions evaluated over columns. */
+static void test_expr(const calc_host_t *host)
+{
+    const char *xy[2] = {"x", "y"};
+    const char *bad_names[2] = {"x", NULL};
+    double xs[5] = {1.0, 2.0, -3.0, 0.5, 4.0}, ys[5] = {2.0, 4.0, 1.0, 0.0, 8.0}, out[5];
+    const double *columns[2];
+    double *big_x, *big_out;
+    size_t i, rows = 10000, failed = 12345;
+    int all_equal = 1;
+    calc_expr_t *poly = NULL, *ratio = NULL, *missing = NULL;
+
+    columns[0] = xs;
+    columns[1] = ys;
+    CHECK("expr_new", succeeded(calc_expr_new(host, "x^2 + 3*x - 1", xy, 1, &poly)) &&
+                          poly != NULL);
+    CHECK("expr_eval", succeeded(calc_expr_eval(poly, columns, 5, out, &failed)) &&
+                           failed == 12345 && out[0] == 3.0 && out[1] == 9.0 &&
+                           out[2] == -1.0 && out[3] == 0.75 && out[4] == 27.0);
+    CHECK("expr_eval_no_rows", succeeded(calc_expr_eval(poly, columns, 0, NULL, NULL)));
+
+    big_x = malloc(rows * sizeof(double));
+    big_out = malloc(rows * sizeof(double));
+    if (big_x == NULL || big_out == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (i = 0; i < rows; i++) {
+        big_x[i] = (double)i * 0.5 - 2500.0;
+    }
+    columns[0] = big_x;
+    CHECK("expr_eval_many_rows", succeeded(calc_expr_eval(poly, columns, rows, big_out, NULL)));
+    for (i = 0; i < rows; i++) {
+        all_equal &= big_out[i] == big_x[i] * big_x[i] + 3.0 * big_x[i] - 1.0;
+    }
+    CHECK("expr_eval_many_rows_exact", all_equal);
+    free(big_x);
+    free(big_out);
+
+    columns[0] = xs;
+    CHECK("expr_new_two_variables", succeeded(calc_expr_new(host, "x / y", xy, 2, &ratio)));
+    CHECK("expr_eval_reports_first_failed_row",
+          failed_with(calc_expr_eval(ratio, columns, 5, out, &failed),
+                      CALC_STATUS_DIVISION_BY_ZERO, "row 3: div (plugin div): division by zero") &&
+              failed == 3 && out[0] == 0.5 && out[1] == 0.5 && out[2] == -3.0);
+    CHECK("expr_new_unknown_variable",
+          failed_with(calc_expr_new(host, "x + z", xy, 2, &missing), CALC_STATUS_PARSE_ERROR,
+                      "unknown variable 'z' at column 5") &&
+              missing == NULL);
+    CHECK("expr_new_parse_error",
+          failed_with(calc_expr_new(host, "x +* 2", xy, 1, &missing), CALC_STATUS_PARSE_ERROR,
+                      "at column 4") &&
+              missing == NULL);
+    CHECK("expr_new_null_variable", failed_with(calc_expr_new(host, "x", bad_names, 2, &missing),
+                                                CALC_STATUS_NULL_ARGUMENT, "variables[1]") &&
+                                        missing == NULL);
+    CHECK("expr_new_null_out", failed_with(calc_expr_new(host, "x", xy, 1, NULL),
+                                           CALC_STATUS_NULL_ARGUMENT, "out_expr"));
+    columns[1] = NULL;
+    CHECK("expr_eval_null_column", failed_with(calc_expr_eval(ratio, columns, 5, out, NULL),
+                                               CALC_STATUS_NULL_ARGUMENT, "columns[1]"));
+    CHECK("expr_eval_null_out", failed_with(calc_expr_eval(poly, columns, 5, NULL, NULL),
+                                            CALC_STATUS_NULL_ARGUMENT, "out"));
+    calc_expr_free(poly);
+    poly = NULL;
+    calc_expr_free(ratio);
+    ratio = NULL;
+    CHECK("expr_eval_null_expr", failed_with(calc_expr_eval(poly, columns, 5, out, NULL),
+                                             CALC_STATUS_NULL_ARGUMENT, "expr"));
+}
+
 /* Operation handles: made from a host, they outlive it. */
 static void test_ops(calc_host_t **host_ref)
 {
     calc_op_t *pow_op = NULL, *div_op = NULL, *atan2_op = NULL, *mul_op = NULL, *missing = NULL;
-    double result = 0.0, args[2] = {2.0, 10.0}, zero[2] = {1.0, 0.0};
+    calc_expr_t *expr = NULL;
+    const char *x_name[1] = {"x"};
+    const double *x_column[1];
+    double result = 0.0, args[2] = {2.0, 10.0}, zero[2] = {1.0, 0.0}, results[2];
 
     CHECK("op_new", succeeded(calc_op_new(*host_ref, "pow", &pow_op)) && pow_op != NULL);
     CHECK("op_call", succeeded(calc_op_call(pow_op, args, 2, &result)) && result == 1024.0);
@@ -402,9 +483,17 @@ static void test_ops(calc_host_t **host_ref)
     CHECK("op_new_cpp_and_rust", succeeded(calc_op_new(*host_ref, "atan2", &atan2_op)) &&
                                      succeeded(calc_op_new(*host_ref, "mul", &mul_op)));
 
+    CHECK("expr_new_before_free",
+          succeeded(calc_expr_new(*host_ref, "max(x, 1) * 3 ^ 2", x_name, 1, &expr)));
+
     /* Free the host: the handles keep their plugins loaded. */
     calc_host_free(*host_ref);
     *host_ref = NULL;
+    x_column[0] = args;
+    CHECK("expr_outlives_host", succeeded(calc_expr_eval(expr, x_column, 2, results, NULL)) &&
+                                    results[0] == 18.0 && results[1] == 90.0);
+    calc_expr_free(expr);
+    expr = NULL;
     CHECK("op_outlives_host_c", succeeded(calc_op_call(pow_op, args, 2, &result)) &&
                                     result == 1024.0);
     CHECK("op_outlives_host_cpp", succeeded(calc_op_call(atan2_op, zero + 1, 2, &result)) &&
@@ -710,6 +799,7 @@ int main(int argc, char **argv)
     test_examples(host, argv[1]);
     test_call(host);
     test_eval(host);
+    test_expr(host);
     test_load_failures(host, argv[1], argv[2]);
     test_ops(&host); /* frees the host */
     CHECK("host_freed_and_null", host == NULL);

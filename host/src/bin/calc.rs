@@ -8,6 +8,8 @@ use calc_host::config::Settings;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[path = "calc/map.rs"]
+mod map;
 #[path = "calc/repl.rs"]
 mod repl;
 
@@ -36,6 +38,26 @@ Exit status:
      function, wrong number of arguments)
   3  plugins: `plugins list` found plugins that failed to load, or `plugins check` refused
      one or (with --conformance) found problems in one";
+
+const MAP_HELP: &str = "\
+Input:
+  One number per line when the expression uses one variable (`calc map \"x^2 + 3*x - 1\"`);
+  CSV with a header row naming the columns when it uses several, or when the first line holds
+  a comma or is the variable's name (`calc map \"a * b + c\" data.csv`: columns a, b and c;
+  other columns are ignored). Blank lines are skipped. Fields may be quoted; a quoted field
+  cannot hold a comma.
+
+Output:
+  One result per input row on standard output, formatted as by `calc eval`, written as rows are
+  read: the input may be larger than memory. The expression is compiled once and evaluated
+  operation by operation over batches of rows, always by the implementation serving each
+  operation (no rollout, fallback or per-call statistics). A progress bar is shown on stderr
+  for a large file, or standard input after a few seconds, when stderr is a terminal.
+
+Errors:
+  A missing column or a malformed number (named by line and column) exits with status 2; an
+  operation that fails (e.g. division by zero) stops at that row, after printing the results
+  of the rows before it, naming its line, with status 1.";
 
 /// A calculator whose operators and functions are plugins (C, C++ or Rust) loaded at run time.
 #[derive(Parser, Debug)]
@@ -84,6 +106,16 @@ enum Command {
         /// After evaluating, print call and error counts per implementation to stderr.
         #[arg(long)]
         stats: bool,
+    },
+    /// Evaluate an expression over many rows of numbers, e.g. `calc map "x^2 + 3*x - 1" data.txt`
+    /// or `calc map "a * b + c" data.csv`; one result per line.
+    #[command(after_help = MAP_HELP)]
+    Map {
+        /// The expression; its variables (identifiers not followed by '(') are input columns.
+        #[arg(allow_hyphen_values = true)]
+        expression: String,
+        /// Input file (default or '-': standard input).
+        file: Option<PathBuf>,
     },
     /// Call one operation by name (or infix symbol), e.g. `calc run add 10 5`.
     Run {
@@ -274,12 +306,21 @@ fn load_plugins_into(
     Ok((manager, loaded))
 }
 
-fn format_number(x: f64) -> String {
-    if x == 0.0 {
-        "0".into() // also for -0
-    } else {
-        format!("{x}")
+/// How results are printed: shortest round-trip decimal, `0` for -0 too.
+struct Number(f64);
+
+impl std::fmt::Display for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0.0 {
+            f.write_str("0") // also for -0
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
+}
+
+fn format_number(x: f64) -> String {
+    Number(x).to_string()
 }
 
 fn report_eval_error(expression: &str, e: &EvalError) -> u8 {
@@ -590,6 +631,7 @@ fn run(cli: &Cli) -> u8 {
             }
             code
         }
+        Command::Map { expression, file } => map::run(&manager, expression, file.as_deref()),
         Command::Run { operation, args } => {
             let key = cli.rollout_key.clone().unwrap_or_else(|| operation.clone());
             match manager.call(operation, args, &key) {

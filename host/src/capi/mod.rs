@@ -18,10 +18,12 @@
 #![allow(non_camel_case_types)]
 
 mod error;
+mod expr;
 mod ffi;
 mod host;
 mod op;
 
 pub use error::*;
+pub use expr::*;
 pub use host::*;
 pub use op::*;
