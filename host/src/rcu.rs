@@ -19,7 +19,9 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -66,8 +68,14 @@ fn register_membarrier() -> bool {
         return false;
     }
     // SAFETY: registering this process for private expedited barriers takes no pointers.
-    let registered =
-        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) };
+    let registered = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+            0,
+        )
+    };
     registered == 0
 }
 
@@ -83,7 +91,8 @@ fn global_barrier() {
     if membarrier_ready() {
         const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
         // SAFETY: registered in `register_membarrier`; the call takes no pointers.
-        let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) };
         if r == 0 {
             return;
         }
@@ -117,7 +126,10 @@ impl Registration {
             membarrier: membarrier_ready(),
             dead: AtomicBool::new(false),
         });
-        READERS.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&reader));
+        READERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&reader));
         Registration(reader)
     }
 }
@@ -131,7 +143,9 @@ impl Drop for Registration {
 
 #[cold]
 fn register_reader() -> *const Reader {
-    let r = OWNER.try_with(|o| Arc::as_ptr(&o.0)).unwrap_or(std::ptr::null());
+    let r = OWNER
+        .try_with(|o| Arc::as_ptr(&o.0))
+        .unwrap_or(std::ptr::null());
     let _ = LOCAL.try_with(|l| l.reader.set(r));
     r
 }
@@ -368,7 +382,9 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// Replaces the value and returns the old one as a [`Retired`] token, to be dropped (after a
     /// grace period) alone or with others through [`retire_all`].
     pub fn swap(&self, value: Arc<T>) -> Retired {
-        let old = self.ptr.swap(Arc::into_raw(value).cast_mut(), Ordering::AcqRel);
+        let old = self
+            .ptr
+            .swap(Arc::into_raw(value).cast_mut(), Ordering::AcqRel);
         // SAFETY: `old` came from `Arc::into_raw` and was owned by the cell.
         let old = unsafe { Arc::from_raw(old) };
         Retired(Some(Box::new(old)))
@@ -444,7 +460,11 @@ mod tests {
         };
         assert_eq!(entered_rx.recv().unwrap(), 1);
         cell.store(Arc::new(Tracked(2, Arc::clone(&drops)))); // hands off after GRACE_WAIT
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "not dropped while the reader is inside");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "not dropped while the reader is inside"
+        );
         leave_tx.send(()).unwrap();
         reader.join().unwrap();
         wait_for(|| drops.load(Ordering::SeqCst) == 1);

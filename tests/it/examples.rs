@@ -120,7 +120,10 @@ fn wrong_operand_count_is_refused_before_the_plugin_runs() {
     // Around each bound: variadic (min 1), exact (3), and a many-operand variadic call.
     let max = m.operation("max").unwrap();
     assert_eq!(max.call(&[5.0]), Ok(5.0));
-    assert_eq!(max.call(&(0..100).map(f64::from).collect::<Vec<_>>()), Ok(99.0));
+    assert_eq!(
+        max.call(&(0..100).map(f64::from).collect::<Vec<_>>()),
+        Ok(99.0)
+    );
     let clamp = m.operation("clamp").unwrap();
     for n in [0, 2, 4, 9] {
         let e = clamp.call(&vec![1.0; n]).unwrap_err();
