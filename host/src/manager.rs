@@ -255,6 +255,21 @@ impl LiveOp {
         }
     }
 
+    /// Calls the version serving now over whole columns (see [`OpHandle::call_batch`]): one
+    /// read of the live slot for the whole batch, so reload safety costs nothing per row. The
+    /// version stays loaded until the batch returns.
+    pub fn call_batch(
+        &self,
+        columns: &[&[f64]],
+        out: &mut [f64],
+    ) -> Result<(), (usize, CallError)> {
+        let slot = self.slot.load();
+        match &slot.first {
+            Some(handle) => handle.call_batch(columns, out),
+            None => Err((0, slot.gone())),
+        }
+    }
+
     /// The plugin serving now, if any.
     pub fn serving(&self) -> Option<String> {
         self.slot

@@ -250,3 +250,27 @@ fn wrong_arity_or_lengths_are_refused_before_calling_the_plugin() {
         assert!(op.call_batch(&[empty, empty], &mut []).is_ok(), "{name}");
     }
 }
+
+#[test]
+fn a_live_operation_batches_through_the_version_serving_now() {
+    let dir = calc_tests::scratch_dir(&format!("batch-live-{}", std::process::id()));
+    let file = calc_tests::library_file_name("add");
+    std::fs::copy(calc_tests::examples_dir().join(&file), dir.join(&file)).unwrap();
+    let mut m = PluginManager::new();
+    m.enable_hot_reload(dir.join("copies"));
+    m.load_dir(&dir).unwrap();
+    let live = m.live_operation("add").unwrap();
+    let (a, b) = (operands(5000, 1.0), operands(5000, 2.0));
+    let mut out = vec![0.0; 5000];
+    live.call_batch(&[&a, &b], &mut out).unwrap();
+    let pinned = m.operation("add").unwrap();
+    assert_same("live add", &out, &scalar(&pinned, &[&a, &b]));
+    // Once the plugin is gone, the live batch reports it instead of calling freed code.
+    assert!(m.unload("add"));
+    let (row, error) = live.call_batch(&[&a, &b], &mut out).unwrap_err();
+    assert_eq!(row, 0);
+    assert_eq!(
+        error.to_string(),
+        "add: no plugin provides it any more (unloaded)"
+    );
+}
