@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What an operation is, as declared by its plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OperationKind {
     /// A binary infix operator.
@@ -27,7 +27,7 @@ pub enum OperationKind {
 }
 
 /// One operation's declaration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationInfo {
     /// Name, unique within its plugin.
     pub name: String,
@@ -77,12 +77,12 @@ impl OperationInfo {
 }
 
 /// A loaded plugin's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
     /// Plugin name, unique among loaded plugins.
     pub name: String,
     /// The plugin's version.
-    #[serde(serialize_with = "as_string")]
+    #[serde(serialize_with = "as_string", deserialize_with = "from_string")]
     pub version: semver::Version,
     /// Author (may be empty).
     pub author: String,
@@ -93,10 +93,10 @@ pub struct PluginInfo {
     /// The ABI version it declares, `major.minor`.
     pub abi_version: String,
     /// The SDK version it was built with.
-    #[serde(serialize_with = "as_string")]
+    #[serde(serialize_with = "as_string", deserialize_with = "from_string")]
     pub sdk_version: semver::Version,
     /// Its requirement on the host API version.
-    #[serde(serialize_with = "as_string")]
+    #[serde(serialize_with = "as_string", deserialize_with = "from_string")]
     pub api_requirement: semver::VersionReq,
     /// Its operations, in declaration order.
     pub operations: Vec<OperationInfo>,
@@ -104,4 +104,15 @@ pub struct PluginInfo {
 
 fn as_string<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+/// The inverse of `as_string`: parses the string form (semver versions and requirements).
+fn from_string<'de, T, D>(d: D) -> Result<T, D::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+    D: serde::Deserializer<'de>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }

@@ -5,6 +5,7 @@
 //! - [`manager`]: loads directories, tracks plugins and failures, resolves operations.
 //! - [`expr`]: parses and evaluates expressions over the loaded operations.
 //! - [`reload`]: watches plugin directories and applies their changes (hot reload).
+//! - [`cache`]: caches validated plugin metadata, so that listing plugins need not open them.
 //!
 //! ```no_run
 //! let mut plugins = calc_host::PluginManager::new();
@@ -18,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod capi;
 pub mod config;
 pub mod conformance;

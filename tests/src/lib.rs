@@ -152,10 +152,12 @@ pub fn build_rust_counter(dest: &Path, release: bool) -> Result<(PathBuf, PathBu
     Ok((v1, v2))
 }
 
-/// Runs `calc` with `args`, with `CALC_PLUGIN_PATH` removed from the environment.
+/// Runs `calc` with `args`, with `CALC_PLUGIN_PATH` removed from the environment and the
+/// plugin metadata cache in `target/calc-tests/xdg-cache` (not the user's).
 pub fn run_calc(args: &[&str]) -> std::process::Output {
     Command::new(calc_binary())
         .args(args)
+        .env("XDG_CACHE_HOME", target_dir().join("calc-tests/xdg-cache"))
         .env_remove("CALC_PLUGIN_PATH")
         .env_remove("RUST_LOG")
         .output()

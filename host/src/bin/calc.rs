@@ -1,9 +1,11 @@
 //! `calc`: a command-line calculator whose every operator and function comes from a plugin.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use calc_host::cache::{Listing, MetadataCache};
 use calc_host::config::Settings;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -154,10 +156,16 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum PluginsCommand {
     /// List plugins: enabled, disabled, failed, and which operations another plugin overrides.
+    /// Plugins are validated but not started, and what validation found is cached per file
+    /// ($XDG_CACHE_HOME/calc/plugins.json): an unchanged file is not opened again.
     List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Do not use the cache: load and start every plugin, as `eval` does (this also shows
+        /// plugins whose `init` fails).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Validate plugin files without keeping them loaded; print their metadata or the exact
     /// reason each is refused. Exit status 0 when all pass, 3 otherwise.
@@ -378,18 +386,28 @@ fn print_plugin(
     status: &str,
     served_by: impl Fn(&str) -> Option<String>,
 ) {
+    let _ = write_plugin(&mut std::io::stdout().lock(), p, status, served_by);
+}
+
+fn write_plugin(
+    out: &mut impl Write,
+    p: &calc_host::PluginInfo,
+    status: &str,
+    served_by: impl Fn(&str) -> Option<String>,
+) -> std::io::Result<()> {
     let author = if p.author.is_empty() {
         "unknown"
     } else {
         &p.author
     };
-    println!(
+    writeln!(
+        out,
         "{} {} (ABI {}) by {author} [{status}]",
         p.name, p.version, p.abi_version
-    );
-    println!("  path: {}", p.path.display());
+    )?;
+    writeln!(out, "  path: {}", p.path.display())?;
     if !p.description.is_empty() {
-        println!("  {}", p.description);
+        writeln!(out, "  {}", p.description)?;
     }
     for op in &p.operations {
         let description = if op.description.is_empty() {
@@ -400,76 +418,117 @@ fn print_plugin(
         let overridden = served_by(&op.name)
             .map(|w| format!(" [overridden by {w}]"))
             .unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "  - {}: {}{description}{overridden}",
             op.name,
             op_shape(&op.kind)
-        );
+        )?;
+    }
+    Ok(())
+}
+
+/// `plugins list`: from the metadata cache, or (`--no-cache`) from a manager that loads and
+/// starts every plugin.
+fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
+    let listing = if no_cache {
+        load_plugins(cli, false).map(|m| Listing::from_manager(&m))
+    } else {
+        settings(cli).map(|settings| {
+            let dirs = plugin_dirs(cli, &settings);
+            let mut cache = MetadataCache::default_path()
+                .map_or_else(MetadataCache::in_memory, MetadataCache::open);
+            let listing = Listing::scan(&dirs, &settings, &mut cache);
+            tracing::debug!("plugin cache: {:?}", cache.stats());
+            if let Err(e) = cache.save() {
+                tracing::debug!("cannot write the plugin cache: {e}");
+            }
+            listing
+        })
+    };
+    match listing {
+        Ok(listing) => list(&listing, json),
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
     }
 }
 
-fn list(manager: &PluginManager, json: bool) -> u8 {
+fn list(listing: &Listing, json: bool) -> u8 {
     // The plugin serving `op` when it is not `me`.
-    let other = |me: &str, op: &str| manager.serving(op).filter(|w| w != me);
-    if json {
+    let other = |me: &str, op: &str| listing.serving(op).filter(|w| *w != me).map(str::to_string);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Write errors (a closed pipe) end the listing early; the exit status stays the same.
+    let _ = if json {
         let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
             let mut v = serde_json::to_value(p).expect("plain data");
             v["status"] = status.into();
             for op in v["operations"].as_array_mut().into_iter().flatten() {
                 let name = op["name"].as_str().unwrap_or_default().to_string();
                 op["served_by"] = match status {
-                    "enabled" => manager.serving(&name).into(),
+                    "enabled" => listing.serving(&name).into(),
                     _ => serde_json::Value::Null,
                 };
             }
             v
         };
         let value = serde_json::json!({
-            "plugins": manager.plugins().map(|p| plugin_json(p, "enabled"))
-                .chain(manager.disabled().iter().map(|p| plugin_json(p, "disabled")))
+            "plugins": listing.plugins.iter().map(|p| plugin_json(p, "enabled"))
+                .chain(listing.disabled.iter().map(|p| plugin_json(p, "disabled")))
                 .collect::<Vec<_>>(),
-            "failures": manager.failures().iter().map(|f| serde_json::json!({
+            "failures": listing.failures.iter().map(|f| serde_json::json!({
                 "path": f.path,
-                "kind": f.error.kind(),
-                "error": f.error.to_string(),
+                "kind": f.kind,
+                "error": f.error,
             })).collect::<Vec<_>>(),
-            "conflicts": manager.conflicts().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "conflicts": listing.conflicts.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         });
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&value).expect("JSON of plain data")
-        );
+        )
     } else {
-        for p in manager.plugins() {
-            let overridden = p
-                .operations
-                .iter()
-                .all(|op| other(&p.name, &op.name).is_some());
-            print_plugin(p, if overridden { "overridden" } else { "enabled" }, |op| {
-                other(&p.name, op)
-            });
-        }
-        for p in manager.disabled() {
-            print_plugin(p, "disabled", |_| None);
-        }
-        for f in manager.failures() {
-            println!("FAILED {}", f.error);
-        }
-        for c in manager.conflicts() {
-            println!("CONFLICT {c}");
-        }
-        if manager.plugins().next().is_none()
-            && manager.failures().is_empty()
-            && manager.disabled().is_empty()
-        {
-            println!("no plugins found (see `calc --help` for where calc looks)");
-        }
+        write_listing(&mut out, listing, other)
     }
-    if manager.failures().is_empty() {
+    .and_then(|()| out.flush());
+    if listing.failures.is_empty() {
         EXIT_OK
     } else {
         EXIT_PLUGINS
     }
+}
+
+fn write_listing(
+    out: &mut impl Write,
+    listing: &Listing,
+    other: impl Fn(&str, &str) -> Option<String>,
+) -> std::io::Result<()> {
+    for p in &listing.plugins {
+        let overridden = p
+            .operations
+            .iter()
+            .all(|op| other(&p.name, &op.name).is_some());
+        let status = if overridden { "overridden" } else { "enabled" };
+        write_plugin(out, p, status, |op| other(&p.name, op))?;
+    }
+    for p in &listing.disabled {
+        write_plugin(out, p, "disabled", |_| None)?;
+    }
+    for f in &listing.failures {
+        writeln!(out, "FAILED {}", f.error)?;
+    }
+    for c in &listing.conflicts {
+        writeln!(out, "CONFLICT {c}")?;
+    }
+    if listing.plugins.is_empty() && listing.failures.is_empty() && listing.disabled.is_empty() {
+        writeln!(
+            out,
+            "no plugins found (see `calc --help` for where calc looks)"
+        )?;
+    }
+    Ok(())
 }
 
 fn check(files: &[PathBuf], json: bool, conformance: Option<std::time::Duration>) -> u8 {
@@ -605,8 +664,8 @@ fn run(cli: &Cli) -> u8 {
         Command::NewPlugin { lang, name, dir } => return new_plugin(*lang, name, dir.as_deref()),
         Command::Repl { watch } => return repl::run(cli, *watch),
         Command::Plugins {
-            command: PluginsCommand::List { .. },
-        } => load_plugins(cli, false),
+            command: PluginsCommand::List { json, no_cache },
+        } => return list_plugins(cli, *json, *no_cache),
         _ => load_plugins(cli, true),
     };
     let manager = match manager {
@@ -655,9 +714,6 @@ fn run(cli: &Cli) -> u8 {
                 }
             }
         }
-        Command::Plugins {
-            command: PluginsCommand::List { json },
-        } => list(&manager, *json),
         Command::Plugins { .. } | Command::NewPlugin { .. } | Command::Repl { .. } => {
             unreachable!("handled above")
         }

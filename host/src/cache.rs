@@ -1,0 +1,660 @@
+//! A cache of plugin metadata, so that listing plugins does not have to open them.
+//!
+//! Each entry is keyed by a library file's canonical path, size, modification time (ns) and
+//! inode, and holds what validation made of that file: its [`PluginInfo`], or the refusal. An
+//! entry whose key no longer matches the file is stale and the file is validated again
+//! ([`loader::inspect`]: `dlopen`, descriptor checks, no `init`). A fresh entry is used as is:
+//! the file is not opened at all, only `stat`ed.
+//!
+//! The cache is one JSON file, by default `$XDG_CACHE_HOME/calc/plugins.json`
+//! (`~/.cache/calc/plugins.json`), written atomically (a temporary file renamed over it) and
+//! only when something changed. A file that cannot be read or parsed, or that another build of
+//! the host wrote (the validation rules may differ), is ignored (logged at debug level) and
+//! rewritten.
+//!
+//! What the cache does not see, by design: refusals by the dynamic loader (`dlopen` failed) are
+//! not cached, because they depend on the environment (library search path, dependencies); and a
+//! valid entry stays valid while its file is unchanged, even if a library the plugin depends on
+//! goes away. A file modified less than [`RACY_WINDOW`] before it was validated is validated
+//! again next time (file timestamps are coarser than a nanosecond: a second write in the same
+//! tick, to the same size and inode, would keep the key), as Git does for "racily clean" entries.
+//!
+//! [`Listing`] is what `calc plugins list` prints: built from a [`PluginManager`] that loaded
+//! the directories, or by [`Listing::scan`] from this cache without initialising any plugin.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::error::LoadError;
+use crate::info::PluginInfo;
+use crate::loader;
+use crate::manager::{is_library_file, Conflict, PluginManager};
+
+/// Version of the cache file's layout.
+const FORMAT: u32 = 1;
+
+/// An entry validated less than this long after its file's modification time is not trusted:
+/// the file is validated again on the next lookup (the entry is then refreshed).
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The identity of one version of a file: the cache key besides its canonical path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Inode number (0 where there is none).
+    pub inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of a file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileStamp {
+                size: meta.size(),
+                mtime_ns: meta
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(meta.mtime_nsec()),
+                inode: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            FileStamp {
+                size: meta.len(),
+                mtime_ns: meta.modified().map_or(0, ns_since_epoch),
+                inode: 0,
+            }
+        }
+    }
+}
+
+fn ns_since_epoch(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Why validation refused a file, as recorded in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The file the error names.
+    pub path: PathBuf,
+    /// [`LoadError::kind`].
+    pub kind: String,
+    /// The error's one-line message (its `Display`).
+    pub message: String,
+}
+
+impl From<&LoadError> for Refusal {
+    fn from(e: &LoadError) -> Self {
+        Refusal {
+            path: e.path().to_path_buf(),
+            kind: e.kind().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What validation made of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// It is a valid plugin.
+    Valid(PluginInfo),
+    /// It was refused.
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    stamp: FileStamp,
+    /// When the file was validated, nanoseconds since the Unix epoch.
+    checked_ns: i64,
+    verdict: Verdict,
+}
+
+impl Entry {
+    /// Whether the entry may describe an older content of the file with the same stamp.
+    fn racy(&self) -> bool {
+        let window = RACY_WINDOW.as_nanos() as i64;
+        self.stamp.mtime_ns.saturating_add(window) >= self.checked_ns
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    format: u32,
+    host: String,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// Lookup counts of a [`MetadataCache`] since it was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache, without opening the file.
+    pub hits: u64,
+    /// Lookups of files the cache had no entry for.
+    pub misses: u64,
+    /// Lookups whose entry no longer matched the file (or was too recent to trust).
+    pub stale: u64,
+    /// Files validated (`dlopen`ed): misses, stale entries, and files that cannot be cached
+    /// (not a regular file, path not UTF-8, refused by the dynamic loader).
+    pub inspections: u64,
+}
+
+/// The plugin metadata cache (see the [module docs](self)).
+#[derive(Debug)]
+pub struct MetadataCache {
+    /// Where it is stored; `None` for a cache that lives only in memory.
+    path: Option<PathBuf>,
+    file: CacheFile,
+    dirty: bool,
+    stats: CacheStats,
+}
+
+impl MetadataCache {
+    /// `$XDG_CACHE_HOME/calc/plugins.json`, else `~/.cache/calc/plugins.json`; `None` when
+    /// neither variable is set.
+    pub fn default_path() -> Option<PathBuf> {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+            .map(|d| d.join("calc/plugins.json"))
+    }
+
+    /// An empty cache that is never stored.
+    pub fn in_memory() -> Self {
+        MetadataCache {
+            path: None,
+            file: CacheFile {
+                format: FORMAT,
+                host: host_fingerprint(),
+                entries: BTreeMap::new(),
+            },
+            dirty: false,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Reads the cache stored at `path`. A missing file gives an empty cache; a file that
+    /// cannot be read or parsed, or was written by another build of the host, is ignored (and
+    /// replaced by the next [`Self::save`]).
+    pub fn open(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut cache = MetadataCache::in_memory();
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!("{}: ignoring the plugin cache: {e}", path.display());
+                cache.dirty = true;
+            }
+            Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
+                Ok(file) if file.format == FORMAT && file.host == cache.file.host => {
+                    cache.file = file;
+                }
+                Ok(file) => {
+                    tracing::debug!(
+                        "{}: ignoring the plugin cache: written by {:?} (format {}), this is {:?} (format {FORMAT})",
+                        path.display(),
+                        file.host,
+                        file.format,
+                        cache.file.host
+                    );
+                    cache.dirty = true;
+                }
+                Err(e) => {
+                    tracing::debug!("{}: ignoring the corrupt plugin cache: {e}", path.display());
+                    cache.dirty = true;
+                }
+            },
+        }
+        cache.path = Some(path);
+        cache
+    }
+
+    /// Where the cache is stored, if anywhere.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Lookup counts since the cache was opened.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.file.entries.len()
+    }
+
+    /// Whether the cache has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.file.entries.is_empty()
+    }
+
+    /// Whether [`Self::save`] would write anything.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// What validating the library at `path` gives: from the cache when its entry is fresh
+    /// (the file is not opened), otherwise by [`loader::inspect`], recorded in the cache.
+    pub fn validate(&mut self, path: &Path) -> Verdict {
+        self.validate_in(path, None)
+    }
+
+    /// As [`Self::validate`]; `canonical_dir` is the canonical form of `path`'s directory,
+    /// which spares resolving every file of a directory when it is not a symbolic link.
+    fn validate_in(&mut self, path: &Path, canonical_dir: Option<&Path>) -> Verdict {
+        let Some((canonical, stamp)) = identify(path, canonical_dir) else {
+            return self.inspect(path);
+        };
+        let Some(key) = canonical.to_str() else {
+            return self.inspect(path);
+        };
+        match self.file.entries.get(key) {
+            Some(e) if e.stamp == stamp && !e.racy() => {
+                self.stats.hits += 1;
+                return e.verdict.clone();
+            }
+            Some(_) => self.stats.stale += 1,
+            None => self.stats.misses += 1,
+        }
+        let checked_ns = ns_since_epoch(SystemTime::now());
+        let verdict = self.inspect(&canonical);
+        // The loader's verdict depends on more than the file (search path, dependencies).
+        let cacheable = !matches!(&verdict, Verdict::Refused(r) if r.kind == "open");
+        // Stat again: a file replaced while it was being validated must not be cached under
+        // the old stamp.
+        let unchanged = std::fs::metadata(&canonical).is_ok_and(|m| FileStamp::of(&m) == stamp);
+        if cacheable && unchanged {
+            self.file.entries.insert(
+                key.to_string(),
+                Entry {
+                    stamp,
+                    checked_ns,
+                    verdict: verdict.clone(),
+                },
+            );
+            self.dirty = true;
+        } else if self.file.entries.remove(key).is_some() {
+            self.dirty = true;
+        }
+        verdict
+    }
+
+    fn inspect(&mut self, path: &Path) -> Verdict {
+        self.stats.inspections += 1;
+        match loader::inspect(path) {
+            Ok(info) => Verdict::Valid(info),
+            Err(e) => Verdict::Refused(Refusal::from(&e)),
+        }
+    }
+
+    /// Drops the entries of files directly in `canonical_dir` that are not in `seen` (files
+    /// deleted since they were cached).
+    fn prune_dir(&mut self, canonical_dir: &Path, seen: &HashSet<String>) {
+        let before = self.file.entries.len();
+        self.file
+            .entries
+            .retain(|k, _| Path::new(k).parent() != Some(canonical_dir) || seen.contains(k));
+        self.dirty |= self.file.entries.len() != before;
+    }
+
+    /// Writes the cache to its file if anything changed since it was read: to a temporary file
+    /// in the same directory, then renamed over it. Returns whether it wrote.
+    pub fn save(&mut self) -> std::io::Result<bool> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        if !self.dirty {
+            return Ok(false);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "plugins.json".into(), |n| n.to_string_lossy());
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let bytes = serde_json::to_vec(&self.file).map_err(std::io::Error::other)?;
+        let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        self.dirty = false;
+        Ok(true)
+    }
+}
+
+/// The canonical path and stamp of `path` if it is a regular file (following symbolic links).
+fn identify(path: &Path, canonical_dir: Option<&Path>) -> Option<(PathBuf, FileStamp)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let (canonical, meta) = match (canonical_dir, path.file_name()) {
+        (Some(dir), Some(name)) if !meta.file_type().is_symlink() => (dir.join(name), meta),
+        _ => {
+            let canonical = std::fs::canonicalize(path).ok()?;
+            let meta = std::fs::metadata(&canonical).ok()?;
+            (canonical, meta)
+        }
+    };
+    meta.is_file().then(|| (canonical, FileStamp::of(&meta)))
+}
+
+/// Identifies the host build whose validation rules the entries reflect: the crate version, the
+/// ABI, and the running executable's stamp (a rebuilt host may validate differently).
+fn host_fingerprint() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| FileStamp::of(&m))
+        .map_or_else(
+            |_| "unknown".to_string(),
+            |s| format!("{}:{}:{}", s.size, s.mtime_ns, s.inode),
+        );
+    let abi = crate::validate::HOST_ABI;
+    format!(
+        "calc-host {} abi {}.{} exe {exe}",
+        env!("CARGO_PKG_VERSION"),
+        abi.major,
+        abi.minor
+    )
+}
+
+/// A file that failed, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFailure {
+    /// The file (or directory).
+    pub path: PathBuf,
+    /// [`LoadError::kind`].
+    pub kind: String,
+    /// The one-line reason.
+    pub error: String,
+}
+
+impl From<&LoadError> for ListedFailure {
+    fn from(e: &LoadError) -> Self {
+        ListedFailure {
+            path: e.path().to_path_buf(),
+            kind: e.kind().to_string(),
+            error: e.to_string(),
+        }
+    }
+}
+
+/// The plugins of a set of directories as `calc plugins list` shows them: enabled and disabled
+/// plugins, failures, conflicts, and which plugin serves each operation.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Enabled plugins, in load order.
+    pub plugins: Vec<PluginInfo>,
+    /// Valid plugins the settings disable.
+    pub disabled: Vec<PluginInfo>,
+    /// Files (and directories) that failed, in the order they were tried.
+    pub failures: Vec<ListedFailure>,
+    /// Operation names and symbols provided by more than one enabled plugin.
+    pub conflicts: Vec<Conflict>,
+    /// Operation name to the plugin that serves it.
+    serving: HashMap<String, String>,
+}
+
+impl Listing {
+    /// The listing of what `manager` loaded (plugins initialised, so `init` failures show).
+    pub fn from_manager(manager: &PluginManager) -> Listing {
+        let plugins: Vec<PluginInfo> = manager.plugins().cloned().collect();
+        let serving = plugins
+            .iter()
+            .flat_map(|p| &p.operations)
+            .filter_map(|op| Some((op.name.clone(), manager.serving(&op.name)?)))
+            .collect();
+        Listing {
+            plugins,
+            disabled: manager.disabled().to_vec(),
+            failures: manager
+                .failures()
+                .iter()
+                .map(|f| ListedFailure {
+                    path: f.path.clone(),
+                    kind: f.error.kind().to_string(),
+                    error: f.error.to_string(),
+                })
+                .collect(),
+            conflicts: manager.conflicts().to_vec(),
+            serving,
+        }
+    }
+
+    /// The listing of `dirs` (each with whether its absence is reported), as a
+    /// [`PluginManager`] with `settings` would load them (file-name order, duplicate names,
+    /// version ranges, disabled plugins, provider order and conflicts), but from `cache`: no
+    /// plugin is initialised, and files with a fresh cache entry are not even opened. Plugins
+    /// whose `init` would fail are therefore listed as enabled. Entries of files deleted from
+    /// `dirs` are dropped from the cache.
+    pub fn scan(dirs: &[(PathBuf, bool)], settings: &Settings, cache: &mut MetadataCache) -> Self {
+        let mut scan = Scan {
+            settings,
+            listing: Listing::default(),
+            names: HashMap::new(),
+            slots: HashMap::new(),
+            loads: 0,
+        };
+        for (dir, report_missing) in dirs {
+            if !report_missing && !dir.is_dir() {
+                continue;
+            }
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| is_library_file(p))
+                    .collect(),
+                Err(source) => {
+                    scan.fail(&LoadError::Directory {
+                        path: dir.clone(),
+                        source,
+                    });
+                    continue;
+                }
+            };
+            files.sort();
+            let canonical_dir = std::fs::canonicalize(dir).ok();
+            for file in &files {
+                match cache.validate_in(file, canonical_dir.as_deref()) {
+                    Verdict::Valid(info) => scan.admit(info),
+                    Verdict::Refused(r) => scan.listing.failures.push(ListedFailure {
+                        path: r.path,
+                        kind: r.kind,
+                        error: r.message,
+                    }),
+                }
+            }
+            if let Some(canonical_dir) = &canonical_dir {
+                let seen = files
+                    .iter()
+                    .filter_map(|f| Some(canonical_dir.join(f.file_name()?)))
+                    .filter_map(|p| p.to_str().map(str::to_string))
+                    .collect();
+                cache.prune_dir(canonical_dir, &seen);
+            }
+        }
+        let mut listing = scan.listing;
+        listing.serving = scan
+            .slots
+            .into_iter()
+            .filter(|((is_symbol, _), providers)| !is_symbol && !providers.is_empty())
+            .map(|((_, key), mut providers)| (key, providers.swap_remove(0).1))
+            .collect();
+        listing
+    }
+
+    /// The plugin that serves operation `name`, if an enabled plugin provides it.
+    pub fn serving(&self, name: &str) -> Option<&str> {
+        self.serving.get(name).map(String::as_str)
+    }
+}
+
+/// State of [`Listing::scan`]: mirrors the manager's admission and provider ranking.
+struct Scan<'a> {
+    settings: &'a Settings,
+    listing: Listing,
+    /// Names of admitted (enabled or disabled) plugins, to the file they came from.
+    names: HashMap<String, PathBuf>,
+    /// (is symbol, key) to its providers, best first: (rank, plugin).
+    slots: HashMap<(bool, String), Vec<(u64, String)>>,
+    loads: u64,
+}
+
+impl Scan<'_> {
+    fn fail(&mut self, e: &LoadError) {
+        self.listing.failures.push(ListedFailure::from(e));
+    }
+
+    /// What `PluginManager::admit` and `try_load` do with a validated plugin.
+    fn admit(&mut self, info: PluginInfo) {
+        if let Some(other) = self.names.get(&info.name) {
+            let e = LoadError::DuplicatePlugin {
+                path: info.path.clone(),
+                name: info.name.clone(),
+                other: other.clone(),
+            };
+            return self.fail(&e);
+        }
+        if let Some(requirement) = self.settings.versions.get(&info.name) {
+            if !requirement.matches(&info.version) {
+                let e = LoadError::VersionRequirement {
+                    path: info.path.clone(),
+                    plugin: info.name.clone(),
+                    version: info.version.clone(),
+                    requirement: requirement.clone(),
+                };
+                return self.fail(&e);
+            }
+        }
+        self.names.insert(info.name.clone(), info.path.clone());
+        if self.settings.disabled.contains(&info.name) {
+            self.listing.disabled.push(info);
+            return;
+        }
+        self.loads += 1;
+        let load_rank = 1_000_000 + self.loads;
+        for op in &info.operations {
+            let mut keys = vec![(false, op.name.clone(), format!("operation {}", op.name))];
+            if let Some(symbol) = op.symbol() {
+                keys.push((true, symbol.to_string(), format!("operator {symbol}")));
+            }
+            for (is_symbol, key, what) in keys {
+                let (rank, explicit) = self.rank(&[&key, &op.name], &info.name, load_rank);
+                let slot = self.slots.entry((is_symbol, key)).or_default();
+                let at = slot.partition_point(|(r, _)| *r <= rank);
+                slot.insert(at, (rank, info.name.clone()));
+                if slot.len() > 1 {
+                    let winner = &slot[0];
+                    let shadowed = if at == 0 { &slot[1] } else { &slot[at] };
+                    self.listing.conflicts.push(Conflict {
+                        what,
+                        winner: winner.1.clone(),
+                        shadowed: shadowed.1.clone(),
+                        explicit: explicit || winner.0 < 1_000_000,
+                    });
+                }
+            }
+        }
+        self.listing.plugins.push(info);
+    }
+
+    /// How strongly the settings want `plugin` to serve `keys` (lower is stronger), and whether
+    /// the settings decided it.
+    fn rank(&self, keys: &[&str], plugin: &str, load_rank: u64) -> (u64, bool) {
+        if keys
+            .iter()
+            .any(|k| self.settings.providers.get(*k).is_some_and(|p| p == plugin))
+        {
+            return (0, true);
+        }
+        match self.settings.prefer.iter().position(|p| p == plugin) {
+            Some(i) => (1 + i as u64, true),
+            None => (load_rank, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_round_trips_through_json() {
+        let info = PluginInfo {
+            name: "p".into(),
+            version: "1.2.3-rc.1".parse().unwrap(),
+            author: String::new(),
+            description: "d".into(),
+            path: "/x/libp.so".into(),
+            abi_version: "1.1".into(),
+            sdk_version: "1.0.0".parse().unwrap(),
+            api_requirement: "^1, <1.5".parse().unwrap(),
+            operations: vec![
+                crate::OperationInfo {
+                    name: "f".into(),
+                    description: String::new(),
+                    kind: crate::OperationKind::Function {
+                        min_arity: 1,
+                        max_arity: None,
+                    },
+                },
+                crate::OperationInfo {
+                    name: "plus".into(),
+                    description: "+".into(),
+                    kind: crate::OperationKind::Infix {
+                        symbol: "+".into(),
+                        precedence: 10,
+                        right_associative: true,
+                    },
+                },
+            ],
+        };
+        for verdict in [
+            Verdict::Valid(info),
+            Verdict::Refused(Refusal {
+                path: "/x".into(),
+                kind: "bad_magic".into(),
+                message: "m".into(),
+            }),
+        ] {
+            let json = serde_json::to_string(&verdict).unwrap();
+            assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), verdict);
+        }
+    }
+
+    #[test]
+    fn a_recent_modification_is_not_trusted() {
+        let entry = |mtime_ns: i64, checked_ns: i64| Entry {
+            stamp: FileStamp {
+                size: 1,
+                mtime_ns,
+                inode: 1,
+            },
+            checked_ns,
+            verdict: Verdict::Refused(Refusal {
+                path: "/x".into(),
+                kind: "k".into(),
+                message: "m".into(),
+            }),
+        };
+        assert!(entry(10, 10).racy());
+        assert!(entry(10, 10 + RACY_WINDOW.as_nanos() as i64).racy());
+        assert!(!entry(10, 11 + RACY_WINDOW.as_nanos() as i64).racy());
+    }
+}
