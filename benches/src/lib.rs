@@ -67,3 +67,85 @@ pub fn example_plugins() -> PathBuf {
 pub fn plugin(dir: &Path, name: &str) -> PathBuf {
     dir.join(xtask::build::library_file_name(name))
 }
+
+/// The fixed-width name in `benches/c/tiny.c` that each copy gets its own value of.
+const TINY_MARKER: &[u8] = b"calcbench_00000";
+
+/// `n` distinct copies of the small C plugin `benches/c/tiny.c` in
+/// `target/calc-bench/many-<n>/`: `libcalcbench_NNNNN.so`, each a plugin (with one function) named
+/// `calcbench_NNNNN`. The plugin is compiled once and the name patched into each copy (compiling
+/// 1000 variants would take minutes); the copies are kept for the next run while the compiled
+/// plugin is unchanged, so their modification times stay old.
+pub fn many_plugins(n: usize) -> PathBuf {
+    assert!(n <= 100_000, "five digits");
+    let root = xtask::build::target_dir().join("calc-bench");
+    let template = root
+        .join("tiny")
+        .join(xtask::build::library_file_name("tiny"));
+    xtask::build::build_c_plugin(
+        &xtask::workspace_root().join("benches/c/tiny.c"),
+        &template,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("building the small plugin: {e}"));
+    let bytes = std::fs::read(&template).expect("read the small plugin");
+    let at: Vec<usize> = (0..bytes.len().saturating_sub(TINY_MARKER.len()))
+        .filter(|&i| bytes[i..].starts_with(TINY_MARKER))
+        .collect();
+    assert!(!at.is_empty(), "the marker is in the compiled plugin");
+    let dir = root.join(format!("many-{n}"));
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let stamp = format!("{n} copies of {hash:016x}\n");
+    let stamp_file = dir.join(".generated");
+    if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut copy = bytes.clone();
+    for i in 0..n {
+        let name = format!("calcbench_{i:05}");
+        for &p in &at {
+            copy[p..p + TINY_MARKER.len()].copy_from_slice(name.as_bytes());
+        }
+        let file = dir.join(xtask::build::library_file_name(&name));
+        std::fs::write(&file, &copy).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+    std::fs::write(&stamp_file, stamp).expect("write the stamp");
+    dir
+}
+
+/// The resident set size of this process in bytes (Linux: `VmRSS` of `/proc/self/status`).
+pub fn vm_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The mappings of file `path` in this process (Linux: `/proc/self/smaps`): how many, their
+/// total size and their total resident size, in bytes.
+pub fn mappings_of(path: &Path) -> Option<(usize, u64, u64)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let name = path.to_str()?;
+    let (mut count, mut size, mut rss) = (0, 0, 0);
+    let mut inside = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            inside = line.ends_with(name);
+            if inside {
+                let start = u64::from_str_radix(start, 16).ok()?;
+                let end = u64::from_str_radix(end, 16).ok()?;
+                count += 1;
+                size += end - start;
+            }
+        } else if inside && first == "Rss:" {
+            rss += fields.next()?.parse::<u64>().ok()? * 1024;
+        }
+    }
+    Some((count, size, rss))
+}
