@@ -318,6 +318,14 @@ pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
     open_from(&resolve(path)?, None)
 }
 
+/// As [`open`], for a path that is already the canonical absolute path of a regular file (as
+/// `PluginManager::load_dir` produces from one canonical directory and its entries): skips the
+/// per-file `realpath`, which costs one system call per path component.
+pub fn open_resolved(path: &Path) -> Result<OpenedPlugin, LoadError> {
+    debug_assert!(path.is_absolute(), "open_resolved needs an absolute path");
+    open_from(path, None)
+}
+
 /// As [`open`], but loads a private copy of the file made in `copy_dir` under a unique name, as
 /// hot reload needs: the dynamic loader caches libraries by path and inode, so reopening a
 /// rebuilt file at the same path could return the old library, and a file overwritten in place

@@ -395,7 +395,11 @@ impl PluginManager {
     /// [`Self::disabled`] but not initialised; that is not an error. On failure the error is
     /// also recorded in [`Self::failures`].
     pub fn load_file(&mut self, path: &Path) -> Result<&PluginInfo, &LoadError> {
-        match self.try_load(path) {
+        self.load_one(path, false)
+    }
+
+    fn load_one(&mut self, path: &Path, resolved: bool) -> Result<&PluginInfo, &LoadError> {
+        match self.try_load(path, resolved) {
             Ok(Loaded::Enabled(i)) => Ok(self.plugins[i].plugin.info()),
             Ok(Loaded::Disabled(i)) => Ok(&self.disabled[i]),
             Err(error) => Err(self.record(error)),
@@ -411,9 +415,11 @@ impl PluginManager {
         &self.failures.last().expect("just pushed").error
     }
 
-    fn open(&self, path: &Path) -> Result<loader::OpenedPlugin, LoadError> {
+    /// Opens `path`; `resolved` says it is already canonical (see [`loader::open_resolved`]).
+    fn open(&self, path: &Path, resolved: bool) -> Result<loader::OpenedPlugin, LoadError> {
         match &self.copy_dir {
             Some(dir) => loader::open_copy(path, dir),
+            None if resolved => loader::open_resolved(path),
             None => loader::open(path),
         }
     }
@@ -466,8 +472,8 @@ impl PluginManager {
         Ok(Arc::new(plugin))
     }
 
-    fn try_load(&mut self, path: &Path) -> Result<Loaded, LoadError> {
-        let opened = self.open(path)?;
+    fn try_load(&mut self, path: &Path, resolved: bool) -> Result<Loaded, LoadError> {
+        let opened = self.open(path, resolved)?;
         if self.admit(opened.info(), None)? {
             tracing::info!(plugin = %opened.info().name, "disabled by configuration");
             self.disabled.push(opened.info().clone());
@@ -649,15 +655,24 @@ impl PluginManager {
                 }))
             }
         };
-        let mut files: Vec<PathBuf> = entries
+        // Resolve the directory once and join the entries' names: a regular file directly in a
+        // canonical directory is canonical already (only symlinks need `realpath`).
+        let canonical_dir = std::fs::canonicalize(dir).ok();
+        let mut files: Vec<(PathBuf, bool)> = entries
             .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| is_library_file(p))
+            .filter(|e| is_library_file(&e.path()))
+            .map(|e| {
+                let is_file = e.file_type().is_ok_and(|t| t.is_file());
+                match (&canonical_dir, is_file) {
+                    (Some(d), true) => (d.join(e.file_name()), true),
+                    _ => (e.path(), false),
+                }
+            })
             .collect();
         files.sort();
         let before = self.plugins.len();
-        for f in &files {
-            let _ = self.load_file(f);
+        for (f, resolved) in &files {
+            let _ = self.load_one(f, *resolved);
         }
         Ok(self.plugins.len().saturating_sub(before))
     }
@@ -760,7 +775,7 @@ impl PluginManager {
     ) -> Result<(String, String, String, Option<usize>), LoadError> {
         let old = Arc::clone(&self.plugins[i].plugin);
         let old_name = old.info().name.clone();
-        let opened = self.open(path)?;
+        let opened = self.open(path, false)?;
         if opened.info().name != old_name {
             // A different plugin now lives in this file. Start it first: if it fails, the old
             // one keeps serving. Then the old one goes.

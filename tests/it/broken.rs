@@ -182,3 +182,26 @@ fn a_second_plugin_with_the_same_name_is_refused() {
     );
     assert_eq!(m.eval("twice(2)"), Ok(4.0));
 }
+
+#[test]
+fn load_dir_follows_symlinks_and_reports_directories_named_like_libraries() {
+    let dir = calc_tests::scratch_dir(&format!("links-{}", std::process::id()));
+    let target = calc_tests::examples_dir().join(library_file_name("add"));
+    std::os::unix::fs::symlink(&target, dir.join(library_file_name("linked_add"))).unwrap();
+    std::fs::create_dir(dir.join(library_file_name("not_a_lib"))).unwrap();
+    let mut m = PluginManager::new();
+    assert_eq!(m.load_dir(&dir).unwrap(), 1);
+    let add = m.plugins().next().unwrap();
+    assert_eq!(
+        add.path,
+        std::fs::canonicalize(&target).unwrap(),
+        "reported by its real path"
+    );
+    assert_eq!(m.eval("1 + 2"), Ok(3.0));
+    assert_eq!(m.failures().len(), 1);
+    assert!(
+        matches!(m.failures()[0].error, LoadError::NotAFile { .. }),
+        "{}",
+        m.failures()[0].error
+    );
+}

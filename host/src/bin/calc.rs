@@ -203,6 +203,11 @@ enum Lang {
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    if verbose == 0 && std::env::var_os("RUST_LOG").map_or(true, |v| v.is_empty()) {
+        // Quiet by default: with no subscriber every log call is a no-op, and start-up does not
+        // pay for building a filter.
+        return;
+    }
     let default = match verbose {
         0 => "off",
         1 => "info",
