@@ -305,6 +305,11 @@ pub struct PluginManager {
     orphans: HashMap<(bool, String), std::sync::Weak<RcuCell<OpSlot>>>,
     stats: BTreeMap<(String, String), Arc<ImplStats>>,
     loads: u64,
+    /// Plugins known from the metadata cache but not opened yet (lazy loading), each with the
+    /// rank it reserved in directory order.
+    lazy: Vec<(PluginInfo, u64)>,
+    /// Rank the next `try_load` uses instead of a fresh one (set when opening a lazy plugin).
+    next_rank: Option<u64>,
     /// Hot-reload mode: the directory of private copies.
     copy_dir: Option<PathBuf>,
     events: Option<Sender<HostEvent>>,
@@ -432,6 +437,7 @@ impl PluginManager {
             .iter()
             .map(|e| e.plugin.info())
             .chain(&self.disabled)
+            .chain(self.lazy.iter().map(|(p, _)| p))
             .filter(|p| Some(p.name.as_str()) != replacing)
             .find(|p| p.name == info.name);
         if let Some(other) = other {
@@ -480,8 +486,10 @@ impl PluginManager {
             return Ok(Loaded::Disabled(self.disabled.len() - 1));
         }
         let plugin = self.initialise(opened, None)?;
-        self.loads += 1;
-        let load_rank = 1_000_000 + self.loads;
+        let load_rank = self.next_rank.take().unwrap_or_else(|| {
+            self.loads += 1;
+            1_000_000 + self.loads
+        });
         for index in 0..plugin.info().operations.len() {
             let handle = OpHandle::new(&plugin, index).expect("index is in range");
             self.register(handle, load_rank);
@@ -675,6 +683,97 @@ impl PluginManager {
             let _ = self.load_one(f, *resolved);
         }
         Ok(self.plugins.len().saturating_sub(before))
+    }
+
+    /// Discovers the plugins of `dir` without opening those the metadata cache already
+    /// validated: they become *known* (see [`Self::known`]) and are opened, validated and
+    /// initialised on first use ([`Self::open_for`], [`Self::open_all`]). Files the cache has no
+    /// fresh entry for, and refused files, are loaded at once, so their failures are reported
+    /// as with [`Self::load_dir`]. Every plugin keeps the provider rank of its place in
+    /// directory order, whenever it is opened. Returns how many plugins are loaded or known.
+    pub fn load_dir_lazy(
+        &mut self,
+        dir: &Path,
+        cache: &mut crate::cache::MetadataCache,
+    ) -> Result<usize, &LoadError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(source) => {
+                return Err(self.record(LoadError::Directory {
+                    path: dir.to_path_buf(),
+                    source,
+                }))
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_library_file(p))
+            .collect();
+        files.sort();
+        let before = self.plugins.len() + self.lazy.len();
+        for path in files {
+            self.loads += 1;
+            let rank = 1_000_000 + self.loads;
+            match cache.validate(&path) {
+                crate::cache::Verdict::Valid(info) => match self.admit(&info, None) {
+                    Ok(true) => self.disabled.push(info),
+                    Ok(false) => self.lazy.push((info, rank)),
+                    Err(error) => {
+                        self.record(error);
+                    }
+                },
+                crate::cache::Verdict::Refused(_) => {
+                    self.next_rank = Some(rank);
+                    let _ = self.load_file(&path);
+                    self.next_rank = None;
+                }
+            }
+        }
+        Ok((self.plugins.len() + self.lazy.len()).saturating_sub(before))
+    }
+
+    /// Plugins known from the metadata cache and not opened yet.
+    pub fn known(&self) -> impl Iterator<Item = &PluginInfo> {
+        self.lazy.iter().map(|(p, _)| p)
+    }
+
+    /// Opens the known plugins that provide an operation `text` may use: a function or
+    /// operation named by one of its identifiers, or an infix symbol that occurs in it. Opened
+    /// in directory order, with their directory-order ranks. Returns how many were opened.
+    pub fn open_for(&mut self, text: &str) -> usize {
+        let identifiers: std::collections::HashSet<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let wanted = |p: &PluginInfo| {
+            p.operations.iter().any(|op| {
+                identifiers.contains(op.name.as_str())
+                    || op.symbol().is_some_and(|s| text.contains(s))
+            })
+        };
+        self.open_lazy(wanted)
+    }
+
+    /// Opens every known plugin (see [`Self::load_dir_lazy`]). Returns how many were opened.
+    pub fn open_all(&mut self) -> usize {
+        self.open_lazy(|_| true)
+    }
+
+    fn open_lazy(&mut self, wanted: impl Fn(&PluginInfo) -> bool) -> usize {
+        let (open, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lazy)
+            .into_iter()
+            .partition(|(p, _)| wanted(p));
+        self.lazy = keep;
+        let mut opened = 0;
+        for (info, rank) in open {
+            self.next_rank = Some(rank);
+            if self.load_one(&info.path, true).is_ok() {
+                opened += 1;
+            }
+            self.next_rank = None;
+        }
+        opened
     }
 
     /// Shuts down and unloads the plugin called `name` (once no call or handle uses it any
@@ -942,7 +1041,7 @@ impl PluginManager {
     /// preferred plugin or rollout candidate that is disabled, failed or missing.
     pub fn notices(&self) -> Vec<String> {
         let state = |plugin: &str| -> Option<&'static str> {
-            if self.plugins().any(|p| p.name == plugin) {
+            if self.plugins().any(|p| p.name == plugin) || self.known().any(|p| p.name == plugin) {
                 None
             } else if self.disabled.iter().any(|p| p.name == plugin) {
                 Some("is disabled")

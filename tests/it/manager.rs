@@ -516,3 +516,44 @@ fn the_c_api_applies_the_same_config_file() {
         calc_host_free(host);
     }
 }
+
+#[test]
+fn lazily_known_plugins_open_only_when_an_expression_uses_them() {
+    let dir = scratch_dir(&format!("manager-lazy-{}", std::process::id()));
+    copy_example(&dir, "add");
+    copy_example(&dir, "mul");
+    let trace = dir.join("trace.txt");
+    fixture("lifecycle.c", &dir, "lifecycle", &[]);
+    let mut s = Settings::default();
+    s.plugin_config
+        .entry("lifecycle".into())
+        .or_default()
+        .insert("trace_file".into(), trace.to_str().unwrap().into());
+    let mut m = PluginManager::with_settings(s);
+    let mut cache = calc_host::cache::MetadataCache::in_memory();
+    assert_eq!(m.load_dir_lazy(&dir, &mut cache).unwrap(), 3);
+    assert_eq!(m.plugins().count(), 0, "nothing opened yet");
+    assert_eq!(m.open_for("1 + 2"), 1);
+    assert_eq!(m.plugins().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["add"]);
+    assert_eq!(m.eval("1 + 2"), Ok(3.0));
+    let mut known: Vec<&str> = m.known().map(|p| p.name.as_str()).collect();
+    known.sort();
+    assert_eq!(known, ["lifecycle", "mul"]);
+    drop(m);
+    assert!(!trace.exists(), "a plugin that was never used was never initialised");
+}
+
+#[test]
+fn lazy_opening_keeps_the_directory_order_for_conflicts() {
+    // a_alt_add (first by name) is known from the cache; add is loaded at once because its cache
+    // entry is missing; when both open, the first by directory order still wins.
+    let dir = scratch_dir(&format!("manager-lazy-order-{}", std::process::id()));
+    fixture("alt_add.c", &dir, "a_alt_add", &[]);
+    let mut cache = calc_host::cache::MetadataCache::in_memory();
+    cache.validate(&dir.join(library_file_name("a_alt_add")));
+    copy_example(&dir, "add");
+    let mut m = PluginManager::new();
+    m.load_dir_lazy(&dir, &mut cache).unwrap();
+    m.open_for("1 + 1");
+    assert_eq!(m.eval("1 + 1"), Ok(1002.0), "a_alt_add comes first in the directory");
+}

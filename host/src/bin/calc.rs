@@ -287,6 +287,56 @@ fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
     load_plugins_into(cli, PluginManager::new(), report).map(|(manager, _)| manager)
 }
 
+/// Loads lazily for commands that know what they will call (`eval`, `run`, `map`): plugins the
+/// metadata cache already validated are only opened when `texts` (the expressions, or the
+/// operation name) may use them; other files load at once, so their failures are reported.
+fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> {
+    let settings = settings(cli)?;
+    let dirs = plugin_dirs(cli, &settings);
+    let mut manager = PluginManager::with_settings(settings);
+    // One cache file per directory, so that a command reads only the entries of the
+    // directories it uses (`plugins list` keeps its own, global one).
+    let cache_dir = MetadataCache::default_path().and_then(|p| p.parent().map(Path::to_path_buf));
+    for (dir, explicit) in dirs {
+        if !explicit && !dir.is_dir() {
+            continue;
+        }
+        let mut cache = match &cache_dir {
+            Some(base) => {
+                let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                let key =
+                    calc_host::manager::rollout_hash(canonical.as_os_str().as_encoded_bytes());
+                MetadataCache::open(base.join(format!("dir-{key:016x}.json")))
+            }
+            None => MetadataCache::in_memory(),
+        };
+        let _ = manager.load_dir_lazy(&dir, &mut cache);
+        if let Err(e) = cache.save() {
+            tracing::debug!("cannot write the plugin cache: {e}");
+        }
+    }
+    for text in texts {
+        manager.open_for(text);
+    }
+    report_loading(cli, &manager);
+    Ok(manager)
+}
+
+fn report_loading(cli: &Cli, manager: &PluginManager) {
+    if cli.quiet {
+        return;
+    }
+    for failure in manager.failures() {
+        eprintln!("calc: skipped {}", failure.error);
+    }
+    for conflict in manager.conflicts().iter().filter(|c| !c.explicit) {
+        eprintln!("calc: warning: {conflict}");
+    }
+    for notice in manager.notices() {
+        eprintln!("calc: warning: {notice}");
+    }
+}
+
 /// Gives `manager` (configured beforehand, e.g. for hot reload) the settings, loads the plugin
 /// directories into it, and returns it with the directories it loaded.
 fn load_plugins_into(
@@ -305,16 +355,8 @@ fn load_plugins_into(
         let _ = manager.load_dir(&dir);
         loaded.push(dir);
     }
-    if report && !cli.quiet {
-        for failure in manager.failures() {
-            eprintln!("calc: skipped {}", failure.error);
-        }
-        for conflict in manager.conflicts().iter().filter(|c| !c.explicit) {
-            eprintln!("calc: warning: {conflict}");
-        }
-        for notice in manager.notices() {
-            eprintln!("calc: warning: {notice}");
-        }
+    if report {
+        report_loading(cli, &manager);
     }
     Ok((manager, loaded))
 }
@@ -671,7 +713,12 @@ fn run(cli: &Cli) -> u8 {
         Command::Plugins {
             command: PluginsCommand::List { json, no_cache },
         } => return list_plugins(cli, *json, *no_cache),
-        _ => load_plugins(cli, true),
+        Command::Eval { expressions, .. } => load_plugins_for(
+            cli,
+            &expressions.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        Command::Map { expression, .. } => load_plugins_for(cli, &[expression.as_str()]),
+        Command::Run { operation, .. } => load_plugins_for(cli, &[operation.as_str()]),
     };
     let manager = match manager {
         Ok(m) => m,
