@@ -59,6 +59,11 @@ fn main() {
         black_box(pinned.call(&[i as f64, 1.0]).ok());
     };
 
+    let binary = pinned.binary().expect("add is binary");
+    let mut binary_op = |i: u64| {
+        black_box(binary.call(i as f64, 1.0).ok());
+    };
+
     let mut reload_manager = calc_host::PluginManager::new();
     reload_manager.enable_hot_reload(calc_host::PluginManager::default_copy_dir());
     reload_manager.load_file(&path).expect("load");
@@ -75,6 +80,7 @@ fn main() {
             ("direct", &mut direct),
             ("OpHandle", &mut op_handle),
             ("LiveOp", &mut live_op),
+            ("BinaryOp", &mut binary_op),
         ],
     );
     println!("scalar call of `add` (C plugin), median of {rounds} rounds x {iters} calls");
@@ -96,6 +102,13 @@ fn main() {
         "LiveOp::call (hot reload on)",
         ("raw plugin fn pointer", t[0]),
         t[3],
+        "ns",
+        Some(1.05),
+    );
+    row(
+        "BinaryOp::call (pinned, arity checked once)",
+        ("raw plugin fn pointer", t[0]),
+        t[4],
         "ns",
         Some(1.05),
     );

@@ -37,5 +37,5 @@ pub mod validate;
 
 pub use error::{CallError, EvalError, LoadError};
 pub use info::{OperationInfo, OperationKind, PluginInfo};
-pub use loader::OpHandle;
+pub use loader::{BinaryOp, OpHandle};
 pub use manager::{Conflict, LoadFailure, PluginManager};

@@ -604,6 +604,23 @@ impl OpHandle {
         if args.len().wrapping_sub(self.min_arity) > self.arity_span {
             return Err(self.arity_error(args.len()));
         }
+        // SAFETY: the operand count was just checked against the operation's arity.
+        unsafe { self.call_checked(args) }
+    }
+
+    /// A handle for calling this operation with exactly two operands, when its arity allows
+    /// that (every infix operator, and functions accepting two): the check is made once here,
+    /// so [`BinaryOp::call`] does none per call. `None` otherwise.
+    pub fn binary(&self) -> Option<BinaryOp> {
+        (2usize.wrapping_sub(self.min_arity) <= self.arity_span).then(|| BinaryOp(self.clone()))
+    }
+
+    /// Calls the operation without checking the operand count.
+    ///
+    /// # Safety
+    /// `args.len()` must be within the operation's arity (the ABI promises plugins that).
+    #[inline(always)]
+    unsafe fn call_checked(&self, args: &[f64]) -> Result<f64, CallError> {
         let mut out = 0.0f64;
         let mut buf = std::mem::MaybeUninit::<[u8; ERROR_BUF]>::uninit();
         let buf_ptr = buf.as_mut_ptr().cast::<u8>();
@@ -849,6 +866,25 @@ impl OpHandle {
                 message
             },
         }
+    }
+}
+
+/// An operation known to accept two operands, resolved once (see [`OpHandle::binary`]): the
+/// fastest scalar call, with no per-call arity check. Pinned to the version it was made from.
+#[derive(Clone, Debug)]
+pub struct BinaryOp(OpHandle);
+
+impl BinaryOp {
+    /// Calls the operation on `a` and `b`.
+    #[inline]
+    pub fn call(&self, a: f64, b: f64) -> Result<f64, CallError> {
+        // SAFETY: `OpHandle::binary` checked that the operation accepts two operands.
+        unsafe { self.0.call_checked(&[a, b]) }
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &OpHandle {
+        &self.0
     }
 }
 

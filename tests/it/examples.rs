@@ -218,3 +218,32 @@ fn variables_are_substituted_at_compile_time() {
         }
     );
 }
+
+#[test]
+fn binary_handles_check_the_arity_once() {
+    let m = manager();
+    let add = m
+        .operation("add")
+        .unwrap()
+        .binary()
+        .expect("an infix operator takes two");
+    assert_eq!(add.call(2.0, 3.0), Ok(5.0));
+    assert!(
+        m.operation("max").unwrap().binary().is_some(),
+        "variadic from 1 accepts two"
+    );
+    assert!(m.operation("hypot").unwrap().binary().is_some());
+    assert!(
+        m.operation("sqrt").unwrap().binary().is_none(),
+        "exactly one"
+    );
+    assert!(
+        m.operation("clamp").unwrap().binary().is_none(),
+        "exactly three"
+    );
+    let div = m.operation("/").unwrap().binary().unwrap();
+    assert_eq!(
+        div.call(1.0, 0.0).unwrap_err().status,
+        Status::DivisionByZero
+    );
+}
