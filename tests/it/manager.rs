@@ -534,13 +534,19 @@ fn lazily_known_plugins_open_only_when_an_expression_uses_them() {
     assert_eq!(m.load_dir_lazy(&dir, &mut cache).unwrap(), 3);
     assert_eq!(m.plugins().count(), 0, "nothing opened yet");
     assert_eq!(m.open_for("1 + 2"), 1);
-    assert_eq!(m.plugins().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["add"]);
+    assert_eq!(
+        m.plugins().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["add"]
+    );
     assert_eq!(m.eval("1 + 2"), Ok(3.0));
     let mut known: Vec<&str> = m.known().map(|p| p.name.as_str()).collect();
     known.sort();
     assert_eq!(known, ["lifecycle", "mul"]);
     drop(m);
-    assert!(!trace.exists(), "a plugin that was never used was never initialised");
+    assert!(
+        !trace.exists(),
+        "a plugin that was never used was never initialised"
+    );
 }
 
 #[test]
@@ -555,5 +561,9 @@ fn lazy_opening_keeps_the_directory_order_for_conflicts() {
     let mut m = PluginManager::new();
     m.load_dir_lazy(&dir, &mut cache).unwrap();
     m.open_for("1 + 1");
-    assert_eq!(m.eval("1 + 1"), Ok(1002.0), "a_alt_add comes first in the directory");
+    assert_eq!(
+        m.eval("1 + 1"),
+        Ok(1002.0),
+        "a_alt_add comes first in the directory"
+    );
 }
