@@ -555,7 +555,7 @@ impl Scan<'_> {
                 keys.push((true, symbol.to_string(), format!("operator {symbol}")));
             }
             for (is_symbol, key, what) in keys {
-                let (rank, explicit) = self.rank(&[&key, &op.name], &info.name, load_rank);
+                let (rank, explicit) = self.settings.rank(&[&key, &op.name], &info.name, load_rank);
                 let slot = self.slots.entry((is_symbol, key)).or_default();
                 let at = slot.partition_point(|(r, _)| *r <= rank);
                 slot.insert(at, (rank, info.name.clone()));
@@ -572,21 +572,6 @@ impl Scan<'_> {
             }
         }
         self.listing.plugins.push(info);
-    }
-
-    /// How strongly the settings want `plugin` to serve `keys` (lower is stronger), and whether
-    /// the settings decided it.
-    fn rank(&self, keys: &[&str], plugin: &str, load_rank: u64) -> (u64, bool) {
-        if keys
-            .iter()
-            .any(|k| self.settings.providers.get(*k).is_some_and(|p| p == plugin))
-        {
-            return (0, true);
-        }
-        match self.settings.prefer.iter().position(|p| p == plugin) {
-            Some(i) => (1 + i as u64, true),
-            None => (load_rank, false),
-        }
     }
 }
 

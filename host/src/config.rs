@@ -203,6 +203,24 @@ impl Settings {
         Ok(settings)
     }
 
+    /// How strongly these settings want `plugin` to serve an operation known by `keys` (its
+    /// name and, for an operator, its symbol): 0 for the configured provider, `1 + i` for the
+    /// `i`-th preferred plugin, else `load_rank` (its place in load order). Lower is stronger;
+    /// the flag says whether the settings decided it. The manager and the cached listing both
+    /// rank with this, so they always agree.
+    pub fn rank(&self, keys: &[&str], plugin: &str, load_rank: u64) -> (u64, bool) {
+        if keys
+            .iter()
+            .any(|k| self.providers.get(*k).is_some_and(|p| p == plugin))
+        {
+            return (0, true);
+        }
+        match self.prefer.iter().position(|p| p == plugin) {
+            Some(i) => (1 + i as u64, true),
+            None => (load_rank, false),
+        }
+    }
+
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -280,6 +280,17 @@ impl LiveOp {
     }
 }
 
+/// The shared libraries directly inside `dir`, sorted by path (the load order).
+pub fn library_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| is_library_file(p))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Whether `path` has the platform's shared-library file extension.
 pub fn is_library_file(path: &Path) -> bool {
     path.extension()
@@ -498,20 +509,6 @@ impl PluginManager {
         Ok(Loaded::Enabled(self.plugins.len() - 1))
     }
 
-    /// How strongly the settings want `plugin` to serve `key` (lower is stronger).
-    fn rank(&self, keys: &[&str], plugin: &str, load_rank: u64) -> (u64, bool) {
-        if keys
-            .iter()
-            .any(|k| self.settings.providers.get(*k).is_some_and(|p| p == plugin))
-        {
-            return (0, true);
-        }
-        match self.settings.prefer.iter().position(|p| p == plugin) {
-            Some(i) => (1 + i as u64, true),
-            None => (load_rank, false),
-        }
-    }
-
     fn register(&mut self, handle: OpHandle, load_rank: u64) {
         let info = handle.info().clone();
         let plugin = handle.plugin().name.clone();
@@ -526,7 +523,7 @@ impl PluginManager {
         }
         for (is_symbol, key, what) in slots {
             let keys = [key.as_str(), info.name.as_str()];
-            let (rank, explicit) = self.rank(&keys, &plugin, load_rank);
+            let (rank, explicit) = self.settings.rank(&keys, &plugin, load_rank);
             let provider = Provider {
                 handle: handle.clone(),
                 stats: Arc::clone(&stats),
@@ -696,8 +693,8 @@ impl PluginManager {
         dir: &Path,
         cache: &mut crate::cache::MetadataCache,
     ) -> Result<usize, &LoadError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
+        let files = match library_files(dir) {
+            Ok(files) => files,
             Err(source) => {
                 return Err(self.record(LoadError::Directory {
                     path: dir.to_path_buf(),
@@ -705,12 +702,6 @@ impl PluginManager {
                 }))
             }
         };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| is_library_file(p))
-            .collect();
-        files.sort();
         let before = self.plugins.len() + self.lazy.len();
         for path in files {
             self.loads += 1;
