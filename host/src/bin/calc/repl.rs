@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use calc_host::events::HostEvent;
-use calc_host::manager::{is_library_file, rollout_hash};
+use calc_host::manager::rollout_hash;
 use calc_host::reload::{apply, spawn_auto_reload, AutoReload, Change, DirWatcher};
 use calc_host::{EvalError, PluginManager};
 use rustyline::error::ReadlineError;
@@ -181,16 +181,9 @@ impl Repl {
             .map(Change::Removed)
             .collect();
         for dir in &self.dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| is_library_file(p))
-                .collect();
-            files.sort();
-            changes.extend(files.into_iter().map(Change::Upserted));
+            if let Ok(files) = calc_host::manager::library_files(dir) {
+                changes.extend(files.into_iter().map(Change::Upserted));
+            }
         }
         let (mut ok, mut failed, mut removed) = (0, 0, 0);
         for change in &changes {
