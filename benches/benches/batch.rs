@@ -31,29 +31,6 @@ fn add_v1_0(dir: &Path) -> PathBuf {
     out
 }
 
-/// The Rust example `mul` in a release build (the examples directory holds debug builds).
-fn release_mul() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(xtask::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "calc-example-mul",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "cargo build --release -p calc-example-mul"
-    );
-    xtask::build::target_dir()
-        .join("release")
-        .join(xtask::build::library_file_name("mul"))
-}
-
 /// One manager per library, so that plugins with the same name can coexist.
 fn load(path: &Path, operation: &str) -> (PluginManager, OpHandle) {
     let mut m = PluginManager::new();
@@ -110,7 +87,10 @@ fn main() {
     let dir = example_plugins();
     let (_m_add, add) = load(&plugin(&dir, "add"), "add");
     let (_m_add10, add10) = load(&add_v1_0(&dir), "add");
-    let (_m_mul, mul) = load(&release_mul(), "mul");
+    let (_m_mul, mul) = load(
+        &calc_benches::release_rust_plugin("calc-example-mul", "mul"),
+        "mul",
+    );
     assert!(add.has_batch() && mul.has_batch() && !add10.has_batch());
 
     let a: Vec<f64> = (0..rows).map(|i| i as f64 * 0.5).collect();

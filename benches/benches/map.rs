@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::process::Command;
 
 use calc_benches::{compare, example_plugins, plugin, quick, row};
 use calc_host::expr::{compile_program, CHUNK_ROWS};
@@ -24,22 +23,7 @@ fn plugins() -> PathBuf {
     for name in ["add", "sub", "pow"] {
         xtask::build::copy_fresh(&plugin(&examples, name), &plugin(&dir, name)).expect("copy");
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(xtask::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "calc-example-mul",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building calc-example-mul (release)");
-    let mul = xtask::build::target_dir()
-        .join("release")
-        .join(xtask::build::library_file_name("mul"));
+    let mul = calc_benches::release_rust_plugin("calc-example-mul", "mul");
     xtask::build::copy_fresh(&mul, &plugin(&dir, "mul")).expect("copy");
     dir
 }

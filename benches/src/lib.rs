@@ -149,3 +149,18 @@ pub fn mappings_of(path: &Path) -> Option<(usize, u64, u64)> {
     }
     Some((count, size, rss))
 }
+
+/// A Rust example plugin built in release mode (the examples directory holds debug builds):
+/// builds `package` with cargo and returns the path of its library `lib<name>.so`.
+pub fn release_rust_plugin(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(xtask::workspace_root())
+        .args(["build", "--quiet", "--release", "--package", package])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --release -p {package}");
+    xtask::build::target_dir()
+        .join("release")
+        .join(xtask::build::library_file_name(name))
+}
