@@ -603,13 +603,13 @@ impl Lower {
 
 /// The error of an operation whose every provider was unloaded.
 fn gone(name: &str) -> crate::error::CallError {
-    crate::error::CallError {
+    crate::error::CallError::new(crate::error::CallErrorDetails {
         operation: name.to_string(),
         plugin: String::new(),
         path: std::path::PathBuf::new(),
         status: calc_sdk::Status::Error,
         message: "no plugin provides it any more (unloaded)".into(),
-    }
+    })
 }
 
 /// Scratch columns of one evaluation.

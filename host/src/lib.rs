@@ -35,7 +35,7 @@ pub mod scaffold;
 mod services;
 pub mod validate;
 
-pub use error::{CallError, EvalError, LoadError};
+pub use error::{CallError, CallErrorDetails, EvalError, LoadError};
 pub use info::{OperationInfo, OperationKind, PluginInfo};
 pub use loader::{BinaryOp, OpHandle};
 pub use manager::{Conflict, LoadFailure, PluginManager};

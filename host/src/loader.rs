@@ -168,13 +168,13 @@ impl LoadedPlugin {
         };
         if status != abi::CALC_STATUS_OK {
             let status = Status::from_code(status).unwrap_or(Status::Error);
-            return Err(CallError {
+            return Err(CallError::new(crate::error::CallErrorDetails {
                 operation: "save_state".into(),
                 plugin: self.info.name.clone(),
                 path: self.info.path.clone(),
                 status,
                 message: message_from(&buf, status),
-            });
+            }));
         }
         Ok((!state.is_empty()).then_some(state))
     }
@@ -855,7 +855,7 @@ impl OpHandle {
 
     #[cold]
     fn call_error(&self, status: Status, message: String) -> CallError {
-        CallError {
+        CallError::new(crate::error::CallErrorDetails {
             operation: self.info().name.clone(),
             plugin: self.plugin.info.name.clone(),
             path: self.plugin.info.path.clone(),
@@ -865,7 +865,7 @@ impl OpHandle {
             } else {
                 message
             },
-        }
+        })
     }
 }
 

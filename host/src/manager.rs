@@ -158,13 +158,13 @@ impl OpSlot {
     }
 
     fn gone(&self) -> CallError {
-        CallError {
+        CallError::new(crate::error::CallErrorDetails {
             operation: self.key.clone(),
             plugin: String::new(),
             path: PathBuf::new(),
             status: Status::Error,
             message: "no plugin provides it any more (unloaded)".into(),
-        }
+        })
     }
 
     /// All providers, best first.
