@@ -139,19 +139,6 @@ const _: fn() = || {
     send_sync::<DirWatcher>();
 };
 
-/// Lists the library files directly inside `dir`.
-fn library_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| is_library_file(p))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl DirWatcher {
     /// Starts watching `dirs`; a library file is reported once it has been quiet for
     /// `debounce`. Files present now are the baseline: they are reported only when they change.
@@ -183,7 +170,7 @@ impl DirWatcher {
             debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|e| error(dir, e.to_string()))?;
-            for file in library_files(dir) {
+            for file in crate::manager::library_files(dir).unwrap_or_default() {
                 if let Some(fp) = fingerprint(&file) {
                     state.known.insert(file, fp);
                 }
@@ -306,7 +293,7 @@ impl DirWatcher {
     fn rescan(&self, state: &mut State, touch: &mut impl FnMut(&mut State, &Path)) {
         let mut paths: Vec<PathBuf> = state.known.keys().cloned().collect();
         for dir in &self.dirs {
-            paths.extend(library_files(dir));
+            paths.extend(crate::manager::library_files(dir).unwrap_or_default());
         }
         for path in paths {
             touch(state, &path);
