@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void};
 use std::hint::black_box;
 
-use calc_benches::{compare, example_plugins, plugin, quick, row};
+use calc_benches::{compare_paired, example_plugins, plugin, quick, row_paired};
 use calc_sdk::abi::{calc_execute_fn, calc_plugin_entry_fn, calc_plugin_t};
 
 #[inline(never)]
@@ -18,7 +18,7 @@ fn main() {
     let (rounds, iters) = if quick() {
         (3, 100_000)
     } else {
-        (31, 2_000_000)
+        (101, 500_000)
     };
 
     // Reference: the plugin's execute pointer straight from its vtable.
@@ -72,7 +72,19 @@ fn main() {
         black_box(live.call(&[i as f64, 1.0]).ok());
     };
 
-    let t = compare(
+    // A hot loop that follows reloads by re-pinning every 1024 calls (about 3 µs).
+    let mut pinned_live = Some(live.pin());
+    let mut live_pinned = |i: u64| {
+        if i & 1023 == 0 {
+            pinned_live = None;
+            pinned_live = Some(live.pin());
+        }
+        if let Some(p) = &pinned_live {
+            black_box(p.call(&[i as f64, 1.0]).ok());
+        }
+    };
+
+    let (t, r) = compare_paired(
         rounds,
         iters,
         &mut [
@@ -81,34 +93,50 @@ fn main() {
             ("OpHandle", &mut op_handle),
             ("LiveOp", &mut live_op),
             ("BinaryOp", &mut binary_op),
+            ("LiveOp::pin", &mut live_pinned),
         ],
     );
-    println!("scalar call of `add` (C plugin), median of {rounds} rounds x {iters} calls");
-    row(
+    println!(
+        "scalar call of `add` (C plugin), median of {rounds} rounds x {iters} calls; \
+         ratio = median over rounds of the two figures of the same round"
+    );
+    row_paired(
         "Rust #[inline(never)] call",
         ("raw plugin fn pointer", t[0]),
         t[1],
+        r[1],
         "ns",
         None,
     );
-    row(
+    row_paired(
         "OpHandle::call (pinned version)",
         ("raw plugin fn pointer", t[0]),
         t[2],
+        r[2],
         "ns",
         Some(1.05),
     );
-    row(
+    row_paired(
         "LiveOp::call (hot reload on)",
         ("raw plugin fn pointer", t[0]),
         t[3],
+        r[3],
         "ns",
         Some(1.05),
     );
-    row(
+    row_paired(
         "BinaryOp::call (pinned, arity checked once)",
         ("raw plugin fn pointer", t[0]),
         t[4],
+        r[4],
+        "ns",
+        Some(1.05),
+    );
+    row_paired(
+        "LiveOp::pin + call (hot reload on, re-pinned every 1024 calls)",
+        ("raw plugin fn pointer", t[0]),
+        t[5],
+        r[5],
         "ns",
         Some(1.05),
     );

@@ -42,6 +42,48 @@ pub fn compare(
     samples.into_iter().map(median).collect()
 }
 
+/// Like [`compare`], but also pairs each round's figures: returns the median nanoseconds per
+/// call of each candidate, and the median over rounds of each candidate's time divided by the
+/// first candidate's time *in the same round*. On a shared machine a burst of load hits both
+/// figures of a round alike, so the paired ratio is steadier than a ratio of medians.
+pub fn compare_paired(
+    rounds: usize,
+    iters: u64,
+    candidates: &mut [(&str, &mut dyn FnMut(u64))],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in candidates.iter_mut().enumerate() {
+            samples[i].push(ns_per_iter(iters, &mut **f));
+        }
+    }
+    let ratios = samples
+        .iter()
+        .map(|s| median(s.iter().zip(&samples[0]).map(|(t, r)| t / r).collect()))
+        .collect();
+    (samples.into_iter().map(median).collect(), ratios)
+}
+
+/// Prints one table row with a paired ratio (see [`compare_paired`]).
+pub fn row_paired(
+    what: &str,
+    reference: (&str, f64),
+    ours: f64,
+    ratio: f64,
+    unit: &str,
+    target: Option<f64>,
+) {
+    let verdict = match target {
+        Some(t) if ratio <= t => format!("ok (target <= {t:.2}x)"),
+        Some(t) => format!("OVER (target <= {t:.2}x)"),
+        None => String::new(),
+    };
+    println!(
+        "{what:<44} {ours:>10.2} {unit:<3} vs {:<28} {:>10.2} {unit:<3} ratio {ratio:>5.2}x  {verdict}",
+        reference.0, reference.1
+    );
+}
+
 /// Prints one table row: what, the reference, calc's figure, the ratio and the target.
 pub fn row(what: &str, reference: (&str, f64), ours: f64, unit: &str, target: Option<f64>) {
     let ratio = ours / reference.1;

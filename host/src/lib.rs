@@ -38,4 +38,4 @@ pub mod validate;
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};
 pub use info::{OperationInfo, OperationKind, PluginInfo};
 pub use loader::{BinaryOp, OpHandle};
-pub use manager::{Conflict, LoadFailure, PluginManager};
+pub use manager::{Conflict, LiveOp, LoadFailure, PinnedLiveOp, PluginManager};

@@ -644,10 +644,22 @@ impl OpHandle {
             return Ok(out);
         }
         // SAFETY: on failure the plugin wrote a NUL-terminated message within the buffer (ABI
-        // contract), or nothing, in which case byte 0 is still the NUL written above; the bytes
-        // up to the terminator are therefore initialised. `bounded` never reads past ERROR_BUF.
-        let message = unsafe { bounded_message(buf_ptr) };
-        Err(self.call_error(Status::from_code(status).unwrap_or(Status::Error), message))
+        // contract), or nothing, in which case byte 0 is still the NUL written above.
+        Err(unsafe { self.failed_call(status, buf_ptr) })
+    }
+
+    /// The error for a call that returned `status`, with the message from its error buffer.
+    /// Out of line and cold, so that the success path keeps no registers alive for it.
+    ///
+    /// # Safety
+    /// `buf` points to the `ERROR_BUF`-byte buffer of the call, whose bytes up to the first NUL
+    /// (or all of them) are initialised.
+    #[cold]
+    #[inline(never)]
+    unsafe fn failed_call(&self, status: abi::calc_status_t, buf: *const u8) -> CallError {
+        // SAFETY: per this function's contract; `bounded_message` never reads past ERROR_BUF.
+        let message = unsafe { bounded_message(buf) };
+        self.call_error(Status::from_code(status).unwrap_or(Status::Error), message)
     }
 
     /// Whether the plugin implements this operation's batch entry (`execute_batch`, ABI 1.2).

@@ -24,7 +24,7 @@ use crate::events::HostEvent;
 use crate::expr;
 use crate::info::PluginInfo;
 use crate::loader::{self, LoadedPlugin, OpHandle};
-use crate::rcu::RcuCell;
+use crate::rcu::{RcuCell, RcuGuard};
 
 /// A file that could not be loaded, and why.
 #[derive(Debug)]
@@ -270,6 +270,19 @@ impl LiveOp {
         }
     }
 
+    /// Pins the version serving now for a run of calls: calls through the returned guard cost
+    /// exactly a pinned [`OpHandle::call`], with no per-call read-side mark. A reload that
+    /// happens meanwhile swaps the slot at once but waits (up to [`crate::rcu::GRACE_WAIT`],
+    /// then in the background) for the guard to drop before the old version is unloaded, so
+    /// keep guards short: pin again every few thousand calls or every millisecond to follow
+    /// reloads. Not `Send`: a guard stays on the thread that made it.
+    #[inline]
+    pub fn pin(&self) -> PinnedLiveOp<'_> {
+        PinnedLiveOp {
+            slot: self.slot.load(),
+        }
+    }
+
     /// The plugin serving now, if any.
     pub fn serving(&self) -> Option<String> {
         self.slot
@@ -277,6 +290,35 @@ impl LiveOp {
             .providers
             .first()
             .map(|p| p.handle.plugin().name.clone())
+    }
+}
+
+/// A [`LiveOp`] pinned to the version that served when [`LiveOp::pin`] was called.
+pub struct PinnedLiveOp<'a> {
+    slot: RcuGuard<'a, OpSlot>,
+}
+
+impl std::fmt::Debug for PinnedLiveOp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedLiveOp")
+            .field("operation", &self.slot.key)
+            .finish()
+    }
+}
+
+impl PinnedLiveOp<'_> {
+    /// Calls the pinned version (its primary implementation), as [`LiveOp::call`] does.
+    #[inline]
+    pub fn call(&self, args: &[f64]) -> Result<f64, CallError> {
+        match &self.slot.first {
+            Some(handle) => handle.call(args),
+            None => Err(self.slot.gone()),
+        }
+    }
+
+    /// The pinned version's handle; `None` when no plugin provided the operation at pin time.
+    pub fn handle(&self) -> Option<&OpHandle> {
+        self.slot.first.as_ref()
     }
 }
 

@@ -154,8 +154,8 @@ fn register_reader() -> *const Reader {
 struct Section {
     /// This thread's reader, or NULL for the global fallback count.
     reader: *const Reader,
-    /// The sequence number to publish on leaving, or 0 for an inner (nested) section, which
-    /// leaves the outer one's mark in place.
+    /// The sequence number to publish on leaving: the next even number for an outermost
+    /// section, the outer section's (odd) mark for a nested one. Unused for the fallback.
     exit_seq: u64,
     _not_send: PhantomData<*const ()>,
 }
@@ -178,16 +178,11 @@ impl Section {
         // SAFETY: `reader` points to this thread's registered `Reader`, kept alive by the `OWNER`
         // registration (and the global list) for the life of the thread.
         let r = unsafe { &*reader };
+        // Branch-free nesting: entering marks the sequence odd (a no-op store when an outer
+        // section on this thread already did), and leaving publishes `seq + 2` for an outermost
+        // section but restores the outer section's odd mark for a nested one.
         let seq = r.seq.load(Ordering::Relaxed);
-        if seq & 1 == 1 {
-            // Nested inside an outer section on this thread: it already protects us.
-            return Section {
-                reader,
-                exit_seq: 0,
-                _not_send: PhantomData,
-            };
-        }
-        r.seq.store(seq + 1, Ordering::Relaxed);
+        r.seq.store(seq | 1, Ordering::Relaxed);
         if r.membarrier {
             // The writer's membarrier supplies the StoreLoad barrier: only keep the compiler
             // from moving the pointer load above the store.
@@ -197,7 +192,7 @@ impl Section {
         }
         Section {
             reader,
-            exit_seq: seq + 2,
+            exit_seq: seq + ((!seq & 1) << 1),
             _not_send: PhantomData,
         }
     }
@@ -208,7 +203,7 @@ impl Drop for Section {
     fn drop(&mut self) {
         if self.reader.is_null() {
             FALLBACK_READERS.fetch_sub(1, Ordering::SeqCst);
-        } else if self.exit_seq != 0 {
+        } else {
             // SAFETY: as in `enter`.
             let r = unsafe { &*self.reader };
             // Release: every read of the old value happens before a writer sees us leave.

@@ -525,3 +525,46 @@ fn a_different_plugin_that_fails_to_start_does_not_replace_the_old_one() {
         ["counter"]
     );
 }
+
+#[test]
+fn a_pinned_live_op_keeps_its_version_until_dropped_then_the_old_version_unloads() {
+    let _serial = serial();
+    let dir = scratch_dir(&format!("reload-pinned-{}", std::process::id()));
+    let (v1, v2) = c_counter(&dir, &[]);
+    let p = install(&v1, &dir);
+    let (mut m, events, copies) = hot_manager(&dir);
+    m.load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    let version = m.live_operation("version").expect("version() is offered");
+
+    let pinned = version.pin();
+    assert_eq!(pinned.call(&[]), Ok(1.0));
+    copy_fresh(&v2, &p).unwrap();
+    m.reload_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pinned.call(&[]), Ok(1.0), "the pin keeps serving v1");
+    assert_eq!(
+        version.call(&[]),
+        Ok(2.0),
+        "an unpinned call sees v2 at once"
+    );
+    let seen: Vec<HostEvent> = events.try_iter().collect();
+    assert_eq!(
+        unloads(&seen, "counter"),
+        [],
+        "v1 stays loaded while pinned"
+    );
+
+    drop(pinned);
+    // The reload handed v1 to the background reclaimer: it unloads once the pin is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut unloaded = Vec::new();
+    while unloaded.is_empty() && std::time::Instant::now() < deadline {
+        if let Ok(e) = events.recv_timeout(std::time::Duration::from_millis(50)) {
+            unloaded = unloads(&[e], "counter");
+        }
+    }
+    assert_eq!(unloaded, [("1.0.0".into(), Some(true))]);
+    assert_eq!(version.pin().call(&[]), Ok(2.0));
+    drop(version);
+    drop(m);
+    assert_eq!(reload_measure::mappings_under(&copies), 0);
+}
