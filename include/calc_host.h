@@ -143,6 +143,11 @@ typedef struct calc_load_failure_t {
 // A bug inside libcalc_host (a caught panic). The host handle stays usable. Since calc_host 1.0.
 #define CALC_STATUS_INTERNAL 105
 
+// The trust policy refused a plugin file before it was opened (insecure permissions, a
+// symbolic link, not in or different from its directory's lock file, unsigned or badly
+// signed); the message names the file, the reason and how to allow it. Since calc_host 1.2.
+#define CALC_STATUS_UNTRUSTED 106
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -205,7 +210,8 @@ calc_status_t calc_host_load_config(struct calc_host_t *host, const char *path);
 
 // Loads, validates and initialises the plugin library at `path`.
 //
-// On failure returns `CALC_STATUS_LOAD_FAILED` with the file and the reason in
+// On failure returns `CALC_STATUS_LOAD_FAILED` (`CALC_STATUS_UNTRUSTED` when the trust policy
+// refused the file before opening it, since calc_host 1.2) with the file and the reason in
 // `calc_last_error_message()`; the failure is also listed by `calc_host_failure`, and the host
 // stays usable. `[exclusive]`
 //
@@ -216,7 +222,8 @@ calc_status_t calc_host_load_file(struct calc_host_t *host, const char *path);
 // Loads every shared library in directory `dir`, in file-name order.
 //
 // Returns `CALC_STATUS_OK` when the directory could be read, even if some plugins in it failed
-// (list them with `calc_host_failure`); `CALC_STATUS_LOAD_FAILED` when it could not. Writes the
+// (list them with `calc_host_failure`); `CALC_STATUS_LOAD_FAILED` when it could not
+// (`CALC_STATUS_UNTRUSTED` when the trust policy refused the directory). Writes the
 // number of plugins loaded to `*out_loaded` unless it is NULL. `[exclusive]`
 //
 // # Safety

@@ -46,12 +46,15 @@ CALC_PLUGIN_ENTRY;
 
 // Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
 // its own; a newer minor only appends fields to the end of structs.
-#define CALC_ABI_VERSION_MINOR 2
+#define CALC_ABI_VERSION_MINOR 3
 
 // First field of every `calc_plugin_t`: the bytes `"CALCPLG1"` read as a big-endian `u64`.
 // A library whose descriptor does not start with it is not a calc plugin and is rejected before
 // any other field is read.
 #define CALC_PLUGIN_MAGIC 4846238526021060401
+
+// Returned by `deadline_remaining_ns` when the call in progress has no deadline.
+#define CALC_DEADLINE_NONE UINT64_MAX
 
 // `max_arity` value meaning "any number of operands, at least `min_arity`".
 #define CALC_ARITY_VARIADIC 4294967295
@@ -127,6 +130,32 @@ typedef const char *(*calc_get_config_fn)(void *context, const char *key);
 // Since ABI 1.1.
 typedef int32_t (*calc_get_state_fn)(void *context, const void **out_data, size_t *out_len);
 
+// Asks whether the host call in progress on the calling thread (`execute`, `execute_batch`) has
+// passed its deadline: nonzero when it has, 0 when it has not or when the call has no deadline.
+// A long-running operation polls it and, once it is nonzero, stops and returns an error (by
+// convention `CALC_STATUS_ERROR` with the message `"deadline exceeded"`).
+//
+// The deadline is cooperative: the host never interrupts an in-process call, so a plugin that
+// does not poll simply runs to its end. It belongs to the thread the host called the plugin on;
+// on any other thread (one the plugin started itself) this returns 0, so poll on the calling
+// thread and tell your own workers, or hand them the time from `deadline_remaining_ns`.
+//
+// Cheap enough for a tight loop: a thread-local read when the call has no deadline, plus one
+// monotonic clock read when it has (`docs/PLUGIN_GUIDE.md` gives measured figures). Takes no
+// pointer besides `context`, owns nothing, cannot fail. `[any-thread]`
+//
+// Since ABI 1.3.
+typedef int32_t (*calc_deadline_expired_fn)(void *context);
+
+// Time left before the deadline of the host call in progress on the calling thread, in
+// nanoseconds: 0 once it has passed, `CALC_DEADLINE_NONE` (`UINT64_MAX`) when the call has no
+// deadline. Useful to size a chunk of work, or to give threads the plugin starts itself a
+// deadline of their own (they see none through the host, see `calc_deadline_expired_fn`).
+// Costs about as much as `deadline_expired`. Owns nothing, cannot fail. `[any-thread]`
+//
+// Since ABI 1.3.
+typedef uint64_t (*calc_deadline_remaining_fn)(void *context);
+
 // Services the host offers to a plugin, passed to `init`.
 //
 // The table and everything it points to are owned by the host and stay valid from the call to
@@ -154,6 +183,14 @@ typedef struct calc_host_api_t {
     // Hot-reload state of the previous version; never NULL in a 1.1 host. A plugin built for
     // 1.1 running in a 1.0 host finds `struct_size` too small for this field. Since ABI 1.1.
     calc_get_state_fn get_state;
+    // Cooperative deadline poll for the call in progress on the calling thread; never NULL in a
+    // 1.3 host. A plugin built for 1.3 running in an older host finds `struct_size` too small
+    // for this field (check with `CALC_HOST_HAS(host, deadline_expired)`, or use
+    // `CALC_DEADLINE_EXPIRED(host)`, which is 0 in an older host). Since ABI 1.3.
+    calc_deadline_expired_fn deadline_expired;
+    // Time left before that deadline, in nanoseconds; never NULL in a 1.3 host, and absent in an
+    // older one as `deadline_expired`. Since ABI 1.3.
+    calc_deadline_remaining_fn deadline_remaining_ns;
 } calc_host_api_t;
 
 // Creates the plugin's instance state.
@@ -413,3 +450,23 @@ typedef const struct calc_plugin_t *(*calc_plugin_entry_fn)(void);
 #define CALC_ASSOCIATIVITY_RIGHT 2
 
 #endif  /* CALC_PLUGIN_H */
+
+/* Helpers for the optional services of the host table; outside the include guard above, so they
+ * carry their own. */
+#ifndef CALC_HOST_HAS
+/* Nonzero when the host table `host` (a non-NULL const calc_host_api_t *) offers the service
+ * `field`: the field ends within the host's struct_size and is not NULL. Check it before calling
+ * a service added after the minor the plugin requires (get_state: 1.1, deadline_expired and
+ * deadline_remaining_ns: 1.3), since a plugin may run in a host older than its headers.
+ * `host` is evaluated more than once. */
+#define CALC_HOST_HAS(host, field)                                                                \
+    ((size_t)(host)->struct_size >= offsetof(calc_host_api_t, field) + sizeof((host)->field) &&   \
+     (host)->field != NULL)
+
+/* Nonzero when the host call in progress on this thread has passed its deadline; 0 when it has
+ * not, when it has none, or in a host older than ABI 1.3 (no deadline service). The cooperative
+ * deadline poll of calc_deadline_expired_fn, cheap enough for a tight loop. `host` is evaluated
+ * more than once. Since ABI 1.3. */
+#define CALC_DEADLINE_EXPIRED(host)                                                               \
+    (CALC_HOST_HAS(host, deadline_expired) && (host)->deadline_expired((host)->context) != 0)
+#endif

@@ -470,7 +470,27 @@ impl Listing {
             };
             files.sort();
             let canonical_dir = std::fs::canonicalize(dir).ok();
+            // The trust policy before the cache, which opens files it has no fresh entry for.
+            let trusted = match canonical_dir
+                .as_deref()
+                .map(|d| settings.trust.check_dir(d))
+            {
+                Some(Err(e)) => {
+                    scan.fail(&e);
+                    continue;
+                }
+                Some(Ok(trusted)) => Some(trusted),
+                None => None,
+            };
             for file in &files {
+                let vetted = match (&trusted, file.file_name()) {
+                    (Some(t), Some(name)) => t.check_policy(&t.path().join(name)).map(|_| ()),
+                    _ => settings.trust.check_policy(file).map(|_| ()),
+                };
+                if let Err(e) = vetted {
+                    scan.fail(&e);
+                    continue;
+                }
                 match cache.validate_in(file, canonical_dir.as_deref()) {
                     Verdict::Valid(info) => scan.admit(info),
                     Verdict::Refused(r) => scan.listing.failures.push(ListedFailure {

@@ -19,6 +19,13 @@
 //! [operations.pow]
 //! provider = "fastpow"                  # this plugin serves `pow`; the others are fallbacks
 //! rollout = { candidate = "pow_v2", percent = 10 }
+//!
+//! [isolation]                           # see docs/ISOLATION.md
+//! all = false                           # run every plugin in a runner process (--isolate)
+//! timeout_ms = 1000                     # per-call limit (cooperative deadline in-process)
+//!
+//! [trust]                               # see docs/TRUST.md
+//! keys = ["<base64 ed25519 public key>"]  # plugins must be signed by one of these
 //! ```
 #![forbid(unsafe_code)]
 
@@ -72,12 +79,39 @@ struct File {
     versions: BTreeMap<String, String>,
     #[serde(default)]
     operations: BTreeMap<String, OperationSection>,
+    #[serde(default)]
+    trust: TrustSection,
+    #[serde(default)]
+    isolation: IsolationSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsolationSection {
+    all: Option<bool>,
+    timeout_ms: Option<u64>,
+    start_timeout_ms: Option<u64>,
+    breaker_threshold: Option<u32>,
+    runner: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustSection {
+    #[serde(default)]
+    allow_insecure_permissions: bool,
+    #[serde(default)]
+    allow_symlinks: bool,
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PluginSection {
     enabled: Option<bool>,
+    isolate: Option<bool>,
+    timeout_ms: Option<u64>,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
 }
@@ -122,6 +156,71 @@ pub struct Settings {
     pub providers: BTreeMap<String, String>,
     /// Gradual rollouts, by operation name (or infix symbol).
     pub rollouts: BTreeMap<String, Rollout>,
+    /// What plugin files must pass before they are opened (`[trust]`, see `docs/TRUST.md`).
+    pub trust: crate::trust::TrustPolicy,
+    /// Which plugins run in a runner process, and their limits (`[isolation]`, see
+    /// `docs/ISOLATION.md`).
+    pub isolation: IsolationSettings,
+}
+
+/// Process isolation settings (`[isolation]`, and `isolate`/`timeout_ms` in `[plugins.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationSettings {
+    /// Isolate every plugin (`all`, CLI `--isolate`).
+    pub all: bool,
+    /// Per-plugin choice, overriding `all` (`[plugins.NAME] isolate`).
+    pub plugins: BTreeMap<String, bool>,
+    /// Per-call limit for every plugin (`timeout_ms`; zero: none): enforced by killing the
+    /// runner for isolated plugins, a cooperative deadline in-process. When unset, isolated
+    /// calls get [`crate::isolation::DEFAULT_TIMEOUT`] and in-process calls none.
+    pub timeout: Option<std::time::Duration>,
+    /// Per-plugin limits, overriding `timeout` (`[plugins.NAME] timeout_ms`).
+    pub plugin_timeouts: BTreeMap<String, std::time::Duration>,
+    /// Limit on starting an isolated plugin: loading, validation and `init` (`start_timeout_ms`).
+    pub start_timeout: std::time::Duration,
+    /// Consecutive crashes or timeouts that disable an isolated plugin (`breaker_threshold`;
+    /// zero: never).
+    pub breaker_threshold: u32,
+    /// The runner executable (`runner`); by default found as `crate::isolation::find_runner`
+    /// describes.
+    pub runner: Option<PathBuf>,
+}
+
+impl Default for IsolationSettings {
+    fn default() -> Self {
+        IsolationSettings {
+            all: false,
+            plugins: BTreeMap::new(),
+            timeout: None,
+            plugin_timeouts: BTreeMap::new(),
+            start_timeout: crate::isolation::DEFAULT_START_TIMEOUT,
+            breaker_threshold: crate::isolation::DEFAULT_BREAKER_THRESHOLD,
+            runner: None,
+        }
+    }
+}
+
+impl IsolationSettings {
+    /// Whether the plugin called `name` runs in a runner process.
+    pub fn isolates(&self, name: &str) -> bool {
+        self.plugins.get(name).copied().unwrap_or(self.all)
+    }
+
+    /// Whether any plugin may be isolated.
+    pub fn any(&self) -> bool {
+        self.all || self.plugins.values().any(|&on| on)
+    }
+
+    /// The per-call limit of plugin `name` (`None`: no limit) when it runs `isolated` or not.
+    pub fn call_timeout(&self, name: &str, isolated: bool) -> Option<std::time::Duration> {
+        let configured = self.plugin_timeouts.get(name).or(self.timeout.as_ref());
+        match configured {
+            Some(t) if t.is_zero() => None,
+            Some(t) => Some(*t),
+            None if isolated => Some(crate::isolation::DEFAULT_TIMEOUT),
+            None => None,
+        }
+    }
 }
 
 impl Settings {
@@ -141,9 +240,41 @@ impl Settings {
             prefer: file.prefer,
             ..Settings::default()
         };
+        settings.trust.allow_insecure_permissions = file.trust.allow_insecure_permissions;
+        settings.trust.allow_symlinks = file.trust.allow_symlinks;
+        for (i, key) in file.trust.keys.iter().enumerate() {
+            let key = crate::trust::PublicKey::parse(key)
+                .map_err(|reason| invalid(format!("trust.keys[{i}]"), reason))?;
+            settings.trust.keys.push(key);
+        }
+        let iso = file.isolation;
+        settings.isolation.all = iso.all.unwrap_or(false);
+        settings.isolation.timeout = iso.timeout_ms.map(std::time::Duration::from_millis);
+        if let Some(ms) = iso.start_timeout_ms {
+            if ms == 0 {
+                return Err(invalid(
+                    "isolation.start_timeout_ms".into(),
+                    "must be more than 0".into(),
+                ));
+            }
+            settings.isolation.start_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(n) = iso.breaker_threshold {
+            settings.isolation.breaker_threshold = n;
+        }
+        settings.isolation.runner = iso.runner;
         for (name, section) in file.plugins {
             if section.enabled == Some(false) {
                 settings.disabled.insert(name.clone());
+            }
+            if let Some(on) = section.isolate {
+                settings.isolation.plugins.insert(name.clone(), on);
+            }
+            if let Some(ms) = section.timeout_ms {
+                settings
+                    .isolation
+                    .plugin_timeouts
+                    .insert(name.clone(), std::time::Duration::from_millis(ms));
             }
             let values = section
                 .config
@@ -307,6 +438,61 @@ mod tests {
         assert!(
             e.ends_with("plugins.p.config.x: must be a string, number or boolean, not array"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn trust_section_parses_and_names_a_bad_key() {
+        let key = crate::trust::SecretKey::generate().unwrap().public();
+        let s = parse(&format!(
+            "[trust]\nallow_insecure_permissions = true\nallow_symlinks = true\nkeys = [\"{key}\"]\n"
+        ))
+        .unwrap();
+        assert!(s.trust.allow_insecure_permissions && s.trust.allow_symlinks);
+        assert_eq!(s.trust.keys, [key]);
+        let e = parse(&format!("[trust]\nkeys = [\"{key}\", \"AAAA\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "calc.toml: invalid configuration: trust.keys[1]: not an ed25519 public key: 3 bytes, expected 32"
+        );
+    }
+
+    #[test]
+    fn isolation_settings_parse_and_resolve_per_plugin() {
+        let s = parse(
+            "[isolation]\nall = true\ntimeout_ms = 300\nbreaker_threshold = 5\n\
+             start_timeout_ms = 2000\nrunner = \"/opt/calc/libexec/calc-plugin-runner\"\n\
+             [plugins.fast]\nisolate = false\n[plugins.slow]\ntimeout_ms = 0\n",
+        )
+        .unwrap();
+        let iso = &s.isolation;
+        assert!(iso.isolates("any") && !iso.isolates("fast"));
+        assert_eq!(
+            iso.call_timeout("any", true),
+            Some(std::time::Duration::from_millis(300))
+        );
+        assert_eq!(iso.call_timeout("slow", true), None);
+        assert_eq!(iso.breaker_threshold, 5);
+        assert_eq!(iso.start_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            iso.runner.as_deref(),
+            Some(Path::new("/opt/calc/libexec/calc-plugin-runner"))
+        );
+        let d = parse("[plugins.p]\nisolate = true\n").unwrap().isolation;
+        assert!(d.any() && d.isolates("p") && !d.isolates("q"));
+        assert_eq!(
+            d.call_timeout("p", true),
+            Some(crate::isolation::DEFAULT_TIMEOUT)
+        );
+        assert_eq!(d.call_timeout("q", false), None);
+        let e = parse("[isolation]\nstart_timeout_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "calc.toml: invalid configuration: isolation.start_timeout_ms: must be more than 0"
         );
     }
 

@@ -162,6 +162,114 @@ pub enum LoadError {
         /// The file the first one came from.
         other: PathBuf,
     },
+    /// An isolated plugin could not be started in its runner process: the runner is missing,
+    /// crashed, exited or hung while loading or in `init`, or refused the plugin (then `kind`
+    /// is the refusal's kind, e.g. `bad_magic`, and the message is the same as in-process).
+    #[error("{path}: {reason}")]
+    Isolation {
+        /// The file.
+        path: PathBuf,
+        /// `"isolation"`, or the kind of the refusal the runner reported.
+        kind: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// The path is a symbolic link, which the trust policy refuses unless allowed.
+    #[error("{path}: is a symbolic link to {target}; plugins must be regular files (allow links with [trust] allow_symlinks = true or --allow-symlinks)")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+        /// What it points to, as written in the link.
+        target: PathBuf,
+    },
+    /// The file is not a loadable shared library: empty, a directory named like one, a text
+    /// file, an executable or object file, truncated, or built for another architecture.
+    #[error("{path}: {reason}")]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead, e.g. `is a text file, not a shared library`.
+        reason: String,
+    },
+    /// The file, its directory or a directory above it can be written by other users, or is
+    /// owned by another user (trust policy, as OpenSSH's `StrictModes`).
+    #[error("{path}: insecure {what}: {reason}")]
+    InsecurePermissions {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// `plugin file`, `plugin directory`, `directory above the plugins` or `lock file`.
+        what: &'static str,
+        /// What is wrong and how to allow it.
+        reason: String,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner's uid.
+        owner: u32,
+    },
+    /// The plugin directory has a lock file that does not list this file.
+    #[error("{path}: not in {lock} (add it with `calc plugins lock` once you trust it)")]
+    NotInLock {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The file's SHA-256 differs from the one in its directory's lock file.
+    #[error("{path}: digest mismatch: expected {expected}, found {found} ({lock})")]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The digest in the lock file (hex).
+        expected: String,
+        /// The file's digest (hex).
+        found: String,
+    },
+    /// The plugin directory's lock file cannot be read or parsed: none of its plugins load.
+    #[error("{path}: invalid lock file: {}{reason}", if *line > 0 { format!("line {line}: ") } else { String::new() })]
+    InvalidLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The 1-based line at fault, 0 for the whole file.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Trusted keys are configured and the file has no signature.
+    #[error(
+        "{path}: unsigned: no {signature}, and [trust] keys requires a signature by a trusted key"
+    )]
+    Unsigned {
+        /// The file.
+        path: PathBuf,
+        /// The signature file that was looked for.
+        signature: PathBuf,
+    },
+    /// The file's signature is malformed or not by a trusted key.
+    #[error("{path}: bad signature {signature}: {reason}")]
+    BadSignature {
+        /// The file.
+        path: PathBuf,
+        /// The signature file.
+        signature: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file could not be read to compute its digest.
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file changed between the check of its digest and its opening.
+    #[error("{path}: changed while it was being loaded (after its digest was checked); refused")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// One field of a refused plugin next to what the host expected (as PostgreSQL's magic-block
@@ -195,7 +303,34 @@ impl LoadError {
             LoadError::InitFailed { .. } => "init_failed",
             LoadError::VersionRequirement { .. } => "version_requirement",
             LoadError::DuplicatePlugin { .. } => "duplicate_plugin",
+            LoadError::Isolation { kind, .. } => kind,
+            LoadError::Symlink { .. } => "symlink",
+            LoadError::NotALibrary { .. } => "not_a_library",
+            LoadError::InsecurePermissions { .. } => "insecure_permissions",
+            LoadError::NotInLock { .. } => "not_in_lock",
+            LoadError::DigestMismatch { .. } => "digest_mismatch",
+            LoadError::InvalidLock { .. } => "invalid_lock",
+            LoadError::Unsigned { .. } => "unsigned",
+            LoadError::BadSignature { .. } => "bad_signature",
+            LoadError::Unreadable { .. } => "unreadable",
+            LoadError::Changed { .. } => "changed",
         }
+    }
+
+    /// Whether the trust policy refused the file (permissions, symbolic link, lock file,
+    /// signature), as opposed to the file being broken or missing.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Symlink { .. }
+                | LoadError::InsecurePermissions { .. }
+                | LoadError::NotInLock { .. }
+                | LoadError::DigestMismatch { .. }
+                | LoadError::InvalidLock { .. }
+                | LoadError::Unsigned { .. }
+                | LoadError::BadSignature { .. }
+                | LoadError::Changed { .. }
+        )
     }
 
     /// For version and layout refusals, each field the host expected next to what the plugin
@@ -264,6 +399,9 @@ impl LoadError {
             } => {
                 vec![m("version", requirement.to_string(), version.to_string())]
             }
+            LoadError::DigestMismatch {
+                expected, found, ..
+            } => vec![m("sha256", expected.clone(), found.clone())],
             _ => Vec::new(),
         }
     }
@@ -285,7 +423,18 @@ impl LoadError {
             | LoadError::ApiRequirement { path, .. }
             | LoadError::InitFailed { path, .. }
             | LoadError::VersionRequirement { path, .. }
-            | LoadError::DuplicatePlugin { path, .. } => path,
+            | LoadError::DuplicatePlugin { path, .. }
+            | LoadError::Isolation { path, .. }
+            | LoadError::Symlink { path, .. }
+            | LoadError::NotALibrary { path, .. }
+            | LoadError::InsecurePermissions { path, .. }
+            | LoadError::NotInLock { path, .. }
+            | LoadError::DigestMismatch { path, .. }
+            | LoadError::InvalidLock { path, .. }
+            | LoadError::Unsigned { path, .. }
+            | LoadError::BadSignature { path, .. }
+            | LoadError::Unreadable { path, .. }
+            | LoadError::Changed { path } => path,
         }
     }
 }

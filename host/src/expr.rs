@@ -18,6 +18,14 @@ use crate::manager::{LiveSlot, PluginManager};
 /// Binding strength of the built-in unary minus.
 pub const UNARY_MINUS_PRECEDENCE: i32 = 30;
 
+/// How deeply an expression may nest: each operator application, unary sign, function call and
+/// pair of parentheses enclosing another counts one level (`1+2+3` is 2 deep, `-(-x)` 3, `f(g(1))`
+/// 2). Deeper input is a parse error, so that parsing, evaluating and dropping an expression
+/// (all recursive) stay within a small fixed stack whatever the input: an expression at the
+/// limit needs under 256 KiB of stack in an optimised build, under 2 MiB in a debug build
+/// (`tests/it/proptest_expr.rs` checks both).
+pub const MAX_DEPTH: usize = 256;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Num(f64),
@@ -174,6 +182,18 @@ struct Parser<'a> {
     end_column: usize,
     mgr: &'a PluginManager,
     vars: VarMode<'a>,
+    /// Calls of [`Parser::expression`] in progress (bounded by [`MAX_DEPTH`]).
+    nesting: usize,
+}
+
+/// A parsed subtree and its depth (see [`MAX_DEPTH`]).
+type Parsed = (Node, usize);
+
+fn too_deep(column: usize) -> EvalError {
+    parse_error(
+        format!("expression nested too deeply (more than {MAX_DEPTH} levels)"),
+        column,
+    )
 }
 
 impl Parser<'_> {
@@ -201,8 +221,33 @@ impl Parser<'_> {
         }
     }
 
-    fn expression(&mut self, min_precedence: i32) -> Result<Node, EvalError> {
-        let mut lhs = self.prefix()?;
+    /// The column of the next token, or of the end.
+    fn column(&self) -> usize {
+        self.peek().map_or(self.end_column, |t| t.column)
+    }
+
+    /// One level deeper than `depth`, or the "too deep" error at `column`.
+    fn deeper(depth: usize, column: usize) -> Result<usize, EvalError> {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep(column));
+        }
+        Ok(depth + 1)
+    }
+
+    fn expression(&mut self, min_precedence: i32) -> Result<Parsed, EvalError> {
+        // The recursion itself is bounded too: `((((1))))` builds no node per level. (The
+        // outermost call is not a level.)
+        if self.nesting > MAX_DEPTH {
+            return Err(too_deep(self.column()));
+        }
+        self.nesting += 1;
+        let result = self.climb(min_precedence);
+        self.nesting -= 1;
+        result
+    }
+
+    fn climb(&mut self, min_precedence: i32) -> Result<Parsed, EvalError> {
+        let (mut lhs, mut depth) = self.prefix()?;
         while let Some(Token {
             tok: Tok::Sym(sym),
             column,
@@ -235,24 +280,27 @@ impl Parser<'_> {
             } else {
                 precedence.saturating_add(1)
             };
-            let rhs = self.expression(next_min)?;
+            let (rhs, rhs_depth) = self.expression(next_min)?;
+            // A left-associative chain deepens the tree without recursing: count it here.
+            depth = Self::deeper(depth.max(rhs_depth), column)?;
             lhs = Node::Call {
                 slot,
                 args: vec![lhs, rhs],
             };
         }
-        Ok(lhs)
+        Ok((lhs, depth))
     }
 
-    fn prefix(&mut self) -> Result<Node, EvalError> {
+    fn prefix(&mut self) -> Result<Parsed, EvalError> {
         let Some(t) = self.next() else {
             return Err(parse_error("unexpected end of expression", self.end_column));
         };
         match t.tok {
-            Tok::Num(n) => Ok(Node::Num(n)),
-            Tok::Sym(s) if s == "-" => Ok(Node::Neg(Box::new(
-                self.expression(UNARY_MINUS_PRECEDENCE)?,
-            ))),
+            Tok::Num(n) => Ok((Node::Num(n), 0)),
+            Tok::Sym(s) if s == "-" => {
+                let (inner, depth) = self.expression(UNARY_MINUS_PRECEDENCE)?;
+                Ok((Node::Neg(Box::new(inner)), Self::deeper(depth, t.column)?))
+            }
             Tok::Sym(s) if s == "+" => self.expression(UNARY_MINUS_PRECEDENCE),
             Tok::LParen => {
                 let inner = self.expression(i32::MIN)?;
@@ -278,11 +326,11 @@ impl Parser<'_> {
                     _ if is_call => {}
                     VarMode::None => {}
                     VarMode::Values(v) => match v(&name) {
-                        Some(value) => return Ok(Node::Num(value)),
+                        Some(value) => return Ok((Node::Num(value), 0)),
                         None => unknown()?,
                     },
                     VarMode::Columns(columns) => match columns.iter().position(|c| *c == name) {
-                        Some(i) => return Ok(Node::Var(i)),
+                        Some(i) => return Ok((Node::Var(i), 0)),
                         None => unknown()?,
                     },
                 }
@@ -298,7 +346,7 @@ impl Parser<'_> {
         }
     }
 
-    fn call(&mut self, name: String, column: usize) -> Result<Node, EvalError> {
+    fn call(&mut self, name: String, column: usize) -> Result<Parsed, EvalError> {
         let slot = self.mgr.live_slot(&name).cloned().ok_or_else(|| {
             parse_error(
                 format!(
@@ -320,6 +368,7 @@ impl Parser<'_> {
             }
         }
         let mut args = Vec::new();
+        let mut depth = 0;
         if matches!(
             self.peek(),
             Some(Token {
@@ -330,7 +379,9 @@ impl Parser<'_> {
             self.pos += 1;
         } else {
             loop {
-                args.push(self.expression(i32::MIN)?);
+                let (arg, arg_depth) = self.expression(i32::MIN)?;
+                args.push(arg);
+                depth = depth.max(arg_depth);
                 match self.next() {
                     Some(Token {
                         tok: Tok::Comma, ..
@@ -364,7 +415,7 @@ impl Parser<'_> {
                 column,
             ));
         }
-        Ok(Node::Call { slot, args })
+        Ok((Node::Call { slot, args }, Self::deeper(depth, column)?))
     }
 }
 
@@ -397,8 +448,9 @@ fn compile_impl(mgr: &PluginManager, src: &str, vars: VarMode<'_>) -> Result<Nod
         end_column: src.chars().count() + 1,
         mgr,
         vars,
+        nesting: 0,
     };
-    let root = p.expression(i32::MIN)?;
+    let (root, _) = p.expression(i32::MIN)?;
     if let Some(t) = p.peek() {
         return Err(parse_error(
             format!("unexpected {}", describe(&t.tok)),

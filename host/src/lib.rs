@@ -6,6 +6,10 @@
 //! - [`expr`]: parses and evaluates expressions over the loaded operations.
 //! - [`reload`]: watches plugin directories and applies their changes (hot reload).
 //! - [`cache`]: caches validated plugin metadata, so that listing plugins need not open them.
+//! - [`isolation`]: runs plugins in child processes (`calc-plugin-runner`) that may crash or hang.
+//! - [`trust`]: the trust policy every plugin file passes before it is opened (permissions,
+//!   lock file of digests, signatures).
+//! - [`deadline`]: cooperative per-thread deadlines that long-running plugins poll (ABI 1.3).
 //!
 //! ```no_run
 //! let mut plugins = calc_host::PluginManager::new();
@@ -23,16 +27,19 @@ pub mod cache;
 pub mod capi;
 pub mod config;
 pub mod conformance;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod expr;
 pub mod info;
+pub mod isolation;
 pub mod loader;
 pub mod manager;
 pub mod rcu;
 pub mod reload;
 pub mod scaffold;
 mod services;
+pub mod trust;
 pub mod validate;
 
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};

@@ -26,7 +26,8 @@ use crate::info::{OperationInfo, PluginInfo};
 use crate::services::HostServices;
 use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, RawStr, Validated};
 
-type ExecuteFn = unsafe extern "C" fn(
+/// The signature of `calc_operation_t.execute`.
+pub(crate) type ExecuteFn = unsafe extern "C" fn(
     *mut c_void,
     *const f64,
     usize,
@@ -35,7 +36,8 @@ type ExecuteFn = unsafe extern "C" fn(
     usize,
 ) -> abi::calc_status_t;
 
-type ExecuteBatchFn = unsafe extern "C" fn(
+/// The signature of `calc_operation_t.execute_batch`.
+pub(crate) type ExecuteBatchFn = unsafe extern "C" fn(
     *mut c_void,
     *const *const f64,
     usize,
@@ -70,11 +72,18 @@ pub struct LoadedPlugin {
     copy: Option<PrivateCopy>,
     /// Where to report the unload.
     events: Option<std::sync::mpsc::Sender<crate::events::HostEvent>>,
+    /// The instance pointer of each operation when they differ from `instance` (an isolated
+    /// plugin's proxy states); empty otherwise.
+    instances: Vec<*mut c_void>,
+    /// Set when the plugin runs in a runner process (see [`crate::isolation`]): `library` is
+    /// then `None` and the operations' functions are the isolation proxies.
+    isolation: Option<crate::isolation::Isolated>,
 }
 
 // SAFETY: the ABI makes `execute` callable from any thread at once, and `init`/`shutdown` are only
 // called by this module from the thread that owns the `LoadedPlugin` (load and drop). The
-// instance pointer is only handed back to the plugin.
+// instance pointer is only handed back to the plugin; an isolated plugin's instance pointers
+// point at its `isolation::Isolated` proxy states, which are `Sync` (a mutex guards the runner).
 unsafe impl Send for LoadedPlugin {}
 // SAFETY: as above; shared access only calls `execute`.
 unsafe impl Sync for LoadedPlugin {}
@@ -137,19 +146,65 @@ impl LoadedPlugin {
         &self.info
     }
 
+    /// The runner client when the plugin is isolated (runs in a runner process).
+    pub fn runner(&self) -> Option<&std::sync::Arc<crate::isolation::RunnerClient>> {
+        self.isolation.as_ref().map(|i| i.client())
+    }
+
+    /// A plugin served by a runner process: every operation's `execute` is `execute` (and
+    /// `execute_batch` is `batch`) called with its own instance pointer from `instances`, which
+    /// point into `isolated`.
+    pub(crate) fn from_runner(
+        info: PluginInfo,
+        execute: ExecuteFn,
+        batch: ExecuteBatchFn,
+        instances: Vec<*mut c_void>,
+        isolated: crate::isolation::Isolated,
+    ) -> LoadedPlugin {
+        let n = info.operations.len();
+        debug_assert_eq!(instances.len(), n);
+        LoadedPlugin {
+            _services: HostServices::new(&info.name, &BTreeMap::new()),
+            info,
+            executes: vec![execute; n],
+            batches: vec![Some(batch); n],
+            instance: ptr::null_mut(),
+            shutdown: None,
+            save_state: None,
+            library: None,
+            copy: None,
+            events: None,
+            instances,
+            isolation: Some(isolated),
+        }
+    }
+
     /// Reports this plugin's unload (and whether it was really unmapped) to `events`.
     pub fn report_unload_to(&mut self, events: std::sync::mpsc::Sender<crate::events::HostEvent>) {
         self.events = Some(events);
     }
 
     /// Whether the plugin can hand state to its next version (ABI 1.1 `save_state`).
+    /// An isolated plugin is always asked: its runner answers `None` when it has no
+    /// `save_state`.
     pub fn saves_state(&self) -> bool {
-        self.save_state.is_some()
+        self.save_state.is_some() || self.isolation.is_some()
     }
 
     /// Asks the plugin to save its state for the next version (hot reload). `Ok(None)` when it
     /// has no `save_state` or saved nothing.
     pub fn save_state(&self) -> Result<Option<Vec<u8>>, CallError> {
+        if let Some(isolated) = &self.isolation {
+            return isolated.save_state().map_err(|f| {
+                CallError::new(crate::error::CallErrorDetails {
+                    operation: "save_state".into(),
+                    plugin: self.info.name.clone(),
+                    path: self.info.path.clone(),
+                    status: f.status,
+                    message: f.message,
+                })
+            });
+        }
         let Some(save) = self.save_state else {
             return Ok(None);
         };
@@ -201,15 +256,46 @@ unsafe extern "C" fn write_state(writer: *mut c_void, data: *const c_void, len: 
     }));
 }
 
-/// Resolves `path` to the canonical absolute path of a regular file.
+/// Resolves `path` to the canonical absolute path of a regular file whose header is that of a
+/// loadable shared library ([`crate::trust::check_header`]). The trust policy,
+/// [`crate::trust`], runs before this in the manager; this only rejects what `dlopen` cannot
+/// load anyway (or would crash on), with a clearer message.
 pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
     let canonical = std::fs::canonicalize(path).map_err(|_| LoadError::NotFound {
         path: path.to_path_buf(),
     })?;
-    if !canonical.is_file() {
+    let meta = std::fs::metadata(&canonical).map_err(|_| LoadError::NotFound {
+        path: path.to_path_buf(),
+    })?;
+    if meta.is_dir() && crate::manager::is_library_file(&canonical) {
+        return Err(LoadError::NotALibrary {
+            path: canonical,
+            reason: "is a directory named like a shared library".into(),
+        });
+    }
+    if !meta.is_file() {
         return Err(LoadError::NotAFile { path: canonical });
     }
+    // Empty, truncated (which would crash `dlopen` with SIGBUS), not a library at all.
+    crate::trust::check_header_at(&canonical, meta.len())?;
     Ok(canonical)
+}
+
+/// The error for a file `dlopen` refused (`file` is what was opened: `path` or its private
+/// copy): a clear reason from the file's header when it is not a loadable library, else the
+/// loader's own message.
+#[cold]
+fn not_loadable(path: &Path, file: &Path, source: libloading::Error) -> LoadError {
+    match crate::trust::diagnose(file, &source.to_string()) {
+        Some(reason) => LoadError::NotALibrary {
+            path: path.to_path_buf(),
+            reason,
+        },
+        None => LoadError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 #[cfg(unix)]
@@ -356,13 +442,8 @@ pub fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError
 /// Opens `copy` (or `path` itself) and validates it; the metadata names `path`.
 fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, LoadError> {
     let path = path.to_path_buf();
-    let library =
-        dlopen(copy.as_ref().map_or(path.as_path(), |c| c.0.as_path())).map_err(|source| {
-            LoadError::Open {
-                path: path.clone(),
-                source,
-            }
-        })?;
+    let file = copy.as_ref().map_or(path.as_path(), |c| c.0.as_path());
+    let library = dlopen(file).map_err(|source| not_loadable(&path, file, source))?;
     // SAFETY: `plugin_entry` has the `calc_plugin_entry_fn` signature by the ABI contract; a
     // library that exports the name with another type is a broken plugin we cannot detect.
     let entry =
@@ -375,12 +456,39 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
     let entry = (*entry).ok_or_else(|| LoadError::EntryReturnedNull { path: path.clone() })?;
     // SAFETY: calling the entry point is the one call the ABI allows before validation.
     let desc: *const calc_plugin_t = unsafe { entry() };
-    if desc.is_null() {
-        return Err(LoadError::EntryReturnedNull { path });
-    }
+    // SAFETY: by the ABI contract `plugin_entry` returns NULL or a descriptor in the library's
+    // memory, laid out as `validate_descriptor` requires; `library` stays open meanwhile.
+    let validated = unsafe { validate_descriptor(&path, desc) }?;
+    Ok(OpenedPlugin {
+        validated,
+        library,
+        copy,
+    })
+}
 
-    // SAFETY: every descriptor, of any ABI version, starts with these three fields (16 bytes);
-    // `plugin_entry` returned a non-NULL pointer to a descriptor owned by the loaded library.
+/// Validates the descriptor `plugin_entry` returned (steps 4 and 5 of the module docs): reads
+/// its header, checks it, copies every other field the header says exists and checks them. No
+/// function pointer in it is called. `path` is only used in the errors and the metadata.
+///
+/// # Safety
+/// `desc` must be NULL or readable for 16 bytes (the header). If the header passes
+/// [`validate::check_header`], `desc` must be readable for `min(struct_size,
+/// size_of::<calc_plugin_t>())` bytes; if the operation table then passes
+/// [`validate::check_operation_table`], `operations` must be readable for
+/// `operation_count * operation_size` bytes; and every string pointer in the descriptor and its
+/// operations must be NULL or readable up to its NUL terminator or `CALC_MAX_STRING_LEN + 1`
+/// bytes, whichever comes first. No alignment is required.
+pub unsafe fn validate_descriptor(
+    path: &Path,
+    desc: *const calc_plugin_t,
+) -> Result<Validated, LoadError> {
+    if desc.is_null() {
+        return Err(LoadError::EntryReturnedNull {
+            path: path.to_path_buf(),
+        });
+    }
+    // SAFETY: every descriptor, of any ABI version, starts with these three fields (16 bytes),
+    // readable per the contract.
     let header = unsafe {
         RawHeader {
             magic: ptr::read_unaligned(ptr::addr_of!((*desc).magic)),
@@ -388,14 +496,14 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
             abi_version: ptr::read_unaligned(ptr::addr_of!((*desc).abi_version)),
         }
     };
-    validate::check_header(&path, &header)?;
+    validate::check_header(path, &header)?;
 
     // SAFETY: `check_header` verified that the plugin's struct is at least as large as the
     // `calc_plugin_t` of its declared minor; `read_prefix` reads no more than `struct_size`
     // bytes, and leaves the fields of newer minors zeroed (NULL).
     let d: calc_plugin_t = unsafe { read_prefix(desc, header.struct_size as usize) };
     validate::check_operation_table(
-        &path,
+        path,
         header.abi_version,
         d.operations.is_null(),
         d.operation_count,
@@ -448,12 +556,7 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
             operations,
         }
     };
-    let validated = validate::check_descriptor(&path, &raw)?;
-    Ok(OpenedPlugin {
-        validated,
-        library,
-        copy,
-    })
+    validate::check_descriptor(path, &raw)
 }
 
 impl OpenedPlugin {
@@ -521,6 +624,8 @@ impl OpenedPlugin {
             library: Some(library),
             copy,
             events: None,
+            instances: Vec::new(),
+            isolation: None,
         })
     }
 }
@@ -577,7 +682,11 @@ impl OpHandle {
         Some(OpHandle {
             execute: *plugin.executes.get(index)?,
             execute_batch: plugin.batches.get(index).copied().flatten(),
-            instance: plugin.instance,
+            instance: plugin
+                .instances
+                .get(index)
+                .copied()
+                .unwrap_or(plugin.instance),
             min_arity: min as usize,
             // Variadic: `usize::MAX - min`, so that a count below `min`, which wraps to at least
             // `usize::MAX - min + 1`, is still refused.

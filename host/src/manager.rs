@@ -23,6 +23,7 @@ use crate::error::{CallError, EvalError, LoadError};
 use crate::events::HostEvent;
 use crate::expr;
 use crate::info::PluginInfo;
+use crate::isolation::{self, Health, Opened};
 use crate::loader::{self, LoadedPlugin, OpHandle};
 use crate::rcu::{RcuCell, RcuGuard};
 
@@ -93,6 +94,10 @@ pub struct Provider {
     handle: OpHandle,
     stats: Arc<ImplStats>,
     rank: u64,
+    /// The configured per-call limit of the plugin (`[plugins.NAME] timeout_ms` or
+    /// `[isolation] timeout_ms`), set as the cooperative deadline ([`crate::deadline`]) of
+    /// every call made through the slot; `None` (the default) costs nothing.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Provider {
@@ -103,7 +108,10 @@ impl Provider {
 
     fn call(&self, args: &[f64]) -> Result<f64, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.handle.call(args);
+        let result = match self.timeout {
+            None => self.handle.call(args),
+            Some(t) => crate::deadline::with_timeout(Some(t), || self.handle.call(args)),
+        };
         if result.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -365,6 +373,9 @@ pub struct PluginManager {
     next_rank: Option<u64>,
     /// Hot-reload mode: the directory of private copies.
     copy_dir: Option<PathBuf>,
+    /// The directory [`Self::load_dir`] is loading, once it passed the trust policy: its files
+    /// are checked against it (and its lock file) without checking the directory again.
+    scanning: Option<crate::trust::TrustedDir>,
     events: Option<Sender<HostEvent>>,
 }
 
@@ -473,13 +484,58 @@ impl PluginManager {
         &self.failures.last().expect("just pushed").error
     }
 
-    /// Opens `path`; `resolved` says it is already canonical (see [`loader::open_resolved`]).
-    fn open(&self, path: &Path, resolved: bool) -> Result<loader::OpenedPlugin, LoadError> {
-        match &self.copy_dir {
-            Some(dir) => loader::open_copy(path, dir),
-            None if resolved => loader::open_resolved(path),
-            None => loader::open(path),
+    /// The trust policy's verdict on the file at `path` (see [`crate::trust`]): every way of
+    /// loading a plugin (in process or, later, isolated) calls this before anything opens the
+    /// file, and [`crate::trust::Verified::confirm`] once it is open.
+    fn vet(&self, path: &Path, resolved: bool) -> Result<crate::trust::Verified, LoadError> {
+        match &self.scanning {
+            Some(dir) if resolved && path.parent() == Some(dir.path()) => dir.check_file(path),
+            _ => self.settings.trust.check_file(path),
         }
+    }
+
+    /// Vets `path` (see [`Self::vet`]), then opens it; `resolved` says it is already canonical
+    /// (see [`loader::open_resolved`]).
+    ///
+    /// Isolation: with `[isolation] all`, the file is opened by a runner process only (nothing
+    /// of the plugin runs here). With per-plugin `isolate`, the name decides, so the file is
+    /// opened here first (the library's initialisers and `plugin_entry` run, not `init`) and,
+    /// if it is to be isolated, closed again and handed to a runner.
+    fn open(&self, path: &Path, resolved: bool) -> Result<Opened, LoadError> {
+        let verified = self.vet(path, resolved)?;
+        let isolation = &self.settings.isolation;
+        if isolation.all {
+            let pending = isolation::open(verified.path(), self.runner_options(verified.path())?)?;
+            verified.confirm()?;
+            if isolation.isolates(&pending.info().name) {
+                return Ok(Opened::Isolated(pending));
+            }
+            drop(pending); // `isolate = false` for this one: in process after all.
+        }
+        // `vet` resolved the path: the file to open is canonical.
+        let opened = match &self.copy_dir {
+            Some(dir) => loader::open_copy(verified.path(), dir),
+            None => loader::open_resolved(verified.path()),
+        }?;
+        verified.confirm()?;
+        if !isolation.all && isolation.any() && isolation.isolates(&opened.info().name) {
+            drop(opened);
+            let path = verified.path();
+            return isolation::open(path, self.runner_options(path)?).map(Opened::Isolated);
+        }
+        Ok(Opened::Native(opened))
+    }
+
+    /// How plugin `path` runs isolated (the per-plugin limits are set once its name is known).
+    fn runner_options(&self, path: &Path) -> Result<isolation::RunnerOptions, LoadError> {
+        let settings = &self.settings.isolation;
+        Ok(isolation::RunnerOptions {
+            runner: isolation::find_runner(settings.runner.as_deref(), path)?,
+            copy_dir: self.copy_dir.clone(),
+            call_timeout: None,
+            start_timeout: settings.start_timeout,
+            breaker_threshold: settings.breaker_threshold,
+        })
     }
 
     /// Settings-based admission of a validated plugin: duplicate names (ignoring `replacing`),
@@ -515,7 +571,7 @@ impl PluginManager {
 
     fn initialise(
         &self,
-        opened: loader::OpenedPlugin,
+        opened: Opened,
         state: Option<Vec<u8>>,
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let config = self
@@ -524,7 +580,15 @@ impl PluginManager {
             .get(&opened.info().name)
             .cloned()
             .unwrap_or_default();
-        let mut plugin = opened.initialise_with_state(&config, state)?;
+        let mut plugin = match opened {
+            Opened::Native(opened) => opened.initialise_with_state(&config, state)?,
+            Opened::Isolated(mut pending) => {
+                let isolation = &self.settings.isolation;
+                let timeout = isolation.call_timeout(&pending.info().name, true);
+                pending.configure(timeout, isolation.breaker_threshold);
+                pending.initialise(&config, state)?
+            }
+        };
         if let Some(tx) = &self.events {
             plugin.report_unload_to(tx.clone());
         }
@@ -570,6 +634,7 @@ impl PluginManager {
                 handle: handle.clone(),
                 stats: Arc::clone(&stats),
                 rank,
+                timeout: self.settings.isolation.call_timeout(&plugin, false),
             };
             let map = if is_symbol {
                 &self.by_symbol
@@ -705,6 +770,15 @@ impl PluginManager {
         // Resolve the directory once and join the entries' names: a regular file directly in a
         // canonical directory is canonical already (only symlinks need `realpath`).
         let canonical_dir = std::fs::canonicalize(dir).ok();
+        // The trust policy's directory checks, once for all its files.
+        let trusted = match canonical_dir
+            .as_deref()
+            .map(|d| self.settings.trust.check_dir(d))
+        {
+            Some(Err(e)) => return Err(self.record(e)),
+            Some(Ok(trusted)) => Some(trusted),
+            None => None,
+        };
         let mut files: Vec<(PathBuf, bool)> = entries
             .filter_map(Result::ok)
             .filter(|e| is_library_file(&e.path()))
@@ -718,9 +792,11 @@ impl PluginManager {
             .collect();
         files.sort();
         let before = self.plugins.len();
+        self.scanning = trusted;
         for (f, resolved) in &files {
             let _ = self.load_one(f, *resolved);
         }
+        self.scanning = None;
         Ok(self.plugins.len().saturating_sub(before))
     }
 
@@ -745,9 +821,28 @@ impl PluginManager {
             }
         };
         let before = self.plugins.len() + self.lazy.len();
+        // The trust policy first: the cache may open files it has no fresh entry for.
+        let trusted = match std::fs::canonicalize(dir) {
+            Ok(canonical) => self.settings.trust.check_dir(&canonical),
+            Err(source) => Err(LoadError::Directory {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        };
+        let trusted = match trusted {
+            Ok(trusted) => trusted,
+            Err(e) => return Err(self.record(e)),
+        };
         for path in files {
             self.loads += 1;
             let rank = 1_000_000 + self.loads;
+            let canonical = path
+                .file_name()
+                .map_or_else(|| path.clone(), |name| trusted.path().join(name));
+            if let Err(e) = trusted.check_policy(&canonical) {
+                self.record(e);
+                continue;
+            }
             match cache.validate(&path) {
                 crate::cache::Verdict::Valid(info) => match self.admit(&info, None) {
                     Ok(true) => self.disabled.push(info),
@@ -1010,8 +1105,21 @@ impl PluginManager {
         }
     }
 
-    /// Loads a plugin that was disabled, from the file it was found in.
+    /// Loads a plugin that was disabled, from the file it was found in; or re-enables an
+    /// isolated plugin the circuit breaker disabled (its runner starts again on the next call).
     pub fn enable(&mut self, name: &str) -> Result<&PluginInfo, &LoadError> {
+        if let Some(i) = self
+            .plugins
+            .iter()
+            .position(|e| e.plugin.info().name == name)
+        {
+            if let Some(runner) = self.plugins[i].plugin.runner() {
+                if runner.reset_breaker() {
+                    tracing::info!(plugin = name, "re-enabled after the circuit breaker");
+                }
+            }
+            return Ok(self.plugins[i].plugin.info());
+        }
         self.settings.disabled.remove(name);
         match self.disabled.iter().position(|p| p.name == name) {
             Some(i) => {
@@ -1022,6 +1130,39 @@ impl PluginManager {
                 path: PathBuf::from(name),
             })),
         }
+    }
+
+    /// Health figures of the loaded plugin `name` (`None` when it is not loaded): for an
+    /// isolated plugin every call through its operations, with crashes, timeouts, restarts,
+    /// latency and the circuit breaker's state; for an in-process plugin the calls and errors
+    /// the manager's evaluation paths counted (as [`Self::stats`]).
+    pub fn health(&self, name: &str) -> Option<Health> {
+        let entry = self.plugins.iter().find(|e| e.plugin.info().name == name)?;
+        if let Some(runner) = entry.plugin.runner() {
+            return Some(runner.health());
+        }
+        let (calls, failures) = self
+            .stats()
+            .filter(|(p, _, _)| *p == name)
+            .fold((0, 0), |(c, f), (_, _, s)| (c + s.calls(), f + s.errors()));
+        Some(Health {
+            calls,
+            failures,
+            ..Health::default()
+        })
+    }
+
+    /// Whether the loaded plugin `name` runs in a runner process.
+    pub fn is_isolated(&self, name: &str) -> bool {
+        self.plugins
+            .iter()
+            .any(|e| e.plugin.info().name == name && e.plugin.runner().is_some())
+    }
+
+    /// The isolation settings, to change which plugins loaded from now on run in a runner
+    /// process and their limits (see [`crate::config::IsolationSettings`]).
+    pub fn isolation_mut(&mut self) -> &mut crate::config::IsolationSettings {
+        &mut self.settings.isolation
     }
 
     /// Metadata of the loaded (enabled) plugins, in load order.

@@ -53,6 +53,8 @@ impl HostServices {
                 log: Some(log),
                 get_config: Some(get_config),
                 get_state: Some(get_state),
+                deadline_expired: Some(deadline_expired),
+                deadline_remaining_ns: Some(deadline_remaining_ns),
             },
             plugin: plugin.to_string(),
             _host_version: host_version,
@@ -143,6 +145,24 @@ unsafe extern "C" fn get_state(
     .unwrap_or(0)
 }
 
+/// `calc_host_api_t.deadline_expired` (ABI 1.3): [`crate::deadline::expired`] for the calling
+/// thread. Ignores `context`, so it is safe with any value; cannot panic (a thread-local read and
+/// a clock read), so it needs no `catch_unwind`, which keeps the poll cheap.
+extern "C" fn deadline_expired(_context: *mut c_void) -> i32 {
+    i32::from(crate::deadline::expired())
+}
+
+/// `calc_host_api_t.deadline_remaining_ns` (ABI 1.3): [`crate::deadline::remaining`] in
+/// nanoseconds, saturated below `CALC_DEADLINE_NONE`, which means "no deadline".
+extern "C" fn deadline_remaining_ns(_context: *mut c_void) -> u64 {
+    match crate::deadline::remaining() {
+        None => abi::CALC_DEADLINE_NONE,
+        Some(left) => u64::try_from(left.as_nanos()).map_or(abi::CALC_DEADLINE_NONE - 1, |ns| {
+            ns.min(abi::CALC_DEADLINE_NONE - 1)
+        }),
+    }
+}
+
 /// `calc_host_api_t.get_config`.
 ///
 /// # Safety
@@ -167,6 +187,40 @@ unsafe extern "C" fn get_config(context: *mut c_void, key: *const c_char) -> *co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_deadline_services_read_the_calling_threads_deadline() {
+        let services = HostServices::new("p", &BTreeMap::new());
+        // SAFETY: `api()` is valid while `services` lives.
+        let api = unsafe { &*services.api() };
+        assert_eq!(
+            api.struct_size as usize,
+            std::mem::size_of::<calc_host_api_t>()
+        );
+        let (expired, remaining) = (
+            api.deadline_expired.unwrap(),
+            api.deadline_remaining_ns.unwrap(),
+        );
+        let poll = || {
+            // SAFETY: the context is the table's own (the functions ignore it anyway).
+            unsafe { (expired(api.context), remaining(api.context)) }
+        };
+        assert_eq!(poll(), (0, abi::CALC_DEADLINE_NONE));
+        crate::deadline::with_deadline(Some(Instant::now()), || {
+            assert_eq!(poll(), (1, 0));
+        });
+        let hour = Duration::from_secs(3600);
+        crate::deadline::with_deadline(Some(Instant::now() + hour), || {
+            let (e, ns) = poll();
+            assert_eq!(e, 0);
+            assert!(
+                ns > 3500 * 1_000_000_000 && ns <= 3600 * 1_000_000_000,
+                "{ns}"
+            );
+        });
+        assert_eq!(poll(), (0, abi::CALC_DEADLINE_NONE));
+    }
 
     #[test]
     fn get_config_returns_values_and_null_for_missing_keys() {

@@ -490,6 +490,9 @@ mod tests {
         assert_eq!(operation_struct_size(0), 56);
         assert_eq!(operation_struct_size(1), 56);
         assert_eq!(operation_struct_size(2), 64);
+        // ABI 1.3 only appended to the host table.
+        assert_eq!(plugin_struct_size(3), 112);
+        assert_eq!(operation_struct_size(3), 64);
         assert_eq!(
             operation_struct_size(HOST_ABI.minor),
             std::mem::size_of::<calc_operation_t>()

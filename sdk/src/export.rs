@@ -476,7 +476,10 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
     let descriptor = calc_plugin_t {
         magic: abi::CALC_PLUGIN_MAGIC,
         struct_size: std::mem::size_of::<calc_plugin_t>() as u32,
-        abi_version: abi::calc_abi_version_t::CURRENT,
+        abi_version: abi::calc_abi_version_t {
+            major: abi::CALC_ABI_VERSION_MAJOR,
+            minor: P::ABI_MINOR.min(abi::CALC_ABI_VERSION_MINOR),
+        },
         name: c(P::NAME)?,
         version: c(P::VERSION)?,
         author: c(P::AUTHOR)?,
@@ -509,6 +512,10 @@ macro_rules! export_plugin {
         const _: () = assert!(
             <$plugin as $crate::Plugin>::OPERATIONS.len() <= $crate::export::MAX_OPERATIONS,
             "a Rust calc plugin may declare at most 64 operations"
+        );
+        const _: () = assert!(
+            <$plugin as $crate::Plugin>::ABI_MINOR <= $crate::abi::CALC_ABI_VERSION_MINOR,
+            "Plugin::ABI_MINOR is newer than the ABI of this calc-sdk"
         );
 
         #[doc(hidden)]
@@ -605,7 +612,7 @@ mod tests {
     fn batch(index: usize, columns: &[&[f64]], rows: usize) -> Batch {
         let built = build::<Batchy>().expect("descriptor");
         let d = &built.descriptor;
-        assert_eq!(d.abi_version.minor, 2);
+        assert_eq!(d.abi_version.minor, abi::CALC_ABI_VERSION_MINOR); // at least 1.2: has batches
         assert!(index < d.operation_count as usize);
         // SAFETY: the table has `operation_count` elements of `operation_size` bytes.
         let op = unsafe {

@@ -114,6 +114,41 @@ impl Host {
         Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
     }
 
+    /// True when the host call in progress on this thread (the `execute` running this code) has
+    /// passed its deadline: stop and return an error, by convention
+    /// `CalcError::new(Status::Error, "deadline exceeded")`.
+    ///
+    /// The deadline is cooperative (ABI 1.3): the host never interrupts a call, it only answers
+    /// this poll, so a long loop should ask every few microseconds of work. Cheap: a thread-local
+    /// read in the host without a deadline, plus one clock read with one. Always false when
+    /// the call has no deadline, on a thread the plugin started itself, and in a host older than
+    /// ABI 1.3 (whose table has no deadline service).
+    pub fn deadline_expired(&self) -> bool {
+        let end = std::mem::offset_of!(calc_host_api_t, deadline_expired)
+            + std::mem::size_of::<abi::calc_deadline_expired_fn>();
+        let Some(expired) = self.api().deadline_expired.filter(|_| self.has_field(end)) else {
+            return false;
+        };
+        // SAFETY: valid host table; the context is the table's own.
+        unsafe { expired(self.api().context) != 0 }
+    }
+
+    /// Time left before the deadline of the host call in progress on this thread: `None` when it
+    /// has none (or on a thread the plugin started itself, or in a host older than ABI 1.3), zero
+    /// once it has passed. Use it to size work, or to give threads you start a deadline of their
+    /// own (they see none through the host).
+    pub fn deadline_remaining(&self) -> Option<std::time::Duration> {
+        let end = std::mem::offset_of!(calc_host_api_t, deadline_remaining_ns)
+            + std::mem::size_of::<abi::calc_deadline_remaining_fn>();
+        let remaining = self
+            .api()
+            .deadline_remaining_ns
+            .filter(|_| self.has_field(end))?;
+        // SAFETY: valid host table; the context is the table's own.
+        let ns = unsafe { remaining(self.api().context) };
+        (ns != abi::CALC_DEADLINE_NONE).then(|| std::time::Duration::from_nanos(ns))
+    }
+
     /// Reads a configuration value the host holds for this plugin, or `None` when it is not set
     /// (or is not UTF-8, or the key contains a NUL byte).
     pub fn config(&self, key: &str) -> Option<String> {
@@ -129,5 +164,87 @@ impl Host {
         // SAFETY: the host returns a NUL-terminated string valid until shutdown; we copy it now.
         let value = unsafe { CStr::from_ptr(value) };
         value.to_str().ok().map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+    use std::time::Duration;
+
+    /// A deadline service that always says "expired" with 5 ms left, to tell a call from a skip.
+    extern "C" fn expired(_context: *mut c_void) -> i32 {
+        1
+    }
+
+    extern "C" fn remaining(_context: *mut c_void) -> u64 {
+        5_000_000
+    }
+
+    extern "C" fn no_deadline(_context: *mut c_void) -> u64 {
+        abi::CALC_DEADLINE_NONE
+    }
+
+    fn table(struct_size: usize) -> calc_host_api_t {
+        calc_host_api_t {
+            struct_size: struct_size as u32,
+            abi_version: abi::calc_abi_version_t { major: 1, minor: 3 },
+            host_version: c"1.0.0".as_ptr(),
+            context: std::ptr::null_mut(),
+            log: None,
+            get_config: None,
+            get_state: None,
+            deadline_expired: Some(expired),
+            deadline_remaining_ns: Some(remaining),
+        }
+    }
+
+    #[test]
+    fn deadline_services_are_used_when_the_host_table_has_them() {
+        let api = table(std::mem::size_of::<calc_host_api_t>());
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.deadline_expired());
+        assert_eq!(host.deadline_remaining(), Some(Duration::from_millis(5)));
+
+        let api = calc_host_api_t {
+            deadline_remaining_ns: Some(no_deadline),
+            ..table(std::mem::size_of::<calc_host_api_t>())
+        };
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        assert_eq!(host.deadline_remaining(), None);
+    }
+
+    #[test]
+    fn a_host_table_older_than_1_3_has_no_deadline() {
+        // A 1.2 host's table ends where `deadline_expired` begins: the fields beyond
+        // `struct_size` (garbage in a real older host, a live function here) must not be read.
+        let api = table(std::mem::offset_of!(calc_host_api_t, deadline_expired));
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(!host.deadline_expired());
+        assert_eq!(host.deadline_remaining(), None);
+
+        // A table that covers `deadline_expired` but not `deadline_remaining_ns`.
+        let api = table(std::mem::offset_of!(calc_host_api_t, deadline_remaining_ns));
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(host.deadline_expired());
+        assert_eq!(host.deadline_remaining(), None);
+    }
+
+    #[test]
+    fn null_deadline_services_read_as_absent() {
+        let api = calc_host_api_t {
+            deadline_expired: None,
+            deadline_remaining_ns: None,
+            ..table(std::mem::size_of::<calc_host_api_t>())
+        };
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        assert!(!host.deadline_expired());
+        assert_eq!(host.deadline_remaining(), None);
     }
 }

@@ -308,6 +308,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const DESCRIPTION: &'static str = "";
     /// Semver requirement on the host's API version.
     const API_REQUIREMENT: &'static str = crate::API_REQUIREMENT_DEFAULT;
+    /// The ABI minor the plugin requires of the host: hosts with an older minor refuse it. The
+    /// default, this SDK's minor, is right for most plugins. Lower it to also run in older hosts
+    /// when the plugin needs nothing that minor lacks, e.g. `2` for a plugin that polls the
+    /// deadline (ABI 1.3) only when the host offers it: [`Host::deadline_expired`] is then false.
+    /// What the descriptor gained after that minor (`save_state`: 1.1, `execute_batch`: 1.2) is
+    /// ignored by every host, so do not go below the minor of a hook you rely on.
+    const ABI_MINOR: u16 = abi::CALC_ABI_VERSION_MINOR;
     /// The operations, at most [`crate::export::MAX_OPERATIONS`].
     const OPERATIONS: &'static [Operation<Self>];
 

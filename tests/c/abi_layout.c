@@ -16,6 +16,38 @@
 #define OFF(T, F) printf("offsetof %s.%s %lu\n", #T, #F, (unsigned long)offsetof(T, F))
 #define NUM(M) printf("%s %lld\n", #M, (long long)(M))
 
+/* Fake deadline services: "expired", counting their calls. */
+static int deadline_calls;
+static int32_t fake_expired(void *context) {
+    (void)context;
+    deadline_calls++;
+    return 1;
+}
+static uint64_t fake_remaining(void *context) {
+    (void)context;
+    deadline_calls++;
+    return 5;
+}
+
+/* CALC_HOST_HAS and CALC_DEADLINE_EXPIRED on a host table of `struct_size` bytes. */
+static void host_macros(const char *label, size_t struct_size, int with_functions) {
+    calc_host_api_t table;
+    const calc_host_api_t *host = &table;
+    memset(&table, 0, sizeof table);
+    table.struct_size = (uint32_t)struct_size;
+    if (with_functions) {
+        table.deadline_expired = fake_expired;
+        table.deadline_remaining_ns = fake_remaining;
+    }
+    deadline_calls = 0;
+    printf("CALC_HOST_HAS(%s, deadline_expired) %d\n", label,
+           CALC_HOST_HAS(host, deadline_expired));
+    printf("CALC_HOST_HAS(%s, deadline_remaining_ns) %d\n", label,
+           CALC_HOST_HAS(host, deadline_remaining_ns));
+    printf("CALC_DEADLINE_EXPIRED(%s) %d\n", label, CALC_DEADLINE_EXPIRED(host));
+    printf("deadline service calls(%s) %d\n", label, deadline_calls);
+}
+
 int main(void) {
     calc_abi_version_t v = CALC_ABI_VERSION_INIT;
 
@@ -27,6 +59,7 @@ int main(void) {
     OFF(calc_host_api_t, host_version); OFF(calc_host_api_t, context);
     OFF(calc_host_api_t, log); OFF(calc_host_api_t, get_config);
     OFF(calc_host_api_t, get_state);
+    OFF(calc_host_api_t, deadline_expired); OFF(calc_host_api_t, deadline_remaining_ns);
 
     SIZE(calc_operation_t); ALIGN(calc_operation_t);
     OFF(calc_operation_t, name); OFF(calc_operation_t, description);
@@ -50,6 +83,7 @@ int main(void) {
     NUM(CALC_ABI_VERSION_MAJOR); NUM(CALC_ABI_VERSION_MINOR);
     printf("CALC_ABI_VERSION_INIT %u.%u\n", (unsigned)v.major, (unsigned)v.minor);
     printf("CALC_PLUGIN_MAGIC %llu\n", (unsigned long long)CALC_PLUGIN_MAGIC);
+    printf("CALC_DEADLINE_NONE %llu\n", (unsigned long long)CALC_DEADLINE_NONE);
     NUM(CALC_ARITY_VARIADIC); NUM(CALC_ERROR_BUF_SIZE);
     NUM(CALC_MAX_STRING_LEN); NUM(CALC_MAX_OPERATIONS);
     printf("CALC_SDK_VERSION %s\n", CALC_SDK_VERSION);
@@ -63,5 +97,10 @@ int main(void) {
     NUM(CALC_LOG_LEVEL_DEBUG); NUM(CALC_LOG_LEVEL_TRACE);
     NUM(CALC_OPERATION_KIND_INFIX); NUM(CALC_OPERATION_KIND_FUNCTION);
     NUM(CALC_ASSOCIATIVITY_NONE); NUM(CALC_ASSOCIATIVITY_LEFT); NUM(CALC_ASSOCIATIVITY_RIGHT);
+
+    host_macros("1.3 table", sizeof(calc_host_api_t), 1);
+    host_macros("1.3 table, NULL services", sizeof(calc_host_api_t), 0);
+    host_macros("1.2 table", offsetof(calc_host_api_t, deadline_expired), 1);
+    host_macros("cut table", offsetof(calc_host_api_t, deadline_remaining_ns), 1);
     return 0;
 }

@@ -109,12 +109,13 @@ fn errors_are_typed() {
             ..
         }
     ));
+    // Refused from its header, before the dynamic loader sees it.
     let garbage = failure_for(&m, "garbage");
-    assert!(matches!(garbage, LoadError::Open { .. }));
+    assert!(matches!(garbage, LoadError::NotALibrary { .. }));
     assert!(
         garbage
             .to_string()
-            .contains("cannot be loaded as a shared library: "),
+            .ends_with(": is a text file, not a shared library"),
         "{garbage}"
     );
 }
@@ -184,12 +185,42 @@ fn a_second_plugin_with_the_same_name_is_refused() {
 }
 
 #[test]
-fn load_dir_follows_symlinks_and_reports_directories_named_like_libraries() {
+fn symlinks_are_refused_unless_allowed_and_directories_named_like_libraries_are_reported() {
     let dir = calc_tests::scratch_dir(&format!("links-{}", std::process::id()));
     let target = calc_tests::examples_dir().join(library_file_name("add"));
-    std::os::unix::fs::symlink(&target, dir.join(library_file_name("linked_add"))).unwrap();
-    std::fs::create_dir(dir.join(library_file_name("not_a_lib"))).unwrap();
+    let link = dir.join(library_file_name("linked_add"));
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let not_a_lib = dir.join(library_file_name("not_a_lib"));
+    std::fs::create_dir(&not_a_lib).unwrap();
+    let canonical = std::fs::canonicalize(&dir).unwrap();
+
     let mut m = PluginManager::new();
+    assert_eq!(m.load_dir(&dir).unwrap(), 0);
+    let mut errors: Vec<String> = m.failures().iter().map(|f| f.error.to_string()).collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{}: is a symbolic link to {}; plugins must be regular files (allow links with [trust] allow_symlinks = true or --allow-symlinks)",
+                canonical.join(library_file_name("linked_add")).display(),
+                target.display()
+            ),
+            format!(
+                "{}: is a directory named like a shared library",
+                canonical.join(library_file_name("not_a_lib")).display()
+            ),
+        ]
+    );
+    assert!(matches!(
+        m.load_file(&link).unwrap_err(),
+        LoadError::Symlink { .. }
+    ));
+
+    // Allowed: the link is followed, and the plugin reported by its real path.
+    let mut settings = calc_host::config::Settings::default();
+    settings.trust.allow_symlinks = true;
+    let mut m = PluginManager::with_settings(settings);
     assert_eq!(m.load_dir(&dir).unwrap(), 1);
     let add = m.plugins().next().unwrap();
     assert_eq!(
@@ -200,8 +231,121 @@ fn load_dir_follows_symlinks_and_reports_directories_named_like_libraries() {
     assert_eq!(m.eval("1 + 2"), Ok(3.0));
     assert_eq!(m.failures().len(), 1);
     assert!(
-        matches!(m.failures()[0].error, LoadError::NotAFile { .. }),
+        matches!(m.failures()[0].error, LoadError::NotALibrary { .. }),
         "{}",
         m.failures()[0].error
     );
+}
+
+/// Files that are no shared library at all, named like one, next to a good plugin: each kind
+/// gets its own message (before `dlopen` where that is possible: a truncated library would crash
+/// it with SIGBUS rather than fail).
+#[test]
+fn each_file_that_is_not_a_shared_library_has_its_own_clear_error() {
+    let dir = calc_tests::scratch_dir(&format!("files-{}", std::process::id()));
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    let good = broken_corpus_dir().join(library_file_name("good_c"));
+    std::fs::copy(&good, dir.join(library_file_name("good_c"))).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let file = |name: &str| dir.join(library_file_name(name));
+    std::fs::write(file("empty"), b"").unwrap();
+    std::fs::write(file("text"), "#!/bin/sh\necho not a library\n").unwrap();
+    std::fs::write(file("zip"), b"PK\x03\x04\x14\x00\x00\x00\x08\x00").unwrap();
+    for (name, len) in [
+        ("truncated_half", bytes.len() / 2),
+        ("truncated_header", 40),
+    ] {
+        std::fs::write(file(name), &bytes[..len]).unwrap();
+    }
+    let root = calc_tests::workspace_root();
+    let cc = |args: &[&str], out: &Path| {
+        let status = std::process::Command::new(calc_tests::c_compiler())
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+    };
+    let program = root.join("tests/broken/not_a_library.c");
+    let program = program.to_str().unwrap();
+    cc(&["-no-pie", program], &file("executable"));
+    cc(&["-pie", "-fPIE", program], &file("pie"));
+    let include = root.join("include");
+    let plugin = root.join("tests/broken/broken.c");
+    cc(
+        &[
+            "-c",
+            "-fPIC",
+            "-I",
+            include.to_str().unwrap(),
+            plugin.to_str().unwrap(),
+        ],
+        &file("object"),
+    );
+
+    let mut m = PluginManager::new();
+    assert_eq!(m.load_dir(&dir).unwrap(), 1, "the good plugin still loads");
+    assert_eq!(m.eval("twice(21)"), Ok(42.0));
+    let size = bytes.len();
+    let expectations = [
+        (
+            "empty",
+            "is empty (0 bytes), not a shared library".to_string(),
+        ),
+        (
+            "executable",
+            "is an ELF executable, not a shared library (build it with -shared)".into(),
+        ),
+        (
+            "object",
+            "is an ELF relocatable object (.o), not a shared library (link it with -shared)".into(),
+        ),
+        (
+            "pie",
+            "is a position-independent executable, not a shared library (build it with -shared)"
+                .into(),
+        ),
+        ("text", "is a text file, not a shared library".into()),
+        (
+            "truncated_half",
+            format!(
+                "is a truncated shared library: {} bytes, but its ELF headers need ",
+                size / 2
+            ),
+        ),
+        (
+            "truncated_header",
+            "is a truncated shared library: 40 bytes, but its ELF headers need 64".into(),
+        ),
+        (
+            "zip",
+            "is not a shared library (not an ELF file: starts with 50 4b 03 04)".into(),
+        ),
+    ];
+    assert_eq!(m.failures().len(), expectations.len());
+    for (name, reason) in expectations {
+        let path = file(name);
+        let failure = m
+            .failures()
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("no failure for {name}"));
+        assert!(
+            matches!(failure.error, LoadError::NotALibrary { .. }),
+            "{name}: {}",
+            failure.error
+        );
+        let text = failure.error.to_string();
+        let expected = format!("{}: {reason}", path.display());
+        if name == "truncated_half" {
+            assert!(text.starts_with(&expected), "{text}");
+        } else {
+            assert_eq!(text, expected);
+        }
+        // The loader used directly (no manager, no trust policy) says the same, and does not
+        // crash on the truncated library.
+        let direct = calc_host::loader::open(&path).unwrap_err();
+        assert_eq!(direct.to_string(), text, "{name}");
+    }
 }

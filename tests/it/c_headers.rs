@@ -32,7 +32,13 @@ fn headers_compile_alone_as_c_and_cpp_and_twice() {
     let dir = scratch_dir(&format!("headers-{}", std::process::id()));
     let strict = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
     for header in ["calc_plugin.h", "calc_host.h"] {
-        let text = format!("#include \"{header}\"\n#include \"{header}\"\n");
+        // The function expands the host-table macros, which only compile when used.
+        let text = format!(
+            "#include \"{header}\"\n#include \"{header}\"\n\
+             int calc_test_macros(const calc_host_api_t *host);\n\
+             int calc_test_macros(const calc_host_api_t *host) {{\n\
+             return CALC_HOST_HAS(host, get_state) + CALC_DEADLINE_EXPIRED(host);\n}}\n"
+        );
         let tu = dir.join(format!("{header}.c"));
         std::fs::write(&tu, &text).unwrap();
         let tu_cpp = dir.join(format!("{header}.cpp"));
@@ -63,7 +69,8 @@ fn rust_layout() -> BTreeMap<String, String> {
         };
     }
     layout!(calc_abi_version_t: major, minor);
-    layout!(calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state);
+    layout!(calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state,
+        deadline_expired, deadline_remaining_ns);
     layout!(calc_operation_t: name, description, symbol, execute, kind, associativity, precedence, min_arity, max_arity,
         execute_batch);
     layout!(calc_plugin_t: magic, struct_size, abi_version, name, version, author, description, sdk_version,
@@ -97,6 +104,33 @@ fn rust_layout() -> BTreeMap<String, String> {
         CALC_ASSOCIATIVITY_RIGHT
     );
     put("CALC_PLUGIN_MAGIC", CALC_PLUGIN_MAGIC.to_string());
+    put("CALC_DEADLINE_NONE", u64::MAX.to_string());
+    // The host-table macros (ABI 1.3), on fake tables whose deadline services say "expired": a
+    // service exists only when it ends within `struct_size` and is not NULL, and a missing one
+    // is never called.
+    for (table, has_expired, has_remaining) in [
+        ("1.3 table", 1, 1),
+        ("1.3 table, NULL services", 0, 0),
+        ("1.2 table", 0, 0),
+        ("cut table", 1, 0),
+    ] {
+        put(
+            &format!("CALC_HOST_HAS({table}, deadline_expired)"),
+            has_expired.to_string(),
+        );
+        put(
+            &format!("CALC_HOST_HAS({table}, deadline_remaining_ns)"),
+            has_remaining.to_string(),
+        );
+        put(
+            &format!("CALC_DEADLINE_EXPIRED({table})"),
+            has_expired.to_string(),
+        );
+        put(
+            &format!("deadline service calls({table})"),
+            has_expired.to_string(),
+        );
+    }
     put(
         "CALC_ABI_VERSION_INIT",
         format!("{CALC_ABI_VERSION_MAJOR}.{CALC_ABI_VERSION_MINOR}"),

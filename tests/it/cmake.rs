@@ -34,6 +34,7 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
         "lib/cmake/Calc/CalcConfig.cmake",
         "lib/cmake/Calc/CalcConfigVersion.cmake",
         "lib/pkgconfig/calc.pc",
+        "libexec/calc-plugin-runner",
     ] {
         assert!(
             prefix.join(file).is_file(),

@@ -391,7 +391,7 @@ fn plugins_list_shows_enabled_disabled_failed_and_overridden() {
         .find(|p| p["name"] == "add")
         .unwrap();
     assert_eq!(add["operations"][0]["served_by"], "alt_add");
-    assert_eq!(v["failures"][0]["kind"], "open");
+    assert_eq!(v["failures"][0]["kind"], "not_a_library");
 }
 
 #[test]

@@ -34,6 +34,41 @@ pub fn calc_binary() -> &'static Path {
     })
 }
 
+/// The plugin runner `calc-plugin-runner` (process isolation), built once per process with the
+/// `calc` binary.
+pub fn runner_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let calc = calc_binary();
+        let dir = calc.parent().expect("calc is in a directory");
+        dir.join(format!(
+            "calc-plugin-runner{}",
+            std::env::consts::EXE_SUFFIX
+        ))
+    })
+}
+
+/// The isolation corpus of `tests/fixtures/c/crashy.c`, built once per process into one
+/// directory: `libcrashy.so` (operations that crash, abort, exit, hang on demand),
+/// `libcrashy_init_crash.so` (crashes in `init`) and `libcrashy_init_hang.so` (hangs in
+/// `init`). Never load these in process: they are meant to run isolated.
+pub fn crashy_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("crashy-{}", std::process::id()));
+        let source = workspace_root().join("tests/fixtures/c/crashy.c");
+        for (name, defines) in [
+            ("crashy", &[][..]),
+            ("crashy_init_crash", &["-DCRASHY_INIT_CRASH"][..]),
+            ("crashy_init_hang", &["-DCRASHY_INIT_HANG"][..]),
+        ] {
+            build_c_plugin(&source, &dir.join(library_file_name(name)), defines)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        dir
+    })
+}
+
 /// The broken-plugin cases of `tests/broken/broken.c`: the macro suffix of each.
 pub const BROKEN_CASES: &[&str] = &[
     "NO_ENTRY",

@@ -10,6 +10,8 @@
 //! <prefix>/lib/cmake/Calc/CalcConfigVersion.cmake   Calc::host_static, Calc::sdk,
 //! <prefix>/lib/cmake/Calc/CalcPlugin.cmake          calc_add_plugin()
 //! <prefix>/lib/pkgconfig/calc.pc            pkg-config --cflags --libs calc
+//! <prefix>/libexec/calc-plugin-runner        the runner of isolated plugins, which
+//!                                            libcalc_host finds in ../libexec from itself
 //! ```
 //!
 //! Every installed file finds the others relative to itself, so the prefix can be moved. The
@@ -86,6 +88,13 @@ pub fn install(prefix: &Path, release: bool) -> Result<(), String> {
     ] {
         copy_fresh(&artifacts.join(&file), &lib.join(&file))?;
     }
+
+    // The plugin runner (process isolation), found by libcalc_host in ../libexec.
+    build_runner(release)?;
+    let libexec = prefix.join("libexec");
+    create_dir(&libexec)?;
+    let runner = format!("{RUNNER}{}", std::env::consts::EXE_SUFFIX);
+    copy_fresh(&artifacts.join(&runner), &libexec.join(&runner))?;
 
     // Headers.
     let dest_include = prefix.join("include");
@@ -178,6 +187,35 @@ fn build_capi(release: bool) -> Result<Vec<String>, String> {
     }
     parse_native_static_libs(&stderr)
         .ok_or_else(|| format!("{shown} printed no `native-static-libs:` note:\n{stderr}"))
+}
+
+/// The runner executable of isolated plugins, from the `calc-host` package.
+pub const RUNNER: &str = "calc-plugin-runner";
+
+/// Builds [`RUNNER`] with the same profile as the libraries.
+fn build_runner(release: bool) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--quiet",
+        "--package",
+        "calc-host",
+        "--bin",
+        RUNNER,
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
 }
 
 /// Finds rustc's `note: native-static-libs: -lgcc_s -lutil ...` line and splits it.

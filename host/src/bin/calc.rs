@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use calc_host::cache::{Listing, MetadataCache};
 use calc_host::config::Settings;
+use calc_host::trust::{self, TrustPolicy};
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -38,8 +39,17 @@ Exit status:
   1  an operation failed (division by zero, domain error, error reported by a plugin)
   2  invalid command line, configuration or expression (parse error, unknown operator or
      function, wrong number of arguments)
-  3  plugins: `plugins list` found plugins that failed to load, or `plugins check` refused
-     one or (with --conformance) found problems in one";
+  3  plugins: `plugins list` found plugins that failed to load, `plugins check` refused
+     one or (with --conformance) found problems in one, `plugins verify` found a file unsigned
+     or badly signed, or `plugins sign` could not sign one
+
+Trust:
+  Before opening a plugin file, calc refuses it when it, its directory or a directory above is
+  writable by other users or owned by another user (--allow-insecure allows that), when it is a
+  symbolic link (--allow-symlinks), when its directory holds a calc-plugins.lock (`calc plugins
+  lock`) that does not list it with the same SHA-256, and, when the config file lists trusted
+  keys ([trust] keys), when it has no valid ed25519 signature <file>.sig by one of them
+  (`calc plugins keygen`, `sign`, `verify`). See docs/TRUST.md.";
 
 const MAP_HELP: &str = "\
 Input:
@@ -86,9 +96,24 @@ struct Cli {
     #[arg(long, value_name = "KEY", env = "CALC_ROLLOUT_KEY", global = true)]
     rollout_key: Option<String>,
 
+    /// Run every plugin in its own runner process (`calc-plugin-runner`): a plugin that
+    /// crashes, exits or hangs costs only the call in progress (docs/ISOLATION.md).
+    #[arg(long, global = true)]
+    isolate: bool,
+
     /// Do not report plugins that failed to load (they are still skipped).
     #[arg(short, long, global = true)]
     quiet: bool,
+
+    /// Load plugin files and directories that other users can write or that another user owns
+    /// (refused by default; also `[trust] allow_insecure_permissions`).
+    #[arg(long, global = true)]
+    allow_insecure: bool,
+
+    /// Follow symbolic links to plugin files (refused by default; also `[trust]
+    /// allow_symlinks`).
+    #[arg(long, global = true)]
+    allow_symlinks: bool,
 
     /// Log more (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -186,6 +211,44 @@ enum PluginsCommand {
         #[arg(long, value_name = "SECS", default_value_t = 30.0, hide = true)]
         conformance_timeout: f64,
     },
+    /// Write calc-plugins.lock in DIR: the SHA-256 of each shared library in it, in the format
+    /// of `sha256sum` (`sha256sum -c calc-plugins.lock` checks it too). While it exists, calc
+    /// refuses a library of DIR that it does not list or whose digest differs.
+    Lock {
+        /// The plugin directory (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Create an ed25519 key pair for signing plugins: PREFIX.key (secret, mode 0600) and
+    /// PREFIX.pub (the public key to list in `[trust] keys`).
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX", default_value = "calc-plugin")]
+        out: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign plugin files: writes FILE.sig (a detached ed25519 signature) next to each. Exit
+    /// status 3 when a file cannot be signed.
+    Sign {
+        /// The secret key file (from `calc plugins keygen`).
+        #[arg(long, value_name = "SECRET")]
+        key: PathBuf,
+        /// Plugin libraries to sign.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check the signatures FILE.sig of plugin files. Exit status 0 when every file is signed
+    /// by one of the keys, 3 otherwise.
+    Verify {
+        /// A public key: a .pub file or the base64 key itself (repeatable; default: the
+        /// configured `[trust] keys`).
+        #[arg(long, value_name = "PUBLIC")]
+        key: Vec<String>,
+        /// Plugin libraries to verify.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Internal: the child process of `check --conformance`, which exercises FILE and writes
     /// JSON lines to standard output.
     #[command(hide = true)]
@@ -233,6 +296,9 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         },
     };
     settings.disabled.extend(cli.disable.iter().cloned());
+    if cli.isolate {
+        settings.isolation.all = true;
+    }
     let mut prefer = cli.prefer.clone();
     prefer.extend(
         settings
@@ -241,6 +307,8 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
             .filter(|p| !cli.prefer.contains(p)),
     );
     settings.prefer = prefer;
+    settings.trust.allow_insecure_permissions |= cli.allow_insecure;
+    settings.trust.allow_symlinks |= cli.allow_symlinks;
     Ok(settings)
 }
 
@@ -292,6 +360,11 @@ fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
 /// operation name) may use them; other files load at once, so their failures are reported.
 fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> {
     let settings = settings(cli)?;
+    if settings.isolation.all {
+        // The metadata cache validates new files by opening them in this process; isolating
+        // every plugin means opening none here, so each starts in its runner instead.
+        return load_plugins(cli, true);
+    }
     let dirs = plugin_dirs(cli, &settings);
     let mut manager = PluginManager::with_settings(settings);
     // One cache file per directory, so that a command reads only the entries of the
@@ -479,7 +552,7 @@ fn write_plugin(
 /// starts every plugin.
 fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
     let listing = if no_cache {
-        load_plugins(cli, false).map(|m| Listing::from_manager(&m))
+        load_plugins(cli, false).map(|m| (Listing::from_manager(&m), isolation_of(&m)))
     } else {
         settings(cli).map(|settings| {
             let dirs = plugin_dirs(cli, &settings);
@@ -490,11 +563,12 @@ fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
             if let Err(e) = cache.save() {
                 tracing::debug!("cannot write the plugin cache: {e}");
             }
-            listing
+            let isolation = planned_isolation(&listing, &settings);
+            (listing, isolation)
         })
     };
     match listing {
-        Ok(listing) => list(&listing, json),
+        Ok((listing, isolation)) => list(&listing, &isolation, json),
         Err(e) => {
             eprintln!("calc: error: {e}");
             EXIT_USAGE
@@ -502,7 +576,73 @@ fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
     }
 }
 
-fn list(listing: &Listing, json: bool) -> u8 {
+/// Per enabled plugin: how it runs, as one line of text and as JSON fields.
+type Runtime = std::collections::BTreeMap<String, (String, serde_json::Value)>;
+
+fn timeout_text(t: Option<std::time::Duration>) -> String {
+    t.map_or_else(
+        || "no timeout".into(),
+        |t| format!("timeout {} ms", t.as_millis()),
+    )
+}
+
+/// Isolation and health of the plugins `manager` loaded (`plugins list --no-cache`).
+fn isolation_of(manager: &PluginManager) -> Runtime {
+    let settings = &manager.settings().isolation;
+    manager
+        .plugins()
+        .filter_map(|p| {
+            let health = manager.health(&p.name)?;
+            let isolated = manager.is_isolated(&p.name);
+            let timeout = settings.call_timeout(&p.name, isolated);
+            let mode = if isolated {
+                format!("isolated (runner process, {})", timeout_text(timeout))
+            } else {
+                "in process".to_string()
+            };
+            let mut line = format!("{mode}; health: {health}");
+            if let Some(why) = &health.disabled {
+                line = format!("{line}; {why}");
+            }
+            let mut json = serde_json::json!({
+                "isolated": isolated,
+                "timeout_ms": timeout.map(|t| t.as_millis() as u64),
+            });
+            // Only isolated plugins have figures beyond what the cached listing shows, so an
+            // in-process listing reads the same with and without the cache.
+            if isolated {
+                json["health"] = health.to_json();
+            }
+            Some((p.name.clone(), (line, json)))
+        })
+        .collect()
+}
+
+/// How the settings would run the listed plugins (`plugins list` from the cache: nothing is
+/// started, so there are no health figures).
+fn planned_isolation(listing: &Listing, settings: &Settings) -> Runtime {
+    let iso = &settings.isolation;
+    listing
+        .plugins
+        .iter()
+        .map(|p| {
+            let isolated = iso.isolates(&p.name);
+            let timeout = iso.call_timeout(&p.name, isolated);
+            let line = if isolated {
+                format!("isolated (runner process, {})", timeout_text(timeout))
+            } else {
+                "in process".to_string()
+            };
+            let json = serde_json::json!({
+                "isolated": isolated,
+                "timeout_ms": timeout.map(|t| t.as_millis() as u64),
+            });
+            (p.name.clone(), (line, json))
+        })
+        .collect()
+}
+
+fn list(listing: &Listing, runtime: &Runtime, json: bool) -> u8 {
     // The plugin serving `op` when it is not `me`.
     let other = |me: &str, op: &str| listing.serving(op).filter(|w| *w != me).map(str::to_string);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -511,6 +651,11 @@ fn list(listing: &Listing, json: bool) -> u8 {
         let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
             let mut v = serde_json::to_value(p).expect("plain data");
             v["status"] = status.into();
+            if let (Some((_, extra)), "enabled") = (runtime.get(&p.name), status) {
+                for (k, x) in extra.as_object().into_iter().flatten() {
+                    v[k] = x.clone();
+                }
+            }
             for op in v["operations"].as_array_mut().into_iter().flatten() {
                 let name = op["name"].as_str().unwrap_or_default().to_string();
                 op["served_by"] = match status {
@@ -537,7 +682,7 @@ fn list(listing: &Listing, json: bool) -> u8 {
             serde_json::to_string_pretty(&value).expect("JSON of plain data")
         )
     } else {
-        write_listing(&mut out, listing, other)
+        write_listing(&mut out, listing, runtime, other)
     }
     .and_then(|()| out.flush());
     if listing.failures.is_empty() {
@@ -550,6 +695,7 @@ fn list(listing: &Listing, json: bool) -> u8 {
 fn write_listing(
     out: &mut impl Write,
     listing: &Listing,
+    runtime: &Runtime,
     other: impl Fn(&str, &str) -> Option<String>,
 ) -> std::io::Result<()> {
     for p in &listing.plugins {
@@ -559,6 +705,12 @@ fn write_listing(
             .all(|op| other(&p.name, &op.name).is_some());
         let status = if overridden { "overridden" } else { "enabled" };
         write_plugin(out, p, status, |op| other(&p.name, op))?;
+        // In-process plugins, the usual case, get no extra line.
+        if let Some((line, json)) = runtime.get(&p.name) {
+            if json["isolated"] == true {
+                writeln!(out, "  {line}")?;
+            }
+        }
     }
     for p in &listing.disabled {
         write_plugin(out, p, "disabled", |_| None)?;
@@ -578,12 +730,25 @@ fn write_listing(
     Ok(())
 }
 
-fn check(files: &[PathBuf], json: bool, conformance: Option<std::time::Duration>) -> u8 {
+fn check(
+    trust: &TrustPolicy,
+    files: &[PathBuf],
+    json: bool,
+    conformance: Option<std::time::Duration>,
+) -> u8 {
     let mut all_ok = true;
     let mut reports = Vec::new();
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("calc"));
     for file in files {
-        let result = calc_host::loader::inspect(file);
+        // The trust policy first: nothing is opened before it passes.
+        let result = trust.check_file(file).and_then(|verified| {
+            // Canonical, and its header checked: no second `realpath` and read.
+            let info = calc_host::loader::open_resolved(verified.path())?
+                .info()
+                .clone();
+            verified.confirm()?;
+            Ok(info)
+        });
         all_ok &= result.is_ok();
         let conformance = match (&result, conformance) {
             (Ok(_), Some(timeout)) => Some(calc_host::conformance::check(&exe, file, timeout)),
@@ -651,6 +816,168 @@ fn print_refusal(e: &LoadError) {
     }
 }
 
+/// `plugins lock [DIR]`.
+fn lock(dir: Option<&Path>) -> u8 {
+    let dir = dir.unwrap_or(Path::new("."));
+    match trust::write_lock(dir) {
+        Ok((lock, names)) => {
+            for name in &names {
+                println!("locked {name}");
+            }
+            println!("wrote {} ({} plugins)", lock.display(), names.len());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// `plugins keygen`.
+fn keygen(out: &Path, force: bool) -> u8 {
+    use std::os::unix::fs::OpenOptionsExt;
+    let with_suffix = |suffix: &str| {
+        let mut path = out.as_os_str().to_os_string();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    let (secret_path, public_path) = (with_suffix(".key"), with_suffix(".pub"));
+    if let Some(existing) = [&secret_path, &public_path]
+        .into_iter()
+        .find(|p| !force && p.symlink_metadata().is_ok())
+    {
+        eprintln!(
+            "calc: error: {}: already exists (pass --force to replace it, or --out another prefix)",
+            existing.display()
+        );
+        return EXIT_USAGE;
+    }
+    let key = match trust::SecretKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("calc: error: cannot read random bytes from /dev/urandom: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let write = |path: &Path, mode: u32, text: &str| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).mode(mode);
+        if force {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        options
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "{}: already exists (pass --force to replace it, or --out another prefix)",
+                    path.display()
+                ),
+                _ => format!("{}: {e}", path.display()),
+            })
+    };
+    let public = key.public().to_string();
+    let written = write(&secret_path, 0o600, &key.to_file_text())
+        .and_then(|()| write(&public_path, 0o644, &format!("{public}\n")));
+    match written {
+        Ok(()) => {
+            println!("wrote {} (secret: keep it private)", secret_path.display());
+            println!("wrote {}", public_path.display());
+            println!("trust it with, in the config file:\n[trust]\nkeys = [\"{public}\"]");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// `plugins sign --key SECRET FILE...`.
+fn sign(key: &Path, files: &[PathBuf]) -> u8 {
+    let key = match std::fs::read_to_string(key)
+        .map_err(|e| e.to_string())
+        .and_then(|text| trust::SecretKey::parse(&text))
+    {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("calc: error: {}: {e}", key.display());
+            return EXIT_USAGE;
+        }
+    };
+    let mut code = EXIT_OK;
+    for file in files {
+        let signature = trust::signature_path(file);
+        let signed = trust::sha256_file(file)
+            .and_then(|digest| std::fs::write(&signature, key.sign_digest(&digest)));
+        match signed {
+            Ok(()) => println!("signed {} -> {}", file.display(), signature.display()),
+            Err(e) => {
+                eprintln!("calc: error: {}: cannot sign: {e}", file.display());
+                code = EXIT_PLUGINS;
+            }
+        }
+    }
+    code
+}
+
+/// `plugins verify [--key PUBLIC]... FILE...`.
+fn verify(cli: &Cli, keys: &[String], files: &[PathBuf]) -> u8 {
+    let keys: Result<Vec<trust::PublicKey>, String> = if keys.is_empty() {
+        settings(cli).and_then(|s| {
+            if s.trust.keys.is_empty() {
+                Err("no key to verify with: pass --key PUBLIC or list keys in [trust] keys".into())
+            } else {
+                Ok(s.trust.keys)
+            }
+        })
+    } else {
+        keys.iter()
+            .map(|k| {
+                let path = Path::new(k);
+                if path.is_file() {
+                    std::fs::read_to_string(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| trust::PublicKey::parse(&text))
+                        .map_err(|e| format!("{k}: {e}"))
+                } else {
+                    trust::PublicKey::parse(k)
+                        .map_err(|e| format!("{k}: no such key file, and not a key either ({e})"))
+                }
+            })
+            .collect()
+    };
+    let keys = match keys {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut code = EXIT_OK;
+    for file in files {
+        let result = trust::sha256_file(file)
+            .map_err(|source| LoadError::Unreadable {
+                path: file.clone(),
+                source,
+            })
+            .and_then(|digest| {
+                trust::verify_signature(file, &digest, &trust::signature_path(file), &keys)
+            });
+        match result {
+            Ok(key) => println!("{}: good signature by {key}", file.display()),
+            Err(e) => {
+                println!("BAD {e}");
+                code = EXIT_PLUGINS;
+            }
+        }
+    }
+    code
+}
+
 fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
     use calc_host::scaffold::{scaffold, Lang as L, Scaffold};
     let s = Scaffold {
@@ -703,8 +1030,26 @@ fn run(cli: &Cli) -> u8 {
         } => {
             let timeout = std::time::Duration::try_from_secs_f64(conformance_timeout.max(0.1))
                 .unwrap_or(std::time::Duration::MAX);
-            return check(files, *json, conformance.then_some(timeout));
+            return match settings(cli) {
+                Ok(s) => check(&s.trust, files, *json, conformance.then_some(timeout)),
+                Err(e) => {
+                    eprintln!("calc: error: {e}");
+                    EXIT_USAGE
+                }
+            };
         }
+        Command::Plugins {
+            command: PluginsCommand::Lock { dir },
+        } => return lock(dir.as_deref()),
+        Command::Plugins {
+            command: PluginsCommand::Keygen { out, force },
+        } => return keygen(out, *force),
+        Command::Plugins {
+            command: PluginsCommand::Sign { key, files },
+        } => return sign(key, files),
+        Command::Plugins {
+            command: PluginsCommand::Verify { key, files },
+        } => return verify(cli, key, files),
         Command::Plugins {
             command: PluginsCommand::ConformanceWorker { file },
         } => return calc_host::conformance::worker(file),

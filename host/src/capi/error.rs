@@ -21,6 +21,20 @@ pub const CALC_STATUS_PARSE_ERROR: calc_status_t = 103;
 pub const CALC_STATUS_LOAD_FAILED: calc_status_t = 104;
 /// A bug inside libcalc_host (a caught panic). The host handle stays usable. Since calc_host 1.0.
 pub const CALC_STATUS_INTERNAL: calc_status_t = 105;
+/// The trust policy refused a plugin file before it was opened (insecure permissions, a
+/// symbolic link, not in or different from its directory's lock file, unsigned or badly
+/// signed); the message names the file, the reason and how to allow it. Since calc_host 1.2.
+pub const CALC_STATUS_UNTRUSTED: calc_status_t = 106;
+
+/// The status for a failed load: `CALC_STATUS_UNTRUSTED` for refusals by the trust policy,
+/// `CALC_STATUS_LOAD_FAILED` otherwise.
+pub(crate) fn load_status(e: &crate::error::LoadError) -> calc_status_t {
+    if e.is_untrusted() {
+        CALC_STATUS_UNTRUSTED
+    } else {
+        CALC_STATUS_LOAD_FAILED
+    }
+}
 
 struct LastError {
     code: calc_status_t,
@@ -78,6 +92,7 @@ pub extern "C" fn calc_status_describe(status: calc_status_t) -> *const c_char {
         CALC_STATUS_PARSE_ERROR => c"parse error",
         CALC_STATUS_LOAD_FAILED => c"plugin load failed",
         CALC_STATUS_INTERNAL => c"internal error",
+        CALC_STATUS_UNTRUSTED => c"plugin refused by the trust policy",
         1..=99 => match Status::from_code(status) {
             Some(Status::InvalidArgument) => c"invalid argument",
             Some(Status::DomainError) => c"domain error",

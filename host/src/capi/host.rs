@@ -364,7 +364,8 @@ pub unsafe extern "C" fn calc_host_load_config(
 
 /// Loads, validates and initialises the plugin library at `path`.
 ///
-/// On failure returns `CALC_STATUS_LOAD_FAILED` with the file and the reason in
+/// On failure returns `CALC_STATUS_LOAD_FAILED` (`CALC_STATUS_UNTRUSTED` when the trust policy
+/// refused the file before opening it, since calc_host 1.2) with the file and the reason in
 /// `calc_last_error_message()`; the failure is also listed by `calc_host_failure`, and the host
 /// stays usable. `[exclusive]`
 ///
@@ -382,7 +383,7 @@ pub unsafe extern "C" fn calc_host_load_file(
             .manager
             .load_file(Path::new(path))
             .map(|_| ())
-            .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()));
+            .map_err(|e| ApiError::new(super::error::load_status(e), e.to_string()));
         host.sync();
         result
     })
@@ -391,7 +392,8 @@ pub unsafe extern "C" fn calc_host_load_file(
 /// Loads every shared library in directory `dir`, in file-name order.
 ///
 /// Returns `CALC_STATUS_OK` when the directory could be read, even if some plugins in it failed
-/// (list them with `calc_host_failure`); `CALC_STATUS_LOAD_FAILED` when it could not. Writes the
+/// (list them with `calc_host_failure`); `CALC_STATUS_LOAD_FAILED` when it could not
+/// (`CALC_STATUS_UNTRUSTED` when the trust policy refused the directory). Writes the
 /// number of plugins loaded to `*out_loaded` unless it is NULL. `[exclusive]`
 ///
 /// # Safety
@@ -408,7 +410,7 @@ pub unsafe extern "C" fn calc_host_load_dir(
         let result = host
             .manager
             .load_dir(Path::new(dir))
-            .map_err(|e| ApiError::new(CALC_STATUS_LOAD_FAILED, e.to_string()));
+            .map_err(|e| ApiError::new(super::error::load_status(e), e.to_string()));
         host.sync();
         let loaded = result?;
         let dir = PathBuf::from(dir);

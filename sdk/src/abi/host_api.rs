@@ -42,6 +42,35 @@ pub type calc_get_state_fn = Option<
     ) -> i32,
 >;
 
+/// Asks whether the host call in progress on the calling thread (`execute`, `execute_batch`) has
+/// passed its deadline: nonzero when it has, 0 when it has not or when the call has no deadline.
+/// A long-running operation polls it and, once it is nonzero, stops and returns an error (by
+/// convention `CALC_STATUS_ERROR` with the message `"deadline exceeded"`).
+///
+/// The deadline is cooperative: the host never interrupts an in-process call, so a plugin that
+/// does not poll simply runs to its end. It belongs to the thread the host called the plugin on;
+/// on any other thread (one the plugin started itself) this returns 0, so poll on the calling
+/// thread and tell your own workers, or hand them the time from `deadline_remaining_ns`.
+///
+/// Cheap enough for a tight loop: a thread-local read when the call has no deadline, plus one
+/// monotonic clock read when it has (`docs/PLUGIN_GUIDE.md` gives measured figures). Takes no
+/// pointer besides `context`, owns nothing, cannot fail. `[any-thread]`
+///
+/// Since ABI 1.3.
+pub type calc_deadline_expired_fn = Option<unsafe extern "C" fn(context: *mut c_void) -> i32>;
+
+/// Returned by `deadline_remaining_ns` when the call in progress has no deadline.
+pub const CALC_DEADLINE_NONE: u64 = u64::MAX;
+
+/// Time left before the deadline of the host call in progress on the calling thread, in
+/// nanoseconds: 0 once it has passed, `CALC_DEADLINE_NONE` (`UINT64_MAX`) when the call has no
+/// deadline. Useful to size a chunk of work, or to give threads the plugin starts itself a
+/// deadline of their own (they see none through the host, see `calc_deadline_expired_fn`).
+/// Costs about as much as `deadline_expired`. Owns nothing, cannot fail. `[any-thread]`
+///
+/// Since ABI 1.3.
+pub type calc_deadline_remaining_fn = Option<unsafe extern "C" fn(context: *mut c_void) -> u64>;
+
 /// Services the host offers to a plugin, passed to `init`.
 ///
 /// The table and everything it points to are owned by the host and stay valid from the call to
@@ -71,4 +100,13 @@ pub struct calc_host_api_t {
     /// Hot-reload state of the previous version; never NULL in a 1.1 host. A plugin built for
     /// 1.1 running in a 1.0 host finds `struct_size` too small for this field. Since ABI 1.1.
     pub get_state: calc_get_state_fn,
+    /* Since ABI 1.3 */
+    /// Cooperative deadline poll for the call in progress on the calling thread; never NULL in a
+    /// 1.3 host. A plugin built for 1.3 running in an older host finds `struct_size` too small
+    /// for this field (check with `CALC_HOST_HAS(host, deadline_expired)`, or use
+    /// `CALC_DEADLINE_EXPIRED(host)`, which is 0 in an older host). Since ABI 1.3.
+    pub deadline_expired: calc_deadline_expired_fn,
+    /// Time left before that deadline, in nanoseconds; never NULL in a 1.3 host, and absent in an
+    /// older one as `deadline_expired`. Since ABI 1.3.
+    pub deadline_remaining_ns: calc_deadline_remaining_fn,
 }

@@ -237,6 +237,7 @@ const _: () = {
     assert!(core::mem::offset_of!(calc_plugin_t, save_state) == 104); // the 1.0 size
     assert!(core::mem::size_of::<calc_operation_t>() == 64);
     assert!(core::mem::offset_of!(calc_operation_t, execute_batch) == 56); // the 1.0/1.1 size
-    assert!(core::mem::size_of::<calc_host_api_t>() == 48);
+    assert!(core::mem::size_of::<calc_host_api_t>() == 64);
     assert!(core::mem::offset_of!(calc_host_api_t, get_state) == 40); // the 1.0 size
+    assert!(core::mem::offset_of!(calc_host_api_t, deadline_expired) == 48); // the 1.1/1.2 size
 };

@@ -34,6 +34,8 @@ Enter an expression to evaluate it, e.g. 2 ^ 10 - max(3, 4) / 2.
 Commands:
   :plugins            the loaded plugins and their operations
   :reload             reload every plugin file of the plugin directories, drop deleted ones
+  :health             calls, failures, crashes, timeouts and latency of each plugin
+  :enable NAME        load a disabled plugin, or re-enable one the circuit breaker disabled
   :vars               the variables
   :help               this help
   :quit               leave (also Ctrl-D)";
@@ -126,6 +128,26 @@ impl Repl {
             }
             "plugins" => self.plugins(),
             "reload" => self.reload(),
+            "health" => {
+                let manager = lock(&self.manager);
+                for p in manager.plugins() {
+                    if let Some(h) = manager.health(&p.name) {
+                        let mode = if h.isolated { "isolated" } else { "in process" };
+                        println!("{} ({mode}): {h}", p.name);
+                        if let Some(why) = &h.disabled {
+                            println!("  {why}");
+                        }
+                    }
+                }
+            }
+            other if other.starts_with("enable ") => {
+                let name = other["enable ".len()..].trim();
+                let mut manager = lock(&self.manager);
+                match manager.enable(name) {
+                    Ok(info) => println!("{} {} enabled", info.name, info.version),
+                    Err(e) => eprintln!("calc: error: {e}"),
+                }
+            }
             other => eprintln!("calc: error: unknown command ':{other}' (:help lists them)"),
         }
         Next::Continue

@@ -1,0 +1,810 @@
+//! The host side of one isolated plugin: starts its runner, sends it calls, notices when it
+//! crashes, exits or hangs, restarts it, counts health figures and trips the circuit breaker.
+//!
+//! # Threads
+//! One connection per plugin, behind a mutex: calls from several threads to one isolated
+//! plugin are safe and are served one at a time (the runner is single-threaded). Calls to
+//! different isolated plugins run in parallel.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use calc_sdk::abi;
+use calc_sdk::Status;
+
+use super::protocol::{self, Reply, Request};
+use super::Health;
+use crate::info::PluginInfo;
+
+/// How an isolated plugin is run (from the settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// The runner executable.
+    pub runner: PathBuf,
+    /// Hot-reload mode: the runner loads a private copy of the file made in this directory.
+    pub copy_dir: Option<PathBuf>,
+    /// Limit on each call (`None`: no limit).
+    pub call_timeout: Option<Duration>,
+    /// Limit on starting: loading, validating and `init` together.
+    pub start_timeout: Duration,
+    /// Consecutive crashes or timeouts that disable the plugin (0: never).
+    pub breaker_threshold: u32,
+}
+
+/// A failed call, as the proxy reports it to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    pub(crate) status: Status,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn internal(message: impl Into<String>) -> Failure {
+        Failure {
+            status: Status::Error,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a runner stopped serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Death {
+    /// Killed by a signal (a crash, or `abort()`).
+    Signal(i32),
+    /// Exited (the plugin called `exit()`).
+    Exited(i32),
+    /// Did not answer in time; killed.
+    TimedOut(Duration),
+    /// Sent something that is not a valid reply, or could not be talked to; killed.
+    Broken(String),
+}
+
+impl Death {
+    /// `"crashed with SIGSEGV"`, `"exited with status 3"`, ...: what happened, for messages.
+    pub(crate) fn describe(&self, during: &str) -> String {
+        match self {
+            Death::Signal(s) => format!(
+                "plugin process crashed with {} {during}",
+                crate::conformance::signal_name(*s)
+            ),
+            Death::Exited(code) => format!("plugin process exited with status {code} {during}"),
+            Death::TimedOut(t) => format!("timed out after {} {during}", millis(*t)),
+            Death::Broken(why) => format!("plugin process failed {during}: {why}"),
+        }
+    }
+
+    fn is_timeout(&self) -> bool {
+        matches!(self, Death::TimedOut(_))
+    }
+}
+
+/// `"200 ms"`, or `"1.5 s"` for longer durations.
+pub(crate) fn millis(d: Duration) -> String {
+    if d >= Duration::from_secs(10) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// Why starting a runner failed.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The runner executable could not be started.
+    Spawn(std::io::Error),
+    /// The runner refused the plugin (validation failed): `LoadError::kind()` and its message.
+    Refused { kind: String, message: String },
+    /// `init` returned an error.
+    InitFailed { status: Status, message: String },
+    /// The runner died or hung while starting.
+    Died(Death),
+}
+
+/// A running runner: the child process and the host's end of its socket.
+pub(crate) struct Connection {
+    child: Child,
+    socket: UnixStream,
+    /// Reused for every request and reply.
+    buf: Vec<u8>,
+    /// The read timeout last set on `socket`, so that an unchanged one is not set again.
+    read_timeout: Option<Duration>,
+    /// Whether the child has been waited for (so that dropping does not stop it again).
+    reaped: bool,
+}
+
+impl Drop for Connection {
+    /// Stops the runner (see [`Connection::shutdown`]) unless it is gone already: no runner
+    /// outlives its connection, and none is left a zombie.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.shutdown();
+        }
+    }
+}
+
+impl Connection {
+    /// Starts `options.runner` on the plugin at `path` and waits for its `Hello`.
+    pub(crate) fn start(
+        path: &Path,
+        options: &RunnerOptions,
+        deadline: Instant,
+    ) -> Result<(Connection, PluginInfo), StartError> {
+        let (host_end, child_end) = UnixStream::pair().map_err(StartError::Spawn)?;
+        let child = {
+            let mut command = Command::new(&options.runner);
+            command.arg(path);
+            if let Some(dir) = &options.copy_dir {
+                command.arg("--copy-dir").arg(dir);
+            }
+            // Its own process group: a Ctrl-C at the terminal interrupts the host, which then
+            // stops its runners, rather than killing every runner mid-call.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            command
+                .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_end)))
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+            command.spawn().map_err(StartError::Spawn)?
+            // `command`, and with it the child's end of the socket, is dropped here: only the
+            // runner holds it, so its death is an end of file on ours.
+        };
+        tracing::debug!(plugin = %path.display(), pid = child.id(), "runner started");
+        let mut conn = Connection {
+            child,
+            socket: host_end,
+            buf: Vec::with_capacity(256),
+            read_timeout: None,
+            reaped: false,
+        };
+        match conn.receive(Some(deadline)) {
+            Ok(Reply::Hello {
+                protocol: protocol::PROTOCOL_VERSION,
+                info,
+            }) => {
+                let info = parse_hello(&info)
+                    .map_err(|e| StartError::Died(conn.kill(Death::Broken(e))))?;
+                Ok((conn, info))
+            }
+            Ok(Reply::Hello { protocol, .. }) => {
+                Err(StartError::Died(conn.kill(Death::Broken(format!(
+                    "the runner speaks protocol {protocol}, this host {}",
+                    protocol::PROTOCOL_VERSION
+                )))))
+            }
+            Ok(Reply::LoadFailed { kind, message }) => {
+                conn.reap();
+                Err(StartError::Refused { kind, message })
+            }
+            Ok(other) => Err(StartError::Died(
+                conn.kill(Death::Broken(format!("unexpected {other:?}"))),
+            )),
+            Err(death) => Err(StartError::Died(death)),
+        }
+    }
+
+    /// Sends `Init` and waits for the plugin to be ready.
+    pub(crate) fn init(
+        &mut self,
+        config: &BTreeMap<String, String>,
+        state: Option<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<(), StartError> {
+        let request = Request::Init {
+            config: config.clone(),
+            state,
+        };
+        self.buf.clear();
+        request.encode(&mut self.buf);
+        match self.transact(Some(deadline)) {
+            Ok(Reply::Ready) => Ok(()),
+            Ok(Reply::InitFailed { status, message }) => {
+                self.shutdown();
+                Err(StartError::InitFailed {
+                    status: Status::from_code(status).unwrap_or(Status::Error),
+                    message,
+                })
+            }
+            Ok(other) => Err(StartError::Died(
+                self.kill(Death::Broken(format!("unexpected {other:?}"))),
+            )),
+            Err(death) => Err(StartError::Died(death)),
+        }
+    }
+
+    /// The runner's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the request in `buf` and reads the reply. On any failure the runner is gone
+    /// (reaped, or killed and reaped) and the reason is returned.
+    fn transact(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
+        if let Err(e) = super::sys::send_all(&self.socket, &self.buf) {
+            // A dead runner: EPIPE or ECONNRESET. Find out how it died.
+            return Err(self.reap_or(Death::Broken(format!("cannot send: {e}"))));
+        }
+        self.receive(deadline)
+    }
+
+    /// Reads one reply frame into `buf` and decodes it.
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
+        self.buf.clear();
+        let mut need = 4usize;
+        let mut have_len = false;
+        loop {
+            while self.buf.len() < need {
+                self.read_some(deadline, need)?;
+            }
+            if have_len {
+                break;
+            }
+            let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+            match protocol::frame_len(prefix) {
+                Ok(n) => {
+                    need = 4 + n;
+                    have_len = true;
+                }
+                Err(e) => return Err(self.kill(Death::Broken(e.to_string()))),
+            }
+        }
+        if self.buf.len() != need {
+            return Err(self.kill(Death::Broken("more data than one reply".into())));
+        }
+        Reply::decode(&self.buf[4..]).map_err(|e| self.kill(Death::Broken(e.to_string())))
+    }
+
+    /// One `read` into `buf` (up to `need` bytes, at least what is available).
+    fn read_some(&mut self, deadline: Option<Instant>, need: usize) -> Result<(), Death> {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(self.timed_out());
+                }
+                // Rounded up to whole milliseconds so that a timeout that barely changes is
+                // not set again on every call.
+                let left = d - now;
+                Some(Duration::from_millis(left.as_millis() as u64 + 1))
+            }
+        };
+        if timeout != self.read_timeout {
+            if let Err(e) = self.socket.set_read_timeout(timeout) {
+                return Err(self.kill(Death::Broken(format!("cannot set a timeout: {e}"))));
+            }
+            self.read_timeout = timeout;
+        }
+        let start = self.buf.len();
+        let want = need.max(start + 64);
+        self.buf.resize(want, 0);
+        let result = self.socket.read(&mut self.buf[start..]);
+        match result {
+            Ok(0) => {
+                self.buf.truncate(start);
+                Err(self.reap_or(Death::Broken("closed its connection".into())))
+            }
+            Ok(n) => {
+                self.buf.truncate(start + n);
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.buf.truncate(start);
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    return Ok(()); // woke a little early; read again
+                }
+                Err(self.timed_out())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                self.buf.truncate(start);
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.truncate(start);
+                Err(self.reap_or(Death::Broken(format!("cannot read: {e}"))))
+            }
+        }
+    }
+
+    /// Kills a runner that did not answer in time. The caller knows which limit that was.
+    fn timed_out(&mut self) -> Death {
+        self.kill(Death::TimedOut(Duration::ZERO))
+    }
+
+    /// After an end of file or a broken pipe: waits (briefly) for the runner to exit and
+    /// reports how it did; kills it if it does not exit.
+    fn reap_or(&mut self, otherwise: Death) -> Death {
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.reaped = true;
+                    return death_of(status).unwrap_or(otherwise);
+                }
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+                _ => return self.kill(otherwise),
+            }
+        }
+    }
+
+    /// Waits for a runner that is exiting by itself (after `LoadFailed`).
+    fn reap(&mut self) {
+        let _ = self.reap_or(Death::Broken(String::new()));
+    }
+
+    /// Kills and reaps the runner; returns `why`.
+    pub(crate) fn kill(&mut self, why: Death) -> Death {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+        tracing::debug!(pid = self.child.id(), "runner killed: {why:?}");
+        why
+    }
+
+    /// Asks the runner to shut the plugin down and exit; kills it if it has not exited within
+    /// a second.
+    pub(crate) fn shutdown(&mut self) {
+        self.buf.clear();
+        Request::Shutdown.encode(&mut self.buf);
+        let _ = super::sys::send_all(&self.socket, &self.buf);
+        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+        let until = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => {
+                    self.reaped = true;
+                    return;
+                }
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+                _ => {
+                    self.kill(Death::Broken("did not exit after shutdown".into()));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The death an exit status describes (`None` for a clean exit 0).
+fn death_of(status: ExitStatus) -> Option<Death> {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.signal(), status.code()) {
+        (Some(s), _) => Some(Death::Signal(s)),
+        (None, Some(0)) | (None, None) => None,
+        (None, Some(code)) => Some(Death::Exited(code)),
+    }
+}
+
+/// The metadata a `Hello` carries (`PluginInfo` as JSON).
+fn parse_hello(text: &str) -> Result<PluginInfo, String> {
+    serde_json::from_str(text).map_err(|e| format!("malformed metadata: {e}"))
+}
+
+/// The `Hello.info` text for `info` (see [`parse_hello`]).
+pub(crate) fn hello_text(info: &PluginInfo) -> String {
+    serde_json::to_string(info).expect("metadata serialises")
+}
+
+/// Health counters of one isolated plugin.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    crashes: AtomicU64,
+    timeouts: AtomicU64,
+    restarts: AtomicU64,
+    /// Sum and maximum of the latency of answered calls, in nanoseconds.
+    latency_sum_ns: AtomicU64,
+    latency_max_ns: AtomicU64,
+    answered: AtomicU64,
+}
+
+/// The host side of one isolated plugin (see the module docs).
+pub struct RunnerClient {
+    info: PluginInfo,
+    options: RunnerOptions,
+    config: BTreeMap<String, String>,
+    conn: Mutex<Option<Connection>>,
+    counters: Counters,
+    /// Crashes and timeouts since the last call that got an answer.
+    consecutive: AtomicU32,
+    tripped: AtomicBool,
+    /// What the last crash or timeout was, for the breaker's message.
+    last_death: Mutex<String>,
+}
+
+impl std::fmt::Debug for RunnerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerClient")
+            .field("plugin", &self.info.name)
+            .field("runner", &self.options.runner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunnerClient {
+    pub(crate) fn new(
+        info: PluginInfo,
+        options: RunnerOptions,
+        config: BTreeMap<String, String>,
+        conn: Connection,
+    ) -> RunnerClient {
+        RunnerClient {
+            info,
+            options,
+            config,
+            conn: Mutex::new(Some(conn)),
+            counters: Counters::default(),
+            consecutive: AtomicU32::new(0),
+            tripped: AtomicBool::new(false),
+            last_death: Mutex::new(String::new()),
+        }
+    }
+
+    /// The plugin's metadata, as loaded.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &RunnerOptions {
+        &self.options
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the circuit breaker has disabled the plugin.
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::Relaxed)
+    }
+
+    /// Re-enables a plugin the circuit breaker disabled (the runner starts on the next call).
+    /// Returns whether it was disabled.
+    pub fn reset_breaker(&self) -> bool {
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.tripped.swap(false, Ordering::Relaxed)
+    }
+
+    /// Health figures so far.
+    pub fn health(&self) -> Health {
+        let c = &self.counters;
+        let answered = c.answered.load(Ordering::Relaxed);
+        let sum = c.latency_sum_ns.load(Ordering::Relaxed);
+        Health {
+            isolated: true,
+            calls: c.calls.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            crashes: c.crashes.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            mean_latency: (answered > 0).then(|| Duration::from_nanos(sum / answered)),
+            max_latency: (answered > 0)
+                .then(|| Duration::from_nanos(c.latency_max_ns.load(Ordering::Relaxed))),
+            disabled: self.tripped().then(|| self.breaker_message()),
+            runner_pid: self
+                .conn
+                .try_lock()
+                .ok()
+                .and_then(|g| g.as_ref().map(|c| c.pid())),
+        }
+    }
+
+    fn breaker_message(&self) -> String {
+        let last = self.last_death.lock().unwrap_or_else(|e| e.into_inner());
+        format!(
+            "disabled by the circuit breaker after {} crashes or timeouts in a row (last: {}); \
+             re-enable with :enable {} in the REPL or PluginManager::enable",
+            self.options.breaker_threshold.max(1),
+            last,
+            self.info.name
+        )
+    }
+
+    /// The connection, (re)starting the runner when there is none.
+    fn connect<'g>(
+        &self,
+        guard: &'g mut MutexGuard<'_, Option<Connection>>,
+    ) -> Result<&'g mut Connection, Failure> {
+        if guard.is_none() {
+            let started = Instant::now();
+            let deadline = started + self.options.start_timeout;
+            let result = Connection::start(&self.info.path, &self.options, deadline).and_then(
+                |(mut conn, info)| {
+                    if info.name != self.info.name
+                        || info.version != self.info.version
+                        || info.operations != self.info.operations
+                    {
+                        conn.shutdown();
+                        return Err(StartError::Refused {
+                            kind: "isolation".into(),
+                            message: format!(
+                                "the file now holds {} {}, not the {} {} that was loaded; \
+                                 reload it",
+                                info.name, info.version, self.info.name, self.info.version
+                            ),
+                        });
+                    }
+                    conn.init(&self.config, None, deadline)?;
+                    Ok(conn)
+                },
+            );
+            match result {
+                Ok(conn) => {
+                    self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(plugin = %self.info.name, pid = conn.pid(), "runner restarted");
+                    **guard = Some(conn);
+                }
+                Err(e) => {
+                    let why = match e {
+                        StartError::Spawn(e) => format!(
+                            "cannot start the plugin runner {}: {e}",
+                            self.options.runner.display()
+                        ),
+                        StartError::Refused { message, .. } => message,
+                        StartError::InitFailed { status, message } => {
+                            format!("init failed: {message} ({status})")
+                        }
+                        StartError::Died(Death::TimedOut(_)) => format!(
+                            "did not start within {}",
+                            millis(self.options.start_timeout)
+                        ),
+                        StartError::Died(death) => death.describe("while starting"),
+                    };
+                    let message = format!("plugin process could not be restarted: {why}");
+                    self.count_death(&message);
+                    return Err(self.failure_with_path(message));
+                }
+            }
+        }
+        Ok(guard.as_mut().expect("connected just above"))
+    }
+
+    /// `message` followed by the plugin's file, as every isolation failure names it.
+    fn failure_with_path(&self, message: String) -> Failure {
+        Failure::internal(format!("{message} ({})", self.info.path.display()))
+    }
+
+    /// Counts a crash, timeout or failed restart towards the breaker; trips it at the
+    /// threshold. Returns whether it tripped now.
+    fn count_death(&self, what: &str) -> bool {
+        *self.last_death.lock().unwrap_or_else(|e| e.into_inner()) = what.to_string();
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        let threshold = self.options.breaker_threshold;
+        if threshold > 0 && n >= threshold && !self.tripped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(plugin = %self.info.name, "{}", self.breaker_message());
+            return true;
+        }
+        false
+    }
+
+    /// Turns a runner's death during a call into the caller's error, and counts it.
+    fn died(&self, death: Death) -> Failure {
+        if death.is_timeout() {
+            self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.crashes.fetch_add(1, Ordering::Relaxed);
+        }
+        let death = match death {
+            Death::TimedOut(_) => {
+                Death::TimedOut(self.options.call_timeout.unwrap_or(Duration::ZERO))
+            }
+            other => other,
+        };
+        let what = death.describe("during the call");
+        let tripped = self.count_death(&what);
+        let after = if death.is_timeout() {
+            "runner killed; restarted on the next call"
+        } else {
+            "restarted on the next call"
+        };
+        let message = if tripped {
+            format!(
+                "{what}; {} in a row: disabled by the circuit breaker (re-enable with :enable {})",
+                self.options.breaker_threshold, self.info.name
+            )
+        } else {
+            format!("{what}; {after}")
+        };
+        tracing::warn!(plugin = %self.info.name, "{message}");
+        self.failure_with_path(message)
+    }
+
+    fn fail_fast(&self) -> Failure {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        Failure::internal(self.breaker_message())
+    }
+
+    fn answered(&self, started: Instant, ok: bool) {
+        let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        let c = &self.counters;
+        c.answered.fetch_add(1, Ordering::Relaxed);
+        c.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+        c.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
+        if !ok {
+            c.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// For a call starting now: the cooperative deadline to send (microseconds left, 0 for
+    /// none), the hard deadline after which the runner is killed, and the start time.
+    ///
+    /// The cooperative deadline is the call limit, or the calling thread's own deadline
+    /// ([`crate::deadline`]) when that is earlier. The hard one is the call limit plus a grace
+    /// of a tenth of it (10 ms to 250 ms), so that a plugin that polls the deadline has time to
+    /// return cleanly before the runner is killed.
+    fn deadlines(&self) -> (u64, Option<Instant>, Instant) {
+        let started = Instant::now();
+        let limit = self.options.call_timeout;
+        let cooperative = match (limit, crate::deadline::remaining()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let us = cooperative.map_or(0, |t| {
+            (t.as_micros().min(u128::from(u64::MAX)) as u64).max(1)
+        });
+        let hard = limit.map(|t| {
+            let grace = (t / 10).clamp(Duration::from_millis(10), Duration::from_millis(250));
+            started + t + grace
+        });
+        (us, hard, started)
+    }
+
+    /// Calls operation `op` in the runner.
+    pub(crate) fn call(&self, op: u32, args: &[f64]) -> Result<f64, Failure> {
+        if self.tripped() {
+            return Err(self.fail_fast());
+        }
+        let mut guard = self.lock();
+        let conn = self.connect(&mut guard).inspect_err(|_| {
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        })?;
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let (timeout_us, deadline, started) = self.deadlines();
+        conn.buf.clear();
+        protocol::encode_call(&mut conn.buf, op, timeout_us, args);
+        match conn.transact(deadline) {
+            Ok(Reply::Value {
+                status,
+                value,
+                message,
+            }) => {
+                self.answered(started, status == abi::CALC_STATUS_OK);
+                if status == abi::CALC_STATUS_OK {
+                    Ok(value)
+                } else {
+                    Err(Failure {
+                        status: Status::from_code(status).unwrap_or(Status::Error),
+                        message,
+                    })
+                }
+            }
+            Ok(other) => {
+                let death = conn.kill(Death::Broken(format!("unexpected {other:?}")));
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(self.died(death))
+            }
+            Err(death) => {
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(self.died(death))
+            }
+        }
+    }
+
+    /// Calls operation `op` in the runner over columns; on failure, the failing row.
+    pub(crate) fn call_batch(
+        &self,
+        op: u32,
+        columns: &[&[f64]],
+        out: &mut [f64],
+    ) -> Result<(), (usize, Failure)> {
+        if self.tripped() {
+            return Err((0, self.fail_fast()));
+        }
+        let mut guard = self.lock();
+        let conn = self.connect(&mut guard).map_err(|f| {
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            (0, f)
+        })?;
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let (timeout_us, deadline, started) = self.deadlines();
+        conn.buf.clear();
+        protocol::encode_batch(&mut conn.buf, op, timeout_us, out.len() as u32, columns);
+        match conn.transact(deadline) {
+            Ok(Reply::Batch {
+                status,
+                failed_row,
+                values,
+                message,
+            }) if values.len() <= out.len() => {
+                self.answered(started, status == abi::CALC_STATUS_OK);
+                out[..values.len()].copy_from_slice(&values);
+                if status == abi::CALC_STATUS_OK && values.len() == out.len() {
+                    Ok(())
+                } else {
+                    Err((
+                        (failed_row as usize).min(out.len().saturating_sub(1)),
+                        Failure {
+                            status: Status::from_code(status).unwrap_or(Status::Error),
+                            message,
+                        },
+                    ))
+                }
+            }
+            Ok(other) => {
+                let death = conn.kill(Death::Broken(format!("unexpected {other:?}")));
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err((0, self.died(death)))
+            }
+            Err(death) => {
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err((0, self.died(death)))
+            }
+        }
+    }
+
+    /// Asks the plugin to save its state (hot reload). `Ok(None)`: nothing saved.
+    pub(crate) fn save_state(&self) -> Result<Option<Vec<u8>>, Failure> {
+        let mut guard = self.lock();
+        let Some(conn) = guard.as_mut() else {
+            // A runner restarted lazily has no state worth saving yet.
+            return Ok(None);
+        };
+        conn.buf.clear();
+        Request::SaveState.encode(&mut conn.buf);
+        let deadline = Some(Instant::now() + self.options.start_timeout);
+        match conn.transact(deadline) {
+            Ok(Reply::State {
+                status: abi::CALC_STATUS_OK,
+                state,
+                ..
+            }) => Ok(state),
+            Ok(Reply::State {
+                status, message, ..
+            }) => Err(Failure {
+                status: Status::from_code(status).unwrap_or(Status::Error),
+                message,
+            }),
+            Ok(other) => {
+                conn.kill(Death::Broken(format!("unexpected {other:?}")));
+                *guard = None;
+                Err(Failure::internal(
+                    "plugin process failed while saving state",
+                ))
+            }
+            Err(death) => {
+                *guard = None;
+                Err(Failure::internal(death.describe("while saving state")))
+            }
+        }
+    }
+}
+
+impl Drop for RunnerClient {
+    fn drop(&mut self) {
+        if let Some(conn) = self.lock().take() {
+            tracing::debug!(plugin = %self.info.name, pid = conn.pid(), "stopping runner");
+            drop(conn); // shuts the runner down
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Process isolation: running a plugin in a child process, the *runner*
+//! (`calc-plugin-runner`), so that a plugin that crashes, aborts, exits or hangs costs only the
+//! call in progress (see `docs/ISOLATION.md`).
+//!
+//! - [`protocol`]: the length-framed messages over the runner's socket.
+//! - [`runner`]: the runner's side (the `calc-plugin-runner` binary is a thin `main` on it).
+//! - `client`: the host's side of one runner: calls, timeouts, restarts, health, breaker.
+//! - `proxy`: the `extern "C"` `execute`/`execute_batch` through which the rest of the host
+//!   calls an isolated plugin exactly as an in-process one (so `OpHandle`, fallback, rollout,
+//!   expressions, the C API and `calc map` need no change, and in-process calls no branch).
+//! - `sys`: the two system calls `std` has no safe form of.
+//!
+//! The same plugin file works in both modes. An isolated plugin is a normal
+//! [`LoadedPlugin`](crate::loader::LoadedPlugin) whose operations' function pointers are the
+//! proxies and whose per-operation instance pointers point at the proxy state.
+
+pub(crate) mod client;
+pub mod protocol;
+pub(crate) mod proxy;
+pub mod runner;
+mod sys;
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use client::{RunnerClient, RunnerOptions};
+
+use crate::error::LoadError;
+use crate::info::PluginInfo;
+use crate::loader::{self, LoadedPlugin};
+use client::{Connection, Death, StartError};
+
+/// File name of the runner executable.
+pub const RUNNER_NAME: &str = "calc-plugin-runner";
+
+/// Environment variable naming the runner executable (checked after the settings).
+pub const RUNNER_ENV: &str = "CALC_PLUGIN_RUNNER";
+
+/// Per-call limit of isolated plugins when none is configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Limit on starting an isolated plugin (loading, validation and `init`) when none is
+/// configured.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Consecutive crashes or timeouts after which the circuit breaker disables a plugin, when
+/// none is configured.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
+
+/// Health figures of one plugin (see `PluginManager::health`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the plugin runs in a runner process.
+    pub isolated: bool,
+    /// Calls made (isolated: every call through its operations; in-process: the calls the
+    /// manager's evaluation paths counted).
+    pub calls: u64,
+    /// Calls that failed (plugin errors, crashes, timeouts, calls refused by the breaker).
+    pub failures: u64,
+    /// Calls during which the runner crashed or exited.
+    pub crashes: u64,
+    /// Calls that timed out (the runner was killed).
+    pub timeouts: u64,
+    /// Times the runner was started again after a crash or timeout.
+    pub restarts: u64,
+    /// Mean time of the calls the runner answered, as the caller saw it (isolated only).
+    pub mean_latency: Option<Duration>,
+    /// Longest such time (isolated only).
+    pub max_latency: Option<Duration>,
+    /// The circuit breaker's message when it has disabled the plugin.
+    pub disabled: Option<String>,
+    /// The runner's process id, when one is running (and not busy with a call).
+    pub runner_pid: Option<u32>,
+}
+
+impl Health {
+    /// The figures as JSON (durations in microseconds), for `calc plugins list --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let us = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e6);
+        serde_json::json!({
+            "isolated": self.isolated,
+            "calls": self.calls,
+            "failures": self.failures,
+            "crashes": self.crashes,
+            "timeouts": self.timeouts,
+            "restarts": self.restarts,
+            "mean_latency_us": us(self.mean_latency),
+            "max_latency_us": us(self.max_latency),
+            "disabled": self.disabled,
+        })
+    }
+}
+
+impl std::fmt::Display for Health {
+    /// One line: `12 calls, 1 failed, 1 crash, 0 timeouts, 1 restart, latency mean 41 us, max 90 us`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} call{}, {} failed",
+            self.calls,
+            s(self.calls),
+            self.failures
+        )?;
+        if self.isolated {
+            write!(
+                f,
+                ", {} crash{}, {} timeout{}, {} restart{}",
+                self.crashes,
+                if self.crashes == 1 { "" } else { "es" },
+                self.timeouts,
+                s(self.timeouts),
+                self.restarts,
+                s(self.restarts)
+            )?;
+        }
+        if let (Some(mean), Some(max)) = (self.mean_latency, self.max_latency) {
+            write!(
+                f,
+                ", latency mean {:.0} us, max {:.0} us",
+                mean.as_secs_f64() * 1e6,
+                max.as_secs_f64() * 1e6
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the runner executable is looked for, in order: `configured` (the settings'
+/// `[isolation] runner`), `$CALC_PLUGIN_RUNNER`, next to the current executable and in
+/// `../libexec/` from it, next to the file this code is in (`libcalc_host.so`, for a C host)
+/// and in `../libexec/` from it.
+pub fn runner_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(path) = configured {
+        return vec![path.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    if let Some(env) = std::env::var_os(RUNNER_ENV).filter(|v| !v.is_empty()) {
+        return vec![PathBuf::from(env)];
+    }
+    let name = format!("{RUNNER_NAME}{}", std::env::consts::EXE_SUFFIX);
+    let mut near = |file: Option<PathBuf>| {
+        if let Some(dir) = file.as_deref().and_then(Path::parent) {
+            for candidate in [dir.join(&name), dir.join("../libexec").join(&name)] {
+                if !out.contains(&candidate) {
+                    out.push(candidate);
+                }
+            }
+        }
+    };
+    near(std::env::current_exe().ok());
+    near(sys::this_object_file());
+    out
+}
+
+/// The runner executable (see [`runner_candidates`]), or an error naming the plugin file and
+/// every place looked at.
+pub fn find_runner(configured: Option<&Path>, plugin: &Path) -> Result<PathBuf, LoadError> {
+    let candidates = runner_candidates(configured);
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| LoadError::Isolation {
+            path: plugin.to_path_buf(),
+            kind: "isolation",
+            reason: format!(
+                "cannot isolate the plugin: no {RUNNER_NAME} at {} (set [isolation] runner or \
+                 {RUNNER_ENV})",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// A plugin opened for the manager: in this process (validated, `init` not run yet), or in a
+/// runner that has validated it and waits for `Init`.
+pub(crate) enum Opened {
+    /// Loaded in this process.
+    Native(loader::OpenedPlugin),
+    /// Loaded in a runner.
+    Isolated(Pending),
+}
+
+impl Opened {
+    /// The validated metadata.
+    pub(crate) fn info(&self) -> &PluginInfo {
+        match self {
+            Opened::Native(o) => o.info(),
+            Opened::Isolated(p) => &p.info,
+        }
+    }
+}
+
+/// A runner that loaded and validated a plugin and waits for `Init`.
+pub(crate) struct Pending {
+    conn: Connection,
+    info: PluginInfo,
+    options: RunnerOptions,
+    started: Instant,
+}
+
+/// The kinds `LoadError::kind` can return, so that a refusal reported by a runner keeps its
+/// kind.
+fn static_kind(kind: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "not_found",
+        "not_a_file",
+        "directory",
+        "open",
+        "missing_entry",
+        "entry_returned_null",
+        "bad_magic",
+        "abi_version",
+        "struct_size",
+        "invalid_field",
+        "semver",
+        "api_requirement",
+        "init_failed",
+        "version_requirement",
+        "duplicate_plugin",
+        "not_a_library",
+        "unreadable",
+        "changed",
+    ];
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("isolation")
+}
+
+/// The load error for a runner that failed to start the plugin at `path`.
+fn start_error(
+    path: &Path,
+    options: &RunnerOptions,
+    plugin: Option<&str>,
+    e: StartError,
+) -> LoadError {
+    let isolation = |reason: String| LoadError::Isolation {
+        path: path.to_path_buf(),
+        kind: "isolation",
+        reason,
+    };
+    match e {
+        StartError::Spawn(e) => isolation(format!(
+            "cannot start the plugin runner {}: {e}",
+            options.runner.display()
+        )),
+        StartError::Refused { kind, message } => {
+            // The runner's message names the file first, as every load error does.
+            let prefix = format!("{}: ", path.display());
+            LoadError::Isolation {
+                path: path.to_path_buf(),
+                kind: static_kind(&kind),
+                reason: message
+                    .strip_prefix(&prefix)
+                    .map_or_else(|| message.clone(), str::to_string),
+            }
+        }
+        StartError::InitFailed { status, message } => LoadError::InitFailed {
+            path: path.to_path_buf(),
+            plugin: plugin.unwrap_or_default().to_string(),
+            status,
+            message,
+        },
+        StartError::Died(Death::TimedOut(_)) => isolation(format!(
+            "plugin process did not {} within {}; runner killed",
+            if plugin.is_some() {
+                "finish init"
+            } else {
+                "load the plugin"
+            },
+            client::millis(options.start_timeout)
+        )),
+        StartError::Died(death) => isolation(death.describe(if plugin.is_some() {
+            "during init"
+        } else {
+            "while loading the plugin"
+        })),
+    }
+}
+
+/// Starts a runner on the plugin at `path` and waits until it has loaded and validated it.
+/// `options.call_timeout` and `options.breaker_threshold` may still change before
+/// [`Pending::initialise`] (they depend on the plugin's name).
+pub(crate) fn open(path: &Path, options: RunnerOptions) -> Result<Pending, LoadError> {
+    let path = loader::resolve(path)?;
+    let started = Instant::now();
+    let deadline = started + options.start_timeout;
+    match Connection::start(&path, &options, deadline) {
+        Ok((conn, info)) => Ok(Pending {
+            conn,
+            info,
+            options,
+            started,
+        }),
+        Err(e) => Err(start_error(&path, &options, None, e)),
+    }
+}
+
+/// The backing of an isolated `LoadedPlugin`: its runner client and the proxy state each
+/// operation's instance pointer points at.
+pub(crate) struct Isolated {
+    client: Arc<RunnerClient>,
+    /// Never resized after creation, so the elements stay where the instance pointers point
+    /// however this struct moves (moving a `Vec` does not move its buffer).
+    ops: Vec<proxy::ProxyOp>,
+}
+
+impl Isolated {
+    /// The runner client.
+    pub(crate) fn client(&self) -> &Arc<RunnerClient> {
+        &self.client
+    }
+
+    /// Asks the plugin to save its state (hot reload).
+    pub(crate) fn save_state(&self) -> Result<Option<Vec<u8>>, client::Failure> {
+        self.client.save_state()
+    }
+}
+
+impl Pending {
+    /// The validated metadata.
+    pub(crate) fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Sets the per-call limit and breaker threshold (settings for the plugin's name).
+    pub(crate) fn configure(&mut self, call_timeout: Option<Duration>, breaker_threshold: u32) {
+        self.options.call_timeout = call_timeout;
+        self.options.breaker_threshold = breaker_threshold;
+    }
+
+    /// Runs `init` in the runner with `config` and `state`, and returns the plugin, whose
+    /// operations call the runner.
+    pub(crate) fn initialise(
+        self,
+        config: &BTreeMap<String, String>,
+        state: Option<Vec<u8>>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let Pending {
+            mut conn,
+            info,
+            options,
+            started,
+        } = self;
+        let deadline = started + options.start_timeout;
+        if let Err(e) = conn.init(config, state, deadline) {
+            return Err(start_error(&info.path, &options, Some(&info.name), e));
+        }
+        tracing::debug!(plugin = %info.name, pid = conn.pid(), "isolated plugin ready");
+        let n = info.operations.len();
+        let client = Arc::new(RunnerClient::new(
+            info.clone(),
+            options,
+            config.clone(),
+            conn,
+        ));
+        let ops: Vec<proxy::ProxyOp> = (0..n)
+            .map(|index| proxy::ProxyOp {
+                client: Arc::clone(&client),
+                index: index as u32,
+            })
+            .collect();
+        let instances: Vec<*mut c_void> = ops
+            .iter()
+            .map(|op| (op as *const proxy::ProxyOp).cast_mut().cast::<c_void>())
+            .collect();
+        Ok(LoadedPlugin::from_runner(
+            info,
+            proxy::execute,
+            proxy::execute_batch,
+            instances,
+            Isolated { client, ops },
+        ))
+    }
+}
+
+impl std::fmt::Debug for Isolated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolated")
+            .field("client", &self.client)
+            .field("operations", &self.ops.len())
+            .finish()
+    }
+}

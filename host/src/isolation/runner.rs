@@ -1,0 +1,283 @@
+//! The plugin runner: the child process an isolated plugin lives in (`calc-plugin-runner`).
+//!
+//! `calc-plugin-runner PLUGIN [--copy-dir DIR]`, started by the host with a Unix socket as its
+//! standard input (it refuses to run otherwise). It loads and validates PLUGIN with the same
+//! [`loader`](crate::loader) as in-process loading, answers `Hello` (or `LoadFailed`), runs
+//! `init` when told, then serves calls one at a time until `Shutdown` or the end of its input
+//! (see [`super::protocol`]). Each call runs under the cooperative deadline of the request
+//! ([`crate::deadline`]), so plugins that poll it stop early here too.
+//!
+//! It exits when the host goes away: on the end of its input, and, should the plugin be stuck
+//! in a call when that happens, a watchdog thread notices that its parent process changed and
+//! exits the process.
+#![forbid(unsafe_code)]
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use calc_sdk::abi;
+
+use super::protocol::{self, Reply, Request};
+use crate::error::LoadError;
+use crate::loader::{self, OpHandle};
+
+/// Exit status for a bad command line or standard input.
+const EXIT_USAGE: i32 = 2;
+/// Exit status after a refused plugin (reported to the host first).
+const EXIT_REFUSED: i32 = 3;
+/// Exit status when the connection to the host broke.
+const EXIT_IO: i32 = 4;
+
+const USAGE: &str = "usage: calc-plugin-runner PLUGIN [--copy-dir DIR]\n\
+    (started by the calc host for isolated plugins; it talks to the host over a socket on \
+    standard input)";
+
+/// The runner's `main`: returns the process exit status.
+pub fn main() -> i32 {
+    let mut args = std::env::args_os().skip(1);
+    let mut path = None;
+    let mut copy_dir = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--copy-dir") => copy_dir = args.next().map(PathBuf::from),
+            Some("--help" | "-h") => {
+                eprintln!("{USAGE}");
+                return 0;
+            }
+            _ if path.is_none() => path = Some(PathBuf::from(arg)),
+            _ => {
+                eprintln!("calc-plugin-runner: unexpected argument {arg:?}\n{USAGE}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let Some(path) = path else {
+        eprintln!("calc-plugin-runner: no plugin given\n{USAGE}");
+        return EXIT_USAGE;
+    };
+    let socket = match std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(UnixStream::from)
+    {
+        Ok(s) if s.peer_addr().is_ok() => s,
+        _ => {
+            eprintln!("calc-plugin-runner: standard input is not a socket\n{USAGE}");
+            return EXIT_USAGE;
+        }
+    };
+    watch_parent();
+    match serve(&socket, &path, copy_dir.as_deref()) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::debug!("runner for {}: connection lost: {e}", path.display());
+            EXIT_IO
+        }
+    }
+}
+
+/// Exits the process when the parent changes (the host died and this process was adopted),
+/// even while the plugin is stuck in a call.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(EXIT_IO);
+            }
+        });
+}
+
+struct Io<'a> {
+    input: BufReader<&'a UnixStream>,
+    output: BufWriter<&'a UnixStream>,
+    frame: Vec<u8>,
+}
+
+impl Io<'_> {
+    /// The next request; `None` at the end of the input.
+    fn read(&mut self) -> std::io::Result<Option<Request>> {
+        let mut prefix = [0u8; 4];
+        match self.input.read_exact(&mut prefix) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let n = protocol::frame_len(prefix)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.frame.resize(n, 0);
+        self.input.read_exact(&mut self.frame)?;
+        Request::decode(&self.frame)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
+        self.frame.clear();
+        reply.encode(&mut self.frame);
+        self.output.write_all(&self.frame)?;
+        self.output.flush()
+    }
+}
+
+fn timeout(us: u64) -> Option<Duration> {
+    (us > 0).then(|| Duration::from_micros(us))
+}
+
+fn serve(
+    socket: &UnixStream,
+    path: &std::path::Path,
+    copy_dir: Option<&std::path::Path>,
+) -> std::io::Result<i32> {
+    let mut io = Io {
+        input: BufReader::new(socket),
+        output: BufWriter::new(socket),
+        frame: Vec::new(),
+    };
+    let opened = match copy_dir {
+        Some(dir) => loader::open_copy(path, dir),
+        None => loader::open(path),
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            io.send(&Reply::LoadFailed {
+                kind: e.kind().into(),
+                message: e.to_string(),
+            })?;
+            return Ok(EXIT_REFUSED);
+        }
+    };
+    io.send(&Reply::Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        info: super::client::hello_text(opened.info()),
+    })?;
+    let (config, state) = match io.read()? {
+        Some(Request::Init { config, state }) => (config, state),
+        Some(Request::Shutdown) | None => return Ok(0),
+        Some(other) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("expected Init, got {other:?}"),
+            ))
+        }
+    };
+    let plugin = match opened.initialise_with_state(&config, state) {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(LoadError::InitFailed {
+            status, message, ..
+        }) => {
+            io.send(&Reply::InitFailed {
+                status: status.code(),
+                message,
+            })?;
+            return Ok(EXIT_REFUSED);
+        }
+        Err(e) => {
+            io.send(&Reply::InitFailed {
+                status: abi::CALC_STATUS_ERROR,
+                message: e.to_string(),
+            })?;
+            return Ok(EXIT_REFUSED);
+        }
+    };
+    io.send(&Reply::Ready)?;
+    let handles: Vec<OpHandle> = (0..plugin.info().operations.len())
+        .filter_map(|i| OpHandle::new(&plugin, i))
+        .collect();
+    let unknown = |op: u32| -> String { format!("no operation #{op} in this plugin") };
+    let mut out = Vec::new();
+    loop {
+        let reply = match io.read()? {
+            None | Some(Request::Shutdown) => break,
+            Some(Request::Call {
+                op,
+                timeout_us,
+                args,
+            }) => match handles.get(op as usize) {
+                None => Reply::Value {
+                    status: abi::CALC_STATUS_INVALID_ARGUMENT,
+                    value: 0.0,
+                    message: unknown(op),
+                },
+                Some(h) => {
+                    match crate::deadline::with_timeout(timeout(timeout_us), || h.call(&args)) {
+                        Ok(value) => Reply::Value {
+                            status: abi::CALC_STATUS_OK,
+                            value,
+                            message: String::new(),
+                        },
+                        Err(e) => Reply::Value {
+                            status: e.status.code(),
+                            value: 0.0,
+                            message: e.message.clone(),
+                        },
+                    }
+                }
+            },
+            Some(Request::Batch {
+                op,
+                timeout_us,
+                rows,
+                columns,
+            }) => match handles.get(op as usize) {
+                None => Reply::Batch {
+                    status: abi::CALC_STATUS_INVALID_ARGUMENT,
+                    failed_row: 0,
+                    values: Vec::new(),
+                    message: unknown(op),
+                },
+                Some(h) => {
+                    out.clear();
+                    out.resize(rows as usize, 0.0);
+                    let cols: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+                    let result = crate::deadline::with_timeout(timeout(timeout_us), || {
+                        h.call_batch(&cols, &mut out)
+                    });
+                    match result {
+                        Ok(()) => Reply::Batch {
+                            status: abi::CALC_STATUS_OK,
+                            failed_row: 0,
+                            values: std::mem::take(&mut out),
+                            message: String::new(),
+                        },
+                        Err((row, e)) => Reply::Batch {
+                            status: e.status.code(),
+                            failed_row: row as u32,
+                            values: out[..row].to_vec(),
+                            message: e.message.clone(),
+                        },
+                    }
+                }
+            },
+            Some(Request::SaveState) => match plugin.save_state() {
+                Ok(state) => Reply::State {
+                    status: abi::CALC_STATUS_OK,
+                    state,
+                    message: String::new(),
+                },
+                Err(e) => Reply::State {
+                    status: e.status.code(),
+                    state: None,
+                    message: e.message.clone(),
+                },
+            },
+            Some(Request::Init { .. }) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "Init sent twice",
+                ))
+            }
+        };
+        io.send(&reply)?;
+    }
+    drop(handles);
+    // Shuts the plugin down (its `shutdown` runs here) and unloads it.
+    drop(plugin);
+    Ok(0)
+}
