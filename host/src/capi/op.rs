@@ -43,7 +43,10 @@ pub unsafe extern "C" fn calc_op_new(
         let op = host.manager().live_operation(name).ok_or_else(|| {
             ApiError::new(
                 CALC_STATUS_NOT_FOUND,
-                format!("unknown operation '{name}' (no loaded plugin provides it)"),
+                format!(
+                    "unknown operation '{}' (no loaded plugin provides it)",
+                    name.escape_debug()
+                ),
             )
         })?;
         out_op.write(Box::into_raw(Box::new(calc_op_t { op })));
