@@ -412,8 +412,52 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// The canonical absolute path of an open file as the kernel names it (symbolic links
+/// resolved; what `realpath` computes, in one system call); `None` where unknown (not Linux, or a
+/// file deleted since it was opened).
+pub(crate) fn kernel_path(file: &std::fs::File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            Ok(p) if p.is_absolute() && !p.to_string_lossy().ends_with(" (deleted)") => Some(p),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
+}
+
 fn is_symlink_error(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Directories (and, implicitly, everything above them) that passed the owner and mode checks
+/// for a user in this process. Sound to remember: a directory owned by that user or root and
+/// not writable by others can only be changed, or replaced in its parent, by those same trusted
+/// owners. The plugin directory itself and every file are still checked on every load.
+static SECURE_ANCESTORS: OnceLock<Mutex<std::collections::HashSet<(PathBuf, u32)>>> =
+    OnceLock::new();
+
+fn secure_ancestors_known(dir: &Path, uid: u32) -> bool {
+    SECURE_ANCESTORS
+        .get()
+        .and_then(|set| set.lock().ok())
+        .is_some_and(|set| set.contains(&(dir.to_path_buf(), uid)))
+}
+
+fn remember_secure_ancestors(dir: &Path, uid: u32) {
+    let set = SECURE_ANCESTORS.get_or_init(Default::default);
+    if let Ok(mut set) = set.lock() {
+        // Bounded: a process that scans many directories keeps at most this many verdicts.
+        if set.len() >= 4096 {
+            set.clear();
+        }
+        set.insert((dir.to_path_buf(), uid));
+    }
 }
 
 /// Whether group `gid` is the private group of user `uid` (same name, that user's primary
@@ -569,7 +613,14 @@ impl TrustPolicy {
                 source,
             })?;
             check_owner_and_mode(dir, &meta, "plugin directory", uid, false)?;
+            // Once every directory above a trusted one passed, only their owners (this user or
+            // root) can change them, so the verdict is remembered: single-file loads then cost
+            // one `stat` of the plugin directory instead of one per path component.
+            let known = |d: &Path| secure_ancestors_known(d, uid);
             for ancestor in dir.ancestors().skip(1) {
+                if known(dir) || known(ancestor) {
+                    break;
+                }
                 // An unreadable ancestor (no search permission would have failed earlier) is
                 // not ours to judge.
                 if let Ok(meta) = std::fs::metadata(ancestor) {
@@ -582,6 +633,7 @@ impl TrustPolicy {
                     )?;
                 }
             }
+            remember_secure_ancestors(dir, uid);
         }
         Ok(TrustedDir {
             dir: dir.to_path_buf(),
@@ -594,6 +646,18 @@ impl TrustPolicy {
     /// Checks the plugin file at `path` (any path: its directory is resolved and checked too),
     /// as [`TrustedDir::check_file`].
     pub fn check_file(&self, path: &Path) -> Result<Verified, LoadError> {
+        // Fast path: open the file itself (not following a link), and let the kernel name its
+        // canonical path, instead of `realpath` on the directory plus a second open.
+        if let Ok(file) = open_nonblocking(path) {
+            if let Ok(meta) = file.metadata() {
+                if let (true, Some(real)) = (meta.is_file(), kernel_path(&file)) {
+                    if let Some(dir) = real.parent() {
+                        let dir = self.check_dir(dir)?;
+                        return dir.check_open(&real, real.clone(), &meta, file, true);
+                    }
+                }
+            }
+        }
         let (dir, file) = self.dir_of(path)?;
         dir.check_file(&file)
     }
@@ -836,15 +900,6 @@ pub fn check_header(path: &Path, file: &std::fs::File, size: u64) -> Result<(), 
         }),
         None => Ok(()),
     }
-}
-
-/// [`check_header`] for a file given by path.
-pub fn check_header_at(path: &Path, size: u64) -> Result<(), LoadError> {
-    let file = std::fs::File::open(path).map_err(|source| LoadError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    check_header(path, &file, size)
 }
 
 /// Why the file at `path`, which the dynamic loader refused with `message`, is not a loadable

@@ -229,6 +229,13 @@ fn directories_above_the_plugins_are_checked_and_may_be_sticky() {
     f.chmod(&parent, 0o1777);
     assert_eq!(f.load_dir(&TrustPolicy::default()).0, 1, "sticky like /tmp");
     assert!(f.was_opened());
+    f.chmod(&parent, 0o755);
+
+    // Another tree, whose parent is insecure from the start. (Verdicts on directories above the
+    // plugins are remembered per process once they pass: only their trusted owners could change
+    // them afterwards, and the plugin directory and files are still checked on every load.)
+    let f = Fixture::new("ancestors-insecure");
+    let parent = f.dir.parent().unwrap().to_path_buf();
     f.chmod(&parent, 0o777);
     // A group that is not the owner's private group.
     chown(&parent, None, Some(54_321)).unwrap();
