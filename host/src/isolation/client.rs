@@ -282,6 +282,7 @@ impl Connection {
             self.read_timeout = timeout;
         }
         let start = self.buf.len();
+        super::sys::spin_until_readable(&self.socket, super::SPIN);
         let want = need.max(start + 64);
         self.buf.resize(want, 0);
         let result = self.socket.read(&mut self.buf[start..]);

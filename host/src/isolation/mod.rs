@@ -50,6 +50,11 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_millis(5000);
 /// none is configured.
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
 
+/// How long the host waits for a reply, and a runner for its next request, by polling before it
+/// blocks (see `sys::spin_until_readable`): a blocked process is slow to wake on an idle
+/// machine, so back-to-back calls stay fast; a process idle for longer than this sleeps.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
 /// Health figures of one plugin (see `PluginManager::health`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {

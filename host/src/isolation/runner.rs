@@ -103,6 +103,9 @@ impl Io<'_> {
     /// The next request; `None` at the end of the input.
     fn read(&mut self) -> std::io::Result<Option<Request>> {
         let mut prefix = [0u8; 4];
+        if self.input.buffer().is_empty() {
+            super::sys::spin_until_readable(self.input.get_ref(), super::SPIN);
+        }
         match self.input.read_exact(&mut prefix) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),

@@ -60,3 +60,34 @@ pub(crate) fn this_object_file() -> Option<PathBuf> {
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
     std::fs::canonicalize(&path).ok().or(Some(path))
 }
+
+/// Waits up to `spin` for `socket` to have data to read, polling without blocking, and returns
+/// whether it has. Calls to a runner answer in a few microseconds when both processes are
+/// running, but a process that blocks in `read` is descheduled and, on an idle machine, takes
+/// tens of microseconds to wake; polling briefly first keeps back-to-back calls on the fast
+/// path. Each poll is a `recv(MSG_PEEK | MSG_DONTWAIT)`, a system call, so a single core is
+/// shared rather than monopolised.
+pub(crate) fn spin_until_readable(socket: &UnixStream, spin: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `socket` is an open socket for the duration of the call; `byte` is one
+        // writable byte; with MSG_PEEK nothing is consumed.
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                std::ptr::addr_of_mut!(byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        // Data, or an end of file / error that the blocking read will report.
+        if n != -1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock {
+            return true;
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
