@@ -33,13 +33,7 @@ pub fn compare(
     iters: u64,
     candidates: &mut [(&str, &mut dyn FnMut(u64))],
 ) -> Vec<f64> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
-    for _ in 0..rounds {
-        for (i, (_, f)) in candidates.iter_mut().enumerate() {
-            samples[i].push(ns_per_iter(iters, &mut **f));
-        }
-    }
-    samples.into_iter().map(median).collect()
+    compare_paired(rounds, iters, candidates).0
 }
 
 /// Like [`compare`], but also pairs each round's figures: returns the median nanoseconds per
@@ -86,16 +80,7 @@ pub fn row_paired(
 
 /// Prints one table row: what, the reference, calc's figure, the ratio and the target.
 pub fn row(what: &str, reference: (&str, f64), ours: f64, unit: &str, target: Option<f64>) {
-    let ratio = ours / reference.1;
-    let verdict = match target {
-        Some(t) if ratio <= t => format!("ok (target <= {t:.2}x)"),
-        Some(t) => format!("OVER (target <= {t:.2}x)"),
-        None => String::new(),
-    };
-    println!(
-        "{what:<44} {ours:>10.2} {unit:<3} vs {:<28} {:>10.2} {unit:<3} ratio {ratio:>5.2}x  {verdict}",
-        reference.0, reference.1
-    );
+    row_paired(what, reference, ours, ours / reference.1, unit, target);
 }
 
 /// The example plugins, built once into `target/calc-bench/plugins`.

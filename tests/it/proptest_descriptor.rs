@@ -28,21 +28,11 @@ use calc_sdk::abi::{
     calc_state_write_fn, calc_status_t,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-/// A runner with `default_cases` cases unless `PROPTEST_CASES` says otherwise, and no
-/// regression files (failures print the minimal input and the seed instead).
-fn runner(default_cases: u32) -> TestRunner {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
+#[path = "support/proptest_runner.rs"]
+mod proptest_runner;
+use proptest_runner::runner;
 
 const PATH: &str = "/plugins/libproptest.so";
 const MAX_STRING: usize = abi::CALC_MAX_STRING_LEN as usize;

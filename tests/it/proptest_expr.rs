@@ -22,21 +22,11 @@ use calc_host::{EvalError, PluginManager};
 use calc_sdk::Status;
 use calc_tests::examples_dir;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-/// A runner with `default_cases` cases unless `PROPTEST_CASES` says otherwise, and no
-/// regression files (failures print the minimal input and the seed instead).
-fn runner(default_cases: u32) -> TestRunner {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
+#[path = "support/proptest_runner.rs"]
+mod proptest_runner;
+use proptest_runner::runner;
 
 fn manager() -> PluginManager {
     let mut m = PluginManager::new();
