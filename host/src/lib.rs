@@ -33,6 +33,7 @@ pub mod events;
 pub mod expr;
 pub mod info;
 pub mod isolation;
+mod limit;
 pub mod loader;
 pub mod manager;
 pub mod rcu;

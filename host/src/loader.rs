@@ -725,6 +725,11 @@ impl OpHandle {
         &self.plugin.info
     }
 
+    /// Whether the providing plugin runs in a runner process (`docs/ISOLATION.md`).
+    pub fn is_isolated(&self) -> bool {
+        self.plugin.runner().is_some()
+    }
+
     /// Calls the operation. An operand count outside its arity is refused without calling the
     /// plugin.
     #[inline]

@@ -24,6 +24,7 @@ use crate::events::HostEvent;
 use crate::expr;
 use crate::info::PluginInfo;
 use crate::isolation::{self, Health, Opened};
+use crate::limit::CallLimit;
 use crate::loader::{self, LoadedPlugin, OpHandle};
 use crate::rcu::{RcuCell, RcuGuard};
 
@@ -94,10 +95,11 @@ pub struct Provider {
     handle: OpHandle,
     stats: Arc<ImplStats>,
     rank: u64,
-    /// The configured per-call limit of the plugin (`[plugins.NAME] timeout_ms` or
-    /// `[isolation] timeout_ms`), set as the cooperative deadline ([`crate::deadline`]) of
-    /// every call made through the slot; `None` (the default) costs nothing.
-    timeout: Option<std::time::Duration>,
+    /// The configured per-call limit of an in-process plugin (`[plugins.NAME] timeout_ms` or
+    /// `[isolation] timeout_ms`): the cooperative deadline ([`crate::deadline`]) of every call
+    /// made through the slot, with its figures and circuit breaker ([`crate::limit`]); `None`
+    /// (the default) costs nothing.
+    limit: Option<Arc<CallLimit>>,
 }
 
 impl Provider {
@@ -108,9 +110,9 @@ impl Provider {
 
     fn call(&self, args: &[f64]) -> Result<f64, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = match self.timeout {
+        let result = match &self.limit {
             None => self.handle.call(args),
-            Some(t) => crate::deadline::with_timeout(Some(t), || self.handle.call(args)),
+            Some(limit) => limit.call(&self.handle, args),
         };
         if result.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +378,8 @@ pub struct PluginManager {
     /// The directory [`Self::load_dir`] is loading, once it passed the trust policy: its files
     /// are checked against it (and its lock file) without checking the directory again.
     scanning: Option<crate::trust::TrustedDir>,
+    /// Per-call limits of in-process plugins with a configured timeout, by plugin name.
+    limits: BTreeMap<String, Arc<CallLimit>>,
     events: Option<Sender<HostEvent>>,
 }
 
@@ -623,6 +627,17 @@ impl PluginManager {
                 .entry((plugin.clone(), info.name.clone()))
                 .or_default(),
         );
+        let limit = match self.settings.isolation.call_timeout(&plugin, false) {
+            Some(timeout) if !handle.is_isolated() => {
+                let threshold = self.settings.isolation.breaker_threshold;
+                Some(Arc::clone(
+                    self.limits
+                        .entry(plugin.clone())
+                        .or_insert_with(|| Arc::new(CallLimit::new(&plugin, timeout, threshold))),
+                ))
+            }
+            _ => None,
+        };
         let mut slots = vec![(false, info.name.clone(), format!("operation {}", info.name))];
         if let Some(symbol) = info.symbol() {
             slots.push((true, symbol.to_string(), format!("operator {symbol}")));
@@ -634,7 +649,7 @@ impl PluginManager {
                 handle: handle.clone(),
                 stats: Arc::clone(&stats),
                 rank,
-                timeout: self.settings.isolation.call_timeout(&plugin, false),
+                limit: limit.clone(),
             };
             let map = if is_symbol {
                 &self.by_symbol
@@ -1113,10 +1128,12 @@ impl PluginManager {
             .iter()
             .position(|e| e.plugin.info().name == name)
         {
-            if let Some(runner) = self.plugins[i].plugin.runner() {
-                if runner.reset_breaker() {
-                    tracing::info!(plugin = name, "re-enabled after the circuit breaker");
-                }
+            let reset = match self.plugins[i].plugin.runner() {
+                Some(runner) => runner.reset_breaker(),
+                None => self.limits.get(name).is_some_and(|l| l.reset()),
+            };
+            if reset {
+                tracing::info!(plugin = name, "re-enabled after the circuit breaker");
             }
             return Ok(self.plugins[i].plugin.info());
         }
@@ -1145,11 +1162,15 @@ impl PluginManager {
             .stats()
             .filter(|(p, _, _)| *p == name)
             .fold((0, 0), |(c, f), (_, _, s)| (c + s.calls(), f + s.errors()));
-        Some(Health {
+        let mut health = Health {
             calls,
             failures,
             ..Health::default()
-        })
+        };
+        if let Some(limit) = self.limits.get(name) {
+            limit.fill(&mut health);
+        }
+        Some(health)
     }
 
     /// Whether the loaded plugin `name` runs in a runner process.

@@ -436,6 +436,45 @@ fn timeouts_are_cooperative_deadlines_in_process_and_isolated() {
 }
 
 #[test]
+fn repeated_in_process_timeouts_trip_the_breaker_which_enable_resets() {
+    let mut settings = Settings::default();
+    settings
+        .isolation
+        .plugin_timeouts
+        .insert("crashy".into(), Duration::from_millis(50));
+    settings.isolation.breaker_threshold = 2;
+    let mut m = manager_with(settings);
+    m.load_file(&crashy_file("crashy")).unwrap();
+    assert!(!m.is_isolated("crashy"));
+    let poll = |m: &PluginManager, ms: f64| m.call("poll", &[ms], "k").unwrap();
+
+    assert_eq!(poll(&m, 1.0), Ok(1.0), "a call within its limit");
+    for _ in 0..2 {
+        let e = poll(&m, 5000.0).unwrap_err();
+        assert!(e.message.starts_with("stopped at the deadline"), "{e}");
+    }
+    let health = m.health("crashy").unwrap();
+    assert_eq!((health.calls, health.failures, health.timeouts), (3, 2, 2));
+    assert!(health.mean_latency.is_some() && health.max_latency.is_some());
+    let why = health.disabled.expect("two timeouts in a row trip it");
+    assert!(
+        why.starts_with("disabled by the circuit breaker after 2 timeouts in a row (last: poll exceeded its 50 ms limit: stopped at the deadline"),
+        "{why}"
+    );
+
+    // Refused at once, without calling the plugin, naming the breaker.
+    let started = Instant::now();
+    let e = poll(&m, 1.0).unwrap_err();
+    assert_eq!(e.status, Status::Error);
+    assert_eq!(e.message, why);
+    assert!(started.elapsed() < Duration::from_millis(50));
+
+    m.enable("crashy").unwrap();
+    assert_eq!(m.health("crashy").unwrap().disabled, None);
+    assert_eq!(poll(&m, 1.0), Ok(1.0));
+}
+
+#[test]
 fn cli_isolate_gives_the_same_answers() {
     let dir = calc_tests::examples_dir().to_str().unwrap().to_string();
     let exprs = [

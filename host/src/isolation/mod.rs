@@ -67,13 +67,15 @@ pub struct Health {
     pub failures: u64,
     /// Calls during which the runner crashed or exited.
     pub crashes: u64,
-    /// Calls that timed out (the runner was killed).
+    /// Calls that timed out (isolated: the runner was killed; in process: the call failed after
+    /// its cooperative deadline, see `crate::limit`).
     pub timeouts: u64,
     /// Times the runner was started again after a crash or timeout.
     pub restarts: u64,
-    /// Mean time of the calls the runner answered, as the caller saw it (isolated only).
+    /// Mean time of the calls the runner answered, as the caller saw it (isolated plugins, and
+    /// in-process plugins with a per-call limit).
     pub mean_latency: Option<Duration>,
-    /// Longest such time (isolated only).
+    /// Longest such time.
     pub max_latency: Option<Duration>,
     /// The circuit breaker's message when it has disabled the plugin.
     pub disabled: Option<String>,
@@ -121,6 +123,9 @@ impl std::fmt::Display for Health {
                 self.restarts,
                 s(self.restarts)
             )?;
+        } else if self.mean_latency.is_some() {
+            // An in-process plugin with a per-call limit (cooperative deadline).
+            write!(f, ", {} timeout{}", self.timeouts, s(self.timeouts))?;
         }
         if let (Some(mean), Some(max)) = (self.mean_latency, self.max_latency) {
             write!(
