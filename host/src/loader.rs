@@ -518,9 +518,15 @@ pub unsafe fn validate_descriptor(
     validate::check_header(path, &header)?;
 
     // SAFETY: `check_header` verified that the plugin's struct is at least as large as the
-    // `calc_plugin_t` of its declared minor; `read_prefix` reads no more than `struct_size`
-    // bytes, and leaves the fields of newer minors zeroed (NULL).
-    let d: calc_plugin_t = unsafe { read_prefix(desc, header.struct_size as usize) };
+    // `calc_plugin_t` of its declared minor; `read_prefix` reads the whole fields within
+    // `struct_size` bytes, and leaves the others (newer minors, or one `struct_size` cuts)
+    // zeroed (NULL).
+    let d: calc_plugin_t = unsafe {
+        read_prefix(
+            desc,
+            validate::plugin_fields_within(header.struct_size as usize),
+        )
+    };
     validate::check_operation_table(
         path,
         header.abi_version,
@@ -538,7 +544,7 @@ pub unsafe fn validate_descriptor(
                     .cast::<u8>()
                     .add(i * d.operation_size as usize)
                     .cast::<calc_operation_t>(),
-                d.operation_size as usize,
+                validate::operation_fields_within(d.operation_size as usize),
             )
         };
         // SAFETY: the descriptor's strings are NULL or NUL-terminated (ABI contract); `read_str`

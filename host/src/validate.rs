@@ -65,6 +65,27 @@ pub fn operation_struct_size(minor: u16) -> usize {
     }
 }
 
+/// How many bytes of a `calc_plugin_t` whose `struct_size` is `struct_size` hold whole fields
+/// this host knows: the size at the newest minor that fits. A field exists only if it ends
+/// within `struct_size`, so a size that ends inside a field (a malformed plugin) leaves that
+/// field out rather than reading part of a pointer.
+pub fn plugin_fields_within(struct_size: usize) -> usize {
+    (0..=abi::CALC_ABI_VERSION_MINOR)
+        .map(plugin_struct_size)
+        .filter(|&s| s <= struct_size)
+        .max()
+        .unwrap_or(0)
+}
+
+/// As [`plugin_fields_within`], for a `calc_operation_t` of `operation_size` bytes.
+pub fn operation_fields_within(operation_size: usize) -> usize {
+    (0..=abi::CALC_ABI_VERSION_MINOR)
+        .map(operation_struct_size)
+        .filter(|&s| s <= operation_size)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The first fields of a descriptor, read before anything else.
 #[derive(Debug, Clone, Copy)]
 pub struct RawHeader {

@@ -991,6 +991,33 @@ fn boundaries_the_generator_may_miss() {
             true,
         ),
         (
+            // Found by this suite at 100,000 cases: the host copied one byte of `save_state`,
+            // making a garbage function pointer of it.
+            "an ABI 1.0 descriptor whose struct_size ends inside save_state",
+            Spec {
+                version: calc_abi_version_t {
+                    major: abi::CALC_ABI_VERSION_MAJOR,
+                    minor: 0,
+                },
+                struct_size: Size::Any(plugin_size_at(0) as u32 + 1),
+                save_state: true,
+                ..valid()
+            },
+            true,
+        ),
+        (
+            "an ABI 1.0 operation whose operation_size ends inside execute_batch",
+            Spec {
+                version: calc_abi_version_t {
+                    major: abi::CALC_ABI_VERSION_MAJOR,
+                    minor: 0,
+                },
+                operation_size: Size::Any(operation_size_at(0) as u32 + 3),
+                ..valid()
+            },
+            true,
+        ),
+        (
             "a descriptor one byte short of its minor",
             Spec {
                 struct_size: Size::Any(plugin_size_at(host_abi().minor) as u32 - 1),
