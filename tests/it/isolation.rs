@@ -406,6 +406,39 @@ fn hot_reload_swaps_an_isolated_plugin() {
 }
 
 #[test]
+fn a_crashed_runners_private_copy_is_deleted_in_hot_reload_mode() {
+    let dir = calc_tests::scratch_dir(&format!("isolation-copies-{}", std::process::id()));
+    let copies = dir.join("copies");
+    let files = || -> Vec<PathBuf> {
+        std::fs::read_dir(&copies)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let mut m = manager_with(isolated_settings());
+    m.enable_hot_reload(copies.clone());
+    m.load_file(&crashy_file("crashy")).unwrap();
+    assert_eq!(files().len(), 1, "the runner's private copy");
+    let before = pid(&m);
+    let crash = call(&m, "segv", &[1.0]).unwrap_err();
+    assert!(crash.message.contains("SIGSEGV"), "{crash}");
+    assert!(
+        files().is_empty(),
+        "the dead runner's copy is gone: {:?}",
+        files()
+    );
+    assert_eq!(call(&m, "twice", &[2.0]), Ok(4.0), "restarted");
+    assert_ne!(pid(&m), before);
+    assert_eq!(
+        files().len(),
+        1,
+        "only the new runner's copy: {:?}",
+        files()
+    );
+    drop(m);
+    assert!(files().is_empty(), "{:?}", files());
+}
+
+#[test]
 fn timeouts_are_cooperative_deadlines_in_process_and_isolated() {
     // Isolated: the plugin polls the deadline and stops by itself before the runner is killed.
     let m = crashy_manager(|s| s.isolation.timeout = Some(Duration::from_millis(200)));

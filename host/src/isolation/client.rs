@@ -118,6 +118,9 @@ pub(crate) struct Connection {
     read_timeout: Option<Duration>,
     /// Whether the child has been waited for (so that dropping does not stop it again).
     reaped: bool,
+    /// Where the runner makes its private copy of the plugin (hot-reload mode): a runner that
+    /// dies cannot delete it, so the host does.
+    copy_dir: Option<PathBuf>,
 }
 
 impl Drop for Connection {
@@ -162,6 +165,7 @@ impl Connection {
             buf: Vec::with_capacity(256),
             read_timeout: None,
             reaped: false,
+            copy_dir: options.copy_dir.clone(),
         };
         match conn.receive(Some(deadline)) {
             Ok(Reply::Hello {
@@ -331,10 +335,36 @@ impl Connection {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     self.reaped = true;
+                    self.remove_copies();
                     return death_of(status).unwrap_or(otherwise);
                 }
                 Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
                 _ => return self.kill(otherwise),
+            }
+        }
+    }
+
+    /// Deletes the private copies the runner made in the copy directory (`loader::open_copy`
+    /// names them `<stem>.<pid>.<generation>.<extension>`, with the runner's pid). A runner
+    /// that exits normally has deleted its own already; one that crashed or was killed could
+    /// not. A file that is still mapped elsewhere stays valid there (unlinking does not unmap).
+    fn remove_copies(&self) {
+        let Some(dir) = &self.copy_dir else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let marker = format!(".{}.", self.child.id());
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = name
+                .rsplitn(3, '.')
+                .nth(2)
+                .is_some_and(|stem_and_pid| format!("{stem_and_pid}.").ends_with(&marker));
+            if ours && crate::manager::is_library_file(&entry.path()) {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
     }
@@ -347,6 +377,8 @@ impl Connection {
     /// Kills and reaps the runner; returns `why`.
     pub(crate) fn kill(&mut self, why: Death) -> Death {
         let _ = self.child.kill();
+        // Before the wait: until it is reaped, no other process can have its pid.
+        self.remove_copies();
         let _ = self.child.wait();
         self.reaped = true;
         tracing::debug!(pid = self.child.id(), "runner killed: {why:?}");
