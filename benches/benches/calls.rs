@@ -51,6 +51,31 @@ fn main() {
     let mut direct = |i: u64| {
         black_box(rust_add(i as f64, 1.0));
     };
+    // The least a caller that reports failures must do around the same raw call: a fresh error
+    // buffer whose first byte is NUL (a plugin may fail without writing a message), and a test
+    // of the status, giving a value only on success. Printed as a second reference: the floor
+    // of any safe wrapper.
+    let mut raw_checked = |i: u64| {
+        let args = [i as f64, 1.0];
+        let mut out = 0.0;
+        let mut err = std::mem::MaybeUninit::<[c_char; 256]>::uninit();
+        let err = err.as_mut_ptr().cast::<c_char>();
+        // SAFETY: `err` points to 256 writable bytes; only the first is initialised, as a C
+        // caller would (`char err[256]; err[0] = 0;`), and the plugin writes a terminated
+        // message within them on failure (ABI contract).
+        let status = unsafe {
+            err.write(0);
+            execute(
+                std::ptr::null_mut::<c_void>(),
+                args.as_ptr(),
+                2,
+                &mut out,
+                err,
+                256,
+            )
+        };
+        black_box((status == 0).then_some(out));
+    };
 
     let mut pinned_manager = calc_host::PluginManager::new();
     pinned_manager.load_file(&path).expect("load");
@@ -94,6 +119,7 @@ fn main() {
             ("LiveOp", &mut live_op),
             ("BinaryOp", &mut binary_op),
             ("LiveOp::pin", &mut live_pinned),
+            ("raw, checked", &mut raw_checked),
         ],
     );
     println!(
@@ -139,5 +165,13 @@ fn main() {
         r[5],
         "ns",
         Some(1.05),
+    );
+    row_paired(
+        "raw call + status test + fresh error buffer",
+        ("raw plugin fn pointer", t[0]),
+        t[6],
+        r[6],
+        "ns",
+        None,
     );
 }
