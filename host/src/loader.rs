@@ -281,16 +281,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
         })?;
     let meta = file.metadata().map_err(|_| not_found())?;
     let canonical = canonical_path(path, &file).ok_or_else(not_found)?;
-    if meta.is_dir() && crate::manager::is_library_file(&canonical) {
-        return Err(LoadError::NotALibrary {
-            path: canonical,
-            reason: "is a directory named like a shared library".into(),
-        });
-    }
-    if !meta.is_file() {
-        return Err(LoadError::NotAFile { path: canonical });
-    }
-    // Empty, truncated (which would crash `dlopen` with SIGBUS), not a library at all.
+    // A directory (named like a library or not), anything else that is not a regular file, an
+    // empty file.
+    crate::trust::check_type(&canonical, &meta)?;
+    // Truncated (which would crash `dlopen` with SIGBUS), not a library at all.
     crate::trust::check_header(&canonical, &file, meta.len())?;
     Ok(canonical)
 }

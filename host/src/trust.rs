@@ -839,7 +839,7 @@ impl TrustedDir {
 }
 
 /// The file-type checks `lstat` can answer: a regular, non-empty file.
-fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
+pub(crate) fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
     if meta.is_dir() && crate::manager::is_library_file(path) {
         return Err(LoadError::NotALibrary {
             path: path.to_path_buf(),
