@@ -19,19 +19,96 @@ use crate::error::{CallError, CallErrorDetails};
 use crate::loader::OpHandle;
 use calc_sdk::Status;
 
+/// A circuit breaker: opens after `threshold` failures in a row (never when 0), stays open
+/// until [`Breaker::reset`]. Shared by in-process limits and isolated plugins' runner clients.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    threshold: u32,
+    consecutive: AtomicU32,
+    open: AtomicBool,
+    /// What the last counted failure was, for the breaker's message.
+    last: Mutex<String>,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32) -> Self {
+        Breaker {
+            threshold,
+            consecutive: AtomicU32::new(0),
+            open: AtomicBool::new(false),
+            last: Mutex::new(String::new()),
+        }
+    }
+
+    /// Whether it has opened (calls are to fail at once).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A call that did not count as a failure: the run of failures is over.
+    pub(crate) fn succeeded(&self) {
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure described by `what`; returns whether this one opened the breaker.
+    pub(crate) fn failed(&self, what: String) -> bool {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = what;
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        self.threshold > 0 && n >= self.threshold && !self.open.swap(true, Ordering::Relaxed)
+    }
+
+    /// Closes it; returns whether it was open.
+    pub(crate) fn reset(&self) -> bool {
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.open.swap(false, Ordering::Relaxed)
+    }
+
+    /// The threshold as messages state it (at least 1).
+    pub(crate) fn threshold(&self) -> u32 {
+        self.threshold.max(1)
+    }
+
+    /// The description of the last counted failure.
+    pub(crate) fn last(&self) -> String {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Mean and maximum latency of answered calls.
+#[derive(Debug, Default)]
+pub(crate) struct Latency {
+    answered: AtomicU64,
+    sum_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl Latency {
+    /// Records one answered call that took `took`.
+    pub(crate) fn record(&self, took: Duration) {
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Writes the mean and maximum into `health` (left `None` before any answered call).
+    pub(crate) fn fill(&self, health: &mut crate::isolation::Health) {
+        let answered = self.answered.load(Ordering::Relaxed);
+        if let Some(mean) = self.sum_ns.load(Ordering::Relaxed).checked_div(answered) {
+            health.mean_latency = Some(Duration::from_nanos(mean));
+            health.max_latency = Some(Duration::from_nanos(self.max_ns.load(Ordering::Relaxed)));
+        }
+    }
+}
+
 /// The limit, figures and breaker of one in-process plugin (shared by its operations).
 #[derive(Debug)]
 pub(crate) struct CallLimit {
     plugin: String,
     timeout: Duration,
-    threshold: u32,
     timeouts: AtomicU64,
-    answered: AtomicU64,
-    latency_sum_ns: AtomicU64,
-    latency_max_ns: AtomicU64,
-    consecutive: AtomicU32,
-    tripped: AtomicBool,
-    last: Mutex<String>,
+    latency: Latency,
+    breaker: Breaker,
 }
 
 impl CallLimit {
@@ -41,48 +118,38 @@ impl CallLimit {
         CallLimit {
             plugin: plugin.to_string(),
             timeout,
-            threshold,
             timeouts: AtomicU64::new(0),
-            answered: AtomicU64::new(0),
-            latency_sum_ns: AtomicU64::new(0),
-            latency_max_ns: AtomicU64::new(0),
-            consecutive: AtomicU32::new(0),
-            tripped: AtomicBool::new(false),
-            last: Mutex::new(String::new()),
+            latency: Latency::default(),
+            breaker: Breaker::new(threshold),
         }
     }
 
     /// Calls `handle` with the deadline set, counting the outcome; fails at once while the
     /// breaker is open.
     pub(crate) fn call(&self, handle: &OpHandle, args: &[f64]) -> Result<f64, CallError> {
-        if self.tripped.load(Ordering::Relaxed) {
+        if self.breaker.is_open() {
             return Err(self.refusal(handle));
         }
         let start = Instant::now();
         let result = crate::deadline::with_timeout(Some(self.timeout), || handle.call(args));
         let took = start.elapsed();
-        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.answered.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
+        self.latency.record(took);
         match &result {
             Err(e) if took >= self.timeout => self.timed_out(e),
-            _ => self.consecutive.store(0, Ordering::Relaxed),
+            _ => self.breaker.succeeded(),
         }
         result
     }
 
     fn timed_out(&self, error: &CallError) {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = format!(
+        let what = format!(
             "{} exceeded its {} ms limit: {}",
             error.operation,
             self.timeout.as_millis(),
             error.message
         );
-        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.threshold > 0 && n >= self.threshold && !self.tripped.swap(true, Ordering::Relaxed)
-        {
+        if self.breaker.failed(what) {
             tracing::warn!(plugin = %self.plugin, "{}", self.message());
         }
     }
@@ -92,8 +159,8 @@ impl CallLimit {
         format!(
             "disabled by the circuit breaker after {} timeouts in a row (last: {}); re-enable with \
              :enable {} in the REPL or PluginManager::enable",
-            self.threshold.max(1),
-            self.last.lock().unwrap_or_else(|e| e.into_inner()),
+            self.breaker.threshold(),
+            self.breaker.last(),
             self.plugin
         )
     }
@@ -111,25 +178,14 @@ impl CallLimit {
 
     /// Closes the breaker; returns whether it was open.
     pub(crate) fn reset(&self) -> bool {
-        self.consecutive.store(0, Ordering::Relaxed);
-        self.tripped.swap(false, Ordering::Relaxed)
+        self.breaker.reset()
     }
 
     /// Adds this limit's figures to `health` (calls and failures are counted by the manager).
     pub(crate) fn fill(&self, health: &mut crate::isolation::Health) {
         health.timeouts = self.timeouts.load(Ordering::Relaxed);
-        let answered = self.answered.load(Ordering::Relaxed);
-        if let Some(mean) = self
-            .latency_sum_ns
-            .load(Ordering::Relaxed)
-            .checked_div(answered)
-        {
-            health.mean_latency = Some(Duration::from_nanos(mean));
-            health.max_latency = Some(Duration::from_nanos(
-                self.latency_max_ns.load(Ordering::Relaxed),
-            ));
-        }
-        if self.tripped.load(Ordering::Relaxed) {
+        self.latency.fill(health);
+        if self.breaker.is_open() {
             health.disabled = Some(self.message());
         }
     }

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use calc_sdk::Status;
 use super::protocol::{self, Reply, Request};
 use super::Health;
 use crate::info::PluginInfo;
+use crate::limit::{Breaker, Latency};
 
 /// How an isolated plugin is run (from the settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,10 +438,8 @@ struct Counters {
     crashes: AtomicU64,
     timeouts: AtomicU64,
     restarts: AtomicU64,
-    /// Sum and maximum of the latency of answered calls, in nanoseconds.
-    latency_sum_ns: AtomicU64,
-    latency_max_ns: AtomicU64,
-    answered: AtomicU64,
+    /// Latency of the calls the runner answered.
+    latency: Latency,
 }
 
 /// The host side of one isolated plugin (see the module docs).
@@ -450,11 +449,8 @@ pub struct RunnerClient {
     config: BTreeMap<String, String>,
     conn: Mutex<Option<Connection>>,
     counters: Counters,
-    /// Crashes and timeouts since the last call that got an answer.
-    consecutive: AtomicU32,
-    tripped: AtomicBool,
-    /// What the last crash or timeout was, for the breaker's message.
-    last_death: Mutex<String>,
+    /// Counts crashes and timeouts since the last call that got an answer.
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RunnerClient {
@@ -475,13 +471,11 @@ impl RunnerClient {
     ) -> RunnerClient {
         RunnerClient {
             info,
-            options,
             config,
             conn: Mutex::new(Some(conn)),
             counters: Counters::default(),
-            consecutive: AtomicU32::new(0),
-            tripped: AtomicBool::new(false),
-            last_death: Mutex::new(String::new()),
+            breaker: Breaker::new(options.breaker_threshold),
+            options,
         }
     }
 
@@ -501,47 +495,44 @@ impl RunnerClient {
 
     /// Whether the circuit breaker has disabled the plugin.
     pub fn tripped(&self) -> bool {
-        self.tripped.load(Ordering::Relaxed)
+        self.breaker.is_open()
     }
 
     /// Re-enables a plugin the circuit breaker disabled (the runner starts on the next call).
     /// Returns whether it was disabled.
     pub fn reset_breaker(&self) -> bool {
-        self.consecutive.store(0, Ordering::Relaxed);
-        self.tripped.swap(false, Ordering::Relaxed)
+        self.breaker.reset()
     }
 
     /// Health figures so far.
     pub fn health(&self) -> Health {
         let c = &self.counters;
-        let answered = c.answered.load(Ordering::Relaxed);
-        let sum = c.latency_sum_ns.load(Ordering::Relaxed);
-        Health {
+        let mut health = Health {
             isolated: true,
             calls: c.calls.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
             crashes: c.crashes.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
-            mean_latency: (answered > 0).then(|| Duration::from_nanos(sum / answered)),
-            max_latency: (answered > 0)
-                .then(|| Duration::from_nanos(c.latency_max_ns.load(Ordering::Relaxed))),
+            mean_latency: None,
+            max_latency: None,
             disabled: self.tripped().then(|| self.breaker_message()),
             runner_pid: self
                 .conn
                 .try_lock()
                 .ok()
                 .and_then(|g| g.as_ref().map(|c| c.pid())),
-        }
+        };
+        c.latency.fill(&mut health);
+        health
     }
 
     fn breaker_message(&self) -> String {
-        let last = self.last_death.lock().unwrap_or_else(|e| e.into_inner());
         format!(
             "disabled by the circuit breaker after {} crashes or timeouts in a row (last: {}); \
              re-enable with :enable {} in the REPL or PluginManager::enable",
-            self.options.breaker_threshold.max(1),
-            last,
+            self.breaker.threshold(),
+            self.breaker.last(),
             self.info.name
         )
     }
@@ -613,14 +604,11 @@ impl RunnerClient {
     /// Counts a crash, timeout or failed restart towards the breaker; trips it at the
     /// threshold. Returns whether it tripped now.
     fn count_death(&self, what: &str) -> bool {
-        *self.last_death.lock().unwrap_or_else(|e| e.into_inner()) = what.to_string();
-        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        let threshold = self.options.breaker_threshold;
-        if threshold > 0 && n >= threshold && !self.tripped.swap(true, Ordering::Relaxed) {
+        let tripped = self.breaker.failed(what.to_string());
+        if tripped {
             tracing::warn!(plugin = %self.info.name, "{}", self.breaker_message());
-            return true;
         }
-        false
+        tripped
     }
 
     /// Turns a runner's death during a call into the caller's error, and counts it.
@@ -646,7 +634,8 @@ impl RunnerClient {
         let message = if tripped {
             format!(
                 "{what}; {} in a row: disabled by the circuit breaker (re-enable with :enable {})",
-                self.options.breaker_threshold, self.info.name
+                self.breaker.threshold(),
+                self.info.name
             )
         } else {
             format!("{what}; {after}")
@@ -662,15 +651,11 @@ impl RunnerClient {
     }
 
     fn answered(&self, started: Instant, ok: bool) {
-        let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        let c = &self.counters;
-        c.answered.fetch_add(1, Ordering::Relaxed);
-        c.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
-        c.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
+        self.counters.latency.record(started.elapsed());
         if !ok {
-            c.failures.fetch_add(1, Ordering::Relaxed);
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.consecutive.store(0, Ordering::Relaxed);
+        self.breaker.succeeded();
     }
 
     /// For a call starting now: the cooperative deadline to send (microseconds left, 0 for
