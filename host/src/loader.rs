@@ -265,6 +265,13 @@ pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
     let not_found = || LoadError::NotFound {
         path: path.to_path_buf(),
     };
+    // Usually the path is already canonical, and one `openat2` proves it.
+    if let Some((file, canonical)) = crate::trust::open_canonical(path) {
+        let meta = file.metadata().map_err(|_| not_found())?;
+        crate::trust::check_type(&canonical, &meta)?;
+        crate::trust::check_header(&canonical, &file, meta.len())?;
+        return Ok(canonical);
+    }
     // One open serves every check: the descriptor gives the file type and size, the header,
     // and (on Linux) the canonical path, for a fraction of what `realpath` (one system call per
     // path component), a `stat` and a second open cost. `O_NONBLOCK`: a FIFO does not block.

@@ -237,6 +237,44 @@ fn symlinks_are_refused_unless_allowed_and_directories_named_like_libraries_are_
     );
 }
 
+/// However a plugin's path is spelled (redundant slashes, `.` and `..` components, a linked
+/// directory on the way), the loader and the manager report the one canonical path: the fast
+/// path that proves a path canonical by opening it without following links must not accept a
+/// path that is not.
+#[test]
+fn every_spelling_of_a_plugin_path_is_reported_by_its_canonical_path() {
+    use std::path::PathBuf;
+    let root = calc_tests::scratch_dir(&format!("spellings-{}", std::process::id()));
+    let root = std::fs::canonicalize(&root).unwrap();
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let name = library_file_name("good_c");
+    std::fs::copy(broken_corpus_dir().join(&name), dir.join(&name)).unwrap();
+    std::os::unix::fs::symlink(&dir, root.join("linked")).unwrap();
+    // `alias/..` is `plugins` for the kernel, but `root` to a lexical clean-up.
+    std::os::unix::fs::symlink(dir.join("sub"), root.join("alias")).unwrap();
+    let canonical = dir.join(&name);
+    let spell = |s: String| PathBuf::from(s);
+    let d = dir.display();
+    let spellings = [
+        canonical.clone(),
+        spell(format!("{d}//{name}")),
+        spell(format!("{d}/./{name}")),
+        spell(format!("{d}/sub/../{name}")),
+        root.join("linked").join(&name),
+        spell(format!("{}/linked/sub/../{name}", root.display())),
+        spell(format!("{}/alias/../{name}", root.display())),
+    ];
+    for path in &spellings {
+        let info = calc_host::loader::inspect(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.path, canonical, "inspect {}", path.display());
+        let mut m = PluginManager::new();
+        let info = m.load_file(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.path, canonical, "load_file {}", path.display());
+        assert_eq!(m.eval("twice(2)"), Ok(4.0));
+    }
+}
+
 /// Files that are no shared library at all, named like one, next to a good plugin: each kind
 /// gets its own message (before `dlopen` where that is possible: a truncated library would crash
 /// it with SIGBUS rather than fail).
