@@ -529,6 +529,47 @@ fn remember_secure_ancestors(dir: &Path, uid: u32) {
     }
 }
 
+/// Plugin directories seen without a lock file, with their identity and timestamps then. Creating,
+/// renaming or linking a file into a directory updates its modification and change times, so
+/// while those are unchanged the lock file is still absent and single-file loads skip looking
+/// for it. A directory modified within [`RACY_WINDOW`] of the look is not remembered: a second
+/// change within the same timestamp tick would leave the times as they were (Git treats "racily
+/// clean" index entries the same way).
+static LOCK_ABSENT: OnceLock<Mutex<HashMap<PathBuf, Stamp>>> = OnceLock::new();
+
+/// How old a directory's last change must be for [`LOCK_ABSENT`] to remember it.
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn lock_known_absent(dir: &Path, stamp: &Stamp) -> bool {
+    LOCK_ABSENT
+        .get()
+        .and_then(|map| map.lock().ok())
+        .is_some_and(|map| map.get(dir) == Some(stamp))
+}
+
+fn remember_lock_absent(dir: &Path, stamp: &Stamp) {
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return;
+    };
+    let settled = |(secs, nanos): (i64, i64)| {
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(secs), u32::try_from(nanos)) else {
+            return false;
+        };
+        std::time::Duration::new(secs, nanos) + RACY_WINDOW <= now
+    };
+    if !(settled(stamp.mtime) && settled(stamp.ctime)) {
+        return;
+    }
+    let map = LOCK_ABSENT.get_or_init(Default::default);
+    if let Ok(mut map) = map.lock() {
+        // Bounded, as the verdicts above.
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.insert(dir.to_path_buf(), *stamp);
+    }
+}
+
 /// Whether group `gid` is the private group of user `uid` (same name, that user's primary
 /// group, no other members), per `/etc/passwd` and `/etc/group`. Cached per process; users and
 /// groups known only to other name services count as not private.
@@ -676,11 +717,13 @@ impl TrustPolicy {
     /// [`TrustedDir::check_file`].
     pub fn check_dir(&self, dir: &Path) -> Result<TrustedDir, LoadError> {
         let uid = effective_uid();
+        let mut stamp = None;
         if !self.allow_insecure_permissions {
             let meta = std::fs::metadata(dir).map_err(|source| LoadError::Directory {
                 path: dir.to_path_buf(),
                 source,
             })?;
+            stamp = Some(Stamp::of(&meta));
             check_owner_and_mode(dir, &meta, "plugin directory", uid, false)?;
             // Once every directory above a trusted one passed, only their owners (this user or
             // root) can change them, so the verdict is remembered: single-file loads then cost
@@ -704,9 +747,19 @@ impl TrustPolicy {
             }
             remember_secure_ancestors(dir, uid);
         }
+        let lock = match stamp {
+            Some(stamp) if lock_known_absent(dir, &stamp) => None,
+            _ => {
+                let lock = Lock::read(dir, self.allow_insecure_permissions, uid)?;
+                if let (None, Some(stamp)) = (&lock, &stamp) {
+                    remember_lock_absent(dir, stamp);
+                }
+                lock
+            }
+        };
         Ok(TrustedDir {
             dir: dir.to_path_buf(),
-            lock: Lock::read(dir, self.allow_insecure_permissions, uid)?,
+            lock,
             policy: self.clone(),
             uid,
         })

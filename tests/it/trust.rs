@@ -358,6 +358,33 @@ fn the_lock_file_refuses_changed_and_unlisted_plugins_before_dlopen() {
     assert!(!f.was_opened());
 }
 
+/// Single-file loads remember a directory seen without a lock file, by its identity and
+/// timestamps: a lock file that appears later is still found at once.
+#[test]
+fn a_lock_file_added_after_loads_that_found_none_is_enforced_at_once() {
+    let f = Fixture::new("latelock");
+    // Only a directory that has not changed for 2 s is remembered; wait for that.
+    let changed = std::fs::metadata(&f.dir).unwrap().modified().unwrap();
+    let settled = changed + std::time::Duration::from_millis(2100);
+    if let Ok(wait) = settled.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+    for _ in 0..2 {
+        f.load_file(&TrustPolicy::default()).unwrap();
+        assert!(f.was_opened());
+    }
+    let lock = f.dir.join(trust::LOCK_FILE);
+    let name = library_file_name("marked");
+    std::fs::write(&lock, format!("{}  {name}\n", "0".repeat(64))).unwrap();
+    let err = f.load_file(&TrustPolicy::default()).unwrap_err();
+    assert_eq!(err.kind, "digest_mismatch", "{err:?}");
+    assert!(!f.was_opened(), "refused before dlopen");
+    // And gone again, the plugin loads.
+    std::fs::remove_file(&lock).unwrap();
+    f.load_file(&TrustPolicy::default()).unwrap();
+    assert!(f.was_opened());
+}
+
 #[test]
 fn a_malformed_lock_file_refuses_its_whole_directory() {
     let f = Fixture::new("badlock");
