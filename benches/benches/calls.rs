@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void};
 use std::hint::black_box;
 
-use calc_benches::{compare_paired, example_plugins, plugin, quick, row_paired};
+use calc_benches::{compare_loops, example_plugins, plugin, quick, row_paired, timed_loop};
 use calc_sdk::abi::{calc_execute_fn, calc_plugin_entry_fn, calc_plugin_t};
 
 #[inline(never)]
@@ -32,7 +32,7 @@ fn main() {
     let execute: calc_execute_fn = unsafe { (*desc.operations).execute };
     let execute = execute.expect("execute");
     let mut buf = [0 as c_char; 256];
-    let mut raw = |i: u64| {
+    let mut raw = timed_loop(|i: u64| {
         let args = [i as f64, 1.0];
         let mut out = 0.0;
         // SAFETY: the ABI contract of `execute`: 2 operands, writable out and buffer.
@@ -47,15 +47,15 @@ fn main() {
             )
         };
         black_box((status, out));
-    };
-    let mut direct = |i: u64| {
+    });
+    let mut direct = timed_loop(|i: u64| {
         black_box(rust_add(i as f64, 1.0));
-    };
+    });
     // The least a caller that reports failures must do around the same raw call: a fresh error
     // buffer whose first byte is NUL (a plugin may fail without writing a message), and a test
     // of the status, giving a value only on success. Printed as a second reference: the floor
     // of any safe wrapper.
-    let mut raw_checked = |i: u64| {
+    let mut raw_checked = timed_loop(|i: u64| {
         let args = [i as f64, 1.0];
         let mut out = 0.0;
         let mut err = std::mem::MaybeUninit::<[c_char; 256]>::uninit();
@@ -75,41 +75,48 @@ fn main() {
             )
         };
         black_box((status == 0).then_some(out));
-    };
+    });
 
-    let mut pinned_manager = calc_host::PluginManager::new();
-    pinned_manager.load_file(&path).expect("load");
-    let pinned = pinned_manager.operation("add").expect("add");
-    let mut op_handle = |i: u64| {
-        black_box(pinned.call(&[i as f64, 1.0]).ok());
-    };
-
-    let binary = pinned.binary().expect("add is binary");
-    let mut binary_op = |i: u64| {
-        black_box(binary.call(i as f64, 1.0).ok());
-    };
-
+    // Every calc path below comes from a manager with hot reload on (the target's condition):
+    // the plugin is loaded from a private copy, and a reload would swap the live slot.
     let mut reload_manager = calc_host::PluginManager::new();
     reload_manager.enable_hot_reload(calc_host::PluginManager::default_copy_dir());
     reload_manager.load_file(&path).expect("load");
+
+    // Resolved once, pinned to the version loaded then (a reload does not unload it while the
+    // handle lives; new lookups and live handles get the new one).
+    let pinned = reload_manager.operation("add").expect("add");
+    let mut op_handle = timed_loop(|i: u64| {
+        black_box(pinned.call(&[i as f64, 1.0]).ok());
+    });
+
+    let binary = pinned.binary().expect("add is binary");
+    let mut binary_op = timed_loop(|i: u64| {
+        black_box(binary.call(i as f64, 1.0).ok());
+    });
+
     let live = reload_manager.live_operation("add").expect("add");
-    let mut live_op = |i: u64| {
+    let mut live_op = timed_loop(|i: u64| {
         black_box(live.call(&[i as f64, 1.0]).ok());
+    });
+
+    // A hot loop that follows reloads as a user would write it: pin, make 1024 calls (about
+    // 2 µs), drop the pin, pin again.
+    let mut live_pinned = |iters: u64| {
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while i < iters {
+            let pinned = live.pin();
+            let end = iters.min(i + 1024);
+            while i < end {
+                black_box(pinned.call(&[i as f64, 1.0]).ok());
+                i += 1;
+            }
+        }
+        start.elapsed().as_nanos() as f64 / iters as f64
     };
 
-    // A hot loop that follows reloads by re-pinning every 1024 calls (about 3 µs).
-    let mut pinned_live = Some(live.pin());
-    let mut live_pinned = |i: u64| {
-        if i & 1023 == 0 {
-            pinned_live = None;
-            pinned_live = Some(live.pin());
-        }
-        if let Some(p) = &pinned_live {
-            black_box(p.call(&[i as f64, 1.0]).ok());
-        }
-    };
-
-    let (t, r) = compare_paired(
+    let (t, r) = compare_loops(
         rounds,
         iters,
         &mut [
@@ -124,7 +131,8 @@ fn main() {
     );
     println!(
         "scalar call of `add` (C plugin), median of {rounds} rounds x {iters} calls; \
-         ratio = median over rounds of the two figures of the same round"
+         ratio = median over rounds of the two figures of the same round; \
+         each candidate runs in its own loop"
     );
     row_paired(
         "Rust #[inline(never)] call",
@@ -135,7 +143,7 @@ fn main() {
         None,
     );
     row_paired(
-        "OpHandle::call (pinned version)",
+        "OpHandle::call (hot reload on, pinned version)",
         ("raw plugin fn pointer", t[0]),
         t[2],
         r[2],
@@ -151,7 +159,7 @@ fn main() {
         Some(1.05),
     );
     row_paired(
-        "BinaryOp::call (pinned, arity checked once)",
+        "BinaryOp::call (same, arity checked once)",
         ("raw plugin fn pointer", t[0]),
         t[4],
         r[4],

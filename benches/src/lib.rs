@@ -40,15 +40,61 @@ pub fn compare(
 /// call of each candidate, and the median over rounds of each candidate's time divided by the
 /// first candidate's time *in the same round*. On a shared machine a burst of load hits both
 /// figures of a round alike, so the paired ratio is steadier than a ratio of medians.
+///
+/// Each iteration calls its candidate through `dyn FnMut`, an indirect call that every
+/// candidate pays alike; for figures of a few nanoseconds, where that call is a third of the
+/// total, use [`compare_loops`].
 pub fn compare_paired(
     rounds: usize,
     iters: u64,
     candidates: &mut [(&str, &mut dyn FnMut(u64))],
 ) -> (Vec<f64>, Vec<f64>) {
+    type Timed<'a> = Box<dyn FnMut(u64) -> f64 + 'a>;
+    let mut loops: Vec<(&str, Timed<'_>)> = candidates
+        .iter_mut()
+        .map(|(name, f)| {
+            let timed: Timed<'_> = Box::new(move |iters| ns_per_iter(iters, &mut **f));
+            (*name, timed)
+        })
+        .collect();
+    let mut refs: Vec<(&str, &mut dyn FnMut(u64) -> f64)> = loops
+        .iter_mut()
+        .map(|(name, f)| (*name, &mut **f as &mut dyn FnMut(u64) -> f64))
+        .collect();
+    compare_loops(rounds, iters, &mut refs)
+}
+
+/// A candidate for [`compare_loops`]: `f` called `iters` times in a loop compiled for `f`
+/// alone (inlined, no indirect call per iteration), timed, in nanoseconds per call.
+///
+/// Unlike [`ns_per_iter`], the loop does not pass the counter through [`black_box`]: that
+/// stores it to the stack and reloads it on every iteration, and the compiler may give that
+/// stack slot to the candidate's own locals (the error buffer of a call), whose stores then
+/// collide with it and skew figures of a few cycles by a fraction of a cycle. The candidates'
+/// bodies must keep the compiler from removing work themselves (an opaque call, `black_box` on
+/// the result).
+pub fn timed_loop(mut f: impl FnMut(u64)) -> impl FnMut(u64) -> f64 {
+    move |iters| {
+        let start = Instant::now();
+        for i in 0..iters {
+            f(i);
+        }
+        start.elapsed().as_nanos() as f64 / iters as f64
+    }
+}
+
+/// As [`compare_paired`], for candidates made with [`timed_loop`]: each round runs each
+/// candidate's own loop once, so the figures hold nothing but the candidate's body and the loop
+/// around it.
+pub fn compare_loops(
+    rounds: usize,
+    iters: u64,
+    candidates: &mut [(&str, &mut dyn FnMut(u64) -> f64)],
+) -> (Vec<f64>, Vec<f64>) {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
     for _ in 0..rounds {
         for (i, (_, f)) in candidates.iter_mut().enumerate() {
-            samples[i].push(ns_per_iter(iters, &mut **f));
+            samples[i].push(f(iters));
         }
     }
     let ratios = samples
