@@ -72,6 +72,18 @@ fn interleaved(iters: usize, candidates: &mut [&mut dyn FnMut()]) -> Vec<f64> {
 
 fn per_plugin(iters: usize) {
     let path = std::fs::canonicalize(plugin(&example_plugins(), "add")).expect("add");
+    // The examples were just rebuilt into this directory. A deployed plugin directory has not
+    // changed for a while, and the trust policy then remembers that it has no lock file instead
+    // of looking again on every load (not within 2 s of a change: `calc_host::trust`); measure
+    // that steady state.
+    let dir = path.parent().expect("a directory");
+    let changed = std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let settled = changed + std::time::Duration::from_millis(2100);
+    if let Ok(wait) = settled.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
     let mut raw = || drop(raw_open(&path));
     let mut inspect = || {
         black_box(calc_host::loader::inspect(&path).expect("valid"));
