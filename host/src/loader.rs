@@ -265,29 +265,30 @@ pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
     let not_found = || LoadError::NotFound {
         path: path.to_path_buf(),
     };
-    // Usually the path is already canonical, and one `openat2` proves it.
-    if let Some((file, canonical)) = crate::trust::open_canonical(path) {
-        let meta = file.metadata().map_err(|_| not_found())?;
-        crate::trust::check_type(&canonical, &meta)?;
-        crate::trust::check_header(&canonical, &file, meta.len())?;
-        return Ok(canonical);
-    }
     // One open serves every check: the descriptor gives the file type and size, the header,
-    // and (on Linux) the canonical path, for a fraction of what `realpath` (one system call per
-    // path component), a `stat` and a second open cost. `O_NONBLOCK`: a FIFO does not block.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::PermissionDenied => LoadError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            },
-            _ => not_found(),
-        })?;
+    // and the canonical path, for a fraction of what `realpath` (one system call per path
+    // component), a `stat` and a second open cost. Usually the path is already canonical, and
+    // the open itself proves it (`openat2`); otherwise the kernel names the opened file (on
+    // Linux). `O_NONBLOCK`: a FIFO does not block.
+    let (file, canonical) = match crate::trust::open_canonical(path) {
+        Some(opened) => opened,
+        None => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(path)
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::PermissionDenied => LoadError::Unreadable {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                    _ => not_found(),
+                })?;
+            let canonical = canonical_path(path, &file).ok_or_else(not_found)?;
+            (file, canonical)
+        }
+    };
     let meta = file.metadata().map_err(|_| not_found())?;
-    let canonical = canonical_path(path, &file).ok_or_else(not_found)?;
     // A directory (named like a library or not), anything else that is not a regular file, an
     // empty file.
     crate::trust::check_type(&canonical, &meta)?;

@@ -768,25 +768,20 @@ impl TrustPolicy {
     /// Checks the plugin file at `path` (any path: its directory is resolved and checked too),
     /// as [`TrustedDir::check_file`].
     pub fn check_file(&self, path: &Path) -> Result<Verified, LoadError> {
-        // Fastest path: a path the kernel resolves without following any link is canonical
-        // as written (after removing redundant slashes).
-        if let Some((file, real)) = open_canonical(path) {
+        // Fast path: open the file itself (not following a link) and know its canonical path
+        // from that one open: as written when the kernel resolved it without following any
+        // link (`open_canonical`), else as the kernel names the open file. No `realpath` on
+        // the directory, no second open.
+        let opened = open_canonical(path).or_else(|| {
+            let file = open_nonblocking(path).ok()?;
+            let real = kernel_path(&file)?;
+            Some((file, real))
+        });
+        if let Some((file, real)) = opened {
             if let Ok(meta) = file.metadata() {
                 if let (true, Some(dir)) = (meta.is_file(), real.parent()) {
                     let dir = self.check_dir(dir)?;
                     return dir.check_open(&real, real.clone(), &meta, file, true);
-                }
-            }
-        }
-        // Fast path: open the file itself (not following a link), and let the kernel name its
-        // canonical path, instead of `realpath` on the directory plus a second open.
-        if let Ok(file) = open_nonblocking(path) {
-            if let Ok(meta) = file.metadata() {
-                if let (true, Some(real)) = (meta.is_file(), kernel_path(&file)) {
-                    if let Some(dir) = real.parent() {
-                        let dir = self.check_dir(dir)?;
-                        return dir.check_open(&real, real.clone(), &meta, file, true);
-                    }
                 }
             }
         }
