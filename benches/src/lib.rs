@@ -49,19 +49,9 @@ pub fn compare_paired(
     iters: u64,
     candidates: &mut [(&str, &mut dyn FnMut(u64))],
 ) -> (Vec<f64>, Vec<f64>) {
-    type Timed<'a> = Box<dyn FnMut(u64) -> f64 + 'a>;
-    let mut loops: Vec<(&str, Timed<'_>)> = candidates
-        .iter_mut()
-        .map(|(name, f)| {
-            let timed: Timed<'_> = Box::new(move |iters| ns_per_iter(iters, &mut **f));
-            (*name, timed)
-        })
-        .collect();
-    let mut refs: Vec<(&str, &mut dyn FnMut(u64) -> f64)> = loops
-        .iter_mut()
-        .map(|(name, f)| (*name, &mut **f as &mut dyn FnMut(u64) -> f64))
-        .collect();
-    compare_loops(rounds, iters, &mut refs)
+    paired_rounds(rounds, candidates.len(), |i| {
+        ns_per_iter(iters, &mut *candidates[i].1)
+    })
 }
 
 /// A candidate for [`compare_loops`]: `f` called `iters` times in a loop compiled for `f`
@@ -91,10 +81,20 @@ pub fn compare_loops(
     iters: u64,
     candidates: &mut [(&str, &mut dyn FnMut(u64) -> f64)],
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    paired_rounds(rounds, candidates.len(), |i| (candidates[i].1)(iters))
+}
+
+/// Runs `time(i)` for each of `n` candidates in turn, `rounds` times, and returns each
+/// candidate's median and its median paired ratio to candidate 0 (see [`compare_paired`]).
+fn paired_rounds(
+    rounds: usize,
+    n: usize,
+    mut time: impl FnMut(usize) -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
     for _ in 0..rounds {
-        for (i, (_, f)) in candidates.iter_mut().enumerate() {
-            samples[i].push(f(iters));
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.push(time(i));
         }
     }
     let ratios = samples
