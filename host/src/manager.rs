@@ -9,7 +9,7 @@
 //! one serves that call, and the switch is logged.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -371,6 +371,10 @@ pub struct PluginManager {
     /// Plugins known from the metadata cache but not opened yet (lazy loading), each with the
     /// rank it reserved in directory order.
     lazy: Vec<(PluginInfo, u64)>,
+    /// Every name [`Self::admit`] let in: a superset of the names in `plugins`, `disabled` and
+    /// `lazy` (entries leave those without leaving this). A name not in it has no duplicate,
+    /// so `admit` scans the lists only for names in it, not for every plugin of a directory.
+    admitted: HashSet<String>,
     /// Rank the next `try_load` uses instead of a fresh one (set when opening a lazy plugin).
     next_rank: Option<u64>,
     /// Hot-reload mode: the directory of private copies.
@@ -544,21 +548,23 @@ impl PluginManager {
 
     /// Settings-based admission of a validated plugin: duplicate names (ignoring `replacing`),
     /// version ranges. Returns whether the settings disable it.
-    fn admit(&self, info: &PluginInfo, replacing: Option<&str>) -> Result<bool, LoadError> {
-        let other = self
-            .plugins
-            .iter()
-            .map(|e| e.plugin.info())
-            .chain(&self.disabled)
-            .chain(self.lazy.iter().map(|(p, _)| p))
-            .filter(|p| Some(p.name.as_str()) != replacing)
-            .find(|p| p.name == info.name);
-        if let Some(other) = other {
-            return Err(LoadError::DuplicatePlugin {
-                path: info.path.clone(),
-                name: info.name.clone(),
-                other: other.path.clone(),
-            });
+    fn admit(&mut self, info: &PluginInfo, replacing: Option<&str>) -> Result<bool, LoadError> {
+        if self.admitted.contains(&info.name) {
+            let other = self
+                .plugins
+                .iter()
+                .map(|e| e.plugin.info())
+                .chain(&self.disabled)
+                .chain(self.lazy.iter().map(|(p, _)| p))
+                .filter(|p| Some(p.name.as_str()) != replacing)
+                .find(|p| p.name == info.name);
+            if let Some(other) = other {
+                return Err(LoadError::DuplicatePlugin {
+                    path: info.path.clone(),
+                    name: info.name.clone(),
+                    other: other.path.clone(),
+                });
+            }
         }
         if let Some(requirement) = self.settings.versions.get(&info.name) {
             if !requirement.matches(&info.version) {
@@ -569,6 +575,22 @@ impl PluginManager {
                     requirement: requirement.clone(),
                 });
             }
+        }
+        // Names that left the lists stay in the index; when they outnumber those on the lists,
+        // it is rebuilt from the lists, so that it stays in proportion to them.
+        let listed = self.plugins.len() + self.disabled.len() + self.lazy.len();
+        if self.admitted.len() > 2 * listed + 64 {
+            let names = self
+                .plugins
+                .iter()
+                .map(|e| e.plugin.info())
+                .chain(&self.disabled)
+                .chain(self.lazy.iter().map(|(p, _)| p))
+                .map(|p| p.name.clone());
+            self.admitted = names.collect();
+        }
+        if !self.admitted.contains(&info.name) {
+            self.admitted.insert(info.name.clone());
         }
         Ok(self.settings.disabled.contains(&info.name))
     }
@@ -1353,5 +1375,49 @@ impl Drop for PluginManager {
         if let Some(dir) = &self.copy_dir {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str) -> PluginInfo {
+        PluginInfo {
+            name: name.to_string(),
+            version: semver::Version::new(1, 0, 0),
+            author: String::new(),
+            description: String::new(),
+            path: PathBuf::from(format!("/plugins/{name}.so")),
+            abi_version: "1.3".into(),
+            sdk_version: semver::Version::new(1, 0, 0),
+            api_requirement: semver::VersionReq::STAR,
+            operations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_name_index_forgets_departed_names_but_never_a_listed_one() {
+        let mut m = PluginManager::new();
+        assert_eq!(m.admit(&info("kept"), None).ok(), Some(false));
+        m.disabled.push(info("kept"));
+        // Many plugins come and go (as unloads and reloads do): the index is rebuilt from the
+        // lists along the way.
+        for i in 0..500 {
+            let passing = info(&format!("passing_{i}"));
+            assert_eq!(m.admit(&passing, None).ok(), Some(false));
+            m.lazy.push((passing, 0));
+            m.lazy.clear();
+        }
+        assert!(m.admitted.len() <= 2 + 64 + 1, "{} names", m.admitted.len());
+        match m.admit(&info("kept"), None) {
+            Err(LoadError::DuplicatePlugin { name, other, .. }) => {
+                assert_eq!((name.as_str(), other), ("kept", info("kept").path));
+            }
+            other => panic!("a second \"kept\" was not refused: {other:?}"),
+        }
+        assert_eq!(m.admit(&info("kept"), Some("kept")).ok(), Some(false));
+        // A name that left may come back.
+        assert_eq!(m.admit(&info("passing_3"), None).ok(), Some(false));
     }
 }
