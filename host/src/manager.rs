@@ -813,7 +813,7 @@ impl PluginManager {
             .map(|d| self.settings.trust.check_dir(d))
         {
             Some(Err(e)) => return Err(self.record(e)),
-            Some(Ok(trusted)) => Some(trusted),
+            Some(Ok(trusted)) => Some(trusted.hold_open()),
             None => None,
         };
         let mut files: Vec<(PathBuf, bool)> = entries

@@ -37,11 +37,12 @@
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -412,6 +413,26 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// As [`open_nonblocking`], the entry `name` of the directory open as `dir`: the kernel looks up
+/// one name instead of walking the whole path.
+#[allow(unsafe_code)]
+fn open_nonblocking_at(dir: &std::os::fd::OwnedFd, name: &OsStr) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let c_name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open descriptor we own, alive for the call, and `c_name` a
+    // NUL-terminated string alive for the call; the kernel only reads it.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a file descriptor the kernel just opened for us and nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// The canonical absolute path of an open file as the kernel names it (symbolic links
 /// resolved; what `realpath` computes, in one system call); `None` where unknown (not Linux, or a
 /// file deleted since it was opened).
@@ -706,6 +727,10 @@ impl Verified {
 #[derive(Debug, Clone)]
 pub struct TrustedDir {
     dir: PathBuf,
+    /// The directory's (device, inode) when its permissions were checked.
+    checked: Option<(u64, u64)>,
+    /// The directory, held open by [`Self::hold_open`] to open its files relative to it.
+    fd: Option<Arc<std::os::fd::OwnedFd>>,
     lock: Option<Lock>,
     policy: TrustPolicy,
     uid: u32,
@@ -759,6 +784,8 @@ impl TrustPolicy {
         };
         Ok(TrustedDir {
             dir: dir.to_path_buf(),
+            checked: stamp.map(|s| (s.dev, s.ino)),
+            fd: None,
             lock,
             policy: self.clone(),
             uid,
@@ -822,6 +849,29 @@ impl TrustedDir {
         self.lock.as_ref()
     }
 
+    /// Holds the directory open, so that checking one of its files looks up the file's name
+    /// in it instead of walking the file's whole path: for checking many of its files. When it
+    /// cannot be opened (or is no longer the directory that was checked), files are opened by
+    /// path as before.
+    pub fn hold_open(mut self) -> Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.dir);
+        if let Ok(dir) = opened {
+            let same = match (self.checked, dir.metadata()) {
+                (Some(checked), Ok(meta)) => checked == (meta.dev(), meta.ino()),
+                (None, Ok(_)) => true,
+                (_, Err(_)) => false,
+            };
+            if same {
+                self.fd = Some(Arc::new(dir.into()));
+            }
+        }
+        self
+    }
+
     /// Checks the file at `path`, directly in this directory: everything of the [module
     /// docs](self), and its ELF header ([`check_header`]).
     pub fn check_file(&self, path: &Path) -> Result<Verified, LoadError> {
@@ -842,7 +892,13 @@ impl TrustedDir {
         // link fails with ELOOP; `O_NONBLOCK`, so a FIFO does not block) and `fstat` the
         // descriptor: one path lookup instead of two.
         if header || digest_needed {
-            match open_nonblocking(path) {
+            let opened = match (&self.fd, path.file_name()) {
+                (Some(dir), Some(name)) if path.parent() == Some(self.dir.as_path()) => {
+                    open_nonblocking_at(dir, name)
+                }
+                _ => open_nonblocking(path),
+            };
+            match opened {
                 Ok(file) => {
                     let meta = file.metadata().map_err(|source| LoadError::Unreadable {
                         path: path.to_path_buf(),

@@ -385,6 +385,33 @@ fn a_lock_file_added_after_loads_that_found_none_is_enforced_at_once() {
     assert!(f.was_opened());
 }
 
+/// A directory held open (as `load_dir` holds the one it loads) checks its files relative to
+/// it, with the same verdicts as by path: a link in it is refused, not followed.
+#[test]
+fn a_directory_held_open_checks_its_files_as_by_path() {
+    let f = Fixture::new("held");
+    let link = f.dir.join(library_file_name("link"));
+    std::os::unix::fs::symlink(&f.plugin, &link).unwrap();
+    let missing = f.dir.join(library_file_name("missing"));
+    for held in [false, true] {
+        let dir = TrustPolicy::default().check_dir(&f.dir).unwrap();
+        let dir = if held { dir.hold_open() } else { dir };
+        let verified = dir.check_file(&f.plugin).unwrap();
+        assert_eq!(verified.path(), f.plugin);
+        let kind = |path: &Path| dir.check_file(path).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(kind(&link), Err("symlink"), "held open: {held}");
+        assert_eq!(kind(&missing), Err("not_found"), "held open: {held}");
+        f.chmod(&f.plugin, 0o666);
+        assert_eq!(
+            kind(&f.plugin),
+            Err("insecure_permissions"),
+            "held open: {held}"
+        );
+        f.chmod(&f.plugin, 0o755);
+    }
+    assert!(!f.was_opened(), "checking opens no library");
+}
+
 #[test]
 fn a_malformed_lock_file_refuses_its_whole_directory() {
     let f = Fixture::new("badlock");
