@@ -247,3 +247,36 @@ fn binary_handles_check_the_arity_once() {
         Status::DivisionByZero
     );
 }
+
+/// Every operand count from none to 130 is accepted exactly when the declared arity allows it,
+/// for fixed, bounded and variadic operations, by scalar and batch calls alike (the handle
+/// checks both bounds with one wrapping comparison).
+#[test]
+fn every_operand_count_is_checked_against_the_declared_arity() {
+    let m = manager();
+    for name in ["sqrt", "clamp", "hypot", "+", "max"] {
+        let op = m.operation(name).unwrap();
+        let (min, max) = op.info().arity();
+        for n in 0..=130usize {
+            let allowed = n >= min as usize && !matches!(max, Some(m) if n > m as usize);
+            // clamp(x, lo, hi) needs lo <= hi; ones satisfy every operation here.
+            let args = vec![1.0; n];
+            let scalar = op.call(&args);
+            let column = [1.0];
+            let columns = vec![&column[..]; n];
+            let mut out = [0.0];
+            let batch = op.call_batch(&columns, &mut out);
+            if allowed {
+                assert!(scalar.is_ok(), "{name} with {n}: {scalar:?}");
+                assert!(batch.is_ok(), "{name} with {n} (batch): {batch:?}");
+                assert_eq!(Ok(out[0]), scalar, "{name} with {n}");
+            } else {
+                let e = scalar.unwrap_err();
+                assert_eq!(e.status, Status::InvalidArgument, "{name} with {n}");
+                assert!(e.to_string().contains(&format!("got {n}")), "{e}");
+                let (row, e) = batch.unwrap_err();
+                assert_eq!((row, e.status), (0, Status::InvalidArgument), "{name} {n}");
+            }
+        }
+    }
+}
