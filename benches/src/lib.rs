@@ -54,8 +54,16 @@ pub fn compare_paired(
     })
 }
 
-/// A candidate for [`compare_loops`]: `f` called `iters` times in a loop compiled for `f`
-/// alone (inlined, no indirect call per iteration), timed, in nanoseconds per call.
+/// A candidate for [`compare_loops`]: `f` called `iters` times in loops compiled for `f` alone
+/// (inlined, no indirect call per iteration), timed, in nanoseconds per call.
+///
+/// **Code layout.** A call of a few cycles costs one cycle more or less depending on where its
+/// loop falls relative to the CPU's 32- and 64-byte fetch and micro-op cache windows: an
+/// unrelated change anywhere in the binary moves a loop and every figure with it (by up to
+/// 50% here). So `f` is compiled into [`LAYOUTS`] loops, each placed at a different offset from
+/// a 64-byte boundary, and runs `iters / LAYOUTS` calls in each: the figure is their mean, as
+/// if layouts were drawn at random (the idea of Stabilizer, Curtsinger and Berger, ASPLOS 2013),
+/// and no candidate is favoured or punished by the one layout a build happens to give it.
 ///
 /// Unlike [`ns_per_iter`], the loop does not pass the counter through [`black_box`]: that
 /// stores it to the stack and reloads it on every iteration, and the compiler may give that
@@ -65,13 +73,57 @@ pub fn compare_paired(
 /// the result).
 pub fn timed_loop(mut f: impl FnMut(u64)) -> impl FnMut(u64) -> f64 {
     move |iters| {
-        let start = Instant::now();
-        for i in 0..iters {
-            f(i);
+        let per_layout = (iters / LAYOUTS as u64).max(1);
+        let figures = layout_figures(&mut f, per_layout);
+        if std::env::var_os("CALC_BENCH_LAYOUTS").is_some() {
+            eprintln!("{figures:.2?}");
         }
-        start.elapsed().as_nanos() as f64 / iters as f64
+        figures.iter().sum::<f64>() / LAYOUTS as f64
     }
 }
+
+/// How many code placements [`timed_loop`] measures each candidate in.
+pub const LAYOUTS: usize = 4;
+
+/// Nanoseconds per call of `f` in each of the [`LAYOUTS`] loop placements, `iters` calls each.
+fn layout_figures(f: &mut impl FnMut(u64), iters: u64) -> [f64; LAYOUTS] {
+    [
+        loop_at_0(f, iters),
+        loop_at_16(f, iters),
+        loop_at_32(f, iters),
+        loop_at_48(f, iters),
+    ]
+}
+
+/// Defines a timed loop over `f` whose code starts `$skip` bytes after a 64-byte boundary (on
+/// x86-64; elsewhere wherever the compiler puts it). The compiler aligns loop heads to 16
+/// bytes, so skips of 0, 16, 32 and 48 give the four placements a 64-byte window allows.
+macro_rules! shifted_loop {
+    ($name:ident, $skip:literal) => {
+        #[inline(never)]
+        fn $name(f: &mut impl FnMut(u64), iters: u64) -> f64 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: assembler directives only: padding with no-op instructions, which run
+            // once on entry; no register, memory or flag is touched.
+            unsafe {
+                std::arch::asm!(
+                    ".p2align 6",
+                    concat!(".skip ", $skip, ", 0x90"),
+                    options(nomem, nostack, preserves_flags)
+                );
+            }
+            let start = Instant::now();
+            for i in 0..iters {
+                f(i);
+            }
+            start.elapsed().as_nanos() as f64 / iters as f64
+        }
+    };
+}
+shifted_loop!(loop_at_0, 0);
+shifted_loop!(loop_at_16, 16);
+shifted_loop!(loop_at_32, 32);
+shifted_loop!(loop_at_48, 48);
 
 /// As [`compare_paired`], for candidates made with [`timed_loop`]: each round runs each
 /// candidate's own loop once, so the figures hold nothing but the candidate's body and the loop
