@@ -546,16 +546,21 @@ impl PluginManager {
         })
     }
 
+    /// Every plugin with a place in this manager: loaded, disabled, or known and not opened.
+    fn listed(&self) -> impl Iterator<Item = &PluginInfo> {
+        self.plugins
+            .iter()
+            .map(|e| e.plugin.info())
+            .chain(&self.disabled)
+            .chain(self.lazy.iter().map(|(p, _)| p))
+    }
+
     /// Settings-based admission of a validated plugin: duplicate names (ignoring `replacing`),
     /// version ranges. Returns whether the settings disable it.
     fn admit(&mut self, info: &PluginInfo, replacing: Option<&str>) -> Result<bool, LoadError> {
         if self.admitted.contains(&info.name) {
             let other = self
-                .plugins
-                .iter()
-                .map(|e| e.plugin.info())
-                .chain(&self.disabled)
-                .chain(self.lazy.iter().map(|(p, _)| p))
+                .listed()
                 .filter(|p| Some(p.name.as_str()) != replacing)
                 .find(|p| p.name == info.name);
             if let Some(other) = other {
@@ -580,14 +585,7 @@ impl PluginManager {
         // it is rebuilt from the lists, so that it stays in proportion to them.
         let listed = self.plugins.len() + self.disabled.len() + self.lazy.len();
         if self.admitted.len() > 2 * listed + 64 {
-            let names = self
-                .plugins
-                .iter()
-                .map(|e| e.plugin.info())
-                .chain(&self.disabled)
-                .chain(self.lazy.iter().map(|(p, _)| p))
-                .map(|p| p.name.clone());
-            self.admitted = names.collect();
+            self.admitted = self.listed().map(|p| p.name.clone()).collect();
         }
         if !self.admitted.contains(&info.name) {
             self.admitted.insert(info.name.clone());
