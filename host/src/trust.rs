@@ -404,12 +404,16 @@ fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// The flags of [`open_nonblocking`] and [`open_nonblocking_at`] besides read-only and
+/// close-on-exec: no link followed, no blocking on a FIFO, no controlling terminal.
+const NONBLOCKING_NOFOLLOW: libc::c_int = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+
 /// As [`open_nofollow`], and without blocking on a FIFO or becoming a controlling terminal.
 fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(NONBLOCKING_NOFOLLOW)
         .open(path)
 }
 
@@ -421,8 +425,7 @@ fn open_nonblocking_at(dir: &std::os::fd::OwnedFd, name: &OsStr) -> std::io::Res
     use std::os::unix::ffi::OsStrExt;
     let c_name = std::ffi::CString::new(name.as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let flags =
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | NONBLOCKING_NOFOLLOW;
     // SAFETY: `dir` is an open descriptor we own, alive for the call, and `c_name` a
     // NUL-terminated string alive for the call; the kernel only reads it.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), flags) };
