@@ -351,18 +351,12 @@ fn c_calculator_lists_plugins_and_skipped_files() {
     );
 }
 
-/// Runs `program args` under valgrind and asserts a clean report. Fails with an explanation
-/// when valgrind is not installed.
+/// Runs `program args` under valgrind and asserts a clean report. The caller checks first that
+/// valgrind is installed (`require_tools!(Valgrind)`).
 fn assert_valgrind_clean(program: &Path, args: &[&Path]) -> Output {
     let mut cmd = Command::new("valgrind");
     cmd.args(VALGRIND_FLAGS).arg(program).args(args);
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            panic!("valgrind is not installed: install it to run this test (apt-get install valgrind); CI installs it")
-        }
-        Err(e) => panic!("cannot run valgrind: {e}"),
-    };
+    let out = run(&mut cmd);
     let stderr = text(&out.stderr);
     assert!(
         out.status.success() && stderr.contains("ERROR SUMMARY: 0 errors"),
@@ -374,6 +368,7 @@ fn assert_valgrind_clean(program: &Path, args: &[&Path]) -> Output {
 
 #[test]
 fn valgrind_capi_test_is_clean() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let args = capi_test_args(f);
     let args: Vec<&Path> = args.iter().map(PathBuf::as_path).collect();
@@ -383,6 +378,7 @@ fn valgrind_capi_test_is_clean() {
 
 #[test]
 fn valgrind_c_calculator_is_clean_with_every_example() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let out = assert_valgrind_clean(
         &f.calc_c,
@@ -398,6 +394,7 @@ fn valgrind_c_calculator_is_clean_with_every_example() {
 
 #[test]
 fn valgrind_c_calculator_is_clean_with_c_and_cpp_plugins() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let out = assert_valgrind_clean(
         &f.calc_c,

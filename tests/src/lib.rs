@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod tools;
+
 pub use xtask::build::{build_c_plugin, cargo_build, library_file_name, target_dir};
 pub use xtask::workspace_root;
 
