@@ -237,6 +237,20 @@ pub fn build_c_plugin_with(
     }
 }
 
+/// The valgrind options the project promises a clean run under: a program loading plugins
+/// exits 0 under exactly `valgrind --leak-check=full --error-exitcode=9`, any leak ("possibly
+/// lost" included) or memory error making it exit 9. No suppression file.
+pub const VALGRIND_MEMCHECK: &[&str] = &["--leak-check=full", "--error-exitcode=9"];
+
+/// `valgrind --leak-check=full --error-exitcode=9 PROGRAM` ([`VALGRIND_MEMCHECK`]), to which the
+/// caller adds the program's arguments. Check first that valgrind is installed
+/// (`require_tools!(Valgrind)`).
+pub fn valgrind_memcheck(program: &Path) -> Command {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(VALGRIND_MEMCHECK).arg(program);
+    cmd
+}
+
 /// The C compiler the test suite builds plugins with: `$CC`, or `cc`.
 pub fn c_compiler() -> String {
     xtask::build::c_compiler()
