@@ -499,11 +499,13 @@ fn detect<R: Read>(vars: &[String], record: &Records<R>, line_no: u64) -> Result
     for (v, var) in vars.iter().enumerate() {
         match names.iter().position(|n| n == var) {
             Some(i) => fields[i] = Some(v),
-            None if names.iter().all(|n| n.parse::<f64>().is_ok()) => return Err(usage(format!(
-                "line {line_no}: the input needs a header row naming its columns ({}), found '{}'",
-                vars.join(", "),
-                joined(record)
-            ))),
+            None if names.iter().all(|n| n.parse::<f64>().is_ok()) => {
+                let wanted = vars.join(", ");
+                let found = joined(record);
+                return Err(usage(format!(
+                    "line {line_no}: the input needs a header row naming its columns ({wanted}), found '{found}'"
+                )));
+            }
             None => {
                 return Err(usage(format!(
                     "line {line_no}: the header has no column '{var}' (columns: {})",
