@@ -382,7 +382,7 @@ fn plugins_list_shows_enabled_disabled_failed_and_overridden() {
     };
     assert_eq!(
         (status("add"), status("alt_add"), status("sub")),
-        ("enabled".into(), "enabled".into(), "disabled".into())
+        ("overridden".into(), "enabled".into(), "disabled".into())
     );
     let add = v["plugins"]
         .as_array()

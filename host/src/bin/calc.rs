@@ -180,15 +180,16 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PluginsCommand {
-    /// List plugins: enabled, disabled, failed, and which operations another plugin overrides.
-    /// Plugins are validated but not started, and what validation found is cached per file
-    /// ($XDG_CACHE_HOME/calc/plugins.json): an unchanged file is not opened again.
+    /// List plugins and their status: enabled, overridden (another plugin serves all its
+    /// operations), disabled, failed. What validation found, and whether each plugin started,
+    /// is cached per file ($XDG_CACHE_HOME/calc/plugins.json): an unchanged file that started
+    /// with the same configuration is not opened again; a new or changed one is validated and
+    /// started once. Exit status 3 when a file failed, its `init` included.
     List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Do not use the cache: load and start every plugin, as `eval` does (this also shows
-        /// plugins whose `init` fails).
+        /// Do not use the cache: load and start every plugin, as `eval` does.
         #[arg(long)]
         no_cache: bool,
     },
@@ -391,8 +392,29 @@ fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> 
     for text in texts {
         manager.open_for(text);
     }
+    remember_failed_starts(&manager);
     report_loading(cli, &manager);
     Ok(manager)
+}
+
+/// When a plugin's `init` failed, records it (with the starts that succeeded) in the cache
+/// `plugins list` reads, so that a listing never shows as enabled a plugin that just failed to
+/// start. The cache is not touched when nothing failed.
+fn remember_failed_starts(manager: &PluginManager) {
+    if !manager
+        .failures()
+        .iter()
+        .any(|f| f.error.kind() == "init_failed")
+    {
+        return;
+    }
+    if let Some(path) = MetadataCache::default_path() {
+        let mut cache = MetadataCache::open(path);
+        cache.record_starts(manager);
+        if let Err(e) = cache.save() {
+            tracing::debug!("cannot write the plugin cache: {e}");
+        }
+    }
 }
 
 fn report_loading(cli: &Cli, manager: &PluginManager) {
@@ -428,6 +450,7 @@ fn load_plugins_into(
         let _ = manager.load_dir(&dir);
         loaded.push(dir);
     }
+    remember_failed_starts(&manager);
     if report {
         report_loading(cli, &manager);
     }
@@ -552,7 +575,16 @@ fn write_plugin(
 /// starts every plugin.
 fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
     let listing = if no_cache {
-        load_plugins(cli, false).map(|m| (Listing::from_manager(&m), isolation_of(&m)))
+        load_plugins(cli, false).map(|m| {
+            // What starting every plugin showed replaces what the cache recorded.
+            let mut cache = MetadataCache::default_path()
+                .map_or_else(MetadataCache::in_memory, MetadataCache::open);
+            cache.record_starts(&m);
+            if let Err(e) = cache.save() {
+                tracing::debug!("cannot write the plugin cache: {e}");
+            }
+            (Listing::from_manager(&m), isolation_of(&m))
+        })
     } else {
         settings(cli).map(|settings| {
             let dirs = plugin_dirs(cli, &settings);
@@ -642,34 +674,75 @@ fn planned_isolation(listing: &Listing, settings: &Settings) -> Runtime {
         .collect()
 }
 
+/// The status of a listed plugin, the same word in text (`[overridden]`) and JSON
+/// (`"status": "overridden"`): `enabled`, `overridden` (enabled, but another plugin serves every
+/// one of its operations), `disabled`; files that failed are listed apart with the status
+/// `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Enabled,
+    Overridden,
+    Disabled,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Overridden => "overridden",
+            Status::Disabled => "disabled",
+        }
+    }
+
+    /// The status of the enabled plugin `p`: overridden when another plugin serves all its
+    /// operations.
+    fn of_enabled(p: &calc_host::PluginInfo, listing: &Listing) -> Status {
+        let overridden = !p.operations.is_empty()
+            && p.operations
+                .iter()
+                .all(|op| listing.serving(&op.name).is_some_and(|w| w != p.name));
+        if overridden {
+            Status::Overridden
+        } else {
+            Status::Enabled
+        }
+    }
+}
+
+/// The status of files that failed, in the JSON `failures` (the text's `FAILED` lines).
+const FAILED: &str = "failed";
+
 fn list(listing: &Listing, runtime: &Runtime, json: bool) -> u8 {
     // The plugin serving `op` when it is not `me`.
     let other = |me: &str, op: &str| listing.serving(op).filter(|w| *w != me).map(str::to_string);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Write errors (a closed pipe) end the listing early; the exit status stays the same.
     let _ = if json {
-        let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
+        let plugin_json = |p: &calc_host::PluginInfo, status: Status| {
             let mut v = serde_json::to_value(p).expect("plain data");
-            v["status"] = status.into();
-            if let (Some((_, extra)), "enabled") = (runtime.get(&p.name), status) {
+            v["status"] = status.as_str().into();
+            let enabled = status != Status::Disabled;
+            if let (Some((_, extra)), true) = (runtime.get(&p.name), enabled) {
                 for (k, x) in extra.as_object().into_iter().flatten() {
                     v[k] = x.clone();
                 }
             }
             for op in v["operations"].as_array_mut().into_iter().flatten() {
                 let name = op["name"].as_str().unwrap_or_default().to_string();
-                op["served_by"] = match status {
-                    "enabled" => listing.serving(&name).into(),
-                    _ => serde_json::Value::Null,
+                op["served_by"] = match enabled {
+                    true => listing.serving(&name).into(),
+                    false => serde_json::Value::Null,
                 };
             }
             v
         };
         let value = serde_json::json!({
-            "plugins": listing.plugins.iter().map(|p| plugin_json(p, "enabled"))
-                .chain(listing.disabled.iter().map(|p| plugin_json(p, "disabled")))
+            "plugins": listing.plugins.iter().map(|p| plugin_json(p, Status::of_enabled(p, listing)))
+                .chain(listing.disabled.iter().map(|p| plugin_json(p, Status::Disabled)))
                 .collect::<Vec<_>>(),
             "failures": listing.failures.iter().map(|f| serde_json::json!({
+                "status": FAILED,
+                "plugin": f.plugin,
                 "path": f.path,
                 "kind": f.kind,
                 "error": f.error,
@@ -699,11 +772,7 @@ fn write_listing(
     other: impl Fn(&str, &str) -> Option<String>,
 ) -> std::io::Result<()> {
     for p in &listing.plugins {
-        let overridden = p
-            .operations
-            .iter()
-            .all(|op| other(&p.name, &op.name).is_some());
-        let status = if overridden { "overridden" } else { "enabled" };
+        let status = Status::of_enabled(p, listing).as_str();
         write_plugin(out, p, status, |op| other(&p.name, op))?;
         // In-process plugins, the usual case, get no extra line.
         if let Some((line, json)) = runtime.get(&p.name) {
@@ -713,10 +782,10 @@ fn write_listing(
         }
     }
     for p in &listing.disabled {
-        write_plugin(out, p, "disabled", |_| None)?;
+        write_plugin(out, p, Status::Disabled.as_str(), |_| None)?;
     }
     for f in &listing.failures {
-        writeln!(out, "FAILED {}", f.error)?;
+        writeln!(out, "{} {}", FAILED.to_uppercase(), f.error)?;
     }
     for c in &listing.conflicts {
         writeln!(out, "CONFLICT {c}")?;
