@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use calc_host::cache::{Listing, MetadataCache};
 use calc_host::config::Settings;
-use calc_host::trust::{self, TrustPolicy};
+use calc_host::trust;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -194,7 +194,10 @@ enum PluginsCommand {
         no_cache: bool,
     },
     /// Validate plugin files without keeping them loaded; print their metadata or the exact
-    /// reason each is refused. Exit status 0 when all pass, 3 otherwise.
+    /// reason each is refused. The configuration applies as when loading: the trust policy,
+    /// version ranges ([versions]) and, with --conformance, the plugin's values
+    /// ([plugins.NAME.config]) for its `init`; without --conformance `init` does not run.
+    /// Exit status 0 when all pass, 3 otherwise.
     Check {
         /// Plugin libraries to check.
         #[arg(required = true)]
@@ -254,6 +257,10 @@ enum PluginsCommand {
     /// JSON lines to standard output.
     #[command(hide = true)]
     ConformanceWorker {
+        /// Read the plugins' configuration values from standard input (JSON: plugin name to
+        /// key to value) and start the plugin with its own.
+        #[arg(long)]
+        config_stdin: bool,
         /// The plugin library.
         file: PathBuf,
     },
@@ -799,8 +806,10 @@ fn write_listing(
     Ok(())
 }
 
+/// `plugins check`: each file is judged as loading it under `settings` would judge it (trust
+/// policy, version ranges); with `conformance`, its `init` gets the configured values.
 fn check(
-    trust: &TrustPolicy,
+    settings: &Settings,
     files: &[PathBuf],
     json: bool,
     conformance: Option<std::time::Duration>,
@@ -810,17 +819,32 @@ fn check(
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("calc"));
     for file in files {
         // The trust policy first: nothing is opened before it passes.
-        let result = trust.check_file(file).and_then(|verified| {
+        let result = settings.trust.check_file(file).and_then(|verified| {
             // Canonical, and its header checked: no second `realpath` and read.
             let info = calc_host::loader::open_resolved(verified.path())?
                 .info()
                 .clone();
             verified.confirm()?;
-            Ok(info)
+            match settings.versions.get(&info.name) {
+                Some(range) if !range.matches(&info.version) => {
+                    Err(LoadError::VersionRequirement {
+                        path: info.path.clone(),
+                        plugin: info.name.clone(),
+                        version: info.version.clone(),
+                        requirement: range.clone(),
+                    })
+                }
+                _ => Ok(info),
+            }
         });
         all_ok &= result.is_ok();
         let conformance = match (&result, conformance) {
-            (Ok(_), Some(timeout)) => Some(calc_host::conformance::check(&exe, file, timeout)),
+            (Ok(_), Some(timeout)) => Some(calc_host::conformance::check_with_config(
+                &exe,
+                file,
+                timeout,
+                &settings.plugin_config,
+            )),
             _ => None,
         };
         all_ok &= conformance.as_ref().map_or(true, |r| r.ok());
@@ -859,6 +883,24 @@ fn check(
     } else {
         EXIT_PLUGINS
     }
+}
+
+/// `plugins conformance-worker [--config-stdin] FILE` (internal, see `calc_host::conformance`).
+fn conformance_worker(file: &Path, config_stdin: bool) -> u8 {
+    let mut config = calc_host::conformance::PluginConfig::new();
+    if config_stdin {
+        let read = std::io::read_to_string(std::io::stdin())
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()));
+        match read {
+            Ok(c) => config = c,
+            Err(e) => {
+                eprintln!("calc: error: conformance worker: cannot read the configuration from standard input: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    calc_host::conformance::worker_with_config(file, &config)
 }
 
 fn print_refusal(e: &LoadError) {
@@ -1100,7 +1142,7 @@ fn run(cli: &Cli) -> u8 {
             let timeout = std::time::Duration::try_from_secs_f64(conformance_timeout.max(0.1))
                 .unwrap_or(std::time::Duration::MAX);
             return match settings(cli) {
-                Ok(s) => check(&s.trust, files, *json, conformance.then_some(timeout)),
+                Ok(s) => check(&s, files, *json, conformance.then_some(timeout)),
                 Err(e) => {
                     eprintln!("calc: error: {e}");
                     EXIT_USAGE
@@ -1120,8 +1162,8 @@ fn run(cli: &Cli) -> u8 {
             command: PluginsCommand::Verify { key, files },
         } => return verify(cli, key, files),
         Command::Plugins {
-            command: PluginsCommand::ConformanceWorker { file },
-        } => return calc_host::conformance::worker(file),
+            command: PluginsCommand::ConformanceWorker { file, config_stdin },
+        } => return conformance_worker(file, *config_stdin),
         Command::NewPlugin { lang, name, dir } => return new_plugin(*lang, name, dir.as_deref()),
         Command::Repl { watch } => return repl::run(cli, *watch),
         Command::Plugins {
