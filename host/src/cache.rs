@@ -497,6 +497,8 @@ pub struct Listing {
     pub conflicts: Vec<Conflict>,
     /// Operation name to the plugin that serves it.
     serving: HashMap<String, String>,
+    /// What the listing knows of plugins, for [`Settings::notices`].
+    known: crate::config::KnownPlugins,
 }
 
 impl Listing {
@@ -521,7 +523,14 @@ impl Listing {
                 .collect(),
             conflicts: manager.conflicts().to_vec(),
             serving,
+            known: manager.known_plugins(),
         }
+    }
+
+    /// What the listing knows of plugins (enabled, disabled, failed, operations and who serves
+    /// them), to warn about settings that name none of them ([`Settings::notices`]).
+    pub fn known_plugins(&self) -> &crate::config::KnownPlugins {
+        &self.known
     }
 
     /// The listing of `dirs` (each with whether its absence is reported), as a
@@ -603,11 +612,39 @@ impl Listing {
             }
         }
         let mut listing = scan.listing;
-        listing.serving = scan
+        let serving: Vec<(bool, String, String)> = scan
             .slots
             .into_iter()
-            .filter(|((is_symbol, _), providers)| !is_symbol && !providers.is_empty())
-            .map(|((_, key), mut providers)| (key, providers.swap_remove(0).1))
+            .filter(|(_, providers)| !providers.is_empty())
+            .map(|((is_symbol, key), mut providers)| (is_symbol, key, providers.swap_remove(0).1))
+            .collect();
+        let names = |plugins: &[PluginInfo]| plugins.iter().map(|p| p.name.clone()).collect();
+        listing.known = crate::config::KnownPlugins {
+            enabled: names(&listing.plugins),
+            disabled: names(&listing.disabled),
+            failed: listing
+                .failures
+                .iter()
+                .filter_map(|f| f.plugin.clone())
+                .collect(),
+            operations: listing
+                .plugins
+                .iter()
+                .chain(&listing.disabled)
+                .flat_map(|p| &p.operations)
+                .flat_map(|op| {
+                    std::iter::once(op.name.clone()).chain(op.symbol().map(str::to_string))
+                })
+                .collect(),
+            serving: serving
+                .iter()
+                .map(|(_, key, plugin)| (key.clone(), plugin.clone()))
+                .collect(),
+        };
+        listing.serving = serving
+            .into_iter()
+            .filter(|(is_symbol, _, _)| !is_symbol)
+            .map(|(_, key, plugin)| (key, plugin))
             .collect();
         listing
     }

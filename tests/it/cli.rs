@@ -358,3 +358,79 @@ fn plugins_list_text_and_json_agree_on_every_status() {
     .collect();
     assert_eq!(seen, expected);
 }
+
+/// Every name in a flag or the config file that matches no plugin (or, for `[operations.X]`,
+/// no operation) gets one warning naming it and where it came from, in every command that loads
+/// plugins; names that match get none.
+#[test]
+fn every_name_that_matches_no_plugin_is_warned_about_naming_where_it_came_from() {
+    use std::collections::BTreeSet;
+    let dir = calc_tests::scratch_dir(&format!("unknown-names-{}", std::process::id()));
+    let config = dir.join("calc.toml");
+    std::fs::write(
+        &config,
+        "prefer = [\"fastpow\"]\n\
+         [plugins.sbu]\nenabled = false\n\
+         [plugins.nosuch.config]\nx = 1\n\
+         [plugins.pow.config]\nprecision = 3\n\
+         [versions]\nmull = \">=1\"\nmul = \">=1\"\n\
+         [operations.pow]\nprovider = \"fastpow\"\n\
+         [operations.pwo]\nrollout = { candidate = \"mul\", percent = 5 }\n\
+         [operations.\"+\"]\nrollout = { candidate = \"add2\", percent = 5 }\n",
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    let expected: BTreeSet<String> = [
+        format!("{c}: prefer: no plugin named fastpow"),
+        format!("{c}: [plugins.sbu]: no plugin named sbu (did you mean sub?)"),
+        format!("{c}: [plugins.nosuch]: no plugin named nosuch"),
+        format!("{c}: [versions] mull: no plugin named mull (did you mean mul?)"),
+        format!("{c}: [operations.pow] provider: no plugin named fastpow; pow is served by pow"),
+        format!("{c}: [operations.pwo]: no plugin provides an operation named pwo"),
+        format!(
+            "{c}: [operations.+] rollout candidate: no plugin named add2 (did you mean add?); \
+             + is served by add"
+        ),
+        "--disable sbu: no plugin named sbu (did you mean sub?)".to_string(),
+        "--prefer sbu: no plugin named sbu (did you mean sub?)".to_string(),
+    ]
+    .into_iter()
+    .map(|w| format!("calc: warning: {w}"))
+    .collect();
+    let flags = ["--disable", "sbu", "--prefer", "sbu", "--disable", "sub"];
+    for command in [
+        &["eval", "2 ^ 3 + 1"][..],
+        &["plugins", "list"],
+        &["plugins", "list", "--no-cache"],
+    ] {
+        for by_env in [false, true] {
+            let mut args = vec!["--plugin-dir", examples_dir().to_str().unwrap()];
+            if !by_env {
+                args.extend(["--config", c.as_str()]);
+            }
+            args.extend(flags);
+            args.extend(command);
+            let mut cmd = std::process::Command::new(calc_tests::calc_binary());
+            cmd.args(&args)
+                .env("XDG_CACHE_HOME", dir.join("cache"))
+                .env_remove("CALC_PLUGIN_PATH")
+                .env_remove("RUST_LOG");
+            if by_env {
+                cmd.env("CALC_CONFIG", &config);
+            } else {
+                cmd.env_remove("CALC_CONFIG");
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}");
+            let err = text(&out.stderr);
+            let warnings: BTreeSet<String> = err.lines().map(str::to_string).collect();
+            assert_eq!(warnings, expected, "{args:?}");
+            assert_eq!(err.lines().count(), expected.len(), "one line each: {err}");
+        }
+    }
+    // Names that match plugins: no warning; -q: none either.
+    let (code, _, err) = calc(&["--disable", "sub", "--prefer", "mul", "eval", "2 * 3"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (code, _, err) = calc(&["-q", "--disable", "sbu", "eval", "2 * 3"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}

@@ -285,7 +285,7 @@ fn a_disabled_or_missing_preferred_provider_is_reported_and_the_next_serves() {
     assert_eq!(m.eval("1 + 1"), Ok(2.0));
     assert_eq!(
         m.notices(),
-        ["configured provider alt_add of add is disabled; add is served by add"]
+        ["test.toml: [operations.add] provider: plugin alt_add is disabled; add is served by add"]
     );
 }
 

@@ -303,7 +303,14 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
             None => Settings::default(),
         },
     };
-    settings.disabled.extend(cli.disable.iter().cloned());
+    use calc_host::config::MentionRole;
+    for name in &cli.disable {
+        settings.disabled.insert(name.clone());
+        settings.mention(name, MentionRole::Disable, format!("--disable {name}"));
+    }
+    for name in &cli.prefer {
+        settings.mention(name, MentionRole::Prefer, format!("--prefer {name}"));
+    }
     if cli.isolate {
         settings.isolation.all = true;
     }
@@ -581,7 +588,26 @@ fn write_plugin(
 /// `plugins list`: from the metadata cache, or (`--no-cache`) from a manager that loads and
 /// starts every plugin.
 fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
-    let listing = if no_cache {
+    let listing = list_plugins_from(cli, no_cache);
+    match listing {
+        Ok((listing, isolation, notices)) => {
+            if !cli.quiet {
+                for notice in notices {
+                    eprintln!("calc: warning: {notice}");
+                }
+            }
+            list(&listing, &isolation, json)
+        }
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The listing, how each plugin runs, and the warnings about names in the settings.
+fn list_plugins_from(cli: &Cli, no_cache: bool) -> Result<(Listing, Runtime, Vec<String>), String> {
+    if no_cache {
         load_plugins(cli, false).map(|m| {
             // What starting every plugin showed replaces what the cache recorded.
             let mut cache = MetadataCache::default_path()
@@ -590,7 +616,7 @@ fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
             if let Err(e) = cache.save() {
                 tracing::debug!("cannot write the plugin cache: {e}");
             }
-            (Listing::from_manager(&m), isolation_of(&m))
+            (Listing::from_manager(&m), isolation_of(&m), m.notices())
         })
     } else {
         settings(cli).map(|settings| {
@@ -603,15 +629,9 @@ fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
                 tracing::debug!("cannot write the plugin cache: {e}");
             }
             let isolation = planned_isolation(&listing, &settings);
-            (listing, isolation)
+            let notices = settings.notices(listing.known_plugins());
+            (listing, isolation, notices)
         })
-    };
-    match listing {
-        Ok((listing, isolation)) => list(&listing, &isolation, json),
-        Err(e) => {
-            eprintln!("calc: error: {e}");
-            EXIT_USAGE
-        }
     }
 }
 
