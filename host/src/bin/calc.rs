@@ -266,7 +266,7 @@ enum Lang {
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    if verbose == 0 && std::env::var_os("RUST_LOG").map_or(true, |v| v.is_empty()) {
+    if verbose == 0 && std::env::var_os("RUST_LOG").is_none_or(|v| v.is_empty()) {
         // Quiet by default: with no subscriber every log call is a no-op, and start-up does not
         // pay for building a filter.
         return;
@@ -754,7 +754,7 @@ fn check(
             (Ok(_), Some(timeout)) => Some(calc_host::conformance::check(&exe, file, timeout)),
             _ => None,
         };
-        all_ok &= conformance.as_ref().map_or(true, |r| r.ok());
+        all_ok &= conformance.as_ref().is_none_or(|r| r.ok());
         if json {
             reports.push(match &result {
                 Ok(info) => match &conformance {
