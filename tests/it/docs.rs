@@ -17,18 +17,23 @@ struct Block {
     body: String,
     /// The line of the opening fence, from 1.
     line: usize,
+    /// The line right before the opening fence, trimmed (e.g. `<!-- scaffold:c -->`).
+    before: String,
 }
 
 /// Every fenced (```) code block of `text`, in order. Indented fences (in list items) count too.
 fn blocks(text: &str) -> Vec<Block> {
     let mut found = Vec::new();
     let mut open: Option<(String, usize, String, Vec<&str>)> = None;
+    let mut previous = "";
+    let mut before = String::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         match open.take() {
             None => {
                 if let Some(info) = trimmed.strip_prefix("```") {
                     let indent = line[..line.len() - trimmed.len()].to_string();
+                    before = previous.trim().to_string();
                     open = Some((info.trim().to_string(), i + 1, indent, Vec::new()));
                 }
             }
@@ -43,6 +48,7 @@ fn blocks(text: &str) -> Vec<Block> {
                         info,
                         body: body + "\n",
                         line: start,
+                        before: std::mem::take(&mut before),
                     });
                 } else {
                     body.push(line);
@@ -50,6 +56,7 @@ fn blocks(text: &str) -> Vec<Block> {
                 }
             }
         }
+        previous = line;
     }
     found
 }
@@ -188,4 +195,95 @@ fn the_readme_cpp_command_exports_only_plugin_entry_with_the_standard_library() 
             assert_eq!(m.eval(expr), Ok(value), "{compiler} {file}: {expr}");
         }
     }
+}
+
+/// Every ```` ```c ```` block of README.md and docs/*.md compiles on its own with
+/// `cc -std=c99 -Wall -Wextra -Werror -Iinclude -c`. Exempt: quotes of the `calc new-plugin`
+/// template (`<!-- scaffold:c -->`, built whole by `tests/it/scaffold.rs`) and blocks marked
+/// ```` ```c fragment ````, which must stay rare.
+#[test]
+fn every_c_snippet_compiles() {
+    let dir = scratch_dir(&format!("docs-c-{}", std::process::id()));
+    let compiler = calc_tests::c_compiler();
+    let (mut compiled, mut fragments, mut quoted) = (0, Vec::new(), 0);
+    for (file, text) in markdown_files() {
+        for block in blocks(&text) {
+            let lang = block.info.split([' ', ',']).next().unwrap_or_default();
+            if lang != "c" {
+                continue;
+            }
+            let place = format!("{}:{}", file.display(), block.line);
+            if block.before == "<!-- scaffold:c -->" {
+                quoted += 1;
+                continue;
+            }
+            match block.info.as_str() {
+                "c" => {}
+                "c fragment" => {
+                    fragments.push(place);
+                    continue;
+                }
+                other => panic!("{place}: unknown info string {other:?} (c or c fragment)"),
+            }
+            let source = dir.join(format!("snippet{compiled}.c"));
+            std::fs::write(&source, &block.body).unwrap();
+            let out = Command::new(&compiler)
+                .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-c"])
+                .arg(&source)
+                .arg("-o")
+                .arg(source.with_extension("o"))
+                .current_dir(workspace_root())
+                .output()
+                .unwrap_or_else(|e| panic!("{compiler}: {e}"));
+            assert!(
+                out.status.success(),
+                "{place}: the C snippet does not compile:\n{}\n{}",
+                block.body,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            compiled += 1;
+        }
+    }
+    assert!(compiled >= 5, "compiled {compiled} C snippets");
+    assert!(quoted >= 2, "{quoted} quoted C snippets");
+    assert!(
+        fragments.len() <= 1,
+        "C fragments should be rare; make these compile: {fragments:?}"
+    );
+}
+
+/// The Rust snippets are doc tests of `calc-tests` (the `docs` module of `tests/src/lib.rs`):
+/// every docs/*.md is included there, and only quotes of the scaffold template are `ignore`d.
+#[test]
+fn every_rust_snippet_is_a_doc_test() {
+    let lib = std::fs::read_to_string(workspace_root().join("tests/src/lib.rs")).unwrap();
+    let mut rust = 0;
+    for (file, text) in markdown_files() {
+        let include = format!("include_str!(\"../../{}\")", file.display());
+        assert!(
+            lib.contains(&include),
+            "tests/src/lib.rs does not compile the snippets of {} ({include})",
+            file.display()
+        );
+        for block in blocks(&text) {
+            // rustdoc tests untagged blocks as Rust too.
+            let words: Vec<&str> = block.info.split([',', ' ']).collect();
+            if !(block.info.is_empty() || words[0] == "rust") {
+                continue;
+            }
+            let place = format!("{}:{}", file.display(), block.line);
+            assert!(
+                !block.info.is_empty(),
+                "{place}: tag the block (```text, ```sh, ...), or rustdoc compiles it as Rust"
+            );
+            if words.contains(&"ignore") {
+                assert_eq!(
+                    block.before, "<!-- scaffold:rust -->",
+                    "{place}: only quotes of the scaffold template may be ignored"
+                );
+            }
+            rust += 1;
+        }
+    }
+    assert!(rust >= 6, "found {rust} Rust snippets");
 }
