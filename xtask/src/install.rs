@@ -25,11 +25,7 @@ use std::process::Command;
 use crate::build::{copy_fresh, library_file_name, target_dir};
 use crate::workspace_root;
 
-/// The Cargo package that builds `libcalc_host.so` and `libcalc_host.a`.
-pub const CAPI_PACKAGE: &str = "calc-host-capi";
-
-/// The library name of [`CAPI_PACKAGE`]: `lib<name>.so`, `lib<name>.a`.
-pub const CAPI_LIBRARY: &str = "calc_host";
+pub use crate::build::{CAPI_LIBRARY, CAPI_PACKAGE};
 
 /// The installed headers, in `include/`.
 pub const HEADERS: &[&str] = &["calc_plugin.h", "calc_host.h"];

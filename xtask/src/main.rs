@@ -7,8 +7,9 @@ mod demo;
 const HELP: &str = "usage: cargo xtask <task>
 
 tasks:
-  demo            build the host, the calc CLI and every example plugin (C and Rust), put the
-                  plugins in target/debug/plugins/ and run the calculator on them
+  demo            build the calc CLI, libcalc_host (.so and .a, the C API) and every example
+                  plugin (C, C++ and Rust) into target/debug/, put the plugins in
+                  target/debug/plugins/ and run the calculator on them
   headers         regenerate include/*.h from the Rust ABI definitions
   headers --check fail if include/*.h differ from what the Rust definitions generate
   install --prefix DIR [--release]
