@@ -1004,16 +1004,14 @@ fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
     }
 }
 
-/// The calc source tree the scaffolds point at: `$CALC_SDK_ROOT`, or the tree this binary was
-/// built from.
+/// Where the scaffolds find the headers and the SDK: `$CALC_SDK_ROOT`, else the prefix this
+/// binary is installed in (`<prefix>/bin/calc` with `<prefix>/share/calc/sdk/`), else the source
+/// tree it was built from.
 fn sdk_root() -> PathBuf {
     std::env::var_os("CALC_SDK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("host/ has a parent")
-                .to_path_buf()
+            calc_host::scaffold::default_sdk_root(std::env::current_exe().ok().as_deref())
         })
 }
 
