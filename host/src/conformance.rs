@@ -371,7 +371,7 @@ impl Tally {
 pub fn inputs(min: u32, max: Option<u32>) -> Vec<Vec<f64>> {
     let min = min as usize;
     let mut counts = vec![min];
-    if max.map_or(true, |m| m as usize > min) {
+    if max.is_none_or(|m| m as usize > min) {
         counts.push(min + 1);
     }
     let mut inputs = Vec::new();
@@ -641,7 +641,7 @@ fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Option<ExitStatus
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
-            Ok(None) if deadline.map_or(true, |d| Instant::now() < d) => {
+            Ok(None) if deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(None) | Err(_) => return None,

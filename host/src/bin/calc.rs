@@ -274,7 +274,7 @@ enum Lang {
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    if verbose == 0 && std::env::var_os("RUST_LOG").map_or(true, |v| v.is_empty()) {
+    if verbose == 0 && std::env::var_os("RUST_LOG").is_none_or(|v| v.is_empty()) {
         // Quiet by default: with no subscriber every log call is a no-op, and start-up does not
         // pay for building a filter.
         return;
@@ -867,7 +867,7 @@ fn check(
             )),
             _ => None,
         };
-        all_ok &= conformance.as_ref().map_or(true, |r| r.ok());
+        all_ok &= conformance.as_ref().is_none_or(|r| r.ok());
         if json {
             reports.push(match &result {
                 Ok(info) => match &conformance {
@@ -1135,16 +1135,14 @@ fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
     }
 }
 
-/// The calc source tree the scaffolds point at: `$CALC_SDK_ROOT`, or the tree this binary was
-/// built from.
+/// Where the scaffolds find the headers and the SDK: `$CALC_SDK_ROOT`, else the prefix this
+/// binary is installed in (`<prefix>/bin/calc` with `<prefix>/share/calc/sdk/`), else the source
+/// tree it was built from.
 fn sdk_root() -> PathBuf {
     std::env::var_os("CALC_SDK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("host/ has a parent")
-                .to_path_buf()
+            calc_host::scaffold::default_sdk_root(std::env::current_exe().ok().as_deref())
         })
 }
 
