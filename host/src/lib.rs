@@ -36,6 +36,7 @@ pub mod isolation;
 mod limit;
 pub mod loader;
 pub mod manager;
+pub(crate) mod memory;
 pub mod rcu;
 pub mod reload;
 pub mod scaffold;

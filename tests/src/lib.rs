@@ -248,3 +248,43 @@ pub fn abi() -> String {
         calc_sdk::abi::CALC_ABI_VERSION_MINOR
     )
 }
+
+/// The hostile-plugin cases of `tests/broken/hostile.c`: the macro suffix of each.
+pub const HOSTILE_CASES: &[&str] = &[
+    "ENTRY_IS_DATA",
+    "ENTRY_WILD",
+    "DESC_RUNS_OFF",
+    "NAME_WILD",
+    "NAME_RUNS_OFF",
+    "DESCRIPTION_RUNS_OFF",
+    "OPS_WILD",
+    "OPS_RUN_OFF",
+    "OP_SIZE_HUGE",
+    "STRUCT_SIZE_HUGE",
+];
+
+/// The corpus of hostile plugins (`libhostile_<case>.so` for each of [`HOSTILE_CASES`]) next to
+/// the valid `libgood_c.so` of `tests/broken/broken.c`, built once per process into one
+/// directory.
+pub fn hostile_corpus_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("hostile-{}", std::process::id()));
+        let source = workspace_root().join("tests/broken/hostile.c");
+        for case in HOSTILE_CASES {
+            let out = dir.join(library_file_name(&format!(
+                "hostile_{}",
+                case.to_lowercase()
+            )));
+            build_c_plugin(&source, &out, &[&format!("-DHOSTILE_{case}")])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        build_c_plugin(
+            &workspace_root().join("tests/broken/broken.c"),
+            &dir.join(library_file_name("good_c")),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        dir
+    })
+}
