@@ -128,13 +128,18 @@ impl LibraryMap {
             return None;
         }
         let phoff = usize::try_from(ehdr.e_phoff).ok()?;
+        let count = usize::from(ehdr.e_phnum);
+        // One read for the whole table.
+        let mut table = vec![0u8; count * size_of::<Phdr>()];
+        if reader.read(base.checked_add(phoff)?, &mut table) != table.len() {
+            return None;
+        }
         let mut segments = Vec::new();
         let mut header_mapped = false;
-        for i in 0..usize::from(ehdr.e_phnum) {
-            let at = base
-                .checked_add(phoff)?
-                .checked_add(i * size_of::<Phdr>())?;
-            let ph: Phdr = reader.read_value(at)?;
+        for raw in table.chunks_exact(size_of::<Phdr>()) {
+            // SAFETY: `raw` is exactly `size_of::<Phdr>()` initialised bytes, and any bytes are a
+            // valid `Phdr` (integers only); `read_unaligned` needs no alignment.
+            let ph: Phdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
             if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
                 continue;
             }
@@ -157,50 +162,104 @@ impl LibraryMap {
             .any(|s| s.flags & PF_X != 0 && (s.start..s.end).contains(&addr))
     }
 
-    /// How many bytes from `addr` (up to `len`) lie in one readable segment.
-    fn readable_prefix(&self, addr: usize, len: usize) -> usize {
+    /// How many bytes from `addr` to the end of the readable segment that holds it, if one
+    /// does.
+    fn readable_run(&self, addr: usize) -> Option<usize> {
         self.segments
             .iter()
             .find(|s| s.flags & PF_R != 0 && (s.start..s.end).contains(&addr))
-            .map_or(0, |s| len.min(s.end - addr))
+            .map(|s| s.end - addr)
     }
 }
 
 /// Reads plugin memory without faulting (see the module docs).
-#[derive(Debug, Clone, Copy)]
+///
+/// Protections are per page, so one successful checked read of a byte proves its whole page
+/// readable: outside the library's segments the reader probes each page once (one system call)
+/// and then copies from it directly. The pages it proved are remembered for the reader's life,
+/// which is one descriptor's validation, while no plugin code runs.
+#[derive(Debug)]
 pub(crate) struct Reader<'a> {
     map: Option<&'a LibraryMap>,
+    /// Pages outside `map` proved readable, by their first address.
+    pages: std::cell::RefCell<Vec<usize>>,
+    page_size: usize,
 }
 
 impl<'a> Reader<'a> {
-    /// A reader that copies directly what lies in `map`'s readable segments and checks every
-    /// other read.
+    /// A reader that copies directly what lies in `map`'s readable segments and probes the
+    /// pages of every other read.
     pub(crate) fn new(map: &'a LibraryMap) -> Self {
-        Reader { map: Some(map) }
+        Reader {
+            map: Some(map),
+            ..Self::checked()
+        }
     }
 
-    /// A reader that checks every read.
+    /// A reader that probes the page of every read.
     pub(crate) fn checked() -> Self {
-        Reader { map: None }
+        // SAFETY: plain sysconf query.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Reader {
+            map: None,
+            pages: Default::default(),
+            page_size: usize::try_from(page_size).unwrap_or(4096).max(4096),
+        }
+    }
+
+    /// How many bytes from `addr` are proved readable: to the end of its library segment, or
+    /// of its page once a probe proved the page readable; 0 when not readable.
+    fn readable_run(&self, addr: usize) -> usize {
+        if addr == 0 {
+            return 0;
+        }
+        if let Some(run) = self.map.and_then(|m| m.readable_run(addr)) {
+            return run;
+        }
+        let page = addr & !(self.page_size - 1);
+        let known = self.pages.borrow().contains(&page);
+        if !known {
+            if checked_read(addr, &mut [0u8; 1]) != 1 {
+                return 0;
+            }
+            self.pages.borrow_mut().push(page);
+        }
+        page + self.page_size - addr
+    }
+
+    /// Calls `each` with the proved-readable runs of `[addr, addr + len)` in order, until it
+    /// returns `false`, the range ends or a byte is not readable; returns the bytes covered.
+    fn runs(&self, addr: usize, len: usize, mut each: impl FnMut(&[u8]) -> bool) -> usize {
+        let mut done = 0;
+        while done < len {
+            let Some(at) = addr.checked_add(done) else {
+                break;
+            };
+            let run = self.readable_run(at).min(len - done);
+            if run == 0 {
+                break;
+            }
+            // SAFETY: `[at, at + run)` lies in a readable segment of an open library (the
+            // reader borrows its map, which lives no longer than the library) or in a page a
+            // checked read just proved mapped and readable, while no plugin code runs to unmap
+            // it.
+            let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, run) };
+            done += run;
+            if !each(bytes) {
+                break;
+            }
+        }
+        done
     }
 
     /// Copies up to `buf.len()` bytes from `addr`; returns how many were readable (a prefix).
     pub(crate) fn read(&self, addr: usize, buf: &mut [u8]) -> usize {
-        if addr == 0 {
-            return 0;
-        }
-        let direct = self.map.map_or(0, |m| m.readable_prefix(addr, buf.len()));
-        if direct > 0 {
-            // SAFETY: `[addr, addr + direct)` lies in a readable PT_LOAD segment of a library
-            // that is open (the reader borrows its map, which lives no longer than the library);
-            // `buf` is a distinct, writable local buffer of at least `direct` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), direct) };
-            if direct == buf.len() {
-                return direct;
-            }
-            return direct + checked_read(addr + direct, &mut buf[direct..]);
-        }
-        checked_read(addr, buf)
+        let mut filled = 0;
+        self.runs(addr, buf.len(), |bytes| {
+            buf[filled..filled + bytes.len()].copy_from_slice(bytes);
+            filled += bytes.len();
+            true
+        })
     }
 
     /// Reads a whole `T` at `addr`, or `None` when any byte of it is unreadable.
@@ -213,8 +272,8 @@ impl<'a> Reader<'a> {
         if self.read(addr, bytes) != bytes.len() {
             return None;
         }
-        // SAFETY: only used for the plain integer structs of this module and the ABI structs
-        // of `read_prefix`, for which any bytes are a valid value.
+        // SAFETY: only used for the plain integer structs of this module, for which any bytes
+        // are a valid value.
         Some(unsafe { value.assume_init() })
     }
 
@@ -240,19 +299,31 @@ impl<'a> Reader<'a> {
         Some(unsafe { value.assume_init() })
     }
 
-    /// Reads a NUL-terminated string of at most `CALC_MAX_STRING_LEN` bytes.
+    /// Reads a NUL-terminated string of at most `CALC_MAX_STRING_LEN` bytes, touching no byte
+    /// past its NUL.
     pub(crate) fn read_str(&self, p: *const c_char) -> RawStr {
         if p.is_null() {
             return RawStr::Null;
         }
-        let mut buf = [0u8; abi::CALC_MAX_STRING_LEN as usize + 1];
-        let read = self.read(p as usize, &mut buf);
-        match buf[..read].iter().position(|&b| b == 0) {
-            Some(len) => RawStr::Bytes(buf[..len].to_vec()),
-            None if read == buf.len() => RawStr::TooLong,
-            None => RawStr::Unreadable {
+        let max = abi::CALC_MAX_STRING_LEN as usize;
+        let mut text = Vec::new();
+        let mut terminated = false;
+        let covered = self.runs(p as usize, max + 1, |bytes| {
+            match bytes.iter().position(|&b| b == 0) {
+                Some(len) => {
+                    text.extend_from_slice(&bytes[..len]);
+                    terminated = true;
+                }
+                None => text.extend_from_slice(bytes),
+            }
+            !terminated
+        });
+        match (terminated, covered) {
+            (true, _) => RawStr::Bytes(text),
+            (false, n) if n > max => RawStr::TooLong,
+            (false, readable) => RawStr::Unreadable {
                 address: p as usize,
-                readable: read,
+                readable,
             },
         }
     }
@@ -393,6 +464,35 @@ mod tests {
         );
         let p = guard.tail(10, 0);
         assert_eq!(Reader::checked().read_str(p), RawStr::Bytes(Vec::new()));
+    }
+
+    #[test]
+    fn a_string_across_two_readable_pages_is_read_whole_with_one_probe_a_page() {
+        let guard = GuardedPage::new();
+        let reader = Reader::checked();
+        // Two strings in the one readable page before the guard.
+        let first = guard.tail(16, b'x');
+        // SAFETY: the last byte of the 16-byte tail written above.
+        unsafe { *(first as *mut u8).add(15) = 0 };
+        assert_eq!(reader.read_str(first), RawStr::Bytes(vec![b'x'; 15]));
+        // A second string in the same page costs no second probe.
+        // SAFETY: within the tail written above.
+        let second = unsafe { first.add(8) };
+        assert_eq!(reader.read_str(second), RawStr::Bytes(vec![b'x'; 7]));
+        assert_eq!(reader.pages.borrow().len(), 1);
+        // Across a page boundary of a heap buffer: two pages proved, the string whole.
+        let page = reader.page_size;
+        let mut heap = vec![b'y'; 3 * page];
+        let start = (heap.as_ptr() as usize + page) & !(page - 1);
+        let offset = start - heap.as_ptr() as usize;
+        heap[offset + 10] = 0;
+        let text = &heap[offset - 20..];
+        let fresh = Reader::checked();
+        assert_eq!(
+            fresh.read_str(text.as_ptr().cast()),
+            RawStr::Bytes(vec![b'y'; 30])
+        );
+        assert_eq!(fresh.pages.borrow().len(), 2);
     }
 
     #[test]
