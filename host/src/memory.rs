@@ -39,6 +39,9 @@ const PF_R: u32 = 4;
 const PT_LOAD: u32 = 1;
 /// Program headers a library may have before the map gives up (and every read is checked).
 const MAX_PHDRS: usize = 256;
+/// `dlinfo` request for the program headers (glibc 2.36, `<dlfcn.h>`); the `libc` crate does
+/// not define it for Linux.
+const RTLD_DI_PHDR: libc::c_int = 11;
 
 /// The loaded segments of one library, from its program headers in memory.
 #[derive(Debug, Clone, Default)]
@@ -111,10 +114,48 @@ impl LibraryMap {
         }
         // SAFETY: the loader's link map entry is valid while the library is open.
         let base = unsafe { (*map).l_addr };
-        Self::from_headers(base).unwrap_or_default()
+        let mut phdrs: *const Phdr = std::ptr::null();
+        // SAFETY: as above; RTLD_DI_PHDR (glibc 2.36) writes a pointer to the dynamic loader's
+        // own copy of the program headers and returns their count, or fails (-1) on an older
+        // C library, which then leaves `phdrs` alone.
+        let count = unsafe {
+            libc::dlinfo(
+                handle,
+                RTLD_DI_PHDR,
+                (&mut phdrs as *mut *const Phdr).cast(),
+            )
+        };
+        match usize::try_from(count) {
+            Ok(count) if count > 0 && count <= MAX_PHDRS && !phdrs.is_null() => {
+                // SAFETY: the dynamic loader's program headers of an open library: `count`
+                // initialised `Phdr`s, valid while the library is open; copied at once.
+                let table = unsafe { std::slice::from_raw_parts(phdrs, count) };
+                Self::from_phdrs(base, table).unwrap_or_default()
+            }
+            _ => Self::from_headers(base).unwrap_or_default(),
+        }
     }
 
-    /// Reads the ELF header and program headers of the object loaded at bias `base`. A shared
+    /// The loaded segments described by `phdrs`, for an object loaded at bias `base`.
+    fn from_phdrs(base: usize, phdrs: &[Phdr]) -> Option<LibraryMap> {
+        let mut segments = Vec::new();
+        for ph in phdrs {
+            if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
+                continue;
+            }
+            let start = base.checked_add(usize::try_from(ph.p_vaddr).ok()?)?;
+            let end = start.checked_add(usize::try_from(ph.p_memsz).ok()?)?;
+            segments.push(Segment {
+                start,
+                end,
+                flags: ph.p_flags,
+            });
+        }
+        Some(LibraryMap { segments })
+    }
+
+    /// The fallback for a C library without `RTLD_DI_PHDR`: reads the ELF header and program
+    /// headers of the object loaded at bias `base`. A shared
     /// object's first `PT_LOAD` starts at file offset 0 and address 0, so its ELF header is
     /// mapped at `base`; every read is checked, and the map is only trusted when it says so.
     fn from_headers(base: usize) -> Option<LibraryMap> {
@@ -134,25 +175,18 @@ impl LibraryMap {
         if reader.read(base.checked_add(phoff)?, &mut table) != table.len() {
             return None;
         }
-        let mut segments = Vec::new();
-        let mut header_mapped = false;
-        for raw in table.chunks_exact(size_of::<Phdr>()) {
-            // SAFETY: `raw` is exactly `size_of::<Phdr>()` initialised bytes, and any bytes are a
-            // valid `Phdr` (integers only); `read_unaligned` needs no alignment.
-            let ph: Phdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
-            if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
-                continue;
-            }
-            header_mapped |= ph.p_offset == 0 && ph.p_vaddr == 0;
-            let start = base.checked_add(usize::try_from(ph.p_vaddr).ok()?)?;
-            let end = start.checked_add(usize::try_from(ph.p_memsz).ok()?)?;
-            segments.push(Segment {
-                start,
-                end,
-                flags: ph.p_flags,
-            });
-        }
-        header_mapped.then_some(LibraryMap { segments })
+        let phdrs: Vec<Phdr> = table
+            .chunks_exact(size_of::<Phdr>())
+            // SAFETY: each chunk is exactly `size_of::<Phdr>()` initialised bytes, and any bytes
+            // are a valid `Phdr` (integers only); `read_unaligned` needs no alignment.
+            .map(|raw| unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) })
+            .collect();
+        // The map is only right if the ELF header really was where this read it from.
+        phdrs
+            .iter()
+            .any(|ph| ph.p_type == PT_LOAD && ph.p_offset == 0 && ph.p_vaddr == 0)
+            .then(|| Self::from_phdrs(base, &phdrs))
+            .flatten()
     }
 
     /// Whether `addr` lies in an executable segment of the library.
@@ -546,6 +580,22 @@ mod tests {
         let reader = Reader::new(&map);
         let mut buf = [0u8; 4];
         assert_eq!(reader.read(getpid, &mut buf), 4);
+        // The fallback for C libraries without RTLD_DI_PHDR finds the same segments.
+        let mut link: *mut LinkMapHead = std::ptr::null_mut();
+        // SAFETY: as in `LibraryMap::of`.
+        let rc = unsafe {
+            libc::dlinfo(
+                handle,
+                libc::RTLD_DI_LINKMAP,
+                (&mut link as *mut *mut LinkMapHead).cast(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: the loader's link map entry of the open handle.
+        let base = unsafe { (*link).l_addr };
+        let fallback = LibraryMap::from_headers(base).expect("libc's ELF header is mapped");
+        assert!(!map.segments.is_empty());
+        assert_eq!(fallback.segments, map.segments);
         // SAFETY: the handle from the dlopen above.
         unsafe { libc::dlclose(handle) };
     }
