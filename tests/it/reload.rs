@@ -283,6 +283,18 @@ fn a_failed_reload_keeps_the_old_version_serving() {
     let text = dir.join("text").join(library_file_name("counter"));
     std::fs::create_dir_all(text.parent().unwrap()).unwrap();
     std::fs::write(&text, "not a library\n").unwrap();
+    // Hostile builds: an operation table in unmapped memory, a `plugin_entry` that is data.
+    let hostile = |case: &str| {
+        let out = dir.join(case).join(library_file_name("counter"));
+        build_c_plugin(
+            &workspace_root().join("tests/broken/hostile.c"),
+            &out,
+            &[&format!("-DHOSTILE_{}", case.to_uppercase())],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
+    let (ops_wild, entry_is_data) = (hostile("ops_wild"), hostile("entry_is_data"));
 
     let p = install(&v1, &dir);
     let canonical = std::fs::canonicalize(&p).unwrap();
@@ -292,7 +304,13 @@ fn a_failed_reload_keeps_the_old_version_serving() {
     assert_eq!(next.call(&[]), Ok(1.0));
     let _ = events.try_iter().count();
 
-    for (bad, why) in [(&broken, "ABI"), (&text, "")] {
+    let bad_builds = [
+        (&broken, "ABI"),
+        (&text, ""),
+        (&ops_wild, "operations[0] at 0x2000 is not readable memory"),
+        (&entry_is_data, "is not in an executable segment"),
+    ];
+    for (bad, why) in bad_builds {
         copy_fresh(bad, &p).unwrap();
         let error = m
             .reload_file(&p)
@@ -314,7 +332,7 @@ fn a_failed_reload_keeps_the_old_version_serving() {
         assert_eq!(files_in(&copies).len(), 1, "the failed copy is deleted");
     }
     assert_eq!(next.call(&[]), Ok(2.0), "the old instance kept its state");
-    assert_eq!(m.failures().len(), 2);
+    assert_eq!(m.failures().len(), bad_builds.len());
 
     // Fixing the file fixes the plugin, with the state of the version that kept serving.
     copy_fresh(&v2, &p).unwrap();
