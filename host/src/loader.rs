@@ -108,12 +108,21 @@ impl Drop for LoadedPlugin {
             // no `OpHandle` is left (they hold an `Arc` to us), so no `execute` is running.
             unsafe { shutdown(self.instance) };
         }
-        drop(self.library.take());
-        let unmapped = self.copy.take().and_then(|copy| {
-            let path = copy.0.clone();
-            drop(copy);
-            still_mapped(&path).map(|mapped| !mapped)
+        // The file the library was opened from: its private copy, or the plugin file itself;
+        // none for a plugin in a runner.
+        let opened_from = self.library.is_some().then(|| {
+            self.copy
+                .as_ref()
+                .map_or_else(|| self.info.path.clone(), |c| c.0.clone())
         });
+        drop(self.library.take());
+        // Gone when the dynamic loader no longer knows it and, for a private copy (whose name
+        // is unique), no mapping of it is left.
+        let unmapped = opened_from.map(|file| {
+            let mapped = self.copy.is_some() && still_mapped(&file) == Some(true);
+            !still_loaded(&file) && !mapped
+        });
+        drop(self.copy.take());
         match unmapped {
             Some(false) => tracing::warn!(
                 plugin = %self.info.name,
@@ -131,6 +140,17 @@ impl Drop for LoadedPlugin {
             });
         }
     }
+}
+
+/// Whether the dynamic loader still has the library at `file` loaded: `dlopen` with
+/// `RTLD_NOLOAD` finds it (and the reference that call added is dropped again). It never loads
+/// anything, so no initialiser runs.
+pub fn still_loaded(file: &Path) -> bool {
+    use libloading::os::unix::{Library, RTLD_LAZY};
+    // SAFETY: with RTLD_NOLOAD, `dlopen` only looks up an already-loaded library (whose
+    // initialisers ran long ago) and adds a reference, released when `found` is dropped.
+    let found = unsafe { Library::open(Some(file), RTLD_LAZY | libc::RTLD_NOLOAD) };
+    found.is_ok()
 }
 
 /// Whether a file is mapped into this process (Linux: `/proc/self/maps`); `None` where that

@@ -586,3 +586,43 @@ fn a_pinned_live_op_keeps_its_version_until_dropped_then_the_old_version_unloads
     drop(m);
     assert_eq!(reload_measure::mappings_under(&copies), 0);
 }
+
+#[test]
+fn every_unload_says_whether_the_library_is_really_gone() {
+    let _serial = serial();
+    let dir = scratch_dir(&format!("reload-gone-{}", std::process::id()));
+    let source = workspace_root().join("tests/broken/broken.c");
+    let plain = dir.join(library_file_name("plain"));
+    let pinned = dir.join(library_file_name("pinned"));
+    build_c_plugin(&source, &plain, &["-DPLUGIN_NAME=\"plain\""]).unwrap_or_else(|e| panic!("{e}"));
+    // DF_1_NODELETE: the dynamic loader never unloads it.
+    build_c_plugin(
+        &source,
+        &pinned,
+        &["-DPLUGIN_NAME=\"pinned\"", "-Wl,-z,nodelete"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Loaded in place (no hot reload, so no private copies) and in hot-reload mode.
+    for hot in [false, true] {
+        let (tx, rx) = mpsc::channel();
+        let mut m = PluginManager::new();
+        if hot {
+            m.enable_hot_reload(dir.join("copies"));
+        }
+        m.report_events_to(tx);
+        m.load_file(&plain).unwrap_or_else(|e| panic!("{e}"));
+        m.load_file(&pinned).unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.unload("plain") && m.unload("pinned"));
+        let events: Vec<HostEvent> = rx.try_iter().collect();
+        assert_eq!(
+            unloads(&events, "plain"),
+            [("1.0.0".to_string(), Some(true))],
+            "hot reload {hot}"
+        );
+        assert_eq!(
+            unloads(&events, "pinned"),
+            [("1.0.0".to_string(), Some(false))],
+            "hot reload {hot}"
+        );
+    }
+}
