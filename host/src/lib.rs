@@ -28,6 +28,7 @@ pub mod capi;
 pub mod config;
 pub mod conformance;
 pub mod deadline;
+pub mod elf;
 pub mod error;
 pub mod events;
 pub mod expr;
