@@ -482,12 +482,26 @@ fn many_reload_cycles_stay_within_the_memory_bound_and_leave_no_mapping() {
     let dir = scratch_dir(&format!("reload-cycles-{}", std::process::id()));
     let (v1, v2) = c_counter(&dir, &[]);
     let (rust_v1, rust_v2) = rust_counter_builds();
+    let cpp = |version: &str| {
+        let out = dir
+            .join(format!("cpp-v{version}"))
+            .join(library_file_name("cpp_counter"));
+        calc_tests::build_cpp_counter(&out, &[&format!("-DCOUNTER_VERSION={version}")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
     let subjects = [
         reload_measure::Subject {
             label: "C counter".into(),
             plugin: "counter".into(),
             v1,
             v2,
+        },
+        reload_measure::Subject {
+            label: "C++ counter".into(),
+            plugin: "cpp_counter".into(),
+            v1: cpp("1"),
+            v2: cpp("2"),
         },
         reload_measure::Subject {
             label: "Rust counter (debug)".into(),

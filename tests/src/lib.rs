@@ -132,6 +132,40 @@ pub fn build_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
     )
 }
 
+/// Compiles the C++ hot-reload fixture `tests/fixtures/cpp/counter.cpp` ("cpp_counter") into
+/// the shared library `out`, as the C++ examples are built (their flags and version script),
+/// with `defines` such as `-DCOUNTER_VERSION=2`.
+pub fn build_cpp_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
+    let root = workspace_root();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut cmd = Command::new(xtask::build::cxx_compiler());
+    cmd.args(xtask::build::CPP_PLUGIN_FLAGS)
+        .arg("-I")
+        .arg(root.join("include"))
+        .args(defines)
+        .arg(root.join("tests/fixtures/cpp/counter.cpp"))
+        .arg(format!(
+            "-Wl,--version-script={}",
+            root.join("examples-c/cpp_trig/plugin.map").display()
+        ))
+        .arg("-o")
+        .arg(out);
+    let result = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}",
+            result.status,
+            String::from_utf8_lossy(&result.stderr)
+        ))
+    }
+}
+
 /// The Rust hot-reload fixture `calc-fixture-rust-counter` in both versions (debug builds),
 /// built once per process: the paths of version 1 and of version 2 (feature `v2`).
 pub fn rust_counter_builds() -> &'static (PathBuf, PathBuf) {
