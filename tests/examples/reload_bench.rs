@@ -1,8 +1,7 @@
 //! Hot-reload measurements (see `docs/RELOAD.md`): reloads the C `counter`, the C++
 //! `cpp_counter` and the Rust `rust_counter` fixtures many times, alternating two builds of
 //! each, and prints RSS before and after, what the old versions left mapped, and the reload
-//! latency next to a raw
-//! `dlopen` + `dlsym` + `plugin_entry` + `dlclose` of the same file.
+//! latency next to a raw `dlopen` + `dlsym` + `plugin_entry` + `dlclose` of the same file.
 //!
 //! ```text
 //! cargo run --release -p calc-tests --example reload_bench            # 1000 cycles
