@@ -33,7 +33,10 @@ use crate::config::Settings;
 use crate::error::LoadError;
 use crate::info::PluginInfo;
 use crate::loader;
-use crate::manager::{is_library_file, Conflict, PluginManager};
+use crate::manager::{
+    is_library_file, replace_conflicts, slot_conflicts, slot_rollout, Conflict, PluginManager,
+    LOAD_RANKS,
+};
 
 /// Version of the cache file's layout.
 const FORMAT: u32 = 1;
@@ -525,14 +528,17 @@ impl Listing {
     }
 }
 
+/// One provider in a slot of [`Scan`]: rank, plugin, operation name and infix symbol.
+type Listed = (u64, String, String, Option<String>);
+
 /// State of [`Listing::scan`]: mirrors the manager's admission and provider ranking.
 struct Scan<'a> {
     settings: &'a Settings,
     listing: Listing,
     /// Names of admitted (enabled or disabled) plugins, to the file they came from.
     names: HashMap<String, PathBuf>,
-    /// (is symbol, key) to its providers, best first: (rank, plugin).
-    slots: HashMap<(bool, String), Vec<(u64, String)>>,
+    /// (is symbol, key) to its providers, best first.
+    slots: HashMap<(bool, String), Vec<Listed>>,
     loads: u64,
 }
 
@@ -568,27 +574,34 @@ impl Scan<'_> {
             return;
         }
         self.loads += 1;
-        let load_rank = 1_000_000 + self.loads;
+        let load_rank = LOAD_RANKS + self.loads;
         for op in &info.operations {
             let mut keys = vec![(false, op.name.clone(), format!("operation {}", op.name))];
             if let Some(symbol) = op.symbol() {
                 keys.push((true, symbol.to_string(), format!("operator {symbol}")));
             }
+            let names: Vec<&str> = std::iter::once(op.name.as_str())
+                .chain(op.symbol())
+                .collect();
             for (is_symbol, key, what) in keys {
-                let (rank, explicit) = self.settings.rank(&[&key, &op.name], &info.name, load_rank);
+                let (rank, _) = self.settings.rank(&names, &info.name, load_rank);
                 let slot = self.slots.entry((is_symbol, key)).or_default();
-                let at = slot.partition_point(|(r, _)| *r <= rank);
-                slot.insert(at, (rank, info.name.clone()));
-                if slot.len() > 1 {
-                    let winner = &slot[0];
-                    let shadowed = if at == 0 { &slot[1] } else { &slot[at] };
-                    self.listing.conflicts.push(Conflict {
-                        what,
-                        winner: winner.1.clone(),
-                        shadowed: shadowed.1.clone(),
-                        explicit: explicit || winner.0 < 1_000_000,
-                    });
-                }
+                let at = slot.partition_point(|(r, ..)| *r <= rank);
+                let symbol = op.symbol().map(str::to_string);
+                slot.insert(at, (rank, info.name.clone(), op.name.clone(), symbol));
+                let ops: Vec<(&str, &str, Option<&str>)> = slot
+                    .iter()
+                    .map(|(_, plugin, name, symbol)| {
+                        (plugin.as_str(), name.as_str(), symbol.as_deref())
+                    })
+                    .collect();
+                let rollout = slot_rollout(self.settings, &ops).map(|(c, percent, _)| (c, percent));
+                let ranked: Vec<(&str, u64)> = slot
+                    .iter()
+                    .map(|(rank, plugin, ..)| (plugin.as_str(), *rank))
+                    .collect();
+                let conflicts = slot_conflicts(&what, &ranked, rollout);
+                replace_conflicts(&mut self.listing.conflicts, &what, conflicts);
             }
         }
         self.listing.plugins.push(info);

@@ -335,10 +335,10 @@ impl Settings {
     }
 
     /// How strongly these settings want `plugin` to serve an operation known by `keys` (its
-    /// name and, for an operator, its symbol): 0 for the configured provider, `1 + i` for the
-    /// `i`-th preferred plugin, else `load_rank` (its place in load order). Lower is stronger;
-    /// the flag says whether the settings decided it. The manager and the cached listing both
-    /// rank with this, so they always agree.
+    /// name and, for an operator, its symbol, for the name's slot and the symbol's alike): 0
+    /// for the configured provider, `1 + i` for the `i`-th preferred plugin, else `load_rank`
+    /// (its place in load order). Lower is stronger; the flag says whether the settings decided
+    /// it. The manager and the cached listing both rank with this, so they always agree.
     pub fn rank(&self, keys: &[&str], plugin: &str, load_rank: u64) -> (u64, bool) {
         if keys
             .iter()
@@ -350,6 +350,17 @@ impl Settings {
             Some(i) => (1 + i as u64, true),
             None => (load_rank, false),
         }
+    }
+
+    /// The rollout configured for the operation called `name` (with infix `symbol`, if it is
+    /// an operator), and the key it is configured under: the name's entry, else the symbol's.
+    /// The name and the symbol are one operation: calls spelled either way find the same
+    /// rollout, and the key (with the rollout key) decides each bucket.
+    pub fn rollout(&self, name: &str, symbol: Option<&str>) -> Option<(&str, &Rollout)> {
+        self.rollouts
+            .get_key_value(name)
+            .or_else(|| symbol.and_then(|s| self.rollouts.get_key_value(s)))
+            .map(|(k, r)| (k.as_str(), r))
     }
 
     /// Reads and parses a configuration file.

@@ -38,34 +38,107 @@ pub struct LoadFailure {
 }
 
 /// Two plugins provide the same operation name or infix symbol.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {
     /// `"operation add"` or `"operator +"`.
     pub what: String,
-    /// The plugin that serves it.
+    /// The plugin that serves it (with a rollout: the keys the candidate does not get).
     pub winner: String,
-    /// The plugin whose implementation is only a fallback.
+    /// The other plugin: a fallback, or the rollout candidate.
     pub shadowed: String,
-    /// Whether the settings chose the winner; otherwise it was loaded first.
+    /// Whether the settings chose the winner over `shadowed` (a configured provider, a
+    /// preferred plugin, or `shadowed` is the rollout candidate); otherwise it was loaded first.
     pub explicit: bool,
+    /// The rollout in force on the operation: its candidate and the percent of rollout keys it
+    /// serves.
+    pub rollout: Option<(String, f64)>,
 }
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} is provided by both {} and {}; using {} ({})",
-            self.what,
-            self.winner,
-            self.shadowed,
-            self.winner,
-            if self.explicit {
-                "configured"
-            } else {
-                "loaded first"
+            "{} is provided by both {} and {}; using {}",
+            self.what, self.winner, self.shadowed, self.winner
+        )?;
+        let reason = if self.explicit {
+            "configured"
+        } else {
+            "loaded first"
+        };
+        match &self.rollout {
+            Some((candidate, percent)) if *candidate == self.shadowed => {
+                write!(f, ", {candidate} for {percent}% of rollout keys (rollout)")
             }
-        )
+            Some((candidate, percent)) => write!(
+                f,
+                " ({reason}), {candidate} for {percent}% of rollout keys (rollout)"
+            ),
+            None => write!(f, " ({reason})"),
+        }
     }
+}
+
+/// Provider ranks below this were chosen by the settings (see [`Settings::rank`]); load order
+/// ranks start here.
+pub(crate) const LOAD_RANKS: u64 = 1_000_000;
+
+/// The rollout in force on a slot whose providers, best first, are `providers` (plugin,
+/// operation name, infix symbol): the candidate's index, the percent of keys it serves, and
+/// the operation as the rollout is configured (its name or its symbol), which is hashed with
+/// each rollout key: so `2 ^ 10` and `pow(2, 10)` give a key the same implementation.
+pub(crate) fn slot_rollout<'s>(
+    settings: &'s Settings,
+    providers: &[(&str, &str, Option<&str>)],
+) -> Option<(usize, f64, &'s str)> {
+    let (id, rollout) = providers
+        .iter()
+        .find_map(|(_, name, symbol)| settings.rollout(name, *symbol))?;
+    let candidate = providers
+        .iter()
+        .position(|(plugin, _, _)| *plugin == rollout.candidate)?;
+    Some((candidate, rollout.percent, id))
+}
+
+/// Index of the provider that serves the rollout keys the candidate `candidate` does not get.
+fn control(candidate: usize, providers: usize) -> usize {
+    usize::from(candidate == 0 && providers > 1)
+}
+
+/// The conflicts of one slot, `what` (`"operator ^"`), as it stands: its providers, best first
+/// (plugin and rank), and its rollout (candidate index and percent). One per provider besides
+/// the one serving calls outside the rollout, each naming who actually serves.
+pub(crate) fn slot_conflicts(
+    what: &str,
+    providers: &[(&str, u64)],
+    rollout: Option<(usize, f64)>,
+) -> Vec<Conflict> {
+    if providers.len() < 2 {
+        return Vec::new();
+    }
+    let serving = rollout.map_or(0, |(c, _)| control(c, providers.len()));
+    let (winner, rank) = providers[serving];
+    providers
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != serving)
+        .map(|(i, (shadowed, _))| Conflict {
+            what: what.to_string(),
+            winner: winner.to_string(),
+            shadowed: shadowed.to_string(),
+            explicit: rank < LOAD_RANKS || rollout.is_some_and(|(c, _)| c == i),
+            rollout: rollout.map(|(c, percent)| (providers[c].0.to_string(), percent)),
+        })
+        .collect()
+}
+
+/// Replaces the conflicts of slot `what` in `list` by `new`, in place (the first one's
+/// position), so that the list always describes the slots as they stand.
+pub(crate) fn replace_conflicts(list: &mut Vec<Conflict>, what: &str, new: Vec<Conflict>) {
+    let at = list.iter().position(|c| c.what == what);
+    list.retain(|c| c.what != what);
+    let at = at.unwrap_or(list.len()).min(list.len());
+    list.splice(at..at, new);
 }
 
 /// Call and error counts of one implementation (plugin and operation), counted by the
@@ -129,16 +202,40 @@ pub struct OpSlot {
     first: Option<OpHandle>,
     key: String,
     providers: Vec<Provider>,
-    /// Index of the rollout candidate in `providers`, and the percentage of keys it serves.
-    rollout: Option<(usize, f64)>,
+    /// The rollout in force, if its candidate provides the operation.
+    rollout: Option<SlotRollout>,
+}
+
+/// A rollout in force on a slot.
+#[derive(Debug, Clone)]
+struct SlotRollout {
+    /// Index of the candidate in the slot's providers.
+    candidate: usize,
+    /// The percentage of rollout keys it serves.
+    percent: f64,
+    /// The operation as the rollout is configured (name or symbol): the same for the name's
+    /// slot and the symbol's, and hashed with each key, so every spelling gets one bucket.
+    id: String,
 }
 
 /// A stable 64-bit FNV-1a hash, for rollout keys (the same key gives the same bucket in every
 /// build and on every machine).
 pub fn rollout_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a from state `h` over `bytes`.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The bucket of rollout key hash `key` for the operation configured as `id`, in hundredths of
+/// a percent (0 to 9999): FNV-1a over the key hash's 8 little-endian bytes then `id`'s UTF-8
+/// bytes, modulo 10000. The candidate serves the key when `bucket < percent * 100`.
+pub fn rollout_bucket(key: u64, id: &str) -> u64 {
+    fnv1a(rollout_hash(&key.to_le_bytes()), id.as_bytes()) % 10_000
 }
 
 /// Statuses that mean the implementation itself failed, so another provider may serve.
@@ -184,18 +281,22 @@ impl OpSlot {
 
     /// Index of the provider that serves rollout key hash `key`.
     fn choose(&self, key: u64) -> usize {
-        let Some((candidate, percent)) = self.rollout else {
+        let Some(rollout) = &self.rollout else {
             return 0;
         };
-        let control = usize::from(candidate == 0 && self.providers.len() > 1);
-        let mut bytes = key.to_le_bytes().to_vec();
-        bytes.extend_from_slice(self.key.as_bytes());
-        let bucket = (rollout_hash(&bytes) % 10_000) as f64 / 100.0;
-        if bucket < percent {
-            candidate
+        let bucket = rollout_bucket(key, &rollout.id) as f64 / 100.0;
+        if bucket < rollout.percent {
+            rollout.candidate
         } else {
-            control
+            control(rollout.candidate, self.providers.len())
         }
+    }
+
+    /// The plugin that serves rollout key hash `key` (before any fallback), if any.
+    pub fn serving(&self, key: u64) -> Option<&str> {
+        self.providers
+            .get(self.choose(key))
+            .map(|p| p.handle.plugin().name.as_str())
     }
 
     /// Calls the implementation chosen for rollout key hash `key`, falling back to the next
@@ -629,7 +730,7 @@ impl PluginManager {
         let plugin = self.initialise(opened, None)?;
         let load_rank = self.next_rank.take().unwrap_or_else(|| {
             self.loads += 1;
-            1_000_000 + self.loads
+            LOAD_RANKS + self.loads
         });
         for index in 0..plugin.info().operations.len() {
             let handle = OpHandle::new(&plugin, index).expect("index is in range");
@@ -662,9 +763,12 @@ impl PluginManager {
         if let Some(symbol) = info.symbol() {
             slots.push((true, symbol.to_string(), format!("operator {symbol}")));
         }
+        // The name and the symbol are one operation: settings for either apply to both slots.
+        let keys: Vec<&str> = std::iter::once(info.name.as_str())
+            .chain(info.symbol())
+            .collect();
         for (is_symbol, key, what) in slots {
-            let keys = [key.as_str(), info.name.as_str()];
-            let (rank, explicit) = self.settings.rank(&keys, &plugin, load_rank);
+            let (rank, _) = self.settings.rank(&keys, &plugin, load_rank);
             let provider = Provider {
                 handle: handle.clone(),
                 stats: Arc::clone(&stats),
@@ -687,35 +791,40 @@ impl PluginManager {
             );
             let at = slot.providers.partition_point(|p| p.rank <= rank);
             slot.providers.insert(at, provider);
-            if slot.providers.len() > 1 {
-                let winner = &slot.providers[0];
-                let explicit = explicit || winner.rank < 1_000_000;
-                let shadowed = if at == 0 {
-                    &slot.providers[1]
-                } else {
-                    &slot.providers[at]
-                };
-                let conflict = Conflict {
-                    what,
-                    winner: winner.handle.plugin().name.clone(),
-                    shadowed: shadowed.handle.plugin().name.clone(),
-                    explicit,
-                };
-                if explicit {
-                    tracing::info!("{conflict}");
-                } else {
-                    tracing::warn!("{conflict}");
-                }
-                self.conflicts.push(conflict);
+            let ops: Vec<(&str, &str, Option<&str>)> = slot
+                .providers
+                .iter()
+                .map(|p| {
+                    let op = p.handle.info();
+                    (
+                        p.handle.plugin().name.as_str(),
+                        op.name.as_str(),
+                        op.symbol(),
+                    )
+                })
+                .collect();
+            slot.rollout =
+                slot_rollout(&self.settings, &ops).map(|(candidate, percent, id)| SlotRollout {
+                    candidate,
+                    percent,
+                    id: id.to_string(),
+                });
+            let ranked: Vec<(&str, u64)> = slot
+                .providers
+                .iter()
+                .map(|p| (p.handle.plugin().name.as_str(), p.rank))
+                .collect();
+            let conflicts = slot_conflicts(
+                &what,
+                &ranked,
+                slot.rollout.as_ref().map(|r| (r.candidate, r.percent)),
+            );
+            // The slot may change again as more plugins load: `conflicts()` and the CLI's
+            // warnings describe where it ends; this is where it stands now.
+            for conflict in &conflicts {
+                tracing::debug!("{conflict}");
             }
-            let rollout = keys.iter().find_map(|k| self.settings.rollouts.get(*k));
-            slot.rollout = rollout.and_then(|r| {
-                let candidate = slot
-                    .providers
-                    .iter()
-                    .position(|p| p.handle.plugin().name == r.candidate)?;
-                Some((candidate, r.percent))
-            });
+            replace_conflicts(&mut self.conflicts, &what, conflicts);
             slot.first = slot.providers.first().map(|p| p.handle.clone());
             let map = if is_symbol {
                 &mut self.by_symbol
@@ -870,7 +979,7 @@ impl PluginManager {
         };
         for path in files {
             self.loads += 1;
-            let rank = 1_000_000 + self.loads;
+            let rank = LOAD_RANKS + self.loads;
             let canonical = path
                 .file_name()
                 .map_or_else(|| path.clone(), |name| trusted.path().join(name));
@@ -1060,7 +1169,7 @@ impl PluginManager {
             self.loads += 1;
             self.plugins.push(Entry {
                 plugin,
-                load_rank: 1_000_000 + self.loads,
+                load_rank: LOAD_RANKS + self.loads,
             });
             self.rebuild_slots();
             return Ok(versions);

@@ -36,7 +36,7 @@
 //! architecture); the successful path never reads it.
 #![deny(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
@@ -532,8 +532,13 @@ fn is_symlink_error(e: &std::io::Error) -> bool {
 /// for a user in this process. Sound to remember: a directory owned by that user or root and
 /// not writable by others can only be changed, or replaced in its parent, by those same trusted
 /// owners. The plugin directory itself and every file are still checked on every load.
-static SECURE_ANCESTORS: OnceLock<Mutex<std::collections::HashSet<(PathBuf, u32)>>> =
-    OnceLock::new();
+///
+/// The process-wide caches here are B-trees rather than hash tables: they live until exit, and a
+/// hash table's only pointer to its storage points into the middle of it (at the control
+/// bytes), which leak checkers such as valgrind report as "possibly lost" (an error under
+/// `--leak-check=full`); a B-tree's pointers are to the start of each node, so what remains at
+/// exit is reported as still reachable, as it is.
+static SECURE_ANCESTORS: OnceLock<Mutex<BTreeSet<(PathBuf, u32)>>> = OnceLock::new();
 
 fn secure_ancestors_known(dir: &Path, uid: u32) -> bool {
     SECURE_ANCESTORS
@@ -559,7 +564,8 @@ fn remember_secure_ancestors(dir: &Path, uid: u32) {
 /// for it. A directory modified within [`RACY_WINDOW`] of the look is not remembered: a second
 /// change within the same timestamp tick would leave the times as they were (Git treats "racily
 /// clean" index entries the same way).
-static LOCK_ABSENT: OnceLock<Mutex<HashMap<PathBuf, Stamp>>> = OnceLock::new();
+/// A B-tree, as [`SECURE_ANCESTORS`].
+static LOCK_ABSENT: OnceLock<Mutex<BTreeMap<PathBuf, Stamp>>> = OnceLock::new();
 
 /// How old a directory's last change must be for [`LOCK_ABSENT`] to remember it.
 const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
@@ -596,9 +602,10 @@ fn remember_lock_absent(dir: &Path, stamp: &Stamp) {
 
 /// Whether group `gid` is the private group of user `uid` (same name, that user's primary
 /// group, no other members), per `/etc/passwd` and `/etc/group`. Cached per process; users and
-/// groups known only to other name services count as not private.
+/// groups known only to other name services count as not private. (A B-tree, as
+/// [`SECURE_ANCESTORS`].)
 fn is_private_group(uid: u32, gid: u32) -> bool {
-    static CACHE: OnceLock<Mutex<HashMap<(u32, u32), bool>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<BTreeMap<(u32, u32), bool>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(known) = cache.lock().ok().and_then(|c| c.get(&(uid, gid)).copied()) {
         return known;

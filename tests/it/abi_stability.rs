@@ -136,6 +136,7 @@ fn parse(path: &Path) -> Header {
 
 #[test]
 fn todays_headers_only_append_to_every_frozen_header() {
+    calc_tests::require_tools!(Libclang);
     let include = workspace_root().join("include");
     let mut compared = 0;
     for dir in frozen_dirs() {
@@ -170,6 +171,7 @@ fn todays_headers_only_append_to_every_frozen_header() {
 
 #[test]
 fn frozen_folders_are_named_after_their_abi_version() {
+    calc_tests::require_tools!(Libclang);
     for dir in frozen_dirs() {
         let plugin_h = dir.join("calc_plugin.h");
         assert!(plugin_h.is_file(), "{} is missing", plugin_h.display());
@@ -247,6 +249,7 @@ mod comparison {
 
     #[test]
     fn reordered_fields_break() {
+        calc_tests::require_tools!(Libclang);
         let today = "typedef struct s { int32_t b; int32_t a; } s;";
         assert_breaks(
             "reorder",
@@ -259,12 +262,14 @@ mod comparison {
 
     #[test]
     fn appended_fields_are_compatible() {
+        calc_tests::require_tools!(Libclang);
         let today = "typedef struct s { int32_t a; int32_t b; int32_t c; } s;";
         assert_compatible("append", AB, today);
     }
 
     #[test]
     fn removed_or_retyped_fields_and_structs_break() {
+        calc_tests::require_tools!(Libclang);
         assert_breaks(
             "remove-field",
             AB,
@@ -287,6 +292,7 @@ mod comparison {
 
     #[test]
     fn appends_that_change_alignment_or_reuse_padding_break() {
+        calc_tests::require_tools!(Libclang);
         assert_breaks(
             "align",
             AB,
@@ -303,6 +309,7 @@ mod comparison {
 
     #[test]
     fn changed_or_removed_constants_break_new_ones_do_not() {
+        calc_tests::require_tools!(Libclang);
         let frozen = "#define LIMIT 10\n#define NAME \"x\"";
         assert_breaks(
             "const-value",
@@ -331,6 +338,7 @@ mod comparison {
 
     #[test]
     fn version_constants_may_grow_but_not_the_major() {
+        calc_tests::require_tools!(Libclang);
         let frozen = "#define CALC_ABI_VERSION_MAJOR 1\n#define CALC_ABI_VERSION_MINOR 1\n\
                       #define CALC_SDK_VERSION \"1.1.0\"";
         assert_compatible(
@@ -357,6 +365,7 @@ mod comparison {
 
     #[test]
     fn function_pointer_and_function_signatures_must_not_change() {
+        calc_tests::require_tools!(Libclang);
         let frozen = "typedef int32_t (*f)(int32_t x, double y);\nint32_t g(const char *s);";
         assert_compatible(
             "fn-renamed-params",
@@ -391,6 +400,7 @@ mod comparison {
 
     #[test]
     fn an_edited_copy_of_the_real_v1_0_header_is_caught() {
+        calc_tests::require_tools!(Libclang);
         let frozen_path = workspace_root().join("tests/abi/v1.0/calc_plugin.h");
         let text = std::fs::read_to_string(&frozen_path).unwrap();
         let edited = text
@@ -422,6 +432,7 @@ mod comparison {
 
     #[test]
     fn the_frozen_v1_0_header_is_compatible_with_itself() {
+        calc_tests::require_tools!(Libclang);
         let h = parse(&workspace_root().join("tests/abi/v1.0/calc_plugin.h"));
         assert_eq!(breaking_changes(&h, &h), Vec::<String>::new());
         assert_eq!(h.structs.len(), 4);

@@ -35,16 +35,6 @@ const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lc",
 ];
 
-/// Only definite and indirect leaks count as errors (plugins may leave "still reachable" blocks
-/// behind). `--keep-debuginfo` names the functions of plugins unloaded before the leak check.
-const VALGRIND_FLAGS: &[&str] = &[
-    "--keep-debuginfo=yes",
-    "--error-exitcode=99",
-    "--leak-check=full",
-    "--errors-for-leak-kinds=definite,indirect",
-    "--show-leak-kinds=definite,indirect",
-];
-
 /// Everything the tests run, built once per process.
 struct Fixture {
     /// Every example plugin: C, C++ and Rust.
@@ -351,29 +341,30 @@ fn c_calculator_lists_plugins_and_skipped_files() {
     );
 }
 
-/// Runs `program args` under valgrind and asserts a clean report. Fails with an explanation
-/// when valgrind is not installed.
+/// Runs `program args` under `valgrind --leak-check=full --error-exitcode=9` and requires exit
+/// status 0: no memory error and no leak of any kind but "still reachable". The caller checks
+/// first that valgrind is installed (`require_tools!(Valgrind)`).
 fn assert_valgrind_clean(program: &Path, args: &[&Path]) -> Output {
-    let mut cmd = Command::new("valgrind");
-    cmd.args(VALGRIND_FLAGS).arg(program).args(args);
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            panic!("valgrind is not installed: install it to run this test (apt-get install valgrind); CI installs it")
-        }
-        Err(e) => panic!("cannot run valgrind: {e}"),
-    };
+    let mut cmd = calc_tests::valgrind_memcheck(program);
+    cmd.args(args);
+    let out = run(&mut cmd);
     let stderr = text(&out.stderr);
-    assert!(
-        out.status.success() && stderr.contains("ERROR SUMMARY: 0 errors"),
+    assert_eq!(
+        out.status.code(),
+        Some(0),
         "{cmd:?} exited with {}:\n{stderr}",
         out.status
+    );
+    assert!(
+        stderr.contains("ERROR SUMMARY: 0 errors"),
+        "{cmd:?}:\n{stderr}"
     );
     out
 }
 
 #[test]
 fn valgrind_capi_test_is_clean() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let args = capi_test_args(f);
     let args: Vec<&Path> = args.iter().map(PathBuf::as_path).collect();
@@ -383,6 +374,7 @@ fn valgrind_capi_test_is_clean() {
 
 #[test]
 fn valgrind_c_calculator_is_clean_with_every_example() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let out = assert_valgrind_clean(
         &f.calc_c,
@@ -398,6 +390,7 @@ fn valgrind_c_calculator_is_clean_with_every_example() {
 
 #[test]
 fn valgrind_c_calculator_is_clean_with_c_and_cpp_plugins() {
+    calc_tests::require_tools!(Valgrind);
     let f = fixture();
     let out = assert_valgrind_clean(
         &f.calc_c,

@@ -10,7 +10,7 @@ use calc_tests::{scratch_dir, workspace_root};
 fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed? .ci/run installs it)"));
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -23,6 +23,7 @@ fn run(cmd: &mut Command) -> String {
 
 #[test]
 fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
+    calc_tests::require_tools!(Cmake, PkgConfig);
     let root = scratch_dir(&format!("cmake-{}", std::process::id()));
     let prefix = root.join("prefix");
     xtask::install::install(&prefix, false).unwrap_or_else(|e| panic!("install: {e}"));
@@ -107,6 +108,7 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
 
 #[test]
 fn the_c_examples_build_with_cmake_from_the_source_tree() {
+    calc_tests::require_tools!(Cmake);
     let build = scratch_dir(&format!("cmake-examples-{}", std::process::id()));
     run(Command::new("cmake")
         .arg("-S")

@@ -240,6 +240,272 @@ fn a_rollout_splits_keys_deterministically_and_counts_each_implementation() {
     }
 }
 
+/// The rollout candidate's share of `keys`: whether `alt_add` answered `1 + 1`, checking that
+/// `add(1, 1)` (the same operation by name) gets the same implementation for every key.
+fn candidate_keys(m: &PluginManager, keys: &[String]) -> Vec<bool> {
+    keys.iter()
+        .map(|key| {
+            let infix = m.eval_with_key("1 + 1", key).unwrap();
+            let by_name = m.eval_with_key("add(1, 1)", key).unwrap();
+            assert_eq!(infix, by_name, "key {key}: `1 + 1` and `add(1, 1)` differ");
+            assert!(infix == 2.0 || infix == 1002.0, "{infix}");
+            infix == 1002.0
+        })
+        .collect()
+}
+
+#[test]
+fn a_rollout_gives_a_key_one_implementation_whatever_the_operation_is_called() {
+    use calc_host::manager::{rollout_bucket, rollout_hash};
+    let dir = two_adds("rollout-spelling", &[]);
+    let keys: Vec<String> = (0..1000).map(|u| format!("user-{u}")).collect();
+    // Configured by name or by symbol: both spellings of the operation follow it.
+    for op in ["add", "\"+\""] {
+        let m = loaded(
+            &dir,
+            settings(&format!(
+                "[operations.{op}]\nrollout = {{ candidate = \"alt_add\", percent = 10 }}\n"
+            )),
+        );
+        let got = candidate_keys(&m, &keys);
+        let share = got.iter().filter(|&&c| c).count();
+        assert!(
+            (70..=130).contains(&share),
+            "{op}: 10% of 1000 keys, got {share}"
+        );
+        // The bucket is the documented one: FNV-1a of the key's hash and the operation as
+        // configured, in hundredths of a percent.
+        let id = op.trim_matches('"');
+        for (key, candidate) in keys.iter().zip(&got) {
+            let bucket = rollout_bucket(rollout_hash(key.as_bytes()), id);
+            assert_eq!(
+                *candidate,
+                bucket < 1000,
+                "{op}: key {key}, bucket {bucket}"
+            );
+        }
+    }
+    // The command line: `--rollout-key` decides both spellings alike.
+    let config = dir.join("rollout.toml");
+    std::fs::write(
+        &config,
+        "[operations.\"+\"]\nrollout = { candidate = \"alt_add\", percent = 50 }\n",
+    )
+    .unwrap();
+    let mut answers = std::collections::BTreeSet::new();
+    for key in keys.iter().take(12) {
+        let out = run_calc(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "--rollout-key",
+            key,
+            "eval",
+            "1 + 1",
+            "add(1, 1)",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{stdout}");
+        assert_eq!(lines[0], lines[1], "key {key}");
+        let want = if rollout_bucket(rollout_hash(key.as_bytes()), "+") < 5000 {
+            "1002"
+        } else {
+            "2"
+        };
+        assert_eq!(lines[0], want, "key {key}");
+        answers.insert(lines[0].to_string());
+    }
+    assert_eq!(
+        answers.len(),
+        2,
+        "both implementations serve some of 12 keys at 50%"
+    );
+}
+
+#[test]
+fn the_rollout_hash_is_fnv_1a() {
+    use calc_host::manager::{rollout_bucket, rollout_hash};
+    // The published FNV-1a 64 test vectors.
+    assert_eq!(rollout_hash(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(rollout_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(rollout_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    for key in ["", "user-1", "ключ"] {
+        let h = rollout_hash(key.as_bytes());
+        let mut bytes = h.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"pow");
+        assert_eq!(rollout_bucket(h, "pow"), rollout_hash(&bytes) % 10_000);
+    }
+}
+
+/// Calls answered by each plugin (of those that answered any).
+fn answered(m: &PluginManager) -> Vec<(String, u64)> {
+    let mut calls: Vec<(String, u64)> = m
+        .stats()
+        .filter(|(_, _, s)| s.calls() > 0)
+        .map(|(p, _, s)| (p.to_string(), s.calls()))
+        .collect();
+    calls.sort();
+    calls
+}
+
+/// `add`, `alt_add` and `zz_add` (another `+` answering a + b + 1000, loaded last).
+fn three_adds(tag: &str) -> PathBuf {
+    let dir = two_adds(tag, &[]);
+    fixture("alt_add.c", &dir, "zz_add", &["-DALT_NAME=\"zz_add\""]);
+    dir
+}
+
+#[test]
+fn conflicts_name_the_plugin_that_actually_serves() {
+    let dir = three_adds("conflict-servers");
+    let d = dir.to_str().unwrap();
+    let texts = |m: &PluginManager| -> Vec<String> {
+        m.conflicts().iter().map(ToString::to_string).collect()
+    };
+    // No choice: the first loaded serves, and says so.
+    let m = loaded(&dir, Settings::default());
+    assert_eq!(
+        texts(&m),
+        [
+            "operation add is provided by both add and alt_add; using add (loaded first)",
+            "operation add is provided by both add and zz_add; using add (loaded first)",
+            "operator + is provided by both add and alt_add; using add (loaded first)",
+            "operator + is provided by both add and zz_add; using add (loaded first)",
+        ]
+    );
+    assert_eq!((m.eval("1 + 1"), m.eval("add(1, 1)")), (Ok(2.0), Ok(2.0)));
+    assert_eq!(answered(&m), [("add".to_string(), 2)]);
+    drop(m);
+
+    // A provider configured for the symbol serves the name too; nothing says "loaded first".
+    let m = loaded(
+        &dir,
+        settings("[operations.\"+\"]\nprovider = \"zz_add\"\n"),
+    );
+    assert_eq!(
+        texts(&m),
+        [
+            "operation add is provided by both zz_add and add; using zz_add (configured)",
+            "operation add is provided by both zz_add and alt_add; using zz_add (configured)",
+            "operator + is provided by both zz_add and add; using zz_add (configured)",
+            "operator + is provided by both zz_add and alt_add; using zz_add (configured)",
+        ]
+    );
+    assert_eq!(
+        (m.eval("1 + 1"), m.eval("add(1, 1)")),
+        (Ok(1002.0), Ok(1002.0))
+    );
+    assert_eq!(answered(&m), [("zz_add".to_string(), 2)]);
+    drop(m);
+
+    // A preferred plugin loaded last: the CLI warns about nothing (add and alt_add met first,
+    // but neither serves), its listing names zz_add, and zz_add answers.
+    let out = run_calc(&[
+        "--plugin-dir",
+        d,
+        "--prefer",
+        "zz_add",
+        "eval",
+        "--stats",
+        "1 + 1",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1002\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("warning"), "{err}");
+    assert!(err.contains("zz_add") && !err.contains("alt_add"), "{err}");
+    for cache in ["--no-cache", "", ""] {
+        let args: Vec<&str> = [
+            "--plugin-dir",
+            d,
+            "--prefer",
+            "zz_add",
+            "plugins",
+            "list",
+            cache,
+        ]
+        .into_iter()
+        .filter(|a| !a.is_empty())
+        .collect();
+        let out = run_calc(&args);
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let conflicts: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.starts_with("CONFLICT"))
+            .collect();
+        assert_eq!(
+            conflicts,
+            [
+                "CONFLICT operation add is provided by both zz_add and add; using zz_add (configured)",
+                "CONFLICT operation add is provided by both zz_add and alt_add; using zz_add (configured)",
+                "CONFLICT operator + is provided by both zz_add and add; using zz_add (configured)",
+                "CONFLICT operator + is provided by both zz_add and alt_add; using zz_add (configured)",
+            ],
+            "plugins list {cache}"
+        );
+    }
+
+    // A rollout: the split is named, and it is the split that answers.
+    let rollout = "[operations.add]\nrollout = { candidate = \"zz_add\", percent = 10 }\n";
+    let m = loaded(&dir, settings(rollout));
+    assert_eq!(
+        texts(&m),
+        [
+            "operation add is provided by both add and alt_add; using add (loaded first), zz_add for 10% of rollout keys (rollout)",
+            "operation add is provided by both add and zz_add; using add, zz_add for 10% of rollout keys (rollout)",
+            "operator + is provided by both add and alt_add; using add (loaded first), zz_add for 10% of rollout keys (rollout)",
+            "operator + is provided by both add and zz_add; using add, zz_add for 10% of rollout keys (rollout)",
+        ]
+    );
+    for u in 0..200 {
+        let key = format!("user-{u}");
+        m.eval_with_key("1 + 1", &key).unwrap();
+        m.eval_with_key("add(1, 1)", &key).unwrap();
+    }
+    let calls = answered(&m);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        (calls[0].0.as_str(), calls[1].0.as_str()),
+        ("add", "zz_add")
+    );
+    assert!(
+        (10..=70).contains(&calls[1].1),
+        "10% of 400 calls: {calls:?}"
+    );
+    drop(m);
+    // The CLI warns only about alt_add, which it chose by load order, and names the split.
+    let config = dir.join("rollout.toml");
+    std::fs::write(&config, rollout).unwrap();
+    let out = run_calc(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--plugin-dir",
+        d,
+        "eval",
+        "1 + 1",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "calc: warning: operation add is provided by both add and alt_add; using add (loaded first), zz_add for 10% of rollout keys (rollout)\n\
+         calc: warning: operator + is provided by both add and alt_add; using add (loaded first), zz_add for 10% of rollout keys (rollout)\n"
+    );
+    // The candidate first in line (also the configured provider): the rest goes to the next.
+    let m = loaded(
+        &dir,
+        settings("[operations.add]\nprovider = \"zz_add\"\nrollout = { candidate = \"zz_add\", percent = 0 }\n"),
+    );
+    assert_eq!(
+        texts(&m)[..2],
+        [
+            "operation add is provided by both add and zz_add; using add, zz_add for 0% of rollout keys (rollout)",
+            "operation add is provided by both add and alt_add; using add (loaded first), zz_add for 0% of rollout keys (rollout)",
+        ]
+    );
+    assert_eq!(m.eval_with_key("add(1, 1)", "anyone"), Ok(2.0));
+    assert_eq!(answered(&m), [("add".to_string(), 1)]);
+}
+
 #[test]
 fn an_internal_error_falls_back_to_the_next_provider() {
     let dir = two_adds("fallback", &["-DALT_FAIL"]);

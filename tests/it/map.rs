@@ -427,3 +427,121 @@ fn cli_map_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn cli_map_csv_reads_rfc_4180() {
+    // Quoted commas, escaped quotes and a quoted line end in an ignored column; CRLF line ends;
+    // an empty line (CRLF) between rows.
+    let input = "note,a,b,c\r\n\"hello, world\",1,2,3\r\n\"say \"\"hi\"\",\nthen go\",2,3,4\r\n\r\nplain,-1,0.5,\"10\"\r\n";
+    assert_eq!(
+        calc_map(&["a * b + c"], input),
+        (0, "5\n10\n9.5\n".into(), String::new())
+    );
+    // The same with LF line ends and no line end after the last row.
+    let input = input.replace("\r\n", "\n");
+    let input = input.trim_end();
+    assert_eq!(
+        calc_map(&["a * b + c"], input),
+        (0, "5\n10\n9.5\n".into(), String::new())
+    );
+    // A quoted header, and a quoted comma in a used column: one field, not a number.
+    assert_eq!(
+        calc_map(&["a + b"], "\"a\",b\r\n1,2\r\n\"1,5\",2\r\n"),
+        (
+            2,
+            "3\n".into(),
+            "calc: error: line 3, column 1 (a): invalid number '1,5'\n".into()
+        )
+    );
+    // Lines are counted as the file has them: a quoted line end (CRLF inside quotes too), empty
+    // lines, CR line ends.
+    assert_eq!(
+        calc_map(&["a"], "n,a\n\"x\r\ny\nz\",1\r\n\r\n\nbad,q\n"),
+        (
+            2,
+            "1\n".into(),
+            "calc: error: line 7, column 2 (a): invalid number 'q'\n".into()
+        )
+    );
+    assert_eq!(
+        calc_map(&["a"], "n,a\r\"x\",1\r\r\nbad,q\r"),
+        (
+            2,
+            "1\n".into(),
+            "calc: error: line 4, column 2 (a): invalid number 'q'\n".into()
+        )
+    );
+    // A one-column CSV: an empty quoted field is a missing number, not a blank line.
+    assert_eq!(
+        calc_map(&["x + 1"], "x\n1\n\n\"\"\n3\n"),
+        (
+            2,
+            "2\n".into(),
+            "calc: error: line 4, column 1 (x): invalid number ''\n".into()
+        )
+    );
+}
+
+#[test]
+fn cli_map_refuses_rows_whose_field_count_differs_from_the_header() {
+    // The issue's command: the decimal comma in `1,5` (c = 1.5) makes six fields under five
+    // names; this used to read c = 5 and print -639.2 with exit 0.
+    assert_eq!(
+        calc_map(
+            &["a * b + c / 2 - max(a, c)"],
+            "id,a,b,c,note\n1,-636.7,1,5,966486.02,row\n"
+        ),
+        (
+            2,
+            String::new(),
+            "calc: error: line 2: 6 columns where the header has 5\n".into()
+        )
+    );
+    // With the comma quoted the row is whole; the rows before a refused one come first.
+    assert_eq!(
+        calc_map(
+            &["a * b + c / 2 - max(a, c)"],
+            "id,a,b,c,note\n1,-636.7,1,5,\"a, b\"\n2,1,2,3,x,y\n3,1,1,1,z\n"
+        ),
+        (
+            2,
+            "-639.2\n".into(),
+            "calc: error: line 3: 6 columns where the header has 5\n".into()
+        )
+    );
+    // Too few fields, even when every used column is present.
+    assert_eq!(
+        calc_map(&["a + b"], "a,b,note\n1,2,x\r\n3,4\r\n"),
+        (
+            2,
+            "3\n".into(),
+            "calc: error: line 3: 2 columns where the header has 3\n".into()
+        )
+    );
+    // One number per line: a decimal comma is not a number.
+    assert_eq!(
+        calc_map(&["x + 1"], "1\n1,5\n"),
+        (
+            2,
+            "2\n".into(),
+            "calc: error: line 2, column 1: invalid number '1,5'\n".into()
+        )
+    );
+}
+
+#[test]
+fn cli_map_a_quote_left_open_stops_at_a_bounded_record() {
+    // The open quote would take the rest of the input into one field: the record is refused
+    // once it passes 8 MiB, naming the line it starts on, after the rows before it.
+    let mut input = String::from("note,a\nfine,1\n\"open,2\n");
+    let row = "more text,3\n";
+    input.push_str(&row.repeat((9 << 20) / row.len()));
+    assert_eq!(
+        calc_map(&["a"], &input),
+        (
+            2,
+            "1\n".into(),
+            "calc: error: line 3: a record longer than 8 MiB (a quote left open?)\n".into()
+        )
+    );
+}

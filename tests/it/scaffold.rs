@@ -100,6 +100,7 @@ fn assert_documented_behaviour(lib: &Path, name: &str) {
 
 #[test]
 fn c_project_builds_with_make_and_loads() {
+    calc_tests::require_tools!(Make);
     let name = "scaffold_c";
     let dir = generate(Lang::C, name);
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod tools;
+
 pub use xtask::build::{build_c_plugin, cargo_build, library_file_name, target_dir};
 pub use xtask::workspace_root;
 
@@ -267,6 +269,20 @@ pub fn build_c_plugin_with(
             String::from_utf8_lossy(&result.stderr)
         ))
     }
+}
+
+/// The valgrind options the project promises a clean run under: a program loading plugins
+/// exits 0 under exactly `valgrind --leak-check=full --error-exitcode=9`, any leak ("possibly
+/// lost" included) or memory error making it exit 9. No suppression file.
+pub const VALGRIND_MEMCHECK: &[&str] = &["--leak-check=full", "--error-exitcode=9"];
+
+/// `valgrind --leak-check=full --error-exitcode=9 PROGRAM` ([`VALGRIND_MEMCHECK`]), to which the
+/// caller adds the program's arguments. Check first that valgrind is installed
+/// (`require_tools!(Valgrind)`).
+pub fn valgrind_memcheck(program: &Path) -> Command {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(VALGRIND_MEMCHECK).arg(program);
+    cmd
 }
 
 /// The C compiler the test suite builds plugins with: `$CC`, or `cc`.

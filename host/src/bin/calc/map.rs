@@ -107,7 +107,133 @@ impl Progress {
     }
 }
 
-/// How each line is read.
+/// A record may hold at most this many bytes of fields: a quote left open would otherwise
+/// read the rest of the input into one record.
+const MAX_RECORD_BYTES: usize = 8 << 20;
+
+/// The line ends in `bytes` (CRLF, LF or CR), given whether the byte before was a CR; updates
+/// it.
+fn line_ends(bytes: &[u8], after_cr: &mut bool) -> u64 {
+    let mut n = 0;
+    let mut cr = *after_cr;
+    for &b in bytes {
+        n += u64::from(b == b'\r' || (b == b'\n' && !cr));
+        cr = b == b'\r';
+    }
+    *after_cr = cr;
+    n
+}
+
+/// CSV records as RFC 4180 reads them (`csv_core` does the parsing): quoted fields may hold
+/// commas, escaped quotes (`""`) and line ends; CRLF, LF or CR ends a record; empty lines are
+/// skipped. Streaming: one record (at most [`MAX_RECORD_BYTES`]) and one buffer of input in
+/// memory. Each record comes with the
+/// line it starts on, counted here from the bytes consumed (the parser's own count does not
+/// see the empty lines it skips before a record); CRLF, LF and CR each end one line.
+struct Records<R> {
+    parser: csv_core::Reader,
+    input: BufReader<R>,
+    /// Line ends consumed so far.
+    newlines: u64,
+    /// Whether the last byte consumed was a CR (so that an LF after it ends no other line).
+    after_cr: bool,
+    /// The fields of the current record, one after the other.
+    data: Vec<u8>,
+    /// Where each field of `data` ends.
+    ends: Vec<usize>,
+    /// How many fields the current record has.
+    fields: usize,
+}
+
+impl<R: Read> Records<R> {
+    fn new(input: R) -> Self {
+        Records {
+            parser: csv_core::Reader::new(),
+            input: BufReader::with_capacity(1 << 16, input),
+            newlines: 0,
+            after_cr: false,
+            data: vec![0; 1024],
+            ends: vec![0; 64],
+            fields: 0,
+        }
+    }
+
+    /// Reads the next record; returns the line it starts on, or `None` at the end of the
+    /// input.
+    fn next(&mut self) -> Result<Option<u64>, Stop> {
+        self.read()
+            .map_err(|e| usage(format!("reading the input: {e}")))?
+    }
+
+    /// [`Records::next`], with input errors apart.
+    fn read(&mut self) -> io::Result<Result<Option<u64>, Stop>> {
+        // Skip the line ends before the record here, to know the line it starts on.
+        loop {
+            let buf = self.input.fill_buf()?;
+            let skip = buf
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+            if skip == 0 {
+                break;
+            }
+            self.newlines += line_ends(&buf[..skip], &mut self.after_cr);
+            self.input.consume(skip);
+        }
+        let line = self.newlines + 1;
+        let (mut out, mut nends) = (0, 0);
+        loop {
+            let buf = self.input.fill_buf()?;
+            let (result, nin, nout, nend) =
+                self.parser
+                    .read_record(buf, &mut self.data[out..], &mut self.ends[nends..]);
+            self.newlines += line_ends(&buf[..nin], &mut self.after_cr);
+            self.input.consume(nin);
+            out += nout;
+            nends += nend;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull => {
+                    let len = self.data.len();
+                    if len >= MAX_RECORD_BYTES {
+                        return Ok(Err(usage(format!(
+                            "line {line}: a record longer than {} MiB (a quote left open?)",
+                            MAX_RECORD_BYTES >> 20
+                        ))));
+                    }
+                    self.data.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    self.ends.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::Record => {
+                    self.fields = nends;
+                    return Ok(Ok(Some(line)));
+                }
+                csv_core::ReadRecordResult::End => return Ok(Ok(None)),
+            }
+        }
+    }
+
+    /// The number of fields of the current record.
+    fn len(&self) -> usize {
+        self.fields
+    }
+
+    /// Field `i` of the current record.
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    /// The fields of the current record.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.fields).map(|i| self.field(i))
+    }
+}
+
+/// How each record is read.
 enum Format {
     /// One number per line.
     Lines,
@@ -118,22 +244,35 @@ enum Format {
     },
 }
 
-/// Removes surrounding whitespace and one pair of double quotes.
-fn unquote(field: &str) -> &str {
-    let f = field.trim();
-    f.strip_prefix('"')
-        .and_then(|f| f.strip_suffix('"'))
-        .unwrap_or(f)
+/// A field's text, for messages (lossy when it is not UTF-8).
+fn text(field: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(field)
 }
 
-fn parse_number(text: &str, line: u64, column: usize, name: Option<&str>) -> Result<f64, Stop> {
-    let text = unquote(text);
-    text.parse::<f64>().map_err(|_| {
-        let name = name.map(|n| format!(" ({n})")).unwrap_or_default();
-        usage(format!(
-            "line {line}, column {column}{name}: invalid number '{text}'"
-        ))
-    })
+/// A record's fields joined back with commas, for messages.
+fn joined<R: Read>(record: &Records<R>) -> String {
+    record.iter().map(text).collect::<Vec<_>>().join(",")
+}
+
+/// Whether a record is a line of spaces (the reader skips empty lines). An empty quoted field
+/// (`""`) is not blank: in one column, it is a missing number.
+fn is_blank<R: Read>(record: &Records<R>) -> bool {
+    record.len() == 1 && !record.field(0).is_empty() && record.field(0).trim_ascii().is_empty()
+}
+
+/// Parses a field, surrounding spaces ignored.
+fn parse_number(field: &[u8], line: u64, column: usize, name: Option<&str>) -> Result<f64, Stop> {
+    let field = field.trim_ascii();
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .ok_or_else(|| {
+            let name = name.map(|n| format!(" ({n})")).unwrap_or_default();
+            usage(format!(
+                "line {line}, column {column}{name}: invalid number '{}'",
+                text(field)
+            ))
+        })
 }
 
 /// Runs `calc map`; returns the exit status.
@@ -166,13 +305,10 @@ pub(crate) fn run(manager: &PluginManager, expression: &str, file: Option<&Path>
         },
         _ => (Box::new(io::stdin().lock()), None),
     };
-    let mut reader = BufReader::with_capacity(
-        1 << 16,
-        Counting {
-            inner: input,
-            bytes: 0,
-        },
-    );
+    let mut reader = Records::new(Counting {
+        inner: input,
+        bytes: 0,
+    });
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut progress = Progress::new(size);
@@ -249,36 +385,46 @@ impl Batch {
         Ok(())
     }
 
-    /// Reads one non-blank line in `format`.
-    fn push(&mut self, format: &Format, line: &str, line_no: u64) -> Result<(), Stop> {
+    /// Reads one non-blank record in `format`, found at line `line_no`.
+    fn push<R: Read>(
+        &mut self,
+        format: &Format,
+        record: &Records<R>,
+        line_no: u64,
+    ) -> Result<(), Stop> {
         match format {
-            Format::Lines => self.columns[0].push(parse_number(line, line_no, 1, None)?),
+            Format::Lines if record.len() == 1 => {
+                self.columns[0].push(parse_number(record.field(0), line_no, 1, None)?)
+            }
+            // A decimal comma, or several numbers on a line: not a number.
+            Format::Lines => {
+                return Err(usage(format!(
+                    "line {line_no}, column 1: invalid number '{}'",
+                    joined(record)
+                )))
+            }
             Format::Csv { fields, names } => {
-                let mut found = 0;
-                for (i, field) in line.split(',').enumerate() {
-                    if let Some(&Some(v)) = fields.get(i) {
-                        let x = parse_number(field, line_no, i + 1, Some(&names[i]));
-                        // Keep the columns the same length when the row is refused.
-                        if let Err(e) = x {
-                            for c in &mut self.columns {
-                                c.truncate(self.lines.len());
-                            }
-                            return Err(e);
-                        }
-                        self.columns[v].extend(x);
-                        found += 1;
-                    }
-                }
-                if found < self.columns.len() {
-                    for c in &mut self.columns {
-                        c.truncate(self.lines.len());
-                    }
-                    let count = line.split(',').count();
+                if record.len() != names.len() {
                     return Err(usage(format!(
-                        "line {line_no}: {count} column{} where the header has {}",
-                        if count == 1 { "" } else { "s" },
+                        "line {line_no}: {} column{} where the header has {}",
+                        record.len(),
+                        if record.len() == 1 { "" } else { "s" },
                         names.len()
                     )));
+                }
+                for (i, (field, var)) in record.iter().zip(fields).enumerate() {
+                    if let Some(v) = *var {
+                        match parse_number(field, line_no, i + 1, Some(&names[i])) {
+                            Ok(x) => self.columns[v].push(x),
+                            Err(e) => {
+                                // Keep the columns the same length when the row is refused.
+                                for c in &mut self.columns {
+                                    c.truncate(self.lines.len());
+                                }
+                                return Err(e);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -290,7 +436,7 @@ impl Batch {
 fn map(
     program: &calc_host::expr::Program,
     vars: &[String],
-    reader: &mut BufReader<Counting<Box<dyn Read>>>,
+    reader: &mut Records<Counting<Box<dyn Read>>>,
     out: &mut impl Write,
     progress: &mut Progress,
 ) -> Result<(), Stop> {
@@ -301,31 +447,30 @@ fn map(
         results: Vec::with_capacity(BATCH_ROWS),
         done: 0,
     };
-    let mut buf = Vec::new();
-    let mut line_no = 0u64;
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| usage(format!("reading the input: {e}")))?;
-        if n == 0 {
-            return batch.flush(program, out);
-        }
-        line_no += 1;
-        let pushed = match std::str::from_utf8(&buf).map(str::trim) {
-            Err(_) => Err(usage(format!("line {line_no}: not UTF-8"))),
-            Ok("") => Ok(()),
-            Ok(line) => match &format {
-                Some(f) => batch.push(f, line, line_no),
-                None => detect(vars, line, line_no).and_then(|f| {
+        let line_no = match reader.next() {
+            Ok(Some(line_no)) => line_no,
+            Ok(None) => return batch.flush(program, out),
+            Err(stop) => {
+                batch.flush(program, out)?;
+                return Err(stop);
+            }
+        };
+        let record = &*reader;
+        let pushed = if is_blank(record) {
+            Ok(())
+        } else {
+            match &format {
+                Some(f) => batch.push(f, record, line_no),
+                None => detect(vars, record, line_no).and_then(|f| {
                     let first = match f {
-                        Format::Lines => batch.push(&f, line, line_no),
+                        Format::Lines => batch.push(&f, record, line_no),
                         Format::Csv { .. } => Ok(()),
                     };
                     format = Some(f);
                     first
                 }),
-            },
+            }
         };
         if let Err(stop) = pushed {
             // The rows before the bad line come first, and so does an error in them.
@@ -334,28 +479,32 @@ fn map(
         }
         if batch.lines.len() >= BATCH_ROWS {
             batch.flush(program, out)?;
-            progress.update(reader.get_ref().bytes, batch.done);
+            progress.update(reader.input.get_ref().bytes, batch.done);
         }
     }
 }
 
-/// Decides the format from the first non-blank line: CSV with this header when the expression
-/// has several variables, the line holds a comma, or it is exactly the one variable's name;
-/// otherwise one number per line.
-fn detect(vars: &[String], line: &str, line_no: u64) -> Result<Format, Stop> {
-    if vars.len() == 1 && !line.contains(',') && unquote(line) != vars[0] {
+/// Decides the format from the first non-blank record: CSV with this header when the
+/// expression has several variables, the record has several fields, or it is exactly the one
+/// variable's name; otherwise one number per line.
+fn detect<R: Read>(vars: &[String], record: &Records<R>, line_no: u64) -> Result<Format, Stop> {
+    if vars.len() == 1 && record.len() == 1 && record.field(0).trim_ascii() != vars[0].as_bytes() {
         return Ok(Format::Lines);
     }
-    let names: Vec<String> = line.split(',').map(|f| unquote(f).to_string()).collect();
+    let names: Vec<String> = record
+        .iter()
+        .map(|f| text(f.trim_ascii()).into_owned())
+        .collect();
     let mut fields = vec![None; names.len()];
     for (v, var) in vars.iter().enumerate() {
         match names.iter().position(|n| n == var) {
             Some(i) => fields[i] = Some(v),
             None if names.iter().all(|n| n.parse::<f64>().is_ok()) => {
+                let wanted = vars.join(", ");
+                let found = joined(record);
                 return Err(usage(format!(
-                    "line {line_no}: the input needs a header row naming its columns ({}), found '{line}'",
-                    vars.join(", ")
-                )))
+                    "line {line_no}: the input needs a header row naming its columns ({wanted}), found '{found}'"
+                )));
             }
             None => {
                 return Err(usage(format!(
