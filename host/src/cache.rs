@@ -1,7 +1,9 @@
 //! A cache of plugin metadata, so that listing plugins does not have to open them.
 //!
 //! Each entry is keyed by a library file's canonical path, size, modification time (ns) and
-//! inode, and holds what validation made of that file: its [`PluginInfo`], or the refusal. An
+//! inode, and holds what validation made of that file: its [`PluginInfo`], or the refusal; and
+//! whether the plugin started (`init`), with a fingerprint of the settings it started with
+//! ([`start_fingerprint`]). An
 //! entry whose key no longer matches the file is stale and the file is validated again
 //! ([`loader::inspect`]: `dlopen`, descriptor checks, no `init`). A fresh entry is used as is:
 //! the file is not opened at all, only `stat`ed.
@@ -20,7 +22,9 @@
 //! tick, to the same size and inode, would keep the key), as Git does for "racily clean" entries.
 //!
 //! [`Listing`] is what `calc plugins list` prints: built from a [`PluginManager`] that loaded
-//! the directories, or by [`Listing::scan`] from this cache without initialising any plugin.
+//! the directories, or by [`Listing::scan`] from this cache, which starts only the plugins it
+//! has no recorded successful start of (so that a plugin whose `init` fails is never listed as
+//! enabled).
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -126,6 +130,28 @@ struct Entry {
     /// When the file was validated, nanoseconds since the Unix epoch.
     checked_ns: i64,
     verdict: Verdict,
+    /// The last recorded start of this version of the file, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<StartRecord>,
+}
+
+/// What starting a plugin (`init`) gave, and under which settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StartRecord {
+    /// [`start_fingerprint`] of the settings it was started with.
+    settings: u64,
+    /// Why its `init` refused to start; `None` when it started.
+    refused: Option<Refusal>,
+}
+
+/// Identifies what, besides the file, decides how plugin `name` starts: its configuration values
+/// (`[plugins.NAME.config]`) and whether it runs isolated. A recorded start counts only for the
+/// same fingerprint.
+pub fn start_fingerprint(settings: &Settings, name: &str) -> u64 {
+    let config = settings.plugin_config.get(name);
+    let isolated = settings.isolation.isolates(name);
+    let bytes = serde_json::to_vec(&(config, isolated)).expect("JSON of plain data");
+    crate::manager::rollout_hash(&bytes)
 }
 
 impl Entry {
@@ -155,6 +181,9 @@ pub struct CacheStats {
     /// Files validated (`dlopen`ed): misses, stale entries, and files that cannot be cached
     /// (not a regular file, path not UTF-8, refused by the dynamic loader).
     pub inspections: u64,
+    /// Plugins started (`init`) by [`Listing::scan`] because no start of their file with the
+    /// same settings was recorded.
+    pub starts: u64,
 }
 
 /// The plugin metadata cache (see the [module docs](self)).
@@ -290,6 +319,7 @@ impl MetadataCache {
                     stamp,
                     checked_ns,
                     verdict: verdict.clone(),
+                    started: None,
                 },
             );
             self.dirty = true;
@@ -304,6 +334,61 @@ impl MetadataCache {
         match loader::inspect(path) {
             Ok(info) => Verdict::Valid(info),
             Err(e) => Verdict::Refused(Refusal::from(&e)),
+        }
+    }
+
+    /// The last recorded start of the plugin whose canonical path is `path`, if it was made
+    /// with settings fingerprint `settings` ([`start_fingerprint`]): `Ok` when it started,
+    /// the refusal when its `init` failed. `None` when no such start is recorded (or the file
+    /// has no entry).
+    pub fn last_start(&self, path: &Path, settings: u64) -> Option<Result<(), Refusal>> {
+        let record = self.file.entries.get(path.to_str()?)?.started.as_ref()?;
+        (record.settings == settings).then(|| match &record.refused {
+            None => Ok(()),
+            Some(refusal) => Err(refusal.clone()),
+        })
+    }
+
+    /// Records how starting the plugin whose canonical path is `path` went, with settings
+    /// fingerprint `settings`: started (`Ok`), or refused by its `init` (an
+    /// [`LoadError::InitFailed`], also as reported by a runner). Other errors depend on more
+    /// than the file and the settings and are not recorded (nor is anything for a file without
+    /// an entry). Returns whether it recorded.
+    pub fn record_start(
+        &mut self,
+        path: &Path,
+        settings: u64,
+        outcome: Result<(), &LoadError>,
+    ) -> bool {
+        let refused = match outcome {
+            Ok(()) => None,
+            Err(e) if e.kind() == "init_failed" => Some(Refusal::from(e)),
+            Err(_) => return false,
+        };
+        let Some(entry) = path.to_str().and_then(|k| self.file.entries.get_mut(k)) else {
+            return false;
+        };
+        let record = Some(StartRecord { settings, refused });
+        if entry.started != record {
+            entry.started = record;
+            self.dirty = true;
+        }
+        true
+    }
+
+    /// Records the starts `manager` made (it loaded the plugins of directories this cache
+    /// lists): each loaded plugin started, each `init` that failed (see
+    /// [`Self::record_start`]).
+    pub fn record_starts(&mut self, manager: &PluginManager) {
+        let settings = manager.settings();
+        for p in manager.plugins() {
+            self.record_start(&p.path, start_fingerprint(settings, &p.name), Ok(()));
+        }
+        for f in manager.failures() {
+            if let Some(name) = f.error.plugin_name() {
+                let fingerprint = start_fingerprint(settings, name);
+                self.record_start(&f.path, fingerprint, Err(&f.error));
+            }
         }
     }
 
@@ -385,6 +470,9 @@ pub struct ListedFailure {
     pub kind: String,
     /// The one-line reason.
     pub error: String,
+    /// The plugin's name, when it described itself before it failed
+    /// ([`LoadError::plugin_name`]).
+    pub plugin: Option<String>,
 }
 
 impl From<&LoadError> for ListedFailure {
@@ -393,6 +481,7 @@ impl From<&LoadError> for ListedFailure {
             path: e.path().to_path_buf(),
             kind: e.kind().to_string(),
             error: e.to_string(),
+            plugin: e.plugin_name().map(str::to_string),
         }
     }
 }
@@ -411,6 +500,8 @@ pub struct Listing {
     pub conflicts: Vec<Conflict>,
     /// Operation name to the plugin that serves it.
     serving: HashMap<String, String>,
+    /// What the listing knows of plugins, for [`Settings::notices`].
+    known: crate::config::KnownPlugins,
 }
 
 impl Listing {
@@ -430,21 +521,31 @@ impl Listing {
                 .iter()
                 .map(|f| ListedFailure {
                     path: f.path.clone(),
-                    kind: f.error.kind().to_string(),
-                    error: f.error.to_string(),
+                    ..ListedFailure::from(&f.error)
                 })
                 .collect(),
             conflicts: manager.conflicts().to_vec(),
             serving,
+            known: manager.known_plugins(),
         }
+    }
+
+    /// What the listing knows of plugins (enabled, disabled, failed, operations and who serves
+    /// them), to warn about settings that name none of them ([`Settings::notices`]).
+    pub fn known_plugins(&self) -> &crate::config::KnownPlugins {
+        &self.known
     }
 
     /// The listing of `dirs` (each with whether its absence is reported), as a
     /// [`PluginManager`] with `settings` would load them (file-name order, duplicate names,
-    /// version ranges, disabled plugins, provider order and conflicts), but from `cache`: no
-    /// plugin is initialised, and files with a fresh cache entry are not even opened. Plugins
-    /// whose `init` would fail are therefore listed as enabled. Entries of files deleted from
-    /// `dirs` are dropped from the cache.
+    /// version ranges, disabled plugins, provider order and conflicts), but from `cache`: files
+    /// with a fresh cache entry are not opened. An enabled plugin is listed as enabled only when
+    /// the cache records that this version of its file started with the same settings
+    /// ([`start_fingerprint`]); otherwise it is started once, as the manager would (in process
+    /// or isolated, with its configuration values), shut down again, and the outcome recorded:
+    /// a plugin whose `init` fails is listed as a failure, as by [`Self::from_manager`], and is
+    /// started again by the next scan (so a fixed configuration or environment shows at once).
+    /// Entries of files deleted from `dirs` are dropped from the cache.
     pub fn scan(dirs: &[(PathBuf, bool)], settings: &Settings, cache: &mut MetadataCache) -> Self {
         let mut scan = Scan {
             settings,
@@ -495,11 +596,12 @@ impl Listing {
                     continue;
                 }
                 match cache.validate_in(file, canonical_dir.as_deref()) {
-                    Verdict::Valid(info) => scan.admit(info),
+                    Verdict::Valid(info) => scan.admit(info, cache),
                     Verdict::Refused(r) => scan.listing.failures.push(ListedFailure {
                         path: r.path,
                         kind: r.kind,
                         error: r.message,
+                        plugin: None,
                     }),
                 }
             }
@@ -513,11 +615,39 @@ impl Listing {
             }
         }
         let mut listing = scan.listing;
-        listing.serving = scan
+        let serving: Vec<(bool, String, String)> = scan
             .slots
             .into_iter()
-            .filter(|((is_symbol, _), providers)| !is_symbol && !providers.is_empty())
-            .map(|((_, key), mut providers)| (key, providers.swap_remove(0).1))
+            .filter(|(_, providers)| !providers.is_empty())
+            .map(|((is_symbol, key), mut providers)| (is_symbol, key, providers.swap_remove(0).1))
+            .collect();
+        let names = |plugins: &[PluginInfo]| plugins.iter().map(|p| p.name.clone()).collect();
+        listing.known = crate::config::KnownPlugins {
+            enabled: names(&listing.plugins),
+            disabled: names(&listing.disabled),
+            failed: listing
+                .failures
+                .iter()
+                .filter_map(|f| f.plugin.clone())
+                .collect(),
+            operations: listing
+                .plugins
+                .iter()
+                .chain(&listing.disabled)
+                .flat_map(|p| &p.operations)
+                .flat_map(|op| {
+                    std::iter::once(op.name.clone()).chain(op.symbol().map(str::to_string))
+                })
+                .collect(),
+            serving: serving
+                .iter()
+                .map(|(_, key, plugin)| (key.clone(), plugin.clone()))
+                .collect(),
+        };
+        listing.serving = serving
+            .into_iter()
+            .filter(|(is_symbol, _, _)| !is_symbol)
+            .map(|(_, key, plugin)| (key, plugin))
             .collect();
         listing
     }
@@ -547,8 +677,35 @@ impl Scan<'_> {
         self.listing.failures.push(ListedFailure::from(e));
     }
 
-    /// What `PluginManager::admit` and `try_load` do with a validated plugin.
-    fn admit(&mut self, info: PluginInfo) {
+    /// Whether the enabled plugin `info` starts: from the start `cache` recorded, else by
+    /// starting it now (see [`Listing::scan`]). On failure, the failure is listed.
+    fn starts(&mut self, info: &PluginInfo, cache: &mut MetadataCache) -> bool {
+        let fingerprint = start_fingerprint(self.settings, &info.name);
+        let refusal = match cache.last_start(&info.path, fingerprint) {
+            Some(Ok(())) => return true,
+            // A recorded refusal is not trusted: `init` may depend on more than the file and
+            // the settings, and failures are rare, so it runs again.
+            Some(Err(_)) | None => {
+                cache.stats.starts += 1;
+                let mut manager = PluginManager::with_settings(self.settings.clone());
+                let started = manager.load_file(&info.path).map(|_| ());
+                cache.record_start(&info.path, fingerprint, started);
+                match started {
+                    Ok(()) => return true,
+                    Err(e) => ListedFailure::from(e),
+                }
+            }
+        };
+        self.listing.failures.push(ListedFailure {
+            plugin: Some(info.name.clone()),
+            ..refusal
+        });
+        false
+    }
+
+    /// What `PluginManager::admit` and `try_load` do with a validated plugin, starting it if
+    /// `cache` has no record that it starts.
+    fn admit(&mut self, info: PluginInfo, cache: &mut MetadataCache) {
         if let Some(other) = self.names.get(&info.name) {
             let e = LoadError::DuplicatePlugin {
                 path: info.path.clone(),
@@ -568,11 +725,17 @@ impl Scan<'_> {
                 return self.fail(&e);
             }
         }
-        self.names.insert(info.name.clone(), info.path.clone());
         if self.settings.disabled.contains(&info.name) {
+            self.names.insert(info.name.clone(), info.path.clone());
             self.listing.disabled.push(info);
             return;
         }
+        // A plugin that fails to start takes no name and no place in the load order, as in
+        // the manager.
+        if !self.starts(&info, cache) {
+            return;
+        }
+        self.names.insert(info.name.clone(), info.path.clone());
         self.loads += 1;
         let load_rank = LOAD_RANKS + self.loads;
         for op in &info.operations {
@@ -670,6 +833,7 @@ mod tests {
                 kind: "k".into(),
                 message: "m".into(),
             }),
+            started: None,
         };
         assert!(entry(10, 10).racy());
         assert!(entry(10, 10 + RACY_WINDOW.as_nanos() as i64).racy());

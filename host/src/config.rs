@@ -130,6 +130,53 @@ struct RolloutSection {
     percent: f64,
 }
 
+/// What a setting does with the name it holds (see [`Mention`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MentionRole {
+    /// The plugin is disabled: `--disable NAME`, `[plugins.NAME] enabled = false`.
+    Disable,
+    /// The plugin wins conflicts: `--prefer NAME`, `prefer = [...]`.
+    Prefer,
+    /// The plugin gets other settings: a `[plugins.NAME]` section, `[versions] NAME`.
+    Configure,
+    /// The plugin serves this operation: `[operations.OP] provider`.
+    Provider(String),
+    /// The plugin is the rollout candidate of this operation: `[operations.OP] rollout`.
+    Candidate(String),
+    /// The name is an operation name or infix symbol, not a plugin: `[operations.NAME]`.
+    Operation,
+}
+
+/// A name the settings hold and where it came from, so that a name that matches no plugin
+/// (or, for [`MentionRole::Operation`], no operation) is reported naming the place (see
+/// [`Settings::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    /// The plugin (or operation) name.
+    pub name: String,
+    /// What the setting does with it.
+    pub role: MentionRole,
+    /// Where it came from, as shown in a warning: `--disable sbu`, or the file and the key,
+    /// `calc.toml: [plugins.sbu]`.
+    pub place: String,
+}
+
+/// What is known of the plugins found, for [`Settings::notices`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownPlugins {
+    /// Plugins loaded or known (validated, to be started on first use).
+    pub enabled: BTreeSet<String>,
+    /// Plugins the settings disable.
+    pub disabled: BTreeSet<String>,
+    /// Plugins that described themselves and then failed (e.g. their `init` refused).
+    pub failed: BTreeSet<String>,
+    /// Every operation name and infix symbol some enabled or disabled plugin provides.
+    pub operations: BTreeSet<String>,
+    /// The plugin serving each operation name or infix symbol.
+    pub serving: BTreeMap<String, String>,
+}
+
 /// A candidate implementation serving a share of evaluations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
@@ -161,6 +208,9 @@ pub struct Settings {
     /// Which plugins run in a runner process, and their limits (`[isolation]`, see
     /// `docs/ISOLATION.md`).
     pub isolation: IsolationSettings,
+    /// Where the names above came from ([`Settings::parse`] and the CLI record them), for
+    /// [`Settings::notices`].
+    pub mentions: Vec<Mention>,
 }
 
 /// Process isolation settings (`[isolation]`, and `isolate`/`timeout_ms` in `[plugins.NAME]`).
@@ -235,11 +285,15 @@ impl Settings {
             field,
             reason,
         };
+        let at = path.display();
         let mut settings = Settings {
             plugin_dirs: file.plugin_dirs,
             prefer: file.prefer,
             ..Settings::default()
         };
+        for name in settings.prefer.clone() {
+            settings.mention(&name, MentionRole::Prefer, format!("{at}: prefer"));
+        }
         settings.trust.allow_insecure_permissions = file.trust.allow_insecure_permissions;
         settings.trust.allow_symlinks = file.trust.allow_symlinks;
         for (i, key) in file.trust.keys.iter().enumerate() {
@@ -264,9 +318,13 @@ impl Settings {
         }
         settings.isolation.runner = iso.runner;
         for (name, section) in file.plugins {
-            if section.enabled == Some(false) {
+            let role = if section.enabled == Some(false) {
                 settings.disabled.insert(name.clone());
-            }
+                MentionRole::Disable
+            } else {
+                MentionRole::Configure
+            };
+            settings.mention(&name, role, format!("{at}: [plugins.{name}]"));
             if let Some(on) = section.isolate {
                 settings.isolation.plugins.insert(name.clone(), on);
             }
@@ -309,10 +367,19 @@ impl Settings {
                     format!("{req:?} is not a semver requirement: {e}"),
                 )
             })?;
+            let place = format!("{at}: [versions] {name}");
+            settings.mention(&name, MentionRole::Configure, place);
             settings.versions.insert(name, parsed);
         }
         for (op, section) in file.operations {
+            settings.mention(
+                &op,
+                MentionRole::Operation,
+                format!("{at}: [operations.{op}]"),
+            );
             if let Some(provider) = section.provider {
+                let place = format!("{at}: [operations.{op}] provider");
+                settings.mention(&provider, MentionRole::Provider(op.clone()), place);
                 settings.providers.insert(op.clone(), provider);
             }
             if let Some(r) = section.rollout {
@@ -322,6 +389,8 @@ impl Settings {
                         format!("{} is not between 0 and 100", r.percent),
                     ));
                 }
+                let place = format!("{at}: [operations.{op}] rollout candidate");
+                settings.mention(&r.candidate, MentionRole::Candidate(op.clone()), place);
                 settings.rollouts.insert(
                     op,
                     Rollout {
@@ -332,6 +401,94 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// Records where a name came from (see [`Mention`]); the CLI records its flags this way.
+    pub fn mention(&mut self, name: &str, role: MentionRole, place: String) {
+        self.mentions.push(Mention {
+            name: name.to_string(),
+            role,
+            place,
+        });
+    }
+
+    /// Every name the settings hold, with where it came from: the recorded [`Mention`]s, and
+    /// for names set in code without one, the field they are in (`settings: prefer`).
+    pub fn all_mentions(&self) -> Vec<Mention> {
+        let mut all = self.mentions.clone();
+        let mut add = |name: &str, role: MentionRole, place: String| {
+            if !all.iter().any(|m| m.name == name && m.role == role) {
+                all.push(Mention {
+                    name: name.to_string(),
+                    role,
+                    place,
+                });
+            }
+        };
+        for name in &self.prefer {
+            add(name, MentionRole::Prefer, "settings: prefer".into());
+        }
+        for name in &self.disabled {
+            add(name, MentionRole::Disable, "settings: disabled".into());
+        }
+        for (op, name) in &self.providers {
+            let place = format!("settings: provider of {op}");
+            add(name, MentionRole::Provider(op.clone()), place);
+        }
+        for (op, r) in &self.rollouts {
+            let place = format!("settings: rollout candidate of {op}");
+            add(&r.candidate, MentionRole::Candidate(op.clone()), place);
+        }
+        all
+    }
+
+    /// One warning per name in the settings that matches no plugin (or operation) in `known`,
+    /// naming the name and where it came from, e.g. `--disable sbu: no plugin named sbu (did
+    /// you mean sub?)`; and per preferred plugin, provider or rollout candidate that is
+    /// disabled or failed, saying who serves instead. A disabled or failed plugin named by
+    /// another setting is not warned about (its state is reported already).
+    pub fn notices(&self, known: &KnownPlugins) -> Vec<String> {
+        // Who serves instead; unsaid for a plugin known but not started yet (lazy loading).
+        let serving = |op: &str| match known.serving.get(op) {
+            Some(p) => format!("; {op} is served by {p}"),
+            None if known.operations.contains(op) => String::new(),
+            None => format!("; no plugin provides {op}"),
+        };
+        let mut out: Vec<String> = Vec::new();
+        for m in self.all_mentions() {
+            let name = &m.name;
+            let line = if m.role == MentionRole::Operation {
+                if known.operations.contains(name) {
+                    continue;
+                }
+                format!("{}: no plugin provides an operation named {name}", m.place)
+            } else {
+                let (why, missing) = if known.enabled.contains(name) {
+                    continue;
+                } else if known.disabled.contains(name) {
+                    (format!("plugin {name} is disabled"), false)
+                } else if known.failed.contains(name) {
+                    (format!("plugin {name} failed to load"), false)
+                } else {
+                    (
+                        format!("no plugin named {name}{}", did_you_mean(name, known)),
+                        true,
+                    )
+                };
+                match &m.role {
+                    MentionRole::Provider(op) | MentionRole::Candidate(op) => {
+                        format!("{}: {why}{}", m.place, serving(op))
+                    }
+                    MentionRole::Prefer => format!("{}: {why}", m.place),
+                    _ if missing => format!("{}: {why}", m.place),
+                    _ => continue,
+                }
+            };
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+        out
     }
 
     /// How strongly these settings want `plugin` to serve an operation known by `keys` (its
@@ -381,6 +538,20 @@ impl Settings {
             .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
             .map(|d| d.join("calc/config.toml"))
     }
+}
+
+/// ` (did you mean NAME?)` for the known plugin closest to `name`, when one is close.
+fn did_you_mean(name: &str, known: &KnownPlugins) -> String {
+    known
+        .enabled
+        .iter()
+        .chain(&known.disabled)
+        .chain(&known.failed)
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(edits, _)| *edits <= (name.chars().count() / 3).max(1))
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -505,6 +676,36 @@ mod tests {
             e,
             "calc.toml: invalid configuration: isolation.start_timeout_ms: must be more than 0"
         );
+    }
+
+    #[test]
+    fn names_that_match_no_plugin_are_reported_with_their_place() {
+        let s = parse(
+            "prefer = [\"pwo\"]\n[plugins.sbu]\n[versions]\nsub = \"^1\"\n\
+             [operations.pow]\nprovider = \"off\"\n",
+        )
+        .unwrap();
+        let known = KnownPlugins {
+            enabled: ["sub".to_string(), "pow".to_string()].into(),
+            disabled: ["off".to_string()].into(),
+            operations: ["pow".to_string()].into(),
+            serving: [("pow".to_string(), "pow".to_string())].into(),
+            ..KnownPlugins::default()
+        };
+        assert_eq!(
+            s.notices(&known),
+            [
+                "calc.toml: prefer: no plugin named pwo (did you mean pow?)",
+                "calc.toml: [plugins.sbu]: no plugin named sbu (did you mean sub?)",
+                "calc.toml: [operations.pow] provider: plugin off is disabled; pow is served by pow",
+            ]
+        );
+        // Names set in code name their field.
+        let s = Settings {
+            prefer: vec!["zzz".into()],
+            ..Settings::default()
+        };
+        assert_eq!(s.notices(&known), ["settings: prefer: no plugin named zzz"]);
     }
 
     #[test]

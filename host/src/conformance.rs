@@ -13,6 +13,12 @@
 //! among its minimum and minimum + 1 (up to 3 operands; larger counts use a few patterns). Each
 //! input is called twice and the results compared; then the whole input list runs on
 //! [`THREADS`] threads at once and every result is compared with the single-threaded one.
+//!
+//! Configuration: the plugin is started with the values the host would give it
+//! (`[plugins.NAME.config]`, see `docs/CONFIG.md`): [`check_with_config`] writes them as JSON to
+//! the worker's standard input (`conformance-worker --config-stdin`), so a plugin whose `init`
+//! refuses the configured values fails the check with a `load` finding, as it would fail to
+//! load.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -365,7 +371,7 @@ impl Tally {
 pub fn inputs(min: u32, max: Option<u32>) -> Vec<Vec<f64>> {
     let min = min as usize;
     let mut counts = vec![min];
-    if max.map_or(true, |m| m as usize > min) {
+    if max.is_none_or(|m| m as usize > min) {
         counts.push(min + 1);
     }
     let mut inputs = Vec::new();
@@ -547,14 +553,26 @@ fn exercise(op: &OpHandle, out: &mut Emitter) -> std::io::Result<()> {
     })
 }
 
-/// The conformance worker (`calc plugins conformance-worker FILE`): loads the plugin (with an
-/// empty configuration), exercises every operation and writes JSON lines to standard output.
+/// Configuration values by plugin name, then key: what [`crate::config::Settings::plugin_config`]
+/// holds.
+pub type PluginConfig = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The conformance worker (`calc plugins conformance-worker FILE`): loads the plugin with an
+/// empty configuration, exercises every operation and writes JSON lines to standard output.
 /// Returns the process exit status: 0 when done, 3 when the plugin did not load.
 pub fn worker(path: &Path) -> u8 {
+    worker_with_config(path, &PluginConfig::new())
+}
+
+/// As [`worker`], the plugin started with its values in `config` (none when `config` has no
+/// entry for its name).
+pub fn worker_with_config(path: &Path, config: &PluginConfig) -> u8 {
     let mut out = Emitter {
         out: std::io::stdout().lock(),
     };
-    let plugin = match loader::load(path, |_| Ok(BTreeMap::new())) {
+    let plugin = match loader::load(path, |info| {
+        Ok(config.get(&info.name).cloned().unwrap_or_default())
+    }) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             let _ = out.emit(&Event::Load {
@@ -623,7 +641,7 @@ fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Option<ExitStatus
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
-            Ok(None) if deadline.map_or(true, |d| Instant::now() < d) => {
+            Ok(None) if deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Ok(None) | Err(_) => return None,
@@ -631,20 +649,33 @@ fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Option<ExitStatus
     }
 }
 
-/// Checks the plugin at `file` by running `exe plugins conformance-worker FILE` (`exe` is the
-/// `calc` executable) and reading its report.
+/// Checks the plugin at `file`, started with no configuration values: see
+/// [`check_with_config`].
+pub fn check(exe: &Path, file: &Path, timeout: Duration) -> ConformanceReport {
+    check_with_config(exe, file, timeout, &PluginConfig::new())
+}
+
+/// Checks the plugin at `file` by running `exe plugins conformance-worker --config-stdin FILE`
+/// (`exe` is the `calc` executable) and reading its report. The worker starts the plugin with
+/// its values in `config` (by plugin name, as the host would), which it reads from its standard
+/// input.
 ///
 /// `timeout` bounds the time the worker may go without progress (between two inputs, or for
 /// the whole multi-thread pass of one operation): past it the worker is killed and the input it
 /// was calling reported as a `hang`. A worker killed by a signal is reported as a `crash` with
 /// the input it was calling, one that exits before finishing as an `exit`.
-pub fn check(exe: &Path, file: &Path, timeout: Duration) -> ConformanceReport {
+pub fn check_with_config(
+    exe: &Path,
+    file: &Path,
+    timeout: Duration,
+    config: &PluginConfig,
+) -> ConformanceReport {
     let mut report = ConformanceReport::new(file);
     let spawned = Command::new(exe)
-        .args(["plugins", "conformance-worker", "--"])
+        .args(["plugins", "conformance-worker", "--config-stdin", "--"])
         .arg(file)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
@@ -661,6 +692,12 @@ pub fn check(exe: &Path, file: &Path, timeout: Duration) -> ConformanceReport {
         }
     };
 
+    // The worker reads all of its input before it loads the plugin. Should it be gone already,
+    // its exit is what the report shows.
+    if let Some(mut stdin) = child.stdin.take() {
+        let json = serde_json::to_vec(config).expect("JSON of plain data");
+        let _ = stdin.write_all(&json);
+    }
     let stdout = child.stdout.take().expect("stdout is piped");
     let (lines_tx, lines) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {

@@ -339,6 +339,18 @@ impl LoadError {
         }
     }
 
+    /// The name of the plugin the error is about, when the plugin described itself before it
+    /// failed (`init` refused, version outside the configured range, duplicate name).
+    pub fn plugin_name(&self) -> Option<&str> {
+        match self {
+            LoadError::InitFailed { plugin, .. } | LoadError::VersionRequirement { plugin, .. } => {
+                Some(plugin)
+            }
+            LoadError::DuplicatePlugin { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether the trust policy refused the file (permissions, symbolic link, lock file,
     /// signature), as opposed to the file being broken or missing.
     pub fn is_untrusted(&self) -> bool {

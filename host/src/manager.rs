@@ -1361,46 +1361,45 @@ impl PluginManager {
             .map(|s| s.load().primary().plugin().name.clone())
     }
 
-    /// Warnings about settings that name plugins which are not loaded: a configured provider,
-    /// preferred plugin or rollout candidate that is disabled, failed or missing.
+    /// Warnings about names in the settings: each one that matches no plugin (from a flag or
+    /// the config file, named in the warning), and each configured provider, preferred plugin
+    /// or rollout candidate that is disabled or failed (see [`Settings::notices`]).
     pub fn notices(&self) -> Vec<String> {
-        let state = |plugin: &str| -> Option<&'static str> {
-            if self.plugins().any(|p| p.name == plugin) || self.known().any(|p| p.name == plugin) {
-                None
-            } else if self.disabled.iter().any(|p| p.name == plugin) {
-                Some("is disabled")
-            } else {
-                Some("is not loaded (missing or failed)")
-            }
+        self.settings.notices(&self.known_plugins())
+    }
+
+    /// What this manager knows of plugins, for [`Settings::notices`].
+    pub fn known_plugins(&self) -> crate::config::KnownPlugins {
+        let names = |it: &mut dyn Iterator<Item = &PluginInfo>| {
+            it.map(|p| p.name.clone())
+                .collect::<std::collections::BTreeSet<_>>()
         };
-        let serving = |op: &str| match self.by_name.get(op).or_else(|| self.by_symbol.get(op)) {
-            Some(s) => format!("{op} is served by {}", s.load().primary().plugin().name),
-            None => format!("no plugin provides {op}"),
-        };
-        let mut out = Vec::new();
-        for (op, plugin) in &self.settings.providers {
-            if let Some(why) = state(plugin) {
-                out.push(format!(
-                    "configured provider {plugin} of {op} {why}; {}",
-                    serving(op)
-                ));
-            }
+        let operations = self
+            .listed()
+            .flat_map(|p| &p.operations)
+            .flat_map(|op| std::iter::once(op.name.clone()).chain(op.symbol().map(str::to_string)))
+            .collect();
+        let serving = self
+            .by_name
+            .iter()
+            .chain(&self.by_symbol)
+            .filter_map(|(key, slot)| {
+                let slot = slot.load();
+                let first = slot.providers().first()?;
+                Some((key.clone(), first.handle().plugin().name.clone()))
+            })
+            .collect();
+        crate::config::KnownPlugins {
+            enabled: names(&mut self.plugins().chain(self.known())),
+            disabled: names(&mut self.disabled.iter()),
+            failed: self
+                .failures
+                .iter()
+                .filter_map(|f| f.error.plugin_name().map(str::to_string))
+                .collect(),
+            operations,
+            serving,
         }
-        for (op, r) in &self.settings.rollouts {
-            if let Some(why) = state(&r.candidate) {
-                out.push(format!(
-                    "rollout candidate {} of {op} {why}; {}",
-                    r.candidate,
-                    serving(op)
-                ));
-            }
-        }
-        for plugin in &self.settings.prefer {
-            if let Some(why) = state(plugin) {
-                out.push(format!("preferred plugin {plugin} {why}"));
-            }
-        }
-        out
     }
 
     /// The primary implementation of operation `name`, or failing that of the infix operator

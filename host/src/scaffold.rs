@@ -33,8 +33,10 @@ pub struct Scaffold {
     pub name: String,
     /// The project folder to create; it must not exist or be empty.
     pub dir: PathBuf,
-    /// The calc source tree: the folder holding `include/calc_plugin.h` and `sdk/`. The
-    /// generated build files refer to it by absolute path.
+    /// Where the calc headers and SDK are: a calc source tree (`include/calc_plugin.h`,
+    /// `sdk/`, `docs/`) or an installation prefix (`include/calc_plugin.h`,
+    /// `share/calc/sdk/`, `share/doc/calc/`, as `cargo xtask install` lays it out; see
+    /// [`SdkLayout`]). The generated build files refer to it by absolute path.
     pub sdk_root: PathBuf,
 }
 
@@ -62,8 +64,8 @@ pub enum ScaffoldError {
         /// The path.
         path: PathBuf,
     },
-    /// `sdk_root` is not a usable calc source tree.
-    #[error("{path}: not a usable calc source tree: {reason}")]
+    /// `sdk_root` is not a usable calc source tree or installation prefix.
+    #[error("{path}: not a usable calc source tree or install prefix: {reason}")]
     InvalidSdkRoot {
         /// The folder given as `sdk_root`.
         path: PathBuf,
@@ -142,8 +144,9 @@ pub fn scaffold(s: &Scaffold) -> Result<Vec<PathBuf>, ScaffoldError> {
     check_dir(&s.dir)?;
 
     let name = s.name.as_str();
+    let layout = SdkLayout::of(&sdk_root);
     let include_dir = sdk_root.join("include");
-    let docs_dir = sdk_root.join("docs");
+    let docs_dir = sdk_root.join(layout.docs_dir());
     let docs = docs_dir.to_string_lossy();
     let files: Vec<(&str, String)> = match s.lang {
         Lang::C => {
@@ -160,7 +163,7 @@ pub fn scaffold(s: &Scaffold) -> Result<Vec<PathBuf>, ScaffoldError> {
             ]
         }
         Lang::Rust => {
-            let sdk_dir = toml_string(&sdk_root.join("sdk").to_string_lossy());
+            let sdk_dir = toml_string(&sdk_root.join(layout.sdk_dir()).to_string_lossy());
             let type_name = rust_type_name(name);
             let vars = [
                 ("{name}", name),
@@ -197,8 +200,70 @@ fn render(template: &str, vars: &[(&str, &str)]) -> String {
         })
 }
 
-/// The absolute, canonical source tree, after checking it has what `lang` needs and that its
-/// path is UTF-8 (it is written into build files).
+/// The two places the headers and the SDK crate can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkLayout {
+    /// A calc source tree: `include/`, `sdk/`, `docs/`.
+    SourceTree,
+    /// An installation prefix (`cargo xtask install --prefix DIR`): `include/`,
+    /// `share/calc/sdk/` (the `calc-sdk` crate as packaged), `share/doc/calc/`.
+    Prefix,
+}
+
+impl SdkLayout {
+    /// The layout of `root`: [`SdkLayout::Prefix`] when it has `share/calc/sdk/`, otherwise a
+    /// source tree.
+    pub fn of(root: &Path) -> SdkLayout {
+        if root.join(PREFIX_SDK_DIR).is_dir() {
+            SdkLayout::Prefix
+        } else {
+            SdkLayout::SourceTree
+        }
+    }
+
+    /// The folder of the `calc-sdk` crate, relative to the root.
+    pub fn sdk_dir(self) -> &'static str {
+        match self {
+            SdkLayout::SourceTree => "sdk",
+            SdkLayout::Prefix => PREFIX_SDK_DIR,
+        }
+    }
+
+    /// The folder of `PLUGIN_GUIDE.md` and `ABI.md`, relative to the root.
+    pub fn docs_dir(self) -> &'static str {
+        match self {
+            SdkLayout::SourceTree => "docs",
+            SdkLayout::Prefix => PREFIX_DOCS_DIR,
+        }
+    }
+}
+
+/// Where an installation prefix keeps the `calc-sdk` crate.
+pub const PREFIX_SDK_DIR: &str = "share/calc/sdk";
+
+/// Where an installation prefix keeps the guides.
+pub const PREFIX_DOCS_DIR: &str = "share/doc/calc";
+
+/// The root `calc new-plugin` uses when `CALC_SDK_ROOT` is not set: the installation prefix of
+/// `exe` (the running `calc`, in `<prefix>/bin/`) when that prefix has the SDK
+/// (`share/calc/sdk/Cargo.toml`), otherwise the source tree this crate was built from.
+pub fn default_sdk_root(exe: Option<&Path>) -> PathBuf {
+    let prefix = exe
+        .and_then(Path::parent)
+        .filter(|bin| bin.file_name().is_some_and(|n| n == "bin"))
+        .and_then(Path::parent);
+    match prefix {
+        Some(prefix) if prefix.join(PREFIX_SDK_DIR).join("Cargo.toml").is_file() => {
+            prefix.to_path_buf()
+        }
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    }
+}
+
+/// The absolute, canonical root, after checking it has what `lang` needs and that its path is
+/// UTF-8 (it is written into build files).
 fn resolve_sdk_root(root: &Path, lang: Lang) -> Result<PathBuf, ScaffoldError> {
     let invalid = |reason: String| ScaffoldError::InvalidSdkRoot {
         path: root.to_path_buf(),
@@ -209,11 +274,13 @@ fn resolve_sdk_root(root: &Path, lang: Lang) -> Result<PathBuf, ScaffoldError> {
         return Err(invalid("the path is not valid UTF-8".into()));
     }
     let needed = match lang {
-        Lang::C => "include/calc_plugin.h",
-        Lang::Rust => "sdk/Cargo.toml",
+        Lang::C => "include/calc_plugin.h".to_string(),
+        Lang::Rust => format!("{}/Cargo.toml", SdkLayout::of(&abs).sdk_dir()),
     };
-    if !abs.join(needed).is_file() {
-        return Err(invalid(format!("{needed} is missing")));
+    if !abs.join(&needed).is_file() {
+        return Err(invalid(format!(
+            "{needed} is missing (set CALC_SDK_ROOT to a calc source tree or install prefix)"
+        )));
     }
     Ok(abs)
 }
@@ -917,6 +984,26 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 3, "found {checked} marked snippets");
+    }
+
+    #[test]
+    fn an_installed_calc_uses_its_prefix_and_falls_back_to_the_source_tree() {
+        let dir = temp("default-root");
+        let source_tree = std::fs::canonicalize(sdk_root()).unwrap();
+        let built_from = |p: PathBuf| std::fs::canonicalize(p).unwrap();
+        // No SDK in the prefix yet: the tree calc was built from.
+        let exe = dir.join("bin/calc");
+        assert_eq!(built_from(default_sdk_root(Some(&exe))), source_tree);
+        assert_eq!(built_from(default_sdk_root(None)), source_tree);
+        std::fs::create_dir_all(dir.join(PREFIX_SDK_DIR)).unwrap();
+        std::fs::write(dir.join(PREFIX_SDK_DIR).join("Cargo.toml"), "").unwrap();
+        assert_eq!(default_sdk_root(Some(&exe)), dir);
+        assert_eq!(SdkLayout::of(&dir), SdkLayout::Prefix);
+        assert_eq!(SdkLayout::of(&source_tree), SdkLayout::SourceTree);
+        // Only an executable in a `bin/` folder has a prefix.
+        let elsewhere = dir.join("calc");
+        assert_eq!(built_from(default_sdk_root(Some(&elsewhere))), source_tree);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

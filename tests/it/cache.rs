@@ -316,30 +316,186 @@ fn the_cached_listing_is_the_listing_without_the_cache() {
             }
         }
     }
-    // The broken corpus: every refusal reads the same; `init` failures only show without the
-    // cache, since listing from the cache starts no plugin.
+    // The broken corpus: every refusal reads the same, the failing `init` included (the
+    // cached listing starts a plugin it has no record of).
     let args = ["--plugin-dir", broken.to_str().unwrap(), "plugins", "list"];
-    let cached = stdout(&calc(&cache_home, &args));
     let mut uncached_args = args.to_vec();
     uncached_args.push("--no-cache");
-    let uncached = stdout(&calc(&cache_home, &uncached_args));
+    let uncached = calc(&cache_home, &uncached_args);
     let init_fails = library_file_name("broken_init_fails");
-    // The same refusals, but for the failing `init` (which then also serves `twice` in the
-    // cached listing).
-    let failed = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| l.starts_with("FAILED ") && !l.contains(&init_fails))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(failed(&cached), failed(&uncached));
-    assert_eq!(failed(&cached).len(), calc_tests::BROKEN_CASES.len());
     assert!(
-        uncached.contains(&format!(
+        stdout(&uncached).contains(&format!(
             "{init_fails}: plugin broken_init_fails refused to start"
         )),
-        "{uncached}"
+        "{}",
+        stdout(&uncached)
     );
-    assert!(cached.contains("broken_init_fails 1.0.0"), "{cached}");
-    assert_ne!(cached, uncached);
+    assert_eq!(
+        stdout(&uncached).matches("FAILED ").count(),
+        calc_tests::BROKEN_CASES.len() + 1
+    );
+    for _ in 0..2 {
+        let cached = calc(&cache_home, &args);
+        assert_eq!(stdout(&cached), stdout(&uncached));
+        assert_eq!(cached.status.code(), Some(3));
+    }
+}
+
+/// A copy of the lifecycle fixture in `dir`, dated an hour ago. Its `init` refuses a `value`
+/// that is not a number, and refuses to start while `LIFECYCLE_REFUSE` is set.
+fn lifecycle_in(dir: &Path) -> PathBuf {
+    let lib = dir.join(library_file_name("lifecycle"));
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/lifecycle.c"),
+        &lib,
+        &[],
+    )
+    .unwrap();
+    set_mtime(&lib, SystemTime::now() - Duration::from_secs(3600));
+    lib
+}
+
+/// `calc plugins list` tells the truth about a plugin whose `init` fails: listed as failed (not
+/// enabled), exit 3, text and JSON, from the cache as without it; and a plugin that starts
+/// under one configuration and not under another is started again when the configuration
+/// changes, though its file did not.
+#[test]
+fn a_plugin_whose_init_fails_is_listed_as_failed_with_and_without_the_cache() {
+    let (dir, cache_home) = setup("init");
+    copy_example(&dir, "add");
+    let lib = lifecycle_in(&dir);
+    let root = dir.parent().unwrap();
+    let (bad, good) = (root.join("bad.toml"), root.join("good.toml"));
+    std::fs::write(&bad, "[plugins.lifecycle.config]\nvalue = \"abc\"\n").unwrap();
+    std::fs::write(&good, "[plugins.lifecycle.config]\nvalue = \"4\"\n").unwrap();
+    let d = dir.to_str().unwrap();
+    let list = |config: &Path, extra: &[&str]| {
+        let mut args = vec!["--plugin-dir", d, "--config", config.to_str().unwrap()];
+        args.extend(["plugins", "list"]);
+        args.extend(extra);
+        calc(&cache_home, &args)
+    };
+    let reason = format!(
+        "FAILED {}: plugin lifecycle refused to start: value: 'abc' is not a number",
+        lib.display()
+    );
+
+    let uncached = list(&bad, &["--no-cache"]);
+    let first = list(&bad, &[]);
+    // Nothing recorded yet: both plugins are started.
+    assert!(
+        cache_stats(&first).contains("starts: 2"),
+        "{}",
+        stderr(&first)
+    );
+    for out in [&uncached, &first, &list(&bad, &[])] {
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(out));
+        assert!(stdout(out).contains(&reason), "{}", stdout(out));
+        assert!(!stdout(out).contains("lifecycle 1.0.0"), "{}", stdout(out));
+        assert!(stdout(out).contains("add 1.0.0"), "{}", stdout(out));
+        assert_eq!(stdout(out), stdout(&uncached));
+    }
+    for extra in [&["--json"][..], &["--json", "--no-cache"]] {
+        let out = list(&bad, extra);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let names: Vec<&str> = v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["add"], "{extra:?}");
+        let failure = &v["failures"][0];
+        assert_eq!(
+            (
+                &failure["status"],
+                &failure["plugin"],
+                &failure["kind"],
+                failure["path"].as_str()
+            ),
+            (
+                &"failed".into(),
+                &"lifecycle".into(),
+                &"init_failed".into(),
+                lib.to_str()
+            ),
+            "{extra:?}"
+        );
+    }
+
+    // Another configuration: started once, then listed from the record without opening it.
+    let fixed = list(&good, &[]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", stdout(&fixed));
+    assert!(
+        stdout(&fixed).contains("lifecycle 1.0.0 (ABI "),
+        "{}",
+        stdout(&fixed)
+    );
+    assert!(
+        cache_stats(&fixed).contains("starts: 1"),
+        "{}",
+        stderr(&fixed)
+    );
+    let warm = list(&good, &[]);
+    assert_eq!(stdout(&warm), stdout(&fixed));
+    assert!(
+        cache_stats(&warm).contains("hits: 2, misses: 0, stale: 0, inspections: 0, starts: 0"),
+        "{}",
+        stderr(&warm)
+    );
+    // Back to the refused value: the record was made with other settings, so it starts again.
+    let again = list(&bad, &[]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(stdout(&again).contains(&reason), "{}", stdout(&again));
+}
+
+/// A plugin recorded as started fails when `eval` starts it (its `init` depends on the
+/// environment): `eval` records that, so the next listing starts it again instead of trusting
+/// the old record.
+#[test]
+fn a_failed_start_in_eval_is_not_listed_as_enabled() {
+    let (dir, cache_home) = setup("init-eval");
+    let lib = lifecycle_in(&dir);
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str], refuse: bool| {
+        let mut cmd = Command::new(calc_binary());
+        cmd.arg("-vv")
+            .args(["--plugin-dir", d])
+            .args(args)
+            .env("XDG_CACHE_HOME", &cache_home)
+            .env_remove("CALC_PLUGIN_PATH")
+            .env_remove("CALC_CONFIG")
+            .env_remove("RUST_LOG");
+        if refuse {
+            cmd.env("LIFECYCLE_REFUSE", "no licence");
+        } else {
+            cmd.env_remove("LIFECYCLE_REFUSE");
+        }
+        cmd.output().expect("calc runs")
+    };
+    let listed = run(&["plugins", "list"], false);
+    assert_eq!(listed.status.code(), Some(0), "{}", stdout(&listed));
+    assert!(stdout(&listed).contains("lifecycle 1.0.0 (ABI "));
+    assert!(cache_stats(&run(&["plugins", "list"], true)).contains("starts: 0"));
+
+    let eval = run(&["eval", "value()"], true);
+    assert_eq!(eval.status.code(), Some(2));
+    let reason = format!(
+        "{}: plugin lifecycle refused to start: LIFECYCLE_REFUSE is set: no licence",
+        lib.display()
+    );
+    assert!(stderr(&eval).contains(&reason), "{}", stderr(&eval));
+
+    let refused = run(&["plugins", "list"], true);
+    assert_eq!(refused.status.code(), Some(3), "{}", stdout(&refused));
+    assert!(
+        stdout(&refused).contains(&format!("FAILED {reason}")),
+        "{}",
+        stdout(&refused)
+    );
+    // Recorded refusals are retried: fixed, it is listed as enabled again.
+    let fixed = run(&["plugins", "list"], false);
+    assert_eq!(fixed.status.code(), Some(0));
+    assert_eq!(stdout(&fixed), stdout(&listed));
 }

@@ -125,17 +125,22 @@ fn plugins_list_shows_failures_and_exits_3() {
         stdout.contains("libbroken_bad_magic.so: not a calc plugin: bad magic"),
         "{stdout}"
     );
-    // Every case but INIT_FAILS, and the garbage file: the listing validates plugins without
-    // starting them (`--no-cache` starts them, and also shows the failing `init`).
+    // Every case, INIT_FAILS included (the cached listing starts what it has no record of),
+    // and the garbage file.
     assert_eq!(
         stdout.matches("FAILED ").count(),
-        calc_tests::BROKEN_CASES.len()
+        calc_tests::BROKEN_CASES.len() + 1
+    );
+    assert!(
+        stdout.contains("plugin broken_init_fails refused to start: init refused: missing licence")
+            && !stdout.contains("broken_init_fails 1.0.0"),
+        "{stdout}"
     );
     let out = run_calc(&["--plugin-dir", dir, "plugins", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["failures"].as_array().unwrap().len(),
-        calc_tests::BROKEN_CASES.len()
+        calc_tests::BROKEN_CASES.len() + 1
     );
     let out = run_calc(&[
         "--plugin-dir",
@@ -261,4 +266,171 @@ fn help_documents_exit_codes() {
     ] {
         assert!(help.contains(line), "{line:?} missing from --help");
     }
+}
+
+/// Text and JSON `plugins list` use one vocabulary: for every plugin the text's `[status]` is
+/// the JSON `status` (enabled, overridden, disabled), and every `FAILED` line is a JSON failure
+/// with the status `failed` (a refused file, and a plugin whose `init` fails); from the cache
+/// and without it.
+#[test]
+fn plugins_list_text_and_json_agree_on_every_status() {
+    use calc_tests::{build_c_plugin, library_file_name, scratch_dir, workspace_root};
+    use std::collections::BTreeMap;
+    let dir = scratch_dir(&format!("list-statuses-{}", std::process::id()));
+    for name in ["add", "sub", "pow"] {
+        let file = library_file_name(name);
+        std::fs::copy(examples_dir().join(&file), dir.join(&file)).unwrap();
+    }
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/alt_add.c"),
+        &dir.join(library_file_name("alt_add")),
+        &[],
+    )
+    .unwrap();
+    let init_fails = library_file_name("broken_init_fails");
+    std::fs::copy(broken_corpus_dir().join(&init_fails), dir.join(&init_fails)).unwrap();
+    std::fs::write(dir.join(library_file_name("zz_garbage")), "not a library").unwrap();
+    let d = dir.to_str().unwrap();
+    let base = ["--plugin-dir", d, "--disable", "sub", "--prefer", "alt_add"];
+
+    let mut seen = BTreeMap::new();
+    for extra in [&[][..], &["--no-cache"]] {
+        let run = |json: bool| {
+            let mut args = base.to_vec();
+            args.extend(["plugins", "list"]);
+            args.extend(extra);
+            if json {
+                args.push("--json");
+            }
+            run_calc(&args)
+        };
+        let (text_out, json_out) = (run(false), run(true));
+        assert_eq!(text_out.status.code(), Some(3), "{extra:?}");
+        assert_eq!(json_out.status.code(), Some(3), "{extra:?}");
+        // name (or failed file) -> status, from the text ...
+        let mut from_text = BTreeMap::new();
+        for line in text(&text_out.stdout).lines() {
+            if let Some(failed) = line.strip_prefix("FAILED ") {
+                let path = failed.split(": ").next().unwrap();
+                from_text.insert(path.to_string(), "failed".to_string());
+            } else if !line.starts_with(' ') && !line.starts_with("CONFLICT ") {
+                let name = line.split(' ').next().unwrap();
+                let status = line.rsplit_once('[').unwrap().1.trim_end_matches(']');
+                from_text.insert(name.to_string(), status.to_string());
+            }
+        }
+        // ... and from the JSON.
+        let v: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
+        let mut from_json = BTreeMap::new();
+        for p in v["plugins"].as_array().unwrap() {
+            from_json.insert(
+                p["name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            );
+        }
+        for f in v["failures"].as_array().unwrap() {
+            from_json.insert(
+                f["path"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            );
+        }
+        assert_eq!(from_text, from_json, "{extra:?}");
+        seen = from_json;
+    }
+    let canonical = std::fs::canonicalize(&dir).unwrap();
+    let path = |name: &str| {
+        canonical
+            .join(library_file_name(name))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let expected: BTreeMap<String, String> = [
+        ("add".to_string(), "overridden"),
+        ("alt_add".to_string(), "enabled"),
+        ("pow".to_string(), "enabled"),
+        ("sub".to_string(), "disabled"),
+        (path("broken_init_fails"), "failed"),
+        (path("zz_garbage"), "failed"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+}
+
+/// Every name in a flag or the config file that matches no plugin (or, for `[operations.X]`,
+/// no operation) gets one warning naming it and where it came from, in every command that loads
+/// plugins; names that match get none.
+#[test]
+fn every_name_that_matches_no_plugin_is_warned_about_naming_where_it_came_from() {
+    use std::collections::BTreeSet;
+    let dir = calc_tests::scratch_dir(&format!("unknown-names-{}", std::process::id()));
+    let config = dir.join("calc.toml");
+    std::fs::write(
+        &config,
+        "prefer = [\"fastpow\"]\n\
+         [plugins.sbu]\nenabled = false\n\
+         [plugins.nosuch.config]\nx = 1\n\
+         [plugins.pow.config]\nprecision = 3\n\
+         [versions]\nmull = \">=1\"\nmul = \">=1\"\n\
+         [operations.pow]\nprovider = \"fastpow\"\n\
+         [operations.pwo]\nrollout = { candidate = \"mul\", percent = 5 }\n\
+         [operations.\"+\"]\nrollout = { candidate = \"add2\", percent = 5 }\n",
+    )
+    .unwrap();
+    let c = config.display().to_string();
+    let expected: BTreeSet<String> = [
+        format!("{c}: prefer: no plugin named fastpow"),
+        format!("{c}: [plugins.sbu]: no plugin named sbu (did you mean sub?)"),
+        format!("{c}: [plugins.nosuch]: no plugin named nosuch"),
+        format!("{c}: [versions] mull: no plugin named mull (did you mean mul?)"),
+        format!("{c}: [operations.pow] provider: no plugin named fastpow; pow is served by pow"),
+        format!("{c}: [operations.pwo]: no plugin provides an operation named pwo"),
+        format!(
+            "{c}: [operations.+] rollout candidate: no plugin named add2 (did you mean add?); \
+             + is served by add"
+        ),
+        "--disable sbu: no plugin named sbu (did you mean sub?)".to_string(),
+        "--prefer sbu: no plugin named sbu (did you mean sub?)".to_string(),
+    ]
+    .into_iter()
+    .map(|w| format!("calc: warning: {w}"))
+    .collect();
+    let flags = ["--disable", "sbu", "--prefer", "sbu", "--disable", "sub"];
+    for command in [
+        &["eval", "2 ^ 3 + 1"][..],
+        &["plugins", "list"],
+        &["plugins", "list", "--no-cache"],
+    ] {
+        for by_env in [false, true] {
+            let mut args = vec!["--plugin-dir", examples_dir().to_str().unwrap()];
+            if !by_env {
+                args.extend(["--config", c.as_str()]);
+            }
+            args.extend(flags);
+            args.extend(command);
+            let mut cmd = std::process::Command::new(calc_tests::calc_binary());
+            cmd.args(&args)
+                .env("XDG_CACHE_HOME", dir.join("cache"))
+                .env_remove("CALC_PLUGIN_PATH")
+                .env_remove("RUST_LOG");
+            if by_env {
+                cmd.env("CALC_CONFIG", &config);
+            } else {
+                cmd.env_remove("CALC_CONFIG");
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}");
+            let err = text(&out.stderr);
+            let warnings: BTreeSet<String> = err.lines().map(str::to_string).collect();
+            assert_eq!(warnings, expected, "{args:?}");
+            assert_eq!(err.lines().count(), expected.len(), "one line each: {err}");
+        }
+    }
+    // Names that match plugins: no warning; -q: none either.
+    let (code, _, err) = calc(&["--disable", "sub", "--prefer", "mul", "eval", "2 * 3"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (code, _, err) = calc(&["-q", "--disable", "sbu", "eval", "2 * 3"]);
+    assert_eq!((code, err.as_str()), (0, ""));
 }

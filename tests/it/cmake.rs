@@ -35,7 +35,13 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
         "lib/cmake/Calc/CalcConfig.cmake",
         "lib/cmake/Calc/CalcConfigVersion.cmake",
         "lib/pkgconfig/calc.pc",
+        "lib/pkgconfig/calc-static.pc",
         "libexec/calc-plugin-runner",
+        "bin/calc",
+        "share/calc/sdk/Cargo.toml",
+        "share/calc/sdk/src/lib.rs",
+        "share/doc/calc/PLUGIN_GUIDE.md",
+        "share/doc/calc/LICENSE-MIT",
     ] {
         assert!(
             prefix.join(file).is_file(),
@@ -104,6 +110,50 @@ fn an_installed_prefix_is_consumed_by_cmake_and_pkg_config() {
         .args(["--modversion", "calc"])
         .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig")));
     assert_eq!(version.trim(), calc_sdk::SDK_VERSION);
+
+    // The README's two pkg-config commands, word for word but for the source and the output,
+    // build hosts that run with no LD_LIBRARY_PATH: the shared one through its rpath, the
+    // static one without libcalc_host.so at all.
+    let commands = readme_pkg_config_commands();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let source = workspace_root().join("tests/cmake-consumer/host.c");
+    for (i, command) in commands.iter().enumerate() {
+        let out = root.join(format!("pkg-config-host-{i}"));
+        let line = command
+            .replace("main.c", &source.display().to_string())
+            .replace("-o myhost", &format!("-o {}", out.display()));
+        run(Command::new("sh")
+            .args(["-c", &line])
+            .env("PKG_CONFIG_PATH", moved.join("lib/pkgconfig")));
+        let result = run(Command::new(&out)
+            .arg(&plugins)
+            .args(["triple(2) + 1", "cbrt(27)"])
+            .env_remove("LD_LIBRARY_PATH"));
+        assert_eq!(result, "7\n3\n", "{command}");
+        let dynamic = run(Command::new("readelf").arg("-d").arg(&out));
+        let needs_so = dynamic.contains("[libcalc_host.so]");
+        assert_eq!(
+            needs_so,
+            !command.contains("calc-static"),
+            "{command}: NEEDED entries\n{dynamic}"
+        );
+    }
+}
+
+/// The `cc` lines of the README's pkg-config block (the ```sh block that links `calc-static`).
+fn readme_pkg_config_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default())
+        .find(|block| block.contains("pkg-config --cflags --libs calc-static"))
+        .expect("README.md has a ```sh block with the pkg-config commands");
+    block
+        .lines()
+        .filter(|line| line.starts_with("cc "))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]

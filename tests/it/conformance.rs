@@ -279,3 +279,107 @@ fn refused_and_unloadable_files_are_not_exercised() {
     assert!(fatal.detail.contains("bad magic"), "{}", fatal.detail);
     assert_eq!(report.plugin, None);
 }
+
+/// `calc plugins check` under a configuration (`--config F` or `CALC_CONFIG`), with no default
+/// configuration file in the way: exit code, stdout.
+fn check_configured(args: &[&str], calc_config: Option<&Path>) -> (i32, String) {
+    let home = scratch_dir(&format!("conformance-home-{}", std::process::id()));
+    let mut cmd = std::process::Command::new(calc_binary());
+    cmd.args(["plugins", "check"])
+        .args(args)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("CALC_CONFIG")
+        .env_remove("RUST_LOG");
+    if let Some(config) = calc_config {
+        cmd.env("CALC_CONFIG", config);
+    }
+    let out = cmd.output().expect("calc runs");
+    (out.status.code().unwrap_or(-1), text(&out.stdout))
+}
+
+/// The conformance worker starts the plugin with the configured values, from `--config` or
+/// `CALC_CONFIG`: a plugin whose `init` refuses them fails, as it would fail to load, and
+/// passes without them or with values it accepts. Without `--conformance`, `init` does not run,
+/// but the configured version range applies.
+#[test]
+fn conformance_starts_the_plugin_with_the_configured_values() {
+    let dir = scratch_dir(&format!("conformance-config-{}", std::process::id()));
+    let lib = dir.join(library_file_name("lifecycle"));
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/lifecycle.c"),
+        &lib,
+        &[],
+    )
+    .unwrap();
+    let (bad, good, range) = (
+        dir.join("bad.toml"),
+        dir.join("good.toml"),
+        dir.join("range.toml"),
+    );
+    std::fs::write(&bad, "[plugins.lifecycle.config]\nvalue = \"abc\"\n").unwrap();
+    std::fs::write(&good, "[plugins.lifecycle.config]\nvalue = \"4\"\n").unwrap();
+    std::fs::write(&range, "[versions]\nlifecycle = \">=2\"\n").unwrap();
+    let l = lib.to_str().unwrap();
+    let refusal = "load: ";
+    let reason = "plugin lifecycle refused to start: value: 'abc' is not a number";
+
+    let (code, out) = check_configured(&["--conformance", l], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("conformance of lifecycle"), "{out}");
+    let (code, out) = check_configured(
+        &["--conformance", l, "--config", good.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    for (args, env) in [
+        (
+            vec!["--conformance", l, "--config", bad.to_str().unwrap()],
+            None,
+        ),
+        (vec!["--conformance", l], Some(bad.as_path())),
+    ] {
+        let (code, out) = check_configured(&args, env);
+        assert_eq!(code, 3, "{args:?} {env:?}: {out}");
+        assert!(
+            out.contains(refusal) && out.contains(reason),
+            "{args:?} {env:?}: {out}"
+        );
+    }
+    let (code, out) = check_configured(&["--conformance", "--json", l], Some(&bad));
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ok"], false);
+    assert_eq!(v[0]["conformance"]["fatal"]["kind"], "load");
+    assert!(
+        v[0]["conformance"]["fatal"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(reason),
+        "{out}"
+    );
+
+    // Without --conformance nothing of the plugin but `plugin_entry` runs: the values do not
+    // matter, the version range does.
+    let (code, out) = check_configured(&[l, "--config", bad.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check_configured(&[l, "--config", range.to_str().unwrap()], None);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("REFUSED ")
+            && out.contains("plugin lifecycle 1.0.0 is outside the configured version range >=2"),
+        "{out}"
+    );
+
+    // The library call takes the values by plugin name.
+    let config = BTreeMap::from([(
+        "lifecycle".to_string(),
+        BTreeMap::from([("value".to_string(), "abc".to_string())]),
+    )]);
+    let timeout = Duration::from_secs(30);
+    let report = calc_host::conformance::check_with_config(calc_binary(), &lib, timeout, &config);
+    let fatal = report.fatal.as_ref().unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(fatal.kind, FindingKind::Load);
+    assert!(fatal.detail.contains(reason), "{}", fatal.detail);
+    assert!(check(calc_binary(), &lib, timeout).ok());
+}

@@ -551,7 +551,7 @@ fn a_disabled_or_missing_preferred_provider_is_reported_and_the_next_serves() {
     assert_eq!(m.eval("1 + 1"), Ok(2.0));
     assert_eq!(
         m.notices(),
-        ["configured provider alt_add of add is disabled; add is served by add"]
+        ["test.toml: [operations.add] provider: plugin alt_add is disabled; add is served by add"]
     );
 }
 
@@ -648,7 +648,7 @@ fn plugins_list_shows_enabled_disabled_failed_and_overridden() {
     };
     assert_eq!(
         (status("add"), status("alt_add"), status("sub")),
-        ("enabled".into(), "enabled".into(), "disabled".into())
+        ("overridden".into(), "enabled".into(), "disabled".into())
     );
     let add = v["plugins"]
         .as_array()

@@ -159,3 +159,68 @@ fn rust_project_builds_with_cargo_loads_and_passes_its_own_tests() {
         "the generated unit tests ran:\n{stdout}"
     );
 }
+
+/// `calc new-plugin` of an installed prefix (`cargo xtask install`) generates projects that use
+/// that prefix: the C Makefile its `include/`, the Rust crate its `share/calc/sdk/`, and both
+/// build (the Rust one offline: the installed SDK has no dependencies) and load.
+#[test]
+fn an_installed_calc_scaffolds_projects_against_its_prefix() {
+    let root = scratch_dir(&format!("scaffold-prefix-{}", std::process::id()));
+    let prefix = root.join("prefix");
+    // A debug build, for speed; the layout is the same as the default release install.
+    xtask::install::install(&prefix, false).unwrap_or_else(|e| panic!("install: {e}"));
+    let prefix = std::fs::canonicalize(&prefix).unwrap();
+    let calc = prefix.join("bin/calc");
+    assert!(calc.is_file(), "{} is installed", calc.display());
+
+    let new_plugin = |lang: &str, name: &str| -> PathBuf {
+        let dir = root.join(name);
+        let out = Command::new(&calc)
+            .args(["new-plugin", "--lang", lang, name, "--dir"])
+            .arg(&dir)
+            .env_remove("CALC_SDK_ROOT")
+            .output()
+            .expect("the installed calc runs");
+        check(
+            &format!("{} new-plugin --lang {lang}", calc.display()),
+            &out,
+        );
+        dir
+    };
+
+    let c = new_plugin("c", "prefix_c");
+    let makefile = std::fs::read_to_string(c.join("Makefile")).unwrap();
+    assert!(
+        makefile.contains(&format!(
+            "CALC_INCLUDE ?= {}\n",
+            prefix.join("include").display()
+        )),
+        "the Makefile uses the prefix's headers:\n{makefile}"
+    );
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&c)
+        .output()
+        .expect("make runs");
+    check("make", &out);
+    assert_documented_behaviour(&c.join(library_file_name("prefix_c")), "prefix_c");
+
+    let rust = new_plugin("rust", "prefix_rust");
+    let manifest = rust.join("Cargo.toml");
+    let cargo_toml = std::fs::read_to_string(&manifest).unwrap();
+    let sdk = prefix.join("share/calc/sdk");
+    assert!(
+        cargo_toml.contains(&format!("path = \"{}\"", sdk.display())),
+        "the crate uses the prefix's SDK:\n{cargo_toml}"
+    );
+    let out = cargo(&["build", "--offline"], &manifest);
+    check("cargo build --offline", &out);
+    let lib = target_dir()
+        .join("scaffold-target/debug")
+        .join(library_file_name("prefix_rust"));
+    assert_documented_behaviour(&lib, "prefix_rust");
+    let readme = std::fs::read_to_string(rust.join("README.md")).unwrap();
+    let guide = prefix.join("share/doc/calc/PLUGIN_GUIDE.md");
+    assert!(readme.contains(&guide.display().to_string()), "{readme}");
+    assert!(guide.is_file(), "{} is installed", guide.display());
+}

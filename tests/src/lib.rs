@@ -338,3 +338,30 @@ pub fn hostile_corpus_dir() -> &'static Path {
         dir
     })
 }
+
+/// The Rust snippets of README.md and docs/*.md, compiled as doc tests
+/// (`cargo test -p calc-tests --doc`): every ```` ```rust ```` block is a complete example. The
+/// only ones marked `rust,ignore` are quotes of the `calc new-plugin` template (marked
+/// `<!-- scaffold:rust -->`), which `tests/it/scaffold.rs` builds as a whole;
+/// `tests/it/docs.rs` checks both rules and that every docs/*.md is listed here.
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../README.md")]
+    pub mod readme {}
+    #[doc = include_str!("../../docs/ABI.md")]
+    pub mod abi {}
+    #[doc = include_str!("../../docs/CONFIG.md")]
+    pub mod config {}
+    #[doc = include_str!("../../docs/ISOLATION.md")]
+    pub mod isolation {}
+    #[doc = include_str!("../../docs/PERFORMANCE.md")]
+    pub mod performance {}
+    #[doc = include_str!("../../docs/PLUGIN_GUIDE.md")]
+    pub mod plugin_guide {}
+    #[doc = include_str!("../../docs/RELOAD.md")]
+    pub mod reload {}
+    #[doc = include_str!("../../docs/TESTING.md")]
+    pub mod testing {}
+    #[doc = include_str!("../../docs/TRUST.md")]
+    pub mod trust {}
+}

@@ -8,6 +8,12 @@ use std::process::Command;
 
 use crate::workspace_root;
 
+/// The Cargo package that builds `libcalc_host.so` and `libcalc_host.a`.
+pub const CAPI_PACKAGE: &str = "calc-host-capi";
+
+/// The library name of [`CAPI_PACKAGE`]: `lib<name>.so`, `lib<name>.a`.
+pub const CAPI_LIBRARY: &str = "calc_host";
+
 /// The C example plugins: folder names under `examples-c/`, each with a `plugin.c`.
 pub const C_EXAMPLES: &[&str] = &["add", "sub", "pow", "cmath"];
 

@@ -16,13 +16,26 @@ const EXPRESSIONS: &[&str] = &[
 ];
 
 pub fn run() -> Result<(), String> {
-    let debug = build::cargo_build(&["calc-host"])?;
+    // calc-host: the `calc` CLI and the plugin runner; calc-host-capi: libcalc_host.so and .a,
+    // the host's C API (the README's C host links against them).
+    let debug = build::cargo_build(&["calc-host", build::CAPI_PACKAGE])?;
     let plugins = debug.join("plugins");
     build::build_examples(&plugins)?;
     let calc = debug.join(format!("calc{}", std::env::consts::EXE_SUFFIX));
+    let capi = [
+        debug.join(build::library_file_name(build::CAPI_LIBRARY)),
+        debug.join(format!("lib{}.a", build::CAPI_LIBRARY)),
+    ];
+    for lib in &capi {
+        if !lib.is_file() {
+            return Err(format!("{} was not built", lib.display()));
+        }
+    }
     println!(
-        "built {} and the example plugins in {}\n",
+        "built {}, {} and {} (the C API) and the example plugins in {}\n",
         calc.display(),
+        capi[0].display(),
+        capi[1].display(),
         plugins.display()
     );
     let status = Command::new(&calc)

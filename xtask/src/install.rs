@@ -1,7 +1,9 @@
-//! `cargo xtask install --prefix DIR [--release]`: builds libcalc_host and installs it with the
-//! headers, the CMake package and the pkg-config file:
+//! `cargo xtask install --prefix DIR [--debug]`: builds libcalc_host and the `calc` CLI
+//! (release profile unless `--debug`) and installs them with the headers, the CMake package, the
+//! pkg-config file, the Rust SDK and the guides:
 //!
 //! ```text
+//! <prefix>/bin/calc                         the calculator CLI (and `calc new-plugin`)
 //! <prefix>/lib/libcalc_host.so              the host C API, shared
 //! <prefix>/lib/libcalc_host.a               the host C API, static
 //! <prefix>/include/calc_plugin.h            the plugin ABI
@@ -9,9 +11,13 @@
 //! <prefix>/lib/cmake/Calc/CalcConfig.cmake          find_package(Calc): Calc::host,
 //! <prefix>/lib/cmake/Calc/CalcConfigVersion.cmake   Calc::host_static, Calc::sdk,
 //! <prefix>/lib/cmake/Calc/CalcPlugin.cmake          calc_add_plugin()
-//! <prefix>/lib/pkgconfig/calc.pc            pkg-config --cflags --libs calc
+//! <prefix>/lib/pkgconfig/calc.pc            pkg-config --cflags --libs calc (shared)
+//! <prefix>/lib/pkgconfig/calc-static.pc     pkg-config --cflags --libs calc-static
 //! <prefix>/libexec/calc-plugin-runner        the runner of isolated plugins, which
 //!                                            libcalc_host finds in ../libexec from itself
+//! <prefix>/share/calc/sdk/                   the calc-sdk crate, as `cargo package` makes it:
+//!                                            Rust projects of `calc new-plugin` use it by path
+//! <prefix>/share/doc/calc/                   the guides (docs/*.md), README.md, licenses
 //! ```
 //!
 //! Every installed file finds the others relative to itself, so the prefix can be moved. The
@@ -25,23 +31,22 @@ use std::process::Command;
 use crate::build::{copy_fresh, library_file_name, target_dir};
 use crate::workspace_root;
 
-/// The Cargo package that builds `libcalc_host.so` and `libcalc_host.a`.
-pub const CAPI_PACKAGE: &str = "calc-host-capi";
-
-/// The library name of [`CAPI_PACKAGE`]: `lib<name>.so`, `lib<name>.a`.
-pub const CAPI_LIBRARY: &str = "calc_host";
+pub use crate::build::{CAPI_LIBRARY, CAPI_PACKAGE};
 
 /// The installed headers, in `include/`.
 pub const HEADERS: &[&str] = &["calc_plugin.h", "calc_host.h"];
 
-/// Parses the arguments after `install`: `--prefix DIR` (or `--prefix=DIR`), `--release`.
+/// Parses the arguments after `install`: `--prefix DIR` (or `--prefix=DIR`), and `--debug`
+/// for a debug build (the default is release; `--release` is accepted and changes nothing).
+/// Returns the prefix and whether to build release.
 pub fn parse_args(args: &[&str]) -> Result<(PathBuf, bool), String> {
     let mut prefix = None;
-    let mut release = false;
+    let mut release = true;
     let mut args = args.iter();
     while let Some(&arg) = args.next() {
         match arg {
             "--release" => release = true,
+            "--debug" => release = false,
             "--prefix" => match args.next() {
                 Some(dir) => prefix = Some(PathBuf::from(dir)),
                 None => return Err("--prefix needs a directory".into()),
@@ -58,8 +63,10 @@ pub fn parse_args(args: &[&str]) -> Result<(PathBuf, bool), String> {
     }
 }
 
-/// Builds `calc-host-capi` (release profile if `release`) and installs it under `prefix`
-/// (relative to the current directory unless absolute). See the module docs for the layout.
+/// Builds `calc-host-capi` and the `calc-host` executables (release profile if `release`, else
+/// debug) and installs them under `prefix` (relative to the current directory unless
+/// absolute), with the headers, the CMake and pkg-config files, the SDK crate and the guides.
+/// See the module docs for the layout.
 pub fn install(prefix: &Path, release: bool) -> Result<(), String> {
     let root = workspace_root();
     let prefix = std::path::absolute(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
@@ -89,12 +96,36 @@ pub fn install(prefix: &Path, release: bool) -> Result<(), String> {
         copy_fresh(&artifacts.join(&file), &lib.join(&file))?;
     }
 
-    // The plugin runner (process isolation), found by libcalc_host in ../libexec.
-    build_runner(release)?;
+    // The CLI, and the plugin runner (process isolation), found by libcalc_host and calc in
+    // ../libexec.
+    build_executables(release)?;
+    let bin = prefix.join("bin");
+    create_dir(&bin)?;
+    let calc = format!("{CLI}{}", std::env::consts::EXE_SUFFIX);
+    copy_fresh(&artifacts.join(&calc), &bin.join(&calc))?;
     let libexec = prefix.join("libexec");
     create_dir(&libexec)?;
     let runner = format!("{RUNNER}{}", std::env::consts::EXE_SUFFIX);
     copy_fresh(&artifacts.join(&runner), &libexec.join(&runner))?;
+
+    // The Rust SDK, for `calc new-plugin --lang rust`, and the guides the scaffolds point at.
+    install_sdk_crate(&prefix.join(SDK_DIR))?;
+    let doc = prefix.join(DOC_DIR);
+    create_dir(&doc)?;
+    let mut docs: Vec<PathBuf> = ["README.md", "LICENSE-MIT", "LICENSE-APACHE"]
+        .iter()
+        .map(|f| root.join(f))
+        .collect();
+    for entry in std::fs::read_dir(root.join("docs")).map_err(|e| format!("docs/: {e}"))? {
+        let path = entry.map_err(|e| format!("docs/: {e}"))?.path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    for file in docs {
+        let name = file.file_name().expect("a file name");
+        copy(&file, &doc.join(name))?;
+    }
 
     // Headers.
     let dest_include = prefix.join("include");
@@ -135,16 +166,18 @@ pub fn install(prefix: &Path, release: bool) -> Result<(), String> {
     )?;
     let pkgconfig = lib.join("pkgconfig");
     create_dir(&pkgconfig)?;
-    let template = cmake_src.join("calc.pc.in");
-    write(
-        &pkgconfig.join("calc.pc"),
-        &configure(&template, &read(&template)?, &vars)?,
-    )?;
+    for name in ["calc.pc", "calc-static.pc"] {
+        let template = cmake_src.join(format!("{name}.in"));
+        write(
+            &pkgconfig.join(name),
+            &configure(&template, &read(&template)?, &vars)?,
+        )?;
+    }
 
     println!(
         "installed calc {version} ({} build) into {}\n  \
          CMake:      find_package(Calc CONFIG REQUIRED) with -DCMAKE_PREFIX_PATH={}\n  \
-         pkg-config: PKG_CONFIG_PATH={} pkg-config --cflags --libs calc\n  \
+         pkg-config: PKG_CONFIG_PATH={} pkg-config --cflags --libs calc (or calc-static)\n  \
          libcalc_host.a needs: {}",
         if release { "release" } else { "debug" },
         prefix.display(),
@@ -192,8 +225,18 @@ fn build_capi(release: bool) -> Result<Vec<String>, String> {
 /// The runner executable of isolated plugins, from the `calc-host` package.
 pub const RUNNER: &str = "calc-plugin-runner";
 
-/// Builds [`RUNNER`] with the same profile as the libraries.
-fn build_runner(release: bool) -> Result<(), String> {
+/// The calculator CLI, from the `calc-host` package.
+pub const CLI: &str = "calc";
+
+/// Where the `calc-sdk` crate is installed, relative to the prefix (`calc new-plugin` looks
+/// there, see `calc_host::scaffold::SdkLayout`).
+pub const SDK_DIR: &str = "share/calc/sdk";
+
+/// Where the guides are installed, relative to the prefix.
+pub const DOC_DIR: &str = "share/doc/calc";
+
+/// Builds [`CLI`] and [`RUNNER`] with the same profile as the libraries.
+fn build_executables(release: bool) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root()).args([
@@ -201,6 +244,8 @@ fn build_runner(release: bool) -> Result<(), String> {
         "--quiet",
         "--package",
         "calc-host",
+        "--bin",
+        CLI,
         "--bin",
         RUNNER,
     ]);
@@ -216,6 +261,58 @@ fn build_runner(release: bool) -> Result<(), String> {
     } else {
         Err(format!("{shown} failed ({status})"))
     }
+}
+
+/// Installs the `calc-sdk` crate into `dest` as `cargo package` makes it (a self-contained
+/// `Cargo.toml`, without the workspace's inheritance), replacing what was there.
+fn install_sdk_crate(dest: &Path) -> Result<(), String> {
+    let version = crate::workspace_version(&workspace_root())?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args([
+        "package",
+        "--quiet",
+        "--package",
+        "calc-sdk",
+        "--no-verify",
+        "--allow-dirty",
+    ]);
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let archive = target_dir()
+        .join("package")
+        .join(format!("calc-sdk-{version}.crate"));
+    // The archive holds one folder, calc-sdk-<version>/; unpack it next to dest, then swap.
+    let parent = dest.parent().ok_or("the SDK folder has no parent")?;
+    create_dir(parent)?;
+    let unpacked = parent.join(format!("calc-sdk-{version}"));
+    let _ = std::fs::remove_dir_all(&unpacked);
+    let mut tar = Command::new("tar");
+    tar.arg("-xzf").arg(&archive).arg("-C").arg(parent);
+    let shown = format!("{tar:?}");
+    let status = tar
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{shown} failed ({status})"));
+    }
+    for extra in ["Cargo.toml.orig", ".cargo_vcs_info.json"] {
+        let _ = std::fs::remove_file(unpacked.join(extra));
+    }
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
+    std::fs::rename(&unpacked, dest)
+        .map_err(|e| format!("rename {} -> {}: {e}", unpacked.display(), dest.display()))
 }
 
 /// Finds rustc's `note: native-static-libs: -lgcc_s -lutil ...` line and splits it.
@@ -330,6 +427,11 @@ mod tests {
         );
         assert_eq!(
             parse_args(&["--prefix=q"]).unwrap(),
+            (PathBuf::from("q"), true),
+            "release by default"
+        );
+        assert_eq!(
+            parse_args(&["--debug", "--prefix=q"]).unwrap(),
             (PathBuf::from("q"), false)
         );
         assert!(parse_args(&[]).is_err());

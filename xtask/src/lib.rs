@@ -15,6 +15,12 @@ pub fn workspace_root() -> PathBuf {
 
 /// Reads `version = "..."` from the `[workspace.package]` table of the root `Cargo.toml`.
 pub fn workspace_version(root: &Path) -> Result<String, String> {
+    workspace_package_field(root, "version")
+}
+
+/// Reads the string `key = "..."` from the `[workspace.package]` table of the root `Cargo.toml`
+/// (e.g. `version`, `rust-version`).
+pub fn workspace_package_field(root: &Path, key: &str) -> Result<String, String> {
     let text =
         std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
     let mut in_package = false;
@@ -23,17 +29,15 @@ pub fn workspace_version(root: &Path) -> Result<String, String> {
         if line.starts_with('[') {
             in_package = line == "[workspace.package]";
         } else if in_package {
-            if let Some(rest) = line.strip_prefix("version") {
-                let v = rest
-                    .trim_start()
-                    .trim_start_matches('=')
-                    .trim()
-                    .trim_matches('"');
-                return Ok(v.to_string());
+            let Some((name, value)) = line.split_once('=') else {
+                continue;
+            };
+            if name.trim() == key {
+                return Ok(value.trim().trim_matches('"').to_string());
             }
         }
     }
-    Err("no version in [workspace.package] of Cargo.toml".into())
+    Err(format!("no {key} in [workspace.package] of Cargo.toml"))
 }
 
 /// Text placed right after the `#include`s of `calc_plugin.h`: the SDK version, defined once in

@@ -7,13 +7,16 @@ mod demo;
 const HELP: &str = "usage: cargo xtask <task>
 
 tasks:
-  demo            build the host, the calc CLI and every example plugin (C and Rust), put the
-                  plugins in target/debug/plugins/ and run the calculator on them
+  demo            build the calc CLI, libcalc_host (.so and .a, the C API) and every example
+                  plugin (C, C++ and Rust) into target/debug/, put the plugins in
+                  target/debug/plugins/ and run the calculator on them
   headers         regenerate include/*.h from the Rust ABI definitions
   headers --check fail if include/*.h differ from what the Rust definitions generate
-  install --prefix DIR [--release]
-                  build libcalc_host (shared and static) and install it with the headers, the
-                  CMake package (find_package(Calc)) and calc.pc into DIR/{lib,include}";
+  install --prefix DIR [--debug]
+                  build libcalc_host (shared and static) and the calc CLI (release, or debug
+                  with --debug) and install them with the headers, the CMake package
+                  (find_package(Calc)), calc.pc, the plugin runner, the Rust SDK and the guides
+                  into DIR/{bin,lib,include,libexec,share}";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use calc_host::cache::{Listing, MetadataCache};
 use calc_host::config::Settings;
-use calc_host::trust::{self, TrustPolicy};
+use calc_host::trust;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -180,20 +180,24 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PluginsCommand {
-    /// List plugins: enabled, disabled, failed, and which operations another plugin overrides.
-    /// Plugins are validated but not started, and what validation found is cached per file
-    /// ($XDG_CACHE_HOME/calc/plugins.json): an unchanged file is not opened again.
+    /// List plugins and their status: enabled, overridden (another plugin serves all its
+    /// operations), disabled, failed. What validation found, and whether each plugin started,
+    /// is cached per file ($XDG_CACHE_HOME/calc/plugins.json): an unchanged file that started
+    /// with the same configuration is not opened again; a new or changed one is validated and
+    /// started once. Exit status 3 when a file failed, its `init` included.
     List {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Do not use the cache: load and start every plugin, as `eval` does (this also shows
-        /// plugins whose `init` fails).
+        /// Do not use the cache: load and start every plugin, as `eval` does.
         #[arg(long)]
         no_cache: bool,
     },
     /// Validate plugin files without keeping them loaded; print their metadata or the exact
-    /// reason each is refused. Exit status 0 when all pass, 3 otherwise.
+    /// reason each is refused. The configuration applies as when loading: the trust policy,
+    /// version ranges ([versions]) and, with --conformance, the plugin's values
+    /// ([plugins.NAME.config]) for its `init`; without --conformance `init` does not run.
+    /// Exit status 0 when all pass, 3 otherwise.
     Check {
         /// Plugin libraries to check.
         #[arg(required = true)]
@@ -253,6 +257,10 @@ enum PluginsCommand {
     /// JSON lines to standard output.
     #[command(hide = true)]
     ConformanceWorker {
+        /// Read the plugins' configuration values from standard input (JSON: plugin name to
+        /// key to value) and start the plugin with its own.
+        #[arg(long)]
+        config_stdin: bool,
         /// The plugin library.
         file: PathBuf,
     },
@@ -266,7 +274,7 @@ enum Lang {
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    if verbose == 0 && std::env::var_os("RUST_LOG").map_or(true, |v| v.is_empty()) {
+    if verbose == 0 && std::env::var_os("RUST_LOG").is_none_or(|v| v.is_empty()) {
         // Quiet by default: with no subscriber every log call is a no-op, and start-up does not
         // pay for building a filter.
         return;
@@ -295,7 +303,14 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
             None => Settings::default(),
         },
     };
-    settings.disabled.extend(cli.disable.iter().cloned());
+    use calc_host::config::MentionRole;
+    for name in &cli.disable {
+        settings.disabled.insert(name.clone());
+        settings.mention(name, MentionRole::Disable, format!("--disable {name}"));
+    }
+    for name in &cli.prefer {
+        settings.mention(name, MentionRole::Prefer, format!("--prefer {name}"));
+    }
     if cli.isolate {
         settings.isolation.all = true;
     }
@@ -391,8 +406,29 @@ fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> 
     for text in texts {
         manager.open_for(text);
     }
+    remember_failed_starts(&manager);
     report_loading(cli, &manager);
     Ok(manager)
+}
+
+/// When a plugin's `init` failed, records it (with the starts that succeeded) in the cache
+/// `plugins list` reads, so that a listing never shows as enabled a plugin that just failed to
+/// start. The cache is not touched when nothing failed.
+fn remember_failed_starts(manager: &PluginManager) {
+    if !manager
+        .failures()
+        .iter()
+        .any(|f| f.error.kind() == "init_failed")
+    {
+        return;
+    }
+    if let Some(path) = MetadataCache::default_path() {
+        let mut cache = MetadataCache::open(path);
+        cache.record_starts(manager);
+        if let Err(e) = cache.save() {
+            tracing::debug!("cannot write the plugin cache: {e}");
+        }
+    }
 }
 
 fn report_loading(cli: &Cli, manager: &PluginManager) {
@@ -428,6 +464,7 @@ fn load_plugins_into(
         let _ = manager.load_dir(&dir);
         loaded.push(dir);
     }
+    remember_failed_starts(&manager);
     if report {
         report_loading(cli, &manager);
     }
@@ -551,8 +588,36 @@ fn write_plugin(
 /// `plugins list`: from the metadata cache, or (`--no-cache`) from a manager that loads and
 /// starts every plugin.
 fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
-    let listing = if no_cache {
-        load_plugins(cli, false).map(|m| (Listing::from_manager(&m), isolation_of(&m)))
+    let listing = list_plugins_from(cli, no_cache);
+    match listing {
+        Ok((listing, isolation, notices)) => {
+            if !cli.quiet {
+                for notice in notices {
+                    eprintln!("calc: warning: {notice}");
+                }
+            }
+            list(&listing, &isolation, json)
+        }
+        Err(e) => {
+            eprintln!("calc: error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The listing, how each plugin runs, and the warnings about names in the settings.
+fn list_plugins_from(cli: &Cli, no_cache: bool) -> Result<(Listing, Runtime, Vec<String>), String> {
+    if no_cache {
+        load_plugins(cli, false).map(|m| {
+            // What starting every plugin showed replaces what the cache recorded.
+            let mut cache = MetadataCache::default_path()
+                .map_or_else(MetadataCache::in_memory, MetadataCache::open);
+            cache.record_starts(&m);
+            if let Err(e) = cache.save() {
+                tracing::debug!("cannot write the plugin cache: {e}");
+            }
+            (Listing::from_manager(&m), isolation_of(&m), m.notices())
+        })
     } else {
         settings(cli).map(|settings| {
             let dirs = plugin_dirs(cli, &settings);
@@ -564,15 +629,9 @@ fn list_plugins(cli: &Cli, json: bool, no_cache: bool) -> u8 {
                 tracing::debug!("cannot write the plugin cache: {e}");
             }
             let isolation = planned_isolation(&listing, &settings);
-            (listing, isolation)
+            let notices = settings.notices(listing.known_plugins());
+            (listing, isolation, notices)
         })
-    };
-    match listing {
-        Ok((listing, isolation)) => list(&listing, &isolation, json),
-        Err(e) => {
-            eprintln!("calc: error: {e}");
-            EXIT_USAGE
-        }
     }
 }
 
@@ -642,34 +701,75 @@ fn planned_isolation(listing: &Listing, settings: &Settings) -> Runtime {
         .collect()
 }
 
+/// The status of a listed plugin, the same word in text (`[overridden]`) and JSON
+/// (`"status": "overridden"`): `enabled`, `overridden` (enabled, but another plugin serves every
+/// one of its operations), `disabled`; files that failed are listed apart with the status
+/// `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Enabled,
+    Overridden,
+    Disabled,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Overridden => "overridden",
+            Status::Disabled => "disabled",
+        }
+    }
+
+    /// The status of the enabled plugin `p`: overridden when another plugin serves all its
+    /// operations.
+    fn of_enabled(p: &calc_host::PluginInfo, listing: &Listing) -> Status {
+        let overridden = !p.operations.is_empty()
+            && p.operations
+                .iter()
+                .all(|op| listing.serving(&op.name).is_some_and(|w| w != p.name));
+        if overridden {
+            Status::Overridden
+        } else {
+            Status::Enabled
+        }
+    }
+}
+
+/// The status of files that failed, in the JSON `failures` (the text's `FAILED` lines).
+const FAILED: &str = "failed";
+
 fn list(listing: &Listing, runtime: &Runtime, json: bool) -> u8 {
     // The plugin serving `op` when it is not `me`.
     let other = |me: &str, op: &str| listing.serving(op).filter(|w| *w != me).map(str::to_string);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Write errors (a closed pipe) end the listing early; the exit status stays the same.
     let _ = if json {
-        let plugin_json = |p: &calc_host::PluginInfo, status: &str| {
+        let plugin_json = |p: &calc_host::PluginInfo, status: Status| {
             let mut v = serde_json::to_value(p).expect("plain data");
-            v["status"] = status.into();
-            if let (Some((_, extra)), "enabled") = (runtime.get(&p.name), status) {
+            v["status"] = status.as_str().into();
+            let enabled = status != Status::Disabled;
+            if let (Some((_, extra)), true) = (runtime.get(&p.name), enabled) {
                 for (k, x) in extra.as_object().into_iter().flatten() {
                     v[k] = x.clone();
                 }
             }
             for op in v["operations"].as_array_mut().into_iter().flatten() {
                 let name = op["name"].as_str().unwrap_or_default().to_string();
-                op["served_by"] = match status {
-                    "enabled" => listing.serving(&name).into(),
-                    _ => serde_json::Value::Null,
+                op["served_by"] = match enabled {
+                    true => listing.serving(&name).into(),
+                    false => serde_json::Value::Null,
                 };
             }
             v
         };
         let value = serde_json::json!({
-            "plugins": listing.plugins.iter().map(|p| plugin_json(p, "enabled"))
-                .chain(listing.disabled.iter().map(|p| plugin_json(p, "disabled")))
+            "plugins": listing.plugins.iter().map(|p| plugin_json(p, Status::of_enabled(p, listing)))
+                .chain(listing.disabled.iter().map(|p| plugin_json(p, Status::Disabled)))
                 .collect::<Vec<_>>(),
             "failures": listing.failures.iter().map(|f| serde_json::json!({
+                "status": FAILED,
+                "plugin": f.plugin,
                 "path": f.path,
                 "kind": f.kind,
                 "error": f.error,
@@ -699,11 +799,7 @@ fn write_listing(
     other: impl Fn(&str, &str) -> Option<String>,
 ) -> std::io::Result<()> {
     for p in &listing.plugins {
-        let overridden = p
-            .operations
-            .iter()
-            .all(|op| other(&p.name, &op.name).is_some());
-        let status = if overridden { "overridden" } else { "enabled" };
+        let status = Status::of_enabled(p, listing).as_str();
         write_plugin(out, p, status, |op| other(&p.name, op))?;
         // In-process plugins, the usual case, get no extra line.
         if let Some((line, json)) = runtime.get(&p.name) {
@@ -713,10 +809,10 @@ fn write_listing(
         }
     }
     for p in &listing.disabled {
-        write_plugin(out, p, "disabled", |_| None)?;
+        write_plugin(out, p, Status::Disabled.as_str(), |_| None)?;
     }
     for f in &listing.failures {
-        writeln!(out, "FAILED {}", f.error)?;
+        writeln!(out, "{} {}", FAILED.to_uppercase(), f.error)?;
     }
     for c in &listing.conflicts {
         writeln!(out, "CONFLICT {c}")?;
@@ -730,8 +826,10 @@ fn write_listing(
     Ok(())
 }
 
+/// `plugins check`: each file is judged as loading it under `settings` would judge it (trust
+/// policy, version ranges); with `conformance`, its `init` gets the configured values.
 fn check(
-    trust: &TrustPolicy,
+    settings: &Settings,
     files: &[PathBuf],
     json: bool,
     conformance: Option<std::time::Duration>,
@@ -742,7 +840,7 @@ fn check(
     for file in files {
         // The trust policy first: nothing is opened before it passes.
         let mut blockers = Vec::new();
-        let result = trust.check_file(file).and_then(|verified| {
+        let result = settings.trust.check_file(file).and_then(|verified| {
             // Read from the file, before anything of it is loaded.
             blockers = calc_host::elf::unload_blockers(verified.path()).unwrap_or_default();
             // Canonical, and its header checked: no second `realpath` and read.
@@ -750,14 +848,29 @@ fn check(
                 .info()
                 .clone();
             verified.confirm()?;
-            Ok(info)
+            match settings.versions.get(&info.name) {
+                Some(range) if !range.matches(&info.version) => {
+                    Err(LoadError::VersionRequirement {
+                        path: info.path.clone(),
+                        plugin: info.name.clone(),
+                        version: info.version.clone(),
+                        requirement: range.clone(),
+                    })
+                }
+                _ => Ok(info),
+            }
         });
         all_ok &= result.is_ok();
         let conformance = match (&result, conformance) {
-            (Ok(_), Some(timeout)) => Some(calc_host::conformance::check(&exe, file, timeout)),
+            (Ok(_), Some(timeout)) => Some(calc_host::conformance::check_with_config(
+                &exe,
+                file,
+                timeout,
+                &settings.plugin_config,
+            )),
             _ => None,
         };
-        all_ok &= conformance.as_ref().map_or(true, |r| r.ok());
+        all_ok &= conformance.as_ref().is_none_or(|r| r.ok());
         if json {
             reports.push(match &result {
                 Ok(info) => match &conformance {
@@ -796,6 +909,24 @@ fn check(
     } else {
         EXIT_PLUGINS
     }
+}
+
+/// `plugins conformance-worker [--config-stdin] FILE` (internal, see `calc_host::conformance`).
+fn conformance_worker(file: &Path, config_stdin: bool) -> u8 {
+    let mut config = calc_host::conformance::PluginConfig::new();
+    if config_stdin {
+        let read = std::io::read_to_string(std::io::stdin())
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()));
+        match read {
+            Ok(c) => config = c,
+            Err(e) => {
+                eprintln!("calc: error: conformance worker: cannot read the configuration from standard input: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    calc_host::conformance::worker_with_config(file, &config)
 }
 
 fn print_refusal(e: &LoadError) {
@@ -1010,16 +1141,14 @@ fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
     }
 }
 
-/// The calc source tree the scaffolds point at: `$CALC_SDK_ROOT`, or the tree this binary was
-/// built from.
+/// Where the scaffolds find the headers and the SDK: `$CALC_SDK_ROOT`, else the prefix this
+/// binary is installed in (`<prefix>/bin/calc` with `<prefix>/share/calc/sdk/`), else the source
+/// tree it was built from.
 fn sdk_root() -> PathBuf {
     std::env::var_os("CALC_SDK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("host/ has a parent")
-                .to_path_buf()
+            calc_host::scaffold::default_sdk_root(std::env::current_exe().ok().as_deref())
         })
 }
 
@@ -1037,7 +1166,7 @@ fn run(cli: &Cli) -> u8 {
             let timeout = std::time::Duration::try_from_secs_f64(conformance_timeout.max(0.1))
                 .unwrap_or(std::time::Duration::MAX);
             return match settings(cli) {
-                Ok(s) => check(&s.trust, files, *json, conformance.then_some(timeout)),
+                Ok(s) => check(&s, files, *json, conformance.then_some(timeout)),
                 Err(e) => {
                     eprintln!("calc: error: {e}");
                     EXIT_USAGE
@@ -1057,8 +1186,8 @@ fn run(cli: &Cli) -> u8 {
             command: PluginsCommand::Verify { key, files },
         } => return verify(cli, key, files),
         Command::Plugins {
-            command: PluginsCommand::ConformanceWorker { file },
-        } => return calc_host::conformance::worker(file),
+            command: PluginsCommand::ConformanceWorker { file, config_stdin },
+        } => return conformance_worker(file, *config_stdin),
         Command::NewPlugin { lang, name, dir } => return new_plugin(*lang, name, dir.as_deref()),
         Command::Repl { watch } => return repl::run(cli, *watch),
         Command::Plugins {
