@@ -55,6 +55,26 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
     },
+    /// `plugin_entry` is not code: the symbol does not lie in an executable segment of the
+    /// library (a data object exported under that name), so it was never called.
+    #[error("{path}: not a calc plugin: `plugin_entry` at {address:#x} is not in an executable segment of the library")]
+    EntryNotCode {
+        /// The file.
+        path: PathBuf,
+        /// Where the symbol is.
+        address: usize,
+    },
+    /// Part of what `plugin_entry` returned lies in memory that is not mapped or not readable:
+    /// the host read none of it, and did not fault (docs/ABI.md, "Reading the descriptor").
+    #[error("{path}: {what} at {address:#x} is not readable memory")]
+    UnreadableMemory {
+        /// The file.
+        path: PathBuf,
+        /// What the host tried to read: `"descriptor"`, `"operations[2]"`, ...
+        what: String,
+        /// Its address.
+        address: usize,
+    },
     /// The descriptor does not start with `CALC_PLUGIN_MAGIC`.
     #[error("{path}: not a calc plugin: bad magic {found:#018x} (expected {expected:#018x})")]
     BadMagic {
@@ -294,6 +314,8 @@ impl LoadError {
             LoadError::Open { .. } => "open",
             LoadError::MissingEntry { .. } => "missing_entry",
             LoadError::EntryReturnedNull { .. } => "entry_returned_null",
+            LoadError::EntryNotCode { .. } => "entry_not_code",
+            LoadError::UnreadableMemory { .. } => "unreadable_memory",
             LoadError::BadMagic { .. } => "bad_magic",
             LoadError::AbiVersion { .. } => "abi_version",
             LoadError::StructSize { .. } => "struct_size",
@@ -427,6 +449,8 @@ impl LoadError {
             | LoadError::Open { path, .. }
             | LoadError::MissingEntry { path, .. }
             | LoadError::EntryReturnedNull { path }
+            | LoadError::EntryNotCode { path, .. }
+            | LoadError::UnreadableMemory { path, .. }
             | LoadError::BadMagic { path, .. }
             | LoadError::AbiVersion { path, .. }
             | LoadError::StructSize { path, .. }

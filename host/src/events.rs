@@ -60,8 +60,9 @@ pub enum HostEvent {
         name: String,
         /// The version that was unloaded.
         version: String,
-        /// Whether its code is gone from the process's memory map (`None`: not checkable, e.g.
-        /// it was not loaded from a private copy, or not on Linux).
+        /// Whether its library is gone from the process: `dlopen` with `RTLD_NOLOAD` no longer
+        /// finds it and, for a private copy (hot-reload mode), no mapping of the file is left.
+        /// `None` for a plugin that ran in a runner process (the runner exits).
         unmapped: Option<bool>,
     },
 }

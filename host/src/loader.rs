@@ -6,11 +6,14 @@
 //! 1. resolve the path to an absolute, canonical regular file (never a bare name that `dlopen`
 //!    would search for);
 //! 2. `dlopen` it with `RTLD_NOW | RTLD_LOCAL` and look up `plugin_entry`;
-//! 3. call `plugin_entry`;
+//! 3. check that `plugin_entry` lies in an executable segment of the library, and call it;
 //! 4. read the 16-byte header and [`validate::check_header`] it;
 //! 5. copy every other field (strings bounded by `CALC_MAX_STRING_LEN`) and
 //!    [`validate::check_descriptor`] them;
 //! 6. call `init` with the host services table.
+//!
+//! Steps 4 and 5 read plugin memory only through [`crate::memory`]'s checked reads: a pointer
+//! into unmapped memory is a load error, not a crash.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void};
@@ -23,8 +26,9 @@ use calc_sdk::Status;
 
 use crate::error::{CallError, LoadError};
 use crate::info::{OperationInfo, PluginInfo};
+use crate::memory::{LibraryMap, Reader};
 use crate::services::HostServices;
-use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, RawStr, Validated};
+use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, Validated};
 
 /// The signature of `calc_operation_t.execute`.
 pub(crate) type ExecuteFn = unsafe extern "C" fn(
@@ -104,12 +108,21 @@ impl Drop for LoadedPlugin {
             // no `OpHandle` is left (they hold an `Arc` to us), so no `execute` is running.
             unsafe { shutdown(self.instance) };
         }
-        drop(self.library.take());
-        let unmapped = self.copy.take().and_then(|copy| {
-            let path = copy.0.clone();
-            drop(copy);
-            still_mapped(&path).map(|mapped| !mapped)
+        // The file the library was opened from: its private copy, or the plugin file itself;
+        // none for a plugin in a runner.
+        let opened_from = self.library.is_some().then(|| {
+            self.copy
+                .as_ref()
+                .map_or_else(|| self.info.path.clone(), |c| c.0.clone())
         });
+        drop(self.library.take());
+        // Gone when the dynamic loader no longer knows it and, for a private copy (whose name
+        // is unique), no mapping of it is left.
+        let unmapped = opened_from.map(|file| {
+            let mapped = self.copy.is_some() && still_mapped(&file) == Some(true);
+            !still_loaded(&file) && !mapped
+        });
+        drop(self.copy.take());
         match unmapped {
             Some(false) => tracing::warn!(
                 plugin = %self.info.name,
@@ -127,6 +140,17 @@ impl Drop for LoadedPlugin {
             });
         }
     }
+}
+
+/// Whether the dynamic loader still has the library at `file` loaded: `dlopen` with
+/// `RTLD_NOLOAD` finds it (and the reference that call added is dropped again). It never loads
+/// anything, so no initialiser runs.
+pub fn still_loaded(file: &Path) -> bool {
+    use libloading::os::unix::{Library, RTLD_LAZY};
+    // SAFETY: with RTLD_NOLOAD, `dlopen` only looks up an already-loaded library (whose
+    // initialisers ran long ago) and adds a reference, released when `found` is dropped.
+    let found = unsafe { Library::open(Some(file), RTLD_LAZY | libc::RTLD_NOLOAD) };
+    found.is_ok()
 }
 
 /// Whether a file is mapped into this process (Linux: `/proc/self/maps`); `None` where that
@@ -319,59 +343,20 @@ fn not_loadable(path: &Path, file: &Path, source: libloading::Error) -> LoadErro
     }
 }
 
-#[cfg(unix)]
-fn dlopen(path: &Path) -> Result<libloading::Library, libloading::Error> {
+/// Opens the library at `path` and maps its loaded segments ([`LibraryMap::of`]).
+fn dlopen(path: &Path) -> Result<(libloading::Library, LibraryMap), libloading::Error> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
     // SAFETY: loading a library runs its initialisers; that is the inherent risk of native
     // plugins, accepted by whoever put the file in a plugin directory. `path` is absolute, so the
     // dynamic loader does not search for it.
-    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
-}
-
-#[cfg(not(unix))]
-fn dlopen(path: &Path) -> Result<libloading::Library, libloading::Error> {
-    // SAFETY: as above.
-    unsafe { libloading::Library::new(path) }
-}
-
-/// Copies the first `available` bytes (at most `size_of::<T>()`) of a plugin struct into a
-/// zeroed `T`, so that the fields a plugin built against an older minor does not have read as
-/// zero (NULL pointers, `None` functions).
-///
-/// # Safety
-/// `src` must be readable for `min(available, size_of::<T>())` bytes, and `T` must be a
-/// `#[repr(C)]` ABI struct for which all-zero bytes are a valid value (integers, raw pointers,
-/// `Option<fn>`).
-unsafe fn read_prefix<T>(src: *const T, available: usize) -> T {
-    let mut value = std::mem::MaybeUninit::<T>::zeroed();
-    let n = available.min(std::mem::size_of::<T>());
-    // SAFETY: `src` is readable for `n` bytes (contract); the destination is a local of
-    // `size_of::<T>() >= n` bytes; the regions are distinct.
-    unsafe { ptr::copy_nonoverlapping(src.cast::<u8>(), value.as_mut_ptr().cast::<u8>(), n) };
-    // SAFETY: all-zero is valid for `T` (contract) and the copied prefix comes from a valid `T`
-    // prefix written by the plugin.
-    unsafe { value.assume_init() }
-}
-
-/// Reads a NUL-terminated string of at most `CALC_MAX_STRING_LEN` bytes.
-///
-/// # Safety
-/// `p` must be NULL or point to readable memory up to its NUL terminator or
-/// `CALC_MAX_STRING_LEN + 1` bytes, whichever comes first.
-unsafe fn read_str(p: *const c_char) -> RawStr {
-    if p.is_null() {
-        return RawStr::Null;
-    }
-    let max = abi::CALC_MAX_STRING_LEN as usize;
-    for len in 0..=max {
-        // SAFETY: per the contract, bytes up to the terminator (or max + 1) are readable.
-        if unsafe { *p.add(len) } == 0 {
-            // SAFETY: the `len` bytes before the terminator were just read one by one.
-            let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
-            return RawStr::Bytes(bytes.to_vec());
-        }
-    }
-    RawStr::TooLong
+    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }?;
+    let handle = library.into_raw();
+    // SAFETY: `handle` was just returned by `dlopen` and is not closed until the `Library`
+    // rebuilt from it below is dropped.
+    let map = unsafe { LibraryMap::of(handle) };
+    // SAFETY: `handle` came from `into_raw` above and is owned by nothing else.
+    let library = unsafe { Library::from_raw(handle) };
+    Ok((library.into(), map))
 }
 
 /// A plugin library that is open and whose descriptor passed validation, but whose `init` has
@@ -464,9 +449,9 @@ pub fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError
 fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, LoadError> {
     let path = path.to_path_buf();
     let file = copy.as_ref().map_or(path.as_path(), |c| c.0.as_path());
-    let library = dlopen(file).map_err(|source| not_loadable(&path, file, source))?;
-    // SAFETY: `plugin_entry` has the `calc_plugin_entry_fn` signature by the ABI contract; a
-    // library that exports the name with another type is a broken plugin we cannot detect.
+    let (library, map) = dlopen(file).map_err(|source| not_loadable(&path, file, source))?;
+    // SAFETY: looking a symbol up runs no plugin code; whether it is a function is checked
+    // below before it is called.
     let entry =
         unsafe { library.get::<calc_plugin_entry_fn>(b"plugin_entry\0") }.map_err(|source| {
             LoadError::MissingEntry {
@@ -475,11 +460,15 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
             }
         })?;
     let entry = (*entry).ok_or_else(|| LoadError::EntryReturnedNull { path: path.clone() })?;
-    // SAFETY: calling the entry point is the one call the ABI allows before validation.
+    let address = entry as usize;
+    if !map.is_executable(address) && !crate::memory::is_executable_mapping(address) {
+        return Err(LoadError::EntryNotCode { path, address });
+    }
+    // SAFETY: `plugin_entry` lies in executable code of the library (checked above) and has the
+    // `calc_plugin_entry_fn` signature by the ABI contract; calling it is the one call the ABI
+    // allows before validation.
     let desc: *const calc_plugin_t = unsafe { entry() };
-    // SAFETY: by the ABI contract `plugin_entry` returns NULL or a descriptor in the library's
-    // memory, laid out as `validate_descriptor` requires; `library` stays open meanwhile.
-    let validated = unsafe { validate_descriptor(&path, desc) }?;
+    let validated = validate_with(&path, desc, Reader::new(&map))?;
     Ok(OpenedPlugin {
         validated,
         library,
@@ -491,44 +480,58 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
 /// its header, checks it, copies every other field the header says exists and checks them. No
 /// function pointer in it is called. `path` is only used in the errors and the metadata.
 ///
-/// # Safety
-/// `desc` must be NULL or readable for 16 bytes (the header). If the header passes
-/// [`validate::check_header`], `desc` must be readable for `min(struct_size,
-/// size_of::<calc_plugin_t>())` bytes; if the operation table then passes
-/// [`validate::check_operation_table`], `operations` must be readable for
-/// `operation_count * operation_size` bytes; and every string pointer in the descriptor and its
-/// operations must be NULL or readable up to its NUL terminator or `CALC_MAX_STRING_LEN + 1`
-/// bytes, whichever comes first. No alignment is required.
-pub unsafe fn validate_descriptor(
+/// Every read is checked (`process_vm_readv`), so any pointer is safe to pass: memory that is
+/// not mapped or not readable is refused as [`LoadError::UnreadableMemory`] or an invalid
+/// string field, never dereferenced. No alignment is required.
+pub fn validate_descriptor(
     path: &Path,
     desc: *const calc_plugin_t,
+) -> Result<Validated, LoadError> {
+    validate_with(path, desc, Reader::checked())
+}
+
+/// [`validate_descriptor`] with a reader that may copy directly from the library's segments.
+fn validate_with(
+    path: &Path,
+    desc: *const calc_plugin_t,
+    reader: Reader<'_>,
 ) -> Result<Validated, LoadError> {
     if desc.is_null() {
         return Err(LoadError::EntryReturnedNull {
             path: path.to_path_buf(),
         });
     }
-    // SAFETY: every descriptor, of any ABI version, starts with these three fields (16 bytes),
-    // readable per the contract.
-    let header = unsafe {
-        RawHeader {
-            magic: ptr::read_unaligned(ptr::addr_of!((*desc).magic)),
-            struct_size: ptr::read_unaligned(ptr::addr_of!((*desc).struct_size)),
-            abi_version: ptr::read_unaligned(ptr::addr_of!((*desc).abi_version)),
-        }
+    let unreadable = |what: String, address: usize| LoadError::UnreadableMemory {
+        path: path.to_path_buf(),
+        what,
+        address,
+    };
+    // Every descriptor, of any ABI version, starts with these three fields (16 bytes).
+    let head_size = std::mem::offset_of!(calc_plugin_t, name);
+    // SAFETY: `calc_plugin_t` holds integers, raw pointers and optional function pointers only:
+    // any bytes are a valid value, and none of its function pointers is called before
+    // validation.
+    let head: calc_plugin_t = unsafe { reader.read_prefix(desc, head_size) }
+        .ok_or_else(|| unreadable("descriptor".into(), desc as usize))?;
+    let header = RawHeader {
+        magic: head.magic,
+        struct_size: head.struct_size,
+        abi_version: head.abi_version,
     };
     validate::check_header(path, &header)?;
 
-    // SAFETY: `check_header` verified that the plugin's struct is at least as large as the
-    // `calc_plugin_t` of its declared minor; `read_prefix` reads the whole fields within
-    // `struct_size` bytes, and leaves the others (newer minors, or one `struct_size` cuts)
-    // zeroed (NULL).
+    // `check_header` verified that the plugin's struct is at least as large as the
+    // `calc_plugin_t` of its declared minor, and at most `MAX_STRUCT_SIZE`; `read_prefix` reads
+    // the whole fields within `struct_size` bytes, and leaves the others (newer minors, or one
+    // `struct_size` cuts) zeroed (NULL).
+    // SAFETY: as above, any bytes are a valid `calc_plugin_t`.
     let d: calc_plugin_t = unsafe {
-        read_prefix(
+        reader.read_prefix(
             desc,
             validate::plugin_fields_within(header.struct_size as usize),
         )
-    };
+    }
+    .ok_or_else(|| unreadable("descriptor".into(), desc as usize))?;
     validate::check_operation_table(
         path,
         header.abi_version,
@@ -538,50 +541,43 @@ pub unsafe fn validate_descriptor(
     )?;
     let mut operations = Vec::with_capacity(d.operation_count as usize);
     for i in 0..d.operation_count as usize {
-        // SAFETY: the table holds `operation_count` elements of `operation_size` bytes, and
-        // `operation_size` is at least `size_of::<calc_operation_t>()` (checked above).
+        // The table holds `operation_count` (at most `CALC_MAX_OPERATIONS`) elements of
+        // `operation_size` (at most `MAX_STRUCT_SIZE`) bytes, so this cannot overflow.
+        let at = (d.operations as usize).wrapping_add(i * d.operation_size as usize);
+        // SAFETY: as above, for `calc_operation_t`.
         let op: calc_operation_t = unsafe {
-            read_prefix(
-                d.operations
-                    .cast::<u8>()
-                    .add(i * d.operation_size as usize)
-                    .cast::<calc_operation_t>(),
+            reader.read_prefix(
+                at as *const calc_operation_t,
                 validate::operation_fields_within(d.operation_size as usize),
             )
-        };
-        // SAFETY: the descriptor's strings are NULL or NUL-terminated (ABI contract); `read_str`
-        // stops at the bound if they are not.
-        operations.push(unsafe {
-            RawOperation {
-                name: read_str(op.name),
-                description: read_str(op.description),
-                symbol: read_str(op.symbol),
-                execute: op.execute,
-                kind: op.kind,
-                associativity: op.associativity,
-                precedence: op.precedence,
-                min_arity: op.min_arity,
-                max_arity: op.max_arity,
-                execute_batch: op.execute_batch,
-            }
+        }
+        .ok_or_else(|| unreadable(format!("operations[{i}]"), at))?;
+        operations.push(RawOperation {
+            name: reader.read_str(op.name),
+            description: reader.read_str(op.description),
+            symbol: reader.read_str(op.symbol),
+            execute: op.execute,
+            kind: op.kind,
+            associativity: op.associativity,
+            precedence: op.precedence,
+            min_arity: op.min_arity,
+            max_arity: op.max_arity,
+            execute_batch: op.execute_batch,
         });
     }
-    // SAFETY: as above for the descriptor's own strings.
-    let raw = unsafe {
-        RawDescriptor {
-            header,
-            name: read_str(d.name),
-            version: read_str(d.version),
-            author: read_str(d.author),
-            description: read_str(d.description),
-            sdk_version: read_str(d.sdk_version),
-            api_requirement: read_str(d.api_requirement),
-            flags: d.flags,
-            init: d.init,
-            shutdown: d.shutdown,
-            save_state: d.save_state,
-            operations,
-        }
+    let raw = RawDescriptor {
+        header,
+        name: reader.read_str(d.name),
+        version: reader.read_str(d.version),
+        author: reader.read_str(d.author),
+        description: reader.read_str(d.description),
+        sdk_version: reader.read_str(d.sdk_version),
+        api_requirement: reader.read_str(d.api_requirement),
+        flags: d.flags,
+        init: d.init,
+        shutdown: d.shutdown,
+        save_state: d.save_state,
+        operations,
     };
     validate::check_descriptor(path, &raw)
 }

@@ -49,6 +49,21 @@ pub fn abi_compatible(
     Ok(())
 }
 
+/// The largest `struct_size` or `operation_size` the host accepts. Later minors only append
+/// fields, so real structs stay far below it (`calc_plugin_t` is 112 bytes at ABI 1.3); a larger
+/// value is garbage, and as `operation_size` it would send the loader's reads far past the
+/// table.
+pub const MAX_STRUCT_SIZE: u32 = 4096;
+
+/// The error for a size field over [`MAX_STRUCT_SIZE`].
+fn oversized(path: &Path, field: &str, found: u32) -> LoadError {
+    LoadError::InvalidField {
+        path: path.to_path_buf(),
+        field: field.into(),
+        reason: format!("{found} bytes, more than the {MAX_STRUCT_SIZE} a calc struct may have"),
+    }
+}
+
 /// Size of `calc_plugin_t` at ABI `1.minor`: the fields that exist at that minor.
 pub fn plugin_struct_size(minor: u16) -> usize {
     match minor {
@@ -113,6 +128,13 @@ pub fn check_header(path: &Path, header: &RawHeader) -> Result<(), LoadError> {
         host: HOST_ABI,
         reason,
     })?;
+    if header.struct_size > MAX_STRUCT_SIZE {
+        return Err(oversized(
+            path,
+            "calc_plugin_t.struct_size",
+            header.struct_size,
+        ));
+    }
     let expected = plugin_struct_size(header.abi_version.minor);
     if (header.struct_size as usize) < expected {
         return Err(LoadError::StructSize {
@@ -135,6 +157,14 @@ pub enum RawStr {
     TooLong,
     /// The bytes before the NUL.
     Bytes(Vec<u8>),
+    /// The string runs into memory that is not mapped or not readable before its NUL (or
+    /// points there).
+    Unreadable {
+        /// Where the string starts.
+        address: usize,
+        /// How many bytes from there were readable (none of them NUL).
+        readable: usize,
+    },
 }
 
 /// One operation as copied from the plugin.
@@ -214,6 +244,13 @@ pub fn check_operation_table(
     if count > 0 && is_null {
         return Err(invalid(format!("NULL table with operation_count {count}")));
     }
+    if count > 0 && element_size > MAX_STRUCT_SIZE {
+        return Err(oversized(
+            path,
+            "calc_plugin_t.operation_size",
+            element_size,
+        ));
+    }
     let expected = operation_struct_size(abi_version.minor);
     if count > 0 && (element_size as usize) < expected {
         return Err(LoadError::StructSize {
@@ -283,6 +320,13 @@ impl Checker<'_> {
                 format!(
                     "not NUL-terminated within {} bytes",
                     abi::CALC_MAX_STRING_LEN
+                ),
+            )),
+            RawStr::Unreadable { address, readable } => Err(self.invalid(
+                field,
+                format!(
+                    "string at {address:#x} runs into unreadable memory after {readable} bytes, \
+                     before its NUL"
                 ),
             )),
             RawStr::Bytes(b) => String::from_utf8(b.clone()).map_err(|e| {

@@ -1,7 +1,7 @@
-//! Hot-reload measurements (see `docs/RELOAD.md`): reloads the C `counter` fixture and the Rust
-//! `rust_counter` fixture many times, alternating two builds of each, and prints RSS before and
-//! after, what the old versions left mapped, and the reload latency next to a raw
-//! `dlopen` + `dlsym` + `plugin_entry` + `dlclose` of the same file.
+//! Hot-reload measurements (see `docs/RELOAD.md`): reloads the C `counter`, the C++
+//! `cpp_counter` and the Rust `rust_counter` fixtures many times, alternating two builds of
+//! each, and prints RSS before and after, what the old versions left mapped, and the reload
+//! latency next to a raw `dlopen` + `dlsym` + `plugin_entry` + `dlclose` of the same file.
 //!
 //! ```text
 //! cargo run --release -p calc-tests --example reload_bench            # 1000 cycles
@@ -12,7 +12,9 @@
 #[path = "../it/support/reload_measure.rs"]
 mod reload_measure;
 
-use calc_tests::{build_counter, build_rust_counter, library_file_name, scratch_dir};
+use calc_tests::{
+    build_counter, build_cpp_counter, build_rust_counter, library_file_name, scratch_dir,
+};
 use reload_measure::{measure, table, Subject};
 
 /// Reload cycles run before the first RSS reading.
@@ -43,7 +45,16 @@ fn main() {
     };
     build_counter(&c.v1, &["-DCOUNTER_VERSION=1", "-O2"]).unwrap_or_else(|e| panic!("{e}"));
     build_counter(&c.v2, &["-DCOUNTER_VERSION=2", "-O2"]).unwrap_or_else(|e| panic!("{e}"));
-    let mut subjects = vec![c];
+    let cpp_counter = library_file_name("cpp_counter");
+    let cpp = Subject {
+        label: "C++ counter".into(),
+        plugin: "cpp_counter".into(),
+        v1: dir.join("cpp-v1").join(&cpp_counter),
+        v2: dir.join("cpp-v2").join(&cpp_counter),
+    };
+    build_cpp_counter(&cpp.v1, &["-DCOUNTER_VERSION=1"]).unwrap_or_else(|e| panic!("{e}"));
+    build_cpp_counter(&cpp.v2, &["-DCOUNTER_VERSION=2"]).unwrap_or_else(|e| panic!("{e}"));
+    let mut subjects = vec![c, cpp];
     for (release, label) in [
         (false, "Rust counter (debug)"),
         (true, "Rust counter (release)"),

@@ -773,3 +773,139 @@ fn runners_exit_when_the_host_is_killed_mid_call() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Kills process `pid` when dropped, so that a failing test leaves no process behind holding
+/// the test harness's output pipes.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !dead(self.0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Waits (up to 10 s) until `pid` is dead or a zombie.
+fn wait_dead(pid: u32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !dead(pid) {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[test]
+fn exit_zero_is_reported_as_an_exit_not_a_closed_connection() {
+    let m = crashy_manager(|_| {});
+    let path = std::fs::canonicalize(crashy_file("crashy")).unwrap();
+    let e = call(&m, "quit", &[]).unwrap_err();
+    assert_eq!(
+        e.message,
+        format!(
+            "plugin process exited with status 0 during the call; restarted on the next call ({})",
+            path.display()
+        )
+    );
+    assert_eq!(call(&m, "twice", &[2.0]).unwrap(), 4.0);
+    assert_eq!(m.health("crashy").unwrap().crashes, 1);
+}
+
+#[test]
+fn a_crash_in_a_plugin_thread_between_calls_is_not_blamed_on_the_next_call() {
+    let m = crashy_manager(|_| {});
+    let runner = pid(&m);
+    let trigger = calc_tests::scratch_dir(&format!("isolation-trigger-{}", std::process::id()))
+        .join("trigger");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&trigger)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // The runner inherits the environment of the process that starts it: the test's.
+    let _ = call(&m, "count", &[]); // the runner is up before the variable matters
+                                    // SAFETY (edition 2021: not unsafe): no other test of this binary reads CRASHY_TRIGGER.
+    std::env::set_var("CRASHY_TRIGGER", &trigger);
+    // The variable is read by `arm` in the runner, which was started before it was set:
+    // restart the runner so that it sees it.
+    let e = call(&m, "segv", &[1.0]).unwrap_err();
+    assert!(e.message.contains("SIGSEGV during the call"), "{e}");
+    let runner2 = pid(&m);
+    assert_ne!(runner, runner2);
+    assert_eq!(call(&m, "arm", &[]).unwrap(), 0.0);
+    // The plugin's own thread crashes the runner now, between calls.
+    std::fs::write(&trigger, b"x").unwrap();
+    assert!(wait_dead(runner2), "the armed runner did not crash");
+    // The next call is served by a restarted runner, and the crash is counted against the
+    // plugin, not reported as this call's failure.
+    assert_eq!(call(&m, "twice", &[21.0]).unwrap(), 42.0);
+    assert_ne!(pid(&m), runner2);
+    let h = m.health("crashy").unwrap();
+    assert_eq!((h.crashes, h.failures), (2, 1), "{h:?}");
+}
+
+#[test]
+fn a_killed_or_crashed_runner_takes_its_descendants_with_it() {
+    let m = crashy_manager(|_| {});
+    // A child forked by the plugin, then the runner crashes.
+    let child = call(&m, "spawn", &[]).unwrap() as u32;
+    let _guard = KillOnDrop(child);
+    assert!(!dead(child));
+    let e = call(&m, "segv", &[1.0]).unwrap_err();
+    assert!(e.message.contains("SIGSEGV"), "{e}");
+    assert!(
+        wait_dead(child),
+        "child {child} outlived its crashed runner"
+    );
+    // A child forked by the plugin, then the runner times out and is killed.
+    let child = call(&m, "spawn", &[]).unwrap() as u32;
+    let _guard = KillOnDrop(child);
+    let e = call(&m, "spin", &[1.0]).unwrap_err();
+    assert!(e.message.contains("timed out"), "{e}");
+    assert!(wait_dead(child), "child {child} outlived its killed runner");
+    // A child forked by the plugin, then the host shuts the runner down.
+    let child = call(&m, "spawn", &[]).unwrap() as u32;
+    let _guard = KillOnDrop(child);
+    drop(m);
+    assert!(
+        wait_dead(child),
+        "child {child} outlived its runner's shutdown"
+    );
+}
+
+#[test]
+fn a_pipeline_ends_when_calc_does_even_if_a_plugin_forked() {
+    let scratch = calc_tests::scratch_dir(&format!("isolation-pipe-{}", std::process::id()));
+    std::fs::copy(
+        crashy_file("crashy"),
+        scratch.join(library_file_name("crashy")),
+    )
+    .unwrap();
+    let calc = std::process::Command::new(calc_tests::calc_binary())
+        .args(["--isolate", "--plugin-dir"])
+        .arg(&scratch)
+        .args(["eval", "spawn()"])
+        .env_remove("CALC_PLUGIN_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Reading stdout to its end only finishes when every holder of the pipe is gone: calc,
+    // its runner and the runner's forked child.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(calc.wait_with_output());
+    });
+    let out = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the pipe stayed open after calc exited: the plugin's child outlived it")
+        .unwrap();
+    assert!(out.status.success());
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(wait_dead(child));
+}

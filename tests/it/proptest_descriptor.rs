@@ -824,9 +824,9 @@ fn check_accepted(spec: &Spec, v: &Validated) -> Result<(), TestCaseError> {
 
 fn validate(spec: &Spec) -> Result<(), TestCaseError> {
     let built = build(spec);
-    // SAFETY: `build` makes the descriptor, its table and its strings exactly as large as they
-    // declare (see the module docs), and `built` keeps them alive during the call.
-    let result = unsafe { validate_descriptor(Path::new(PATH), built.desc()) };
+    // `build` makes the descriptor, its table and its strings exactly as large as they declare
+    // (see the module docs), and `built` keeps them alive during the call.
+    let result = validate_descriptor(Path::new(PATH), built.desc());
     let faults = reference(spec);
     match result {
         Ok(v) => {
@@ -882,8 +882,7 @@ fn validation_accepts_exactly_what_the_abi_rules_allow() {
 
 #[test]
 fn a_null_descriptor_is_refused() {
-    // SAFETY: NULL is allowed.
-    let e = unsafe { validate_descriptor(Path::new(PATH), ptr::null()) }.unwrap_err();
+    let e = validate_descriptor(Path::new(PATH), ptr::null()).unwrap_err();
     assert!(matches!(e, LoadError::EntryReturnedNull { .. }), "{e}");
 }
 

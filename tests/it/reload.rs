@@ -283,6 +283,18 @@ fn a_failed_reload_keeps_the_old_version_serving() {
     let text = dir.join("text").join(library_file_name("counter"));
     std::fs::create_dir_all(text.parent().unwrap()).unwrap();
     std::fs::write(&text, "not a library\n").unwrap();
+    // Hostile builds: an operation table in unmapped memory, a `plugin_entry` that is data.
+    let hostile = |case: &str| {
+        let out = dir.join(case).join(library_file_name("counter"));
+        build_c_plugin(
+            &workspace_root().join("tests/broken/hostile.c"),
+            &out,
+            &[&format!("-DHOSTILE_{}", case.to_uppercase())],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
+    let (ops_wild, entry_is_data) = (hostile("ops_wild"), hostile("entry_is_data"));
 
     let p = install(&v1, &dir);
     let canonical = std::fs::canonicalize(&p).unwrap();
@@ -292,7 +304,13 @@ fn a_failed_reload_keeps_the_old_version_serving() {
     assert_eq!(next.call(&[]), Ok(1.0));
     let _ = events.try_iter().count();
 
-    for (bad, why) in [(&broken, "ABI"), (&text, "")] {
+    let bad_builds = [
+        (&broken, "ABI"),
+        (&text, ""),
+        (&ops_wild, "operations[0] at 0x2000 is not readable memory"),
+        (&entry_is_data, "is not in an executable segment"),
+    ];
+    for (bad, why) in bad_builds {
         copy_fresh(bad, &p).unwrap();
         let error = m
             .reload_file(&p)
@@ -314,7 +332,7 @@ fn a_failed_reload_keeps_the_old_version_serving() {
         assert_eq!(files_in(&copies).len(), 1, "the failed copy is deleted");
     }
     assert_eq!(next.call(&[]), Ok(2.0), "the old instance kept its state");
-    assert_eq!(m.failures().len(), 2);
+    assert_eq!(m.failures().len(), bad_builds.len());
 
     // Fixing the file fixes the plugin, with the state of the version that kept serving.
     copy_fresh(&v2, &p).unwrap();
@@ -464,12 +482,26 @@ fn many_reload_cycles_stay_within_the_memory_bound_and_leave_no_mapping() {
     let dir = scratch_dir(&format!("reload-cycles-{}", std::process::id()));
     let (v1, v2) = c_counter(&dir, &[]);
     let (rust_v1, rust_v2) = rust_counter_builds();
+    let cpp = |version: &str| {
+        let out = dir
+            .join(format!("cpp-v{version}"))
+            .join(library_file_name("cpp_counter"));
+        calc_tests::build_cpp_counter(&out, &[&format!("-DCOUNTER_VERSION={version}")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
     let subjects = [
         reload_measure::Subject {
             label: "C counter".into(),
             plugin: "counter".into(),
             v1,
             v2,
+        },
+        reload_measure::Subject {
+            label: "C++ counter".into(),
+            plugin: "cpp_counter".into(),
+            v1: cpp("1"),
+            v2: cpp("2"),
         },
         reload_measure::Subject {
             label: "Rust counter (debug)".into(),
@@ -567,4 +599,44 @@ fn a_pinned_live_op_keeps_its_version_until_dropped_then_the_old_version_unloads
     drop(version);
     drop(m);
     assert_eq!(reload_measure::mappings_under(&copies), 0);
+}
+
+#[test]
+fn every_unload_says_whether_the_library_is_really_gone() {
+    let _serial = serial();
+    let dir = scratch_dir(&format!("reload-gone-{}", std::process::id()));
+    let source = workspace_root().join("tests/broken/broken.c");
+    let plain = dir.join(library_file_name("plain"));
+    let pinned = dir.join(library_file_name("pinned"));
+    build_c_plugin(&source, &plain, &["-DPLUGIN_NAME=\"plain\""]).unwrap_or_else(|e| panic!("{e}"));
+    // DF_1_NODELETE: the dynamic loader never unloads it.
+    build_c_plugin(
+        &source,
+        &pinned,
+        &["-DPLUGIN_NAME=\"pinned\"", "-Wl,-z,nodelete"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Loaded in place (no hot reload, so no private copies) and in hot-reload mode.
+    for hot in [false, true] {
+        let (tx, rx) = mpsc::channel();
+        let mut m = PluginManager::new();
+        if hot {
+            m.enable_hot_reload(dir.join("copies"));
+        }
+        m.report_events_to(tx);
+        m.load_file(&plain).unwrap_or_else(|e| panic!("{e}"));
+        m.load_file(&pinned).unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.unload("plain") && m.unload("pinned"));
+        let events: Vec<HostEvent> = rx.try_iter().collect();
+        assert_eq!(
+            unloads(&events, "plain"),
+            [("1.0.0".to_string(), Some(true))],
+            "hot reload {hot}"
+        );
+        assert_eq!(
+            unloads(&events, "pinned"),
+            [("1.0.0".to_string(), Some(false))],
+            "hot reload {hot}"
+        );
+    }
 }

@@ -134,6 +134,40 @@ pub fn build_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
     )
 }
 
+/// Compiles the C++ hot-reload fixture `tests/fixtures/cpp/counter.cpp` ("cpp_counter") into
+/// the shared library `out`, as the C++ examples are built (their flags and version script),
+/// with `defines` such as `-DCOUNTER_VERSION=2`.
+pub fn build_cpp_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
+    let root = workspace_root();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut cmd = Command::new(xtask::build::cxx_compiler());
+    cmd.args(xtask::build::CPP_PLUGIN_FLAGS)
+        .arg("-I")
+        .arg(root.join("include"))
+        .args(defines)
+        .arg(root.join("tests/fixtures/cpp/counter.cpp"))
+        .arg(format!(
+            "-Wl,--version-script={}",
+            root.join("examples-c/cpp_trig/plugin.map").display()
+        ))
+        .arg("-o")
+        .arg(out);
+    let result = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}",
+            result.status,
+            String::from_utf8_lossy(&result.stderr)
+        ))
+    }
+}
+
 /// The Rust hot-reload fixture `calc-fixture-rust-counter` in both versions (debug builds),
 /// built once per process: the paths of version 1 and of version 2 (feature `v2`).
 pub fn rust_counter_builds() -> &'static (PathBuf, PathBuf) {
@@ -263,6 +297,46 @@ pub fn abi() -> String {
         calc_sdk::abi::CALC_ABI_VERSION_MAJOR,
         calc_sdk::abi::CALC_ABI_VERSION_MINOR
     )
+}
+
+/// The hostile-plugin cases of `tests/broken/hostile.c`: the macro suffix of each.
+pub const HOSTILE_CASES: &[&str] = &[
+    "ENTRY_IS_DATA",
+    "ENTRY_WILD",
+    "DESC_RUNS_OFF",
+    "NAME_WILD",
+    "NAME_RUNS_OFF",
+    "DESCRIPTION_RUNS_OFF",
+    "OPS_WILD",
+    "OPS_RUN_OFF",
+    "OP_SIZE_HUGE",
+    "STRUCT_SIZE_HUGE",
+];
+
+/// The corpus of hostile plugins (`libhostile_<case>.so` for each of [`HOSTILE_CASES`]) next to
+/// the valid `libgood_c.so` of `tests/broken/broken.c`, built once per process into one
+/// directory.
+pub fn hostile_corpus_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("hostile-{}", std::process::id()));
+        let source = workspace_root().join("tests/broken/hostile.c");
+        for case in HOSTILE_CASES {
+            let out = dir.join(library_file_name(&format!(
+                "hostile_{}",
+                case.to_lowercase()
+            )));
+            build_c_plugin(&source, &out, &[&format!("-DHOSTILE_{case}")])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        build_c_plugin(
+            &workspace_root().join("tests/broken/broken.c"),
+            &dir.join(library_file_name("good_c")),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        dir
+    })
 }
 
 /// The Rust snippets of README.md and docs/*.md, compiled as doc tests

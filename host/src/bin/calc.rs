@@ -839,7 +839,10 @@ fn check(
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("calc"));
     for file in files {
         // The trust policy first: nothing is opened before it passes.
+        let mut blockers = Vec::new();
         let result = settings.trust.check_file(file).and_then(|verified| {
+            // Read from the file, before anything of it is loaded.
+            blockers = calc_host::elf::unload_blockers(verified.path()).unwrap_or_default();
             // Canonical, and its header checked: no second `realpath` and read.
             let info = calc_host::loader::open_resolved(verified.path())?
                 .info()
@@ -871,8 +874,8 @@ fn check(
         if json {
             reports.push(match &result {
                 Ok(info) => match &conformance {
-                    Some(c) => serde_json::json!({ "path": file, "ok": c.ok(), "plugin": info, "conformance": c }),
-                    None => serde_json::json!({ "path": file, "ok": true, "plugin": info }),
+                    Some(c) => serde_json::json!({ "path": file, "ok": c.ok(), "plugin": info, "conformance": c, "unload_blockers": blockers }),
+                    None => serde_json::json!({ "path": file, "ok": true, "plugin": info, "unload_blockers": blockers }),
                 },
                 Err(e) => serde_json::json!({
                     "path": file,
@@ -887,6 +890,9 @@ fn check(
         match &result {
             Ok(info) => print_plugin(info, "ok", |_| None),
             Err(e) => print_refusal(e),
+        }
+        for blocker in &blockers {
+            println!("  warning: {}: {blocker}", file.display());
         }
         if let Some(c) = &conformance {
             print!("{c}");

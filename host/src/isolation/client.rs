@@ -119,6 +119,9 @@ pub(crate) struct Connection {
     read_timeout: Option<Duration>,
     /// Whether the child has been waited for (so that dropping does not stop it again).
     reaped: bool,
+    /// Readable when the runner exits (a pidfd), where the kernel offers one: a plugin's forked
+    /// child may hold the socket open after the runner died.
+    process: Option<std::os::fd::OwnedFd>,
     /// Where the runner makes its private copy of the plugin (hot-reload mode): a runner that
     /// dies cannot delete it, so the host does.
     copy_dir: Option<PathBuf>,
@@ -160,12 +163,14 @@ impl Connection {
             // runner holds it, so its death is an end of file on ours.
         };
         tracing::debug!(plugin = %path.display(), pid = child.id(), "runner started");
+        let process = super::sys::pidfd(child.id());
         let mut conn = Connection {
             child,
             socket: host_end,
             buf: Vec::with_capacity(256),
             read_timeout: None,
             reaped: false,
+            process,
             copy_dir: options.copy_dir.clone(),
         };
         match conn.receive(Some(deadline)) {
@@ -231,11 +236,15 @@ impl Connection {
     /// Sends the request in `buf` and reads the reply. On any failure the runner is gone
     /// (reaped, or killed and reaped) and the reason is returned.
     fn transact(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
-        if let Err(e) = super::sys::send_all(&self.socket, &self.buf) {
-            // A dead runner: EPIPE or ECONNRESET. Find out how it died.
-            return Err(self.reap_or(Death::Broken(format!("cannot send: {e}"))));
-        }
+        self.send()?;
         self.receive(deadline)
+    }
+
+    /// Sends the request in `buf`. A failure means the runner was dead before the request
+    /// (`EPIPE` or `ECONNRESET`): it is reaped and how it died returned.
+    fn send(&mut self) -> Result<(), Death> {
+        super::sys::send_all(&self.socket, &self.buf)
+            .map_err(|e| self.reap_or(Death::Broken(format!("cannot send: {e}"))))
     }
 
     /// Reads one reply frame into `buf` and decodes it.
@@ -287,7 +296,20 @@ impl Connection {
             self.read_timeout = timeout;
         }
         let start = self.buf.len();
-        super::sys::spin_until_readable(&self.socket, super::SPIN);
+        if !super::sys::spin_until_readable(&self.socket, super::SPIN) {
+            if let Some(process) = &self.process {
+                match super::sys::wait_readable_or_exit(&self.socket, process, timeout) {
+                    super::sys::Wait::Readable => {}
+                    super::sys::Wait::Exited => {
+                        return Err(self.reap_or(Death::Broken("closed its connection".into())))
+                    }
+                    super::sys::Wait::TimedOut if deadline.is_some_and(|d| Instant::now() < d) => {
+                        return Ok(()); // woke a little early; wait again
+                    }
+                    super::sys::Wait::TimedOut => return Err(self.timed_out()),
+                }
+            }
+        }
         let want = need.max(start + 64);
         self.buf.resize(want, 0);
         let result = self.socket.read(&mut self.buf[start..]);
@@ -333,16 +355,28 @@ impl Connection {
     fn reap_or(&mut self, otherwise: Death) -> Death {
         let until = Instant::now() + Duration::from_secs(2);
         loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.reaped = true;
+            match self.wait_if_exited() {
+                Some(Ok(status)) => {
                     self.remove_copies();
-                    return death_of(status).unwrap_or(otherwise);
+                    return death_of(status);
                 }
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+                None if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
                 _ => return self.kill(otherwise),
             }
         }
+    }
+
+    /// When the runner has exited: kills what is left of its process group (descendants of
+    /// the plugin's), then reaps it and returns its status; `None` while it runs. Killing the
+    /// group before reaping its leader keeps the group id from being reused meanwhile.
+    fn wait_if_exited(&mut self) -> Option<std::io::Result<ExitStatus>> {
+        if !super::sys::has_exited(self.child.id()) {
+            return None;
+        }
+        super::sys::kill_group(self.child.id());
+        let status = self.child.wait();
+        self.reaped = true;
+        Some(status)
     }
 
     /// Deletes the private copies the runner made in the copy directory (`loader::open_copy`
@@ -377,6 +411,8 @@ impl Connection {
 
     /// Kills and reaps the runner; returns `why`.
     pub(crate) fn kill(&mut self, why: Death) -> Death {
+        // The runner leads its own process group: the plugin's descendants die with it.
+        super::sys::kill_group(self.child.id());
         let _ = self.child.kill();
         // Before the wait: until it is reaped, no other process can have its pid.
         self.remove_copies();
@@ -395,12 +431,9 @@ impl Connection {
         let _ = self.socket.shutdown(std::net::Shutdown::Write);
         let until = Instant::now() + Duration::from_secs(1);
         loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => {
-                    self.reaped = true;
-                    return;
-                }
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+            match self.wait_if_exited() {
+                Some(Ok(_)) => return,
+                None if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
                 _ => {
                     self.kill(Death::Broken("did not exit after shutdown".into()));
                     return;
@@ -410,13 +443,13 @@ impl Connection {
     }
 }
 
-/// The death an exit status describes (`None` for a clean exit 0).
-fn death_of(status: ExitStatus) -> Option<Death> {
+/// The death an exit status describes: a runner that stopped serving by itself exited or was
+/// killed by a signal, even with status 0 (a plugin that called `exit(0)`).
+fn death_of(status: ExitStatus) -> Death {
     use std::os::unix::process::ExitStatusExt;
     match (status.signal(), status.code()) {
-        (Some(s), _) => Some(Death::Signal(s)),
-        (None, Some(0)) | (None, None) => None,
-        (None, Some(code)) => Some(Death::Exited(code)),
+        (Some(s), _) => Death::Signal(s),
+        (None, code) => Death::Exited(code.unwrap_or(0)),
     }
 }
 
@@ -682,21 +715,69 @@ impl RunnerClient {
         (us, hard, started)
     }
 
+    /// Encodes a request with `encode` and sends it, (re)starting the runner when there is
+    /// none. When the send finds the runner dead, it died since the last call (a crash in a
+    /// thread of the plugin's own, between calls): that death is counted and reported against
+    /// the plugin, not this call, and the request goes to a restarted runner.
+    fn send_request<'g>(
+        &self,
+        guard: &'g mut MutexGuard<'_, Option<Connection>>,
+        encode: impl Fn(&mut Vec<u8>),
+    ) -> Result<&'g mut Connection, Failure> {
+        let conn = self.connect(guard)?;
+        conn.buf.clear();
+        encode(&mut conn.buf);
+        if let Err(death) = conn.send() {
+            **guard = None;
+            if self.died_between_calls(death) {
+                return Err(Failure::internal(self.breaker_message()));
+            }
+            let conn = self.connect(guard)?;
+            conn.buf.clear();
+            encode(&mut conn.buf);
+            if let Err(death) = conn.send() {
+                **guard = None;
+                return Err(self.died(death));
+            }
+        }
+        Ok(guard.as_mut().expect("connected just above"))
+    }
+
+    /// Counts and reports a runner found dead before a request; returns whether that tripped
+    /// the breaker.
+    fn died_between_calls(&self, death: Death) -> bool {
+        self.counters.crashes.fetch_add(1, Ordering::Relaxed);
+        let what = death.describe("between calls");
+        let tripped = self.count_death(&what);
+        tracing::warn!(
+            plugin = %self.info.name,
+            "{what} (in a thread of its own); restarted ({})",
+            self.info.path.display()
+        );
+        tripped
+    }
+
     /// Calls operation `op` in the runner.
     pub(crate) fn call(&self, op: u32, args: &[f64]) -> Result<f64, Failure> {
         if self.tripped() {
             return Err(self.fail_fast());
         }
         let mut guard = self.lock();
-        let conn = self.connect(&mut guard).inspect_err(|_| {
+        // Started before the call's time limit runs.
+        self.connect(&mut guard).inspect_err(|_| {
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
         })?;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let (timeout_us, deadline, started) = self.deadlines();
-        conn.buf.clear();
-        protocol::encode_call(&mut conn.buf, op, timeout_us, args);
-        match conn.transact(deadline) {
+        let conn = self
+            .send_request(&mut guard, |buf| {
+                protocol::encode_call(buf, op, timeout_us, args)
+            })
+            .inspect_err(|_| {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            })?;
+        match conn.receive(deadline) {
             Ok(Reply::Value {
                 status,
                 value,
@@ -737,16 +818,24 @@ impl RunnerClient {
             return Err((0, self.fail_fast()));
         }
         let mut guard = self.lock();
-        let conn = self.connect(&mut guard).map_err(|f| {
+        // Started before the call's time limit runs.
+        self.connect(&mut guard).map_err(|f| {
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
             (0, f)
         })?;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let (timeout_us, deadline, started) = self.deadlines();
-        conn.buf.clear();
-        protocol::encode_batch(&mut conn.buf, op, timeout_us, out.len() as u32, columns);
-        match conn.transact(deadline) {
+        let rows = out.len() as u32;
+        let conn = self
+            .send_request(&mut guard, |buf| {
+                protocol::encode_batch(buf, op, timeout_us, rows, columns)
+            })
+            .map_err(|f| {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                (0, f)
+            })?;
+        match conn.receive(deadline) {
             Ok(Reply::Batch {
                 status,
                 failed_row,

@@ -1,5 +1,6 @@
-//! The two system calls isolation needs that `std` does not offer safely: writing to the runner
-//! socket without `SIGPIPE`, and finding the file this code was loaded from (`dladdr`).
+//! The system calls isolation needs that `std` does not offer safely: writing to the runner
+//! socket without `SIGPIPE`, finding the file this code was loaded from (`dladdr`), and killing
+//! a runner's whole process group once it has exited but before it is reaped.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -89,5 +90,97 @@ pub(crate) fn spin_until_readable(socket: &UnixStream, spin: std::time::Duration
             return false;
         }
         std::hint::spin_loop();
+    }
+}
+
+/// Sends `SIGKILL` to every process in the process group `pgid`. A runner is started as the
+/// leader of a group of its own, so this kills it and every descendant that stayed in its group
+/// (a plugin's forked children); nothing left (`ESRCH`) is not an error.
+pub(crate) fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return; // never the caller's own group or every process
+    }
+    // SAFETY: plain system call on a process group id; no memory is passed.
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+}
+
+/// Whether the child `pid` has terminated, without reaping it (`waitid` with `WNOWAIT`): its
+/// pid, and so the id of the process group it leads, stays reserved until the caller reaps it,
+/// so that [`kill_group`] cannot reach an unrelated group that reused the number.
+pub(crate) fn has_exited(pid: u32) -> bool {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `info` is writable storage for one `siginfo_t`; `waitid` only writes it.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            libc::id_t::from(pid),
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: zero-initialised above, and `waitid` fills it in when it returns 0; a pid of 0
+    // means the child has not changed state.
+    rc == 0 && unsafe { info.assume_init().si_pid() } != 0
+}
+
+/// A file descriptor that becomes readable when process `pid` (a child of ours, not yet
+/// reaped) terminates (`pidfd_open(2)`, Linux 5.3); `None` where the kernel has none.
+pub(crate) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: plain system call with integer arguments; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = libc::c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nothing else.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// What [`wait_readable_or_exit`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The socket has data, an end of file or an error to read.
+    Readable,
+    /// The process exited (and the socket has nothing to read).
+    Exited,
+    /// Neither, within the time given.
+    TimedOut,
+}
+
+/// Waits until `socket` is readable or the process behind `process` (a pidfd) exits, for at
+/// most `timeout` (`None`: no limit). A runner whose plugin forked keeps its socket open in the
+/// fork after the runner itself died, so an end of file alone does not tell that it died.
+pub(crate) fn wait_readable_or_exit(
+    socket: &UnixStream,
+    process: &std::os::fd::OwnedFd,
+    timeout: Option<std::time::Duration>,
+) -> Wait {
+    use std::os::fd::AsRawFd as _;
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis().saturating_add(1)).unwrap_or(libc::c_int::MAX)
+    });
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: process.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is an array of two initialised `pollfd`s on open descriptors, writable for
+    // `poll` to set `revents`.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    match n {
+        0 => Wait::TimedOut,
+        // An interrupted or failed poll: let the caller's read (with its own timeout) decide.
+        n if n < 0 => Wait::Readable,
+        _ if fds[0].revents != 0 => Wait::Readable,
+        _ => Wait::Exited,
     }
 }

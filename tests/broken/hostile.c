@@ -1,0 +1,149 @@
+/*
+ * hostile.c: one source for a corpus of hostile calc plugins, whose descriptors attack the
+ * host's reading of plugin memory: pointers into unmapped memory, data that runs off the end of
+ * a mapping, sizes that would send the loader far past a table, and a `plugin_entry` that is not
+ * code. The host must refuse each with one line naming the file, and never fault.
+ *
+ * Build (from the repository root; <CASE> upper case, <case> the same in lower case):
+ *   cc -std=c99 -Wall -Wextra -Werror -pedantic -fPIC -fvisibility=hidden -shared -Iinclude -DHOSTILE_<CASE> tests/broken/hostile.c -o target/debug/hostile/libhostile_<case>.so
+ *
+ * Cases (define exactly one):
+ *   HOSTILE_ENTRY_IS_DATA         `plugin_entry` is an exported data object, not a function
+ *   HOSTILE_ENTRY_WILD            plugin_entry returns (void *)0x10
+ *   HOSTILE_DESC_RUNS_OFF         the descriptor's last bytes lie in an inaccessible page
+ *   HOSTILE_NAME_WILD             name points to address 0x1000 (never mapped)
+ *   HOSTILE_NAME_RUNS_OFF         name has no NUL before an inaccessible page
+ *   HOSTILE_DESCRIPTION_RUNS_OFF  the operation's description has no NUL before an inaccessible page
+ *   HOSTILE_OPS_WILD              operations points to address 0x2000 (never mapped)
+ *   HOSTILE_OPS_RUN_OFF           operation_count is 2, the second element lies in an inaccessible page
+ *   HOSTILE_OP_SIZE_HUGE          operation_size is 0x40000000
+ *   HOSTILE_STRUCT_SIZE_HUGE      struct_size is 0xfffffff0
+ *
+ * The "runs off" cases build their data in plugin_entry, at the end of a readable page followed
+ * by a PROT_NONE page (mmap), so that a host reading one byte too far faults.
+ */
+#define _DEFAULT_SOURCE 1
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifdef HOSTILE_ENTRY_IS_DATA
+/* The header declares plugin_entry as a function: declare that under another name, and export
+ * a data object named plugin_entry below. */
+#define plugin_entry hostile_unused_entry_declaration
+#endif
+#include "calc_plugin.h"
+#ifdef HOSTILE_ENTRY_IS_DATA
+#undef plugin_entry
+#endif
+
+#if defined(HOSTILE_ENTRY_IS_DATA) + defined(HOSTILE_ENTRY_WILD) + defined(HOSTILE_DESC_RUNS_OFF) + \
+    defined(HOSTILE_NAME_WILD) + defined(HOSTILE_NAME_RUNS_OFF) +                                 \
+    defined(HOSTILE_DESCRIPTION_RUNS_OFF) + defined(HOSTILE_OPS_WILD) +                           \
+    defined(HOSTILE_OPS_RUN_OFF) + defined(HOSTILE_OP_SIZE_HUGE) +                                \
+    defined(HOSTILE_STRUCT_SIZE_HUGE) != 1
+#error "define exactly one HOSTILE_* macro"
+#endif
+
+static calc_status_t twice_execute(void *instance, const double *args, size_t n, double *out,
+                                   char *error_buf, size_t error_buf_size) {
+    (void)instance;
+    (void)n;
+    (void)error_buf;
+    (void)error_buf_size;
+    *out = 2.0 * args[0];
+    return CALC_STATUS_OK;
+}
+
+static calc_operation_t operations[] = {{
+    .name = "twice",
+    .description = "twice(x): 2 * x",
+    .execute = twice_execute,
+    .kind = CALC_OPERATION_KIND_FUNCTION,
+    .associativity = CALC_ASSOCIATIVITY_NONE,
+    .min_arity = 1,
+    .max_arity = 1,
+}};
+
+static calc_plugin_t descriptor = {
+    .magic = CALC_PLUGIN_MAGIC,
+    .struct_size = sizeof(calc_plugin_t),
+    .abi_version = {.major = CALC_ABI_VERSION_MAJOR, .minor = CALC_ABI_VERSION_MINOR},
+    .name = "hostile",
+    .version = "1.0.0",
+    .author = "calc tests",
+    .description = "Test plugin: a hostile descriptor",
+    .sdk_version = CALC_SDK_VERSION,
+    .api_requirement = CALC_API_REQUIREMENT_DEFAULT,
+    .operations = operations,
+    .operation_count = 1,
+    .operation_size = sizeof(calc_operation_t),
+};
+
+/* A readable page followed by an inaccessible one; returns the address `back` bytes before the
+ * boundary, or NULL. Made once: plugin_entry may be called more than once. */
+static unsigned char *page_tail(size_t back) {
+    static unsigned char *page;
+    const size_t size = 4096 * 4; /* enough for any page size up to 8 KiB, times two */
+    const size_t half = size / 2;
+    if (!page) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        if (mprotect((unsigned char *)p + half, half, PROT_NONE) != 0) return NULL;
+        page = p;
+    }
+    return page + half - back;
+}
+
+/* Refers to everything, so that no case leaves an unused variable or function. */
+CALC_PLUGIN_EXPORT const void *hostile_keep(int which) {
+    return which ? (const void *)&descriptor : (const void *)page_tail(0);
+}
+
+#ifdef HOSTILE_ENTRY_IS_DATA
+/* Exported under the entry point's name, but data: calling it would execute these bytes. */
+CALC_PLUGIN_EXPORT const unsigned char plugin_entry[64] = {0xcc, 0xcc, 0xcc, 0xcc};
+#else
+CALC_PLUGIN_ENTRY {
+#if defined(HOSTILE_ENTRY_WILD)
+    return (const calc_plugin_t *)(uintptr_t)0x10;
+#elif defined(HOSTILE_DESC_RUNS_OFF)
+    /* All of the descriptor but its last 8 bytes. */
+    unsigned char *tail = page_tail(sizeof descriptor - 8);
+    if (!tail) return NULL;
+    memcpy(tail, &descriptor, sizeof descriptor - 8);
+    return (const calc_plugin_t *)(void *)tail;
+#elif defined(HOSTILE_NAME_WILD)
+    descriptor.name = (const char *)(uintptr_t)0x1000;
+    return &descriptor;
+#elif defined(HOSTILE_NAME_RUNS_OFF) || defined(HOSTILE_DESCRIPTION_RUNS_OFF)
+    unsigned char *tail = page_tail(8);
+    if (!tail) return NULL;
+    memset(tail, 'a', 8);
+#if defined(HOSTILE_NAME_RUNS_OFF)
+    descriptor.name = (const char *)tail;
+#else
+    operations[0].description = (const char *)tail;
+#endif
+    return &descriptor;
+#elif defined(HOSTILE_OPS_WILD)
+    descriptor.operations = (const calc_operation_t *)(uintptr_t)0x2000;
+    return &descriptor;
+#elif defined(HOSTILE_OPS_RUN_OFF)
+    /* One whole element, then the inaccessible page where the second should be. */
+    unsigned char *tail = page_tail(sizeof operations[0]);
+    if (!tail) return NULL;
+    memcpy(tail, &operations[0], sizeof operations[0]);
+    descriptor.operations = (const calc_operation_t *)(void *)tail;
+    descriptor.operation_count = 2;
+    return &descriptor;
+#elif defined(HOSTILE_OP_SIZE_HUGE)
+    descriptor.operation_size = 0x40000000u;
+    return &descriptor;
+#elif defined(HOSTILE_STRUCT_SIZE_HUGE)
+    descriptor.struct_size = 0xfffffff0u;
+    return &descriptor;
+#endif
+}
+#endif
