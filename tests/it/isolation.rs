@@ -54,15 +54,20 @@ fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn wait_gone(pid: u32) -> bool {
-    let until = Instant::now() + Duration::from_secs(5);
-    while process_exists(pid) {
+/// Polls `done` until it holds (true) or `limit` has passed (false).
+fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while !done() {
         if Instant::now() > until {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     true
+}
+
+fn wait_gone(pid: u32) -> bool {
+    wait_until(Duration::from_secs(5), || !process_exists(pid))
 }
 
 #[test]
@@ -790,14 +795,7 @@ impl Drop for KillOnDrop {
 
 /// Waits (up to 10 s) until `pid` is dead or a zombie.
 fn wait_dead(pid: u32) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while !dead(pid) {
-        if Instant::now() > until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
+    wait_until(Duration::from_secs(10), || dead(pid))
 }
 
 #[test]

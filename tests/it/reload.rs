@@ -605,17 +605,7 @@ fn a_pinned_live_op_keeps_its_version_until_dropped_then_the_old_version_unloads
 fn every_unload_says_whether_the_library_is_really_gone() {
     let _serial = serial();
     let dir = scratch_dir(&format!("reload-gone-{}", std::process::id()));
-    let source = workspace_root().join("tests/broken/broken.c");
-    let plain = dir.join(library_file_name("plain"));
-    let pinned = dir.join(library_file_name("pinned"));
-    build_c_plugin(&source, &plain, &["-DPLUGIN_NAME=\"plain\""]).unwrap_or_else(|e| panic!("{e}"));
-    // DF_1_NODELETE: the dynamic loader never unloads it.
-    build_c_plugin(
-        &source,
-        &pinned,
-        &["-DPLUGIN_NAME=\"pinned\"", "-Wl,-z,nodelete"],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (plain, pinned) = calc_tests::build_plain_and_pinned(&dir);
     // Loaded in place (no hot reload, so no private copies) and in hot-reload mode.
     for hot in [false, true] {
         let (tx, rx) = mpsc::channel();

@@ -8,23 +8,14 @@ use std::sync::mpsc;
 
 use calc_host::events::HostEvent;
 use calc_host::PluginManager;
-use calc_tests::{build_c_plugin, library_file_name, run_calc, scratch_dir, workspace_root};
+use calc_tests::{library_file_name, run_calc, scratch_dir, workspace_root};
 
 /// `libplain.so` (nothing pins it), `libpinned.so` (`-z nodelete`) and `libunique.so` (a C++
 /// plugin with an `STB_GNU_UNIQUE` symbol), built into a fresh directory.
 fn corpus() -> (PathBuf, PathBuf, PathBuf) {
     let dir = scratch_dir(&format!("unloading-{}", std::process::id()));
-    let source = workspace_root().join("tests/broken/broken.c");
-    let plain = dir.join(library_file_name("plain"));
-    let pinned = dir.join(library_file_name("pinned"));
+    let (plain, pinned) = calc_tests::build_plain_and_pinned(&dir);
     let unique = dir.join(library_file_name("unique"));
-    build_c_plugin(&source, &plain, &["-DPLUGIN_NAME=\"plain\""]).unwrap_or_else(|e| panic!("{e}"));
-    build_c_plugin(
-        &source,
-        &pinned,
-        &["-DPLUGIN_NAME=\"pinned\"", "-Wl,-z,nodelete"],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
     // Default visibility on purpose: that is what makes g++ emit the unique symbol.
     let built = Command::new(xtask::build::cxx_compiler())
         .args([

@@ -98,17 +98,8 @@ pub fn broken_corpus_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = scratch_dir(&format!("broken-{}", std::process::id()));
-        let source = workspace_root().join("tests/broken/broken.c");
-        for case in BROKEN_CASES {
-            let out = dir.join(library_file_name(&format!(
-                "broken_{}",
-                case.to_lowercase()
-            )));
-            build_c_plugin(&source, &out, &[&format!("-DBROKEN_{case}")])
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        build_c_plugin(&source, &dir.join(library_file_name("good_c")), &[])
-            .unwrap_or_else(|e| panic!("{e}"));
+        build_cases(&dir, "broken", BROKEN_CASES);
+        build_good_c(&dir);
         let artifacts = cargo_build(&["calc-fixture-rust-panic"]).unwrap_or_else(|e| panic!("{e}"));
         let panic_lib = library_file_name("rust_panic");
         xtask::build::copy_fresh(&artifacts.join(&panic_lib), &dir.join(&panic_lib))
@@ -142,30 +133,20 @@ pub fn build_cpp_counter(out: &Path, defines: &[&str]) -> Result<(), String> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let mut cmd = Command::new(xtask::build::cxx_compiler());
-    cmd.args(xtask::build::CPP_PLUGIN_FLAGS)
-        .arg("-I")
-        .arg(root.join("include"))
-        .args(defines)
-        .arg(root.join("tests/fixtures/cpp/counter.cpp"))
-        .arg(format!(
-            "-Wl,--version-script={}",
-            root.join("examples-c/cpp_trig/plugin.map").display()
-        ))
-        .arg("-o")
-        .arg(out);
-    let result = cmd
-        .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if result.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}):\n{}",
-            result.status,
-            String::from_utf8_lossy(&result.stderr)
-        ))
-    }
+    xtask::build::run(
+        Command::new(xtask::build::cxx_compiler())
+            .args(xtask::build::CPP_PLUGIN_FLAGS)
+            .arg("-I")
+            .arg(root.join("include"))
+            .args(defines)
+            .arg(root.join("tests/fixtures/cpp/counter.cpp"))
+            .arg(format!(
+                "-Wl,--version-script={}",
+                root.join("examples-c/cpp_trig/plugin.map").display()
+            ))
+            .arg("-o")
+            .arg(out),
+    )
 }
 
 /// The Rust hot-reload fixture `calc-fixture-rust-counter` in both versions (debug builds),
@@ -299,6 +280,44 @@ pub fn abi() -> String {
     )
 }
 
+/// Builds `tests/broken/<kind>.c` once per case into `dir/lib<kind>_<case>.so`, with
+/// `-D<KIND>_<CASE>` (the corpus sources' convention).
+fn build_cases(dir: &Path, kind: &str, cases: &[&str]) {
+    let source = workspace_root().join(format!("tests/broken/{kind}.c"));
+    for case in cases {
+        let out = dir.join(library_file_name(&format!(
+            "{kind}_{}",
+            case.to_lowercase()
+        )));
+        let define = format!("-D{}_{case}", kind.to_uppercase());
+        build_c_plugin(&source, &out, &[&define]).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Builds the valid plugin of `tests/broken/broken.c` ("good_c") into `dir/libgood_c.so`.
+fn build_good_c(dir: &Path) {
+    let source = workspace_root().join("tests/broken/broken.c");
+    build_c_plugin(&source, &dir.join(library_file_name("good_c")), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `libplain.so` (nothing keeps it loaded) and `libpinned.so` (linked with `-z nodelete`:
+/// `DF_1_NODELETE`, never unloaded), both `tests/broken/broken.c`'s valid plugin under those
+/// names, built into `dir`; returned in that order.
+pub fn build_plain_and_pinned(dir: &Path) -> (PathBuf, PathBuf) {
+    let source = workspace_root().join("tests/broken/broken.c");
+    let plain = dir.join(library_file_name("plain"));
+    let pinned = dir.join(library_file_name("pinned"));
+    build_c_plugin(&source, &plain, &["-DPLUGIN_NAME=\"plain\""]).unwrap_or_else(|e| panic!("{e}"));
+    build_c_plugin(
+        &source,
+        &pinned,
+        &["-DPLUGIN_NAME=\"pinned\"", "-Wl,-z,nodelete"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    (plain, pinned)
+}
+
 /// The hostile-plugin cases of `tests/broken/hostile.c`: the macro suffix of each.
 pub const HOSTILE_CASES: &[&str] = &[
     "ENTRY_IS_DATA",
@@ -320,21 +339,8 @@ pub fn hostile_corpus_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = scratch_dir(&format!("hostile-{}", std::process::id()));
-        let source = workspace_root().join("tests/broken/hostile.c");
-        for case in HOSTILE_CASES {
-            let out = dir.join(library_file_name(&format!(
-                "hostile_{}",
-                case.to_lowercase()
-            )));
-            build_c_plugin(&source, &out, &[&format!("-DHOSTILE_{case}")])
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        build_c_plugin(
-            &workspace_root().join("tests/broken/broken.c"),
-            &dir.join(library_file_name("good_c")),
-            &[],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        build_cases(&dir, "hostile", HOSTILE_CASES);
+        build_good_c(&dir);
         dir
     })
 }

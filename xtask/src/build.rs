@@ -86,7 +86,8 @@ pub fn library_file_name(name: &str) -> String {
     )
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+/// Runs `cmd`; an error names the command and carries its output when it cannot run or fails.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .output()
