@@ -102,6 +102,9 @@ pub struct Refusal {
     pub kind: String,
     /// The error's one-line message (its `Display`).
     pub message: String,
+    /// [`LoadError::mismatches`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<crate::error::Mismatch>,
 }
 
 impl From<&LoadError> for Refusal {
@@ -110,6 +113,19 @@ impl From<&LoadError> for Refusal {
             path: e.path().to_path_buf(),
             kind: e.kind().to_string(),
             message: e.to_string(),
+            mismatches: e.mismatches(),
+        }
+    }
+}
+
+impl From<Refusal> for LoadError {
+    /// The refusal as a load error of its own kind ([`LoadError::Vetted`]).
+    fn from(r: Refusal) -> Self {
+        LoadError::Vetted {
+            path: r.path,
+            kind: crate::isolation::static_kind(&r.kind),
+            message: r.message,
+            mismatches: r.mismatches,
         }
     }
 }
@@ -812,6 +828,11 @@ mod tests {
                 path: "/x".into(),
                 kind: "bad_magic".into(),
                 message: "m".into(),
+                mismatches: vec![crate::error::Mismatch {
+                    field: "magic".into(),
+                    expected: "a".into(),
+                    found: "b".into(),
+                }],
             }),
         ] {
             let json = serde_json::to_string(&verdict).unwrap();
@@ -832,6 +853,7 @@ mod tests {
                 path: "/x".into(),
                 kind: "k".into(),
                 message: "m".into(),
+                mismatches: Vec::new(),
             }),
             started: None,
         };

@@ -194,6 +194,20 @@ pub enum LoadError {
         /// What happened.
         reason: String,
     },
+    /// Vetting the file in a child process ([`crate::vet`]) refused it: `message` is the
+    /// refusal the child reported (as loading in process would word it), or how the child
+    /// died while loading the file (`kind` `crashed`, `exited`, `timed_out`, `vetting`).
+    #[error("{message}")]
+    Vetted {
+        /// The file.
+        path: PathBuf,
+        /// The refusal's kind (`bad_magic`, ...), or how the vetting child died.
+        kind: &'static str,
+        /// One line naming the file.
+        message: String,
+        /// The fields that did not match, as [`LoadError::mismatches`] gives them.
+        mismatches: Vec<Mismatch>,
+    },
     /// The path is a symbolic link, which the trust policy refuses unless allowed.
     #[error("{path}: is a symbolic link to {target}; plugins must be regular files (allow links with [trust] allow_symlinks = true or --allow-symlinks)")]
     Symlink {
@@ -294,7 +308,7 @@ pub enum LoadError {
 
 /// One field of a refused plugin next to what the host expected (as PostgreSQL's magic-block
 /// report does).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mismatch {
     /// The field, e.g. `abi_version.major`.
     pub field: String,
@@ -325,7 +339,7 @@ impl LoadError {
             LoadError::InitFailed { .. } => "init_failed",
             LoadError::VersionRequirement { .. } => "version_requirement",
             LoadError::DuplicatePlugin { .. } => "duplicate_plugin",
-            LoadError::Isolation { kind, .. } => kind,
+            LoadError::Isolation { kind, .. } | LoadError::Vetted { kind, .. } => kind,
             LoadError::Symlink { .. } => "symlink",
             LoadError::NotALibrary { .. } => "not_a_library",
             LoadError::InsecurePermissions { .. } => "insecure_permissions",
@@ -436,6 +450,7 @@ impl LoadError {
             LoadError::DigestMismatch {
                 expected, found, ..
             } => vec![m("sha256", expected.clone(), found.clone())],
+            LoadError::Vetted { mismatches, .. } => mismatches.clone(),
             _ => Vec::new(),
         }
     }
@@ -461,6 +476,7 @@ impl LoadError {
             | LoadError::VersionRequirement { path, .. }
             | LoadError::DuplicatePlugin { path, .. }
             | LoadError::Isolation { path, .. }
+            | LoadError::Vetted { path, .. }
             | LoadError::Symlink { path, .. }
             | LoadError::NotALibrary { path, .. }
             | LoadError::InsecurePermissions { path, .. }

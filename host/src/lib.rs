@@ -44,6 +44,7 @@ pub mod scaffold;
 mod services;
 pub mod trust;
 pub mod validate;
+pub mod vet;
 
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};
 pub use info::{OperationInfo, OperationKind, PluginInfo};

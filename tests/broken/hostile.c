@@ -19,12 +19,21 @@
  *   HOSTILE_OP_SIZE_HUGE          operation_size is 0x40000000
  *   HOSTILE_STRUCT_SIZE_HUGE      struct_size is 0xfffffff0
  *
+ * Load-time faults, which kill or hang the process that opens the file (so only a vetting child
+ * may open these; see tests/it/vetting.rs):
+ *   HOSTILE_CTOR_CRASH            a library constructor dereferences NULL
+ *   HOSTILE_CTOR_EXIT             a library constructor calls exit(0)
+ *   HOSTILE_CTOR_HANG             a library constructor never returns
+ *   HOSTILE_ENTRY_CRASH           plugin_entry dereferences NULL
+ *   HOSTILE_ENTRY_HANG            plugin_entry never returns
+ *
  * The "runs off" cases build their data in plugin_entry, at the end of a readable page followed
  * by a PROT_NONE page (mmap), so that a host reading one byte too far faults.
  */
 #define _DEFAULT_SOURCE 1
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -42,7 +51,8 @@
     defined(HOSTILE_NAME_WILD) + defined(HOSTILE_NAME_RUNS_OFF) +                                 \
     defined(HOSTILE_DESCRIPTION_RUNS_OFF) + defined(HOSTILE_OPS_WILD) +                           \
     defined(HOSTILE_OPS_RUN_OFF) + defined(HOSTILE_OP_SIZE_HUGE) +                                \
-    defined(HOSTILE_STRUCT_SIZE_HUGE) != 1
+    defined(HOSTILE_STRUCT_SIZE_HUGE) + defined(HOSTILE_CTOR_CRASH) + defined(HOSTILE_CTOR_EXIT) + \
+    defined(HOSTILE_CTOR_HANG) + defined(HOSTILE_ENTRY_CRASH) + defined(HOSTILE_ENTRY_HANG) != 1
 #error "define exactly one HOSTILE_* macro"
 #endif
 
@@ -96,8 +106,30 @@ static unsigned char *page_tail(size_t back) {
     return page + half - back;
 }
 
+static volatile int *volatile null_pointer = NULL;
+static volatile unsigned long spins = 1;
+
+/* Never returns in practice: the volatile counter would need 2^64 iterations to wrap. */
+static void hang(void) {
+    while (spins != 0) spins++;
+}
+
+#if defined(HOSTILE_CTOR_CRASH) || defined(HOSTILE_CTOR_EXIT) || defined(HOSTILE_CTOR_HANG)
+__attribute__((constructor)) static void hostile_constructor(void) {
+#if defined(HOSTILE_CTOR_CRASH)
+    *null_pointer = 1;
+#elif defined(HOSTILE_CTOR_EXIT)
+    exit(0);
+#else
+    hang();
+#endif
+}
+#endif
+
 /* Refers to everything, so that no case leaves an unused variable or function. */
 CALC_PLUGIN_EXPORT const void *hostile_keep(int which) {
+    if (which == 2) hang();
+    if (which == 3) *null_pointer = 1;
     return which ? (const void *)&descriptor : (const void *)page_tail(0);
 }
 
@@ -144,6 +176,14 @@ CALC_PLUGIN_ENTRY {
 #elif defined(HOSTILE_STRUCT_SIZE_HUGE)
     descriptor.struct_size = 0xfffffff0u;
     return &descriptor;
+#elif defined(HOSTILE_ENTRY_CRASH)
+    *null_pointer = 1;
+    return &descriptor;
+#elif defined(HOSTILE_ENTRY_HANG)
+    hang();
+    return &descriptor;
+#else
+    return &descriptor; /* the constructor cases never get here */
 #endif
 }
 #endif

@@ -332,6 +332,28 @@ pub const HOSTILE_CASES: &[&str] = &[
     "STRUCT_SIZE_HUGE",
 ];
 
+/// The load-time cases of `tests/broken/hostile.c`: files whose initialisers or `plugin_entry`
+/// crash, exit or hang the process that opens them. Only a vetting child may open these.
+pub const LOAD_TIME_CASES: &[&str] = &[
+    "CTOR_CRASH",
+    "CTOR_EXIT",
+    "CTOR_HANG",
+    "ENTRY_CRASH",
+    "ENTRY_HANG",
+];
+
+/// The load-time corpus (`libhostile_<case>.so` for each of [`LOAD_TIME_CASES`]) next to the
+/// valid `libgood_c.so`, built once per process into one directory.
+pub fn load_time_corpus_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("load-time-{}", std::process::id()));
+        build_cases(&dir, "hostile", LOAD_TIME_CASES);
+        build_good_c(&dir);
+        dir
+    })
+}
+
 /// The corpus of hostile plugins (`libhostile_<case>.so` for each of [`HOSTILE_CASES`]) next to
 /// the valid `libgood_c.so` of `tests/broken/broken.c`, built once per process into one
 /// directory.

@@ -837,16 +837,30 @@ fn check(
     let mut all_ok = true;
     let mut reports = Vec::new();
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("calc"));
+    // No code of a checked file runs in this process: each is opened and validated in a
+    // vetting child (one for all the files, replaced when a file kills it).
+    let mut vetter = None;
     for file in files {
         // The trust policy first: nothing is opened before it passes.
         let mut blockers = Vec::new();
         let result = settings.trust.check_file(file).and_then(|verified| {
             // Read from the file, before anything of it is loaded.
             blockers = calc_host::elf::unload_blockers(verified.path()).unwrap_or_default();
-            // Canonical, and its header checked: no second `realpath` and read.
-            let info = calc_host::loader::open_resolved(verified.path())?
-                .info()
-                .clone();
+            if vetter.is_none() {
+                let runner = calc_host::isolation::find_runner(
+                    settings.isolation.runner.as_deref(),
+                    verified.path(),
+                )?;
+                vetter = Some(calc_host::vet::Vetter::new(
+                    runner,
+                    settings.isolation.start_timeout,
+                ));
+            }
+            let vetter = vetter.as_mut().expect("started just above");
+            let info = match vetter.vet(verified.path()) {
+                calc_host::cache::Verdict::Valid(info) => info,
+                calc_host::cache::Verdict::Refused(refusal) => return Err(refusal.into()),
+            };
             verified.confirm()?;
             match settings.versions.get(&info.name) {
                 Some(range) if !range.matches(&info.version) => {

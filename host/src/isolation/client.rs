@@ -138,41 +138,60 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Starts `options.runner` on the plugin at `path` and waits for its `Hello`.
-    pub(crate) fn start(
-        path: &Path,
-        options: &RunnerOptions,
-        deadline: Instant,
-    ) -> Result<(Connection, PluginInfo), StartError> {
-        let (host_end, child_end) = UnixStream::pair().map_err(StartError::Spawn)?;
+    /// Starts `runner` with `args` in a process group of its own, talking over a socket on
+    /// its standard input; its standard output goes to `stdout`.
+    pub(crate) fn spawn(
+        runner: &Path,
+        args: &[&std::ffi::OsStr],
+        stdout: Stdio,
+        copy_dir: Option<PathBuf>,
+    ) -> std::io::Result<Connection> {
+        let (host_end, child_end) = UnixStream::pair()?;
         let child = {
-            let mut command = Command::new(&options.runner);
-            command.arg(path);
-            if let Some(dir) = &options.copy_dir {
-                command.arg("--copy-dir").arg(dir);
-            }
+            let mut command = Command::new(runner);
+            command.args(args);
             // Its own process group: a Ctrl-C at the terminal interrupts the host, which then
-            // stops its runners, rather than killing every runner mid-call.
+            // stops its runners, rather than killing every runner mid-call; and the whole group
+            // is killed when the runner stops.
             std::os::unix::process::CommandExt::process_group(&mut command, 0);
             command
                 .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_end)))
-                .stdout(Stdio::inherit())
+                .stdout(stdout)
                 .stderr(Stdio::inherit());
-            command.spawn().map_err(StartError::Spawn)?
+            command.spawn()?
             // `command`, and with it the child's end of the socket, is dropped here: only the
             // runner holds it, so its death is an end of file on ours.
         };
-        tracing::debug!(plugin = %path.display(), pid = child.id(), "runner started");
+        tracing::debug!(?args, pid = child.id(), "runner started");
         let process = super::sys::pidfd(child.id());
-        let mut conn = Connection {
+        Ok(Connection {
             child,
             socket: host_end,
             buf: Vec::with_capacity(256),
             read_timeout: None,
             reaped: false,
             process,
-            copy_dir: options.copy_dir.clone(),
-        };
+            copy_dir,
+        })
+    }
+
+    /// Starts `options.runner` on the plugin at `path` and waits for its `Hello`.
+    pub(crate) fn start(
+        path: &Path,
+        options: &RunnerOptions,
+        deadline: Instant,
+    ) -> Result<(Connection, PluginInfo), StartError> {
+        let mut args = vec![path.as_os_str()];
+        if let Some(dir) = &options.copy_dir {
+            args.extend([std::ffi::OsStr::new("--copy-dir"), dir.as_os_str()]);
+        }
+        let mut conn = Connection::spawn(
+            &options.runner,
+            &args,
+            Stdio::inherit(),
+            options.copy_dir.clone(),
+        )
+        .map_err(StartError::Spawn)?;
         match conn.receive(Some(deadline)) {
             Ok(Reply::Hello {
                 protocol: protocol::PROTOCOL_VERSION,
@@ -197,6 +216,30 @@ impl Connection {
             )),
             Err(death) => Err(StartError::Died(death)),
         }
+    }
+
+    /// Waits for a `Hello` in this host's protocol and returns its info text; anything else
+    /// kills the runner.
+    pub(crate) fn hello(&mut self, deadline: Instant) -> Result<String, Death> {
+        match self.receive(Some(deadline))? {
+            Reply::Hello {
+                protocol: protocol::PROTOCOL_VERSION,
+                info,
+            } => Ok(info),
+            other => Err(self.kill(Death::Broken(format!("unexpected {other:?}")))),
+        }
+    }
+
+    /// Sends `request` and reads the reply. On any failure the runner is gone (reaped, or
+    /// killed and reaped) and how is returned.
+    pub(crate) fn exchange(
+        &mut self,
+        request: &Request,
+        deadline: Option<Instant>,
+    ) -> Result<Reply, Death> {
+        self.buf.clear();
+        request.encode(&mut self.buf);
+        self.transact(deadline)
     }
 
     /// Sends `Init` and waits for the plugin to be ready.

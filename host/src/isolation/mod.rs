@@ -217,9 +217,15 @@ pub(crate) struct Pending {
 }
 
 /// The kinds `LoadError::kind` can return, so that a refusal reported by a runner keeps its
-/// kind.
-fn static_kind(kind: &str) -> &'static str {
+/// kind; an unknown one is `"isolation"`.
+pub(crate) fn static_kind(kind: &str) -> &'static str {
     const KINDS: &[&str] = &[
+        "entry_not_code",
+        "unreadable_memory",
+        "crashed",
+        "exited",
+        "timed_out",
+        "vetting",
         "not_found",
         "not_a_file",
         "directory",

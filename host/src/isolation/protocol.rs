@@ -15,6 +15,11 @@
 //!                  Shutdown                               the runner shuts the plugin down, exits
 //! ```
 //!
+//! A runner started with `--vet` (a *vetter*) holds no plugin: it sends `Hello` with empty info,
+//! then answers each `Vet { path }` with `Vetted { verdict }` (JSON: `{"valid": PluginInfo}` or
+//! `{"refused": {"kind", "message", "mismatches"}}`), opening, validating and closing the file
+//! in its own process, until `Shutdown` or the end of its input.
+//!
 //! `timeout_us` is the time left for the call (0: none), from which the runner sets the
 //! cooperative deadline plugins can poll. Decoding never panics: a malformed or truncated
 //! payload is an error.
@@ -23,7 +28,7 @@
 use std::collections::BTreeMap;
 
 /// Bumped whenever a message changes; the host refuses a runner that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest payload either side accepts (a batch of about 8 million values), so that a corrupt
 /// length cannot make the other side allocate without bound.
@@ -63,6 +68,12 @@ pub enum Request {
     SaveState,
     /// Shut the plugin down and exit.
     Shutdown,
+    /// (Vetter) Open the library at `path`, call `plugin_entry`, validate the descriptor, and
+    /// close it again.
+    Vet {
+        /// The file, as raw bytes (`OsStr`).
+        path: Vec<u8>,
+    },
 }
 
 /// A message from the runner to the host.
@@ -110,6 +121,11 @@ pub enum Reply {
         values: Vec<f64>,
         /// The error message (empty on success).
         message: String,
+    },
+    /// (Vetter) What validating the file of a `Vet` gave, as JSON.
+    Vetted {
+        /// `{"valid": PluginInfo}` or `{"refused": {"kind", "message", "mismatches"}}`.
+        verdict: String,
     },
     /// The result of `SaveState`.
     State {
@@ -245,6 +261,7 @@ const CALL: u8 = 2;
 const BATCH: u8 = 3;
 const SAVE_STATE: u8 = 4;
 const SHUTDOWN: u8 = 5;
+const VET: u8 = 6;
 
 const HELLO: u8 = 101;
 const LOAD_FAILED: u8 = 102;
@@ -253,6 +270,7 @@ const INIT_FAILED: u8 = 104;
 const VALUE: u8 = 105;
 const BATCH_DONE: u8 = 106;
 const STATE: u8 = 107;
+const VETTED: u8 = 108;
 
 /// Appends the frame of a `Call` to `out` without building a [`Request`] (the hot path).
 pub fn encode_call(out: &mut Vec<u8>, op: u32, timeout_us: u64, args: &[f64]) {
@@ -307,6 +325,10 @@ impl Request {
             }),
             Request::SaveState => frame(out, |w| w.u8(SAVE_STATE)),
             Request::Shutdown => frame(out, |w| w.u8(SHUTDOWN)),
+            Request::Vet { path } => frame(out, |w| {
+                w.u8(VET);
+                w.bytes(path);
+            }),
         }
     }
 
@@ -349,6 +371,7 @@ impl Request {
             }
             SAVE_STATE => Request::SaveState,
             SHUTDOWN => Request::Shutdown,
+            VET => Request::Vet { path: r.bytes()? },
             _ => return Err(DecodeError("unknown request tag")),
         };
         r.end()?;
@@ -408,6 +431,10 @@ impl Reply {
                 w.opt_bytes(state.as_deref());
                 w.bytes(message.as_bytes());
             }
+            Reply::Vetted { verdict } => {
+                w.u8(VETTED);
+                w.bytes(verdict.as_bytes());
+            }
         });
     }
 
@@ -443,6 +470,9 @@ impl Reply {
                 status: r.i32()?,
                 state: r.opt_bytes()?,
                 message: r.string()?,
+            },
+            VETTED => Reply::Vetted {
+                verdict: r.string()?,
             },
             _ => return Err(DecodeError("unknown reply tag")),
         };
@@ -494,6 +524,9 @@ mod tests {
             },
             Request::SaveState,
             Request::Shutdown,
+            Request::Vet {
+                path: b"/p/lib\xffx.so".to_vec(),
+            },
         ];
         for request in cases {
             let mut out = Vec::new();
@@ -533,6 +566,9 @@ mod tests {
                 status: 0,
                 state: Some(vec![9; 10]),
                 message: String::new(),
+            },
+            Reply::Vetted {
+                verdict: r#"{"refused":{"kind":"bad_magic"}}"#.into(),
             },
         ];
         for reply in cases {

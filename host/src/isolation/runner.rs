@@ -32,18 +32,20 @@ const EXIT_REFUSED: i32 = 3;
 /// Exit status when the connection to the host broke.
 const EXIT_IO: i32 = 4;
 
-const USAGE: &str = "usage: calc-plugin-runner PLUGIN [--copy-dir DIR]\n\
-    (started by the calc host for isolated plugins; it talks to the host over a socket on \
-    standard input)";
+const USAGE: &str = "usage: calc-plugin-runner PLUGIN [--copy-dir DIR] | --vet\n\
+    (started by the calc host for isolated plugins, and with --vet to validate plugin files \
+    outside the host; it talks to the host over a socket on standard input)";
 
 /// The runner's `main`: returns the process exit status.
 pub fn main() -> i32 {
     let mut args = std::env::args_os().skip(1);
     let mut path = None;
     let mut copy_dir = None;
+    let mut vet = false;
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--copy-dir") => copy_dir = args.next().map(PathBuf::from),
+            Some("--vet") => vet = true,
             Some("--help" | "-h") => {
                 eprintln!("{USAGE}");
                 return 0;
@@ -55,10 +57,10 @@ pub fn main() -> i32 {
             }
         }
     }
-    let Some(path) = path else {
-        eprintln!("calc-plugin-runner: no plugin given\n{USAGE}");
+    if vet == path.is_some() {
+        eprintln!("calc-plugin-runner: give either a plugin or --vet\n{USAGE}");
         return EXIT_USAGE;
-    };
+    }
     let socket = match std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -71,10 +73,14 @@ pub fn main() -> i32 {
         }
     };
     let watch = ParentWatch::start();
-    let code = match serve(&socket, &path, copy_dir.as_deref()) {
+    let served = match &path {
+        Some(path) => serve(&socket, path, copy_dir.as_deref()),
+        None => serve_vet(&socket),
+    };
+    let code = match served {
         Ok(code) => code,
         Err(e) => {
-            tracing::debug!("runner for {}: connection lost: {e}", path.display());
+            tracing::debug!("runner ({path:?}): connection lost: {e}");
             EXIT_IO
         }
     };
@@ -175,6 +181,40 @@ impl Io<'_> {
 
 fn timeout(us: u64) -> Option<Duration> {
     (us > 0).then(|| Duration::from_micros(us))
+}
+
+/// The vetter: validates each file the host sends (`Vet`) in this process, one at a time, and
+/// answers with the verdict as JSON (see [`crate::vet`]). A file whose loading crashes, hangs or
+/// exits takes this process down, not the host, which names the file it was vetting.
+fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut io = Io {
+        input: BufReader::new(socket),
+        output: BufWriter::new(socket),
+        frame: Vec::new(),
+    };
+    io.send(&Reply::Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        info: String::new(),
+    })?;
+    loop {
+        match io.read()? {
+            None | Some(Request::Shutdown) => return Ok(0),
+            Some(Request::Vet { path }) => {
+                let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+                let verdict = crate::cache::Verdict::of(loader::inspect(path));
+                io.send(&Reply::Vetted {
+                    verdict: verdict.to_json(),
+                })?;
+            }
+            Some(other) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("expected Vet, got {other:?}"),
+                ))
+            }
+        }
+    }
 }
 
 fn serve(
@@ -319,6 +359,12 @@ fn serve(
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "Init sent twice",
+                ))
+            }
+            Some(Request::Vet { .. }) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "Vet sent to a plugin's runner",
                 ))
             }
         };

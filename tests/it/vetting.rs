@@ -1,0 +1,137 @@
+//! Vetting: files are opened and validated in a child process, so that a file whose
+//! initialisers or `plugin_entry` crash, exit or hang costs that child, not the host. Tried on
+//! the load-time corpus of `tests/broken/hostile.c` through `calc plugins check` and the
+//! `Vetter` API.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use calc_host::cache::Verdict;
+use calc_host::vet::Vetter;
+use calc_tests::{
+    library_file_name, load_time_corpus_dir, run_calc, runner_binary, scratch_dir, LOAD_TIME_CASES,
+};
+
+fn file(name: &str) -> PathBuf {
+    let path = load_time_corpus_dir().join(library_file_name(name));
+    std::fs::canonicalize(&path).unwrap_or(path)
+}
+
+/// Each case's kind and the end of its message.
+fn expected(case: &str) -> (&'static str, &'static str) {
+    match case {
+        "ctor_crash" | "entry_crash" => (
+            "crashed",
+            "refused by vetting: plugin process crashed with SIGSEGV while loading it",
+        ),
+        "ctor_exit" => (
+            "exited",
+            "refused by vetting: plugin process exited with status 0 while loading it",
+        ),
+        "ctor_hang" | "entry_hang" => (
+            "timed_out",
+            "refused by vetting: did not finish loading within 400 ms (its initialisers or \
+             plugin_entry hang)",
+        ),
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+#[test]
+fn plugins_check_survives_every_load_time_fault_and_names_each_file() {
+    let config = scratch_dir(&format!("vetting-check-{}", std::process::id())).join("calc.toml");
+    std::fs::write(&config, "[isolation]\nstart_timeout_ms = 400\n").unwrap();
+    let mut args: Vec<String> = vec!["--config".into(), config.to_str().unwrap().into()];
+    args.extend(["plugins".into(), "check".into(), "--json".into()]);
+    let mut files: Vec<(String, PathBuf)> = LOAD_TIME_CASES
+        .iter()
+        .map(|c| {
+            let case = c.to_lowercase();
+            let path = file(&format!("hostile_{case}"));
+            (case, path)
+        })
+        .collect();
+    // A good file after every bad one: each bad file costs only its own child.
+    files.push(("good".into(), file("good_c")));
+    args.extend(files.iter().map(|(_, p)| p.to_str().unwrap().to_string()));
+    let started = Instant::now();
+    let out = run_calc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let took = started.elapsed();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), None, "calc was killed");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two hangs of 400 ms each, and no more.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), files.len());
+    for ((case, path), report) in files.iter().zip(reports) {
+        if case == "good" {
+            assert_eq!(report["ok"], true, "{report}");
+            assert_eq!(report["plugin"]["name"], "good_c");
+            continue;
+        }
+        let (kind, ending) = expected(case);
+        assert_eq!(report["ok"], false, "{case}: {report}");
+        assert_eq!(report["kind"], kind, "{case}: {report}");
+        assert_eq!(
+            report["error"],
+            format!("{}: {ending}", path.display()),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_vetter_replaces_a_child_that_a_file_killed() {
+    let mut vetter = Vetter::new(runner_binary(), Duration::from_millis(400));
+    let good = file("good_c");
+    let crash = file("hostile_ctor_crash");
+    let exit = file("hostile_ctor_exit");
+    for path in [&good, &crash, &good, &exit, &good] {
+        let verdict = vetter.vet(path);
+        match verdict {
+            Verdict::Valid(info) => {
+                assert_eq!(path, &good);
+                assert_eq!(info.name, "good_c");
+                assert_eq!(info.path, good);
+            }
+            Verdict::Refused(r) => {
+                assert_ne!(path, &good, "{r:?}");
+                assert_eq!(&r.path, path);
+                assert!(r.kind == "crashed" || r.kind == "exited", "{r:?}");
+            }
+        }
+    }
+    // A refusal by the loader keeps its kind and its fields, as in process.
+    let broken = calc_tests::broken_corpus_dir().join(library_file_name("broken_bad_magic"));
+    let Verdict::Refused(r) = vetter.vet(&broken) else {
+        panic!("bad magic accepted");
+    };
+    assert_eq!(r.kind, "bad_magic");
+    assert_eq!(r.mismatches.len(), 1, "{r:?}");
+    assert_eq!(r.mismatches[0].field, "magic");
+}
+
+#[test]
+fn a_missing_runner_refuses_with_a_clear_line() {
+    let mut vetter = Vetter::new("/nonexistent/calc-plugin-runner", Duration::from_secs(1));
+    let good = file("good_c");
+    let Verdict::Refused(r) = vetter.vet(&good) else {
+        panic!("vetted without a runner");
+    };
+    assert_eq!(r.kind, "vetting");
+    assert!(
+        r.message.starts_with(&format!(
+            "{}: cannot start /nonexistent/calc-plugin-runner: ",
+            good.display()
+        )),
+        "{}",
+        r.message
+    );
+}
