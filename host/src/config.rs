@@ -92,6 +92,7 @@ struct IsolationSection {
     timeout_ms: Option<u64>,
     start_timeout_ms: Option<u64>,
     breaker_threshold: Option<u32>,
+    cpu_limit_s: Option<u64>,
     runner: Option<PathBuf>,
 }
 
@@ -112,6 +113,7 @@ struct PluginSection {
     enabled: Option<bool>,
     isolate: Option<bool>,
     timeout_ms: Option<u64>,
+    cpu_limit_s: Option<u64>,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
 }
@@ -234,6 +236,12 @@ pub struct IsolationSettings {
     /// The runner executable (`runner`); by default found as `crate::isolation::find_runner`
     /// describes.
     pub runner: Option<PathBuf>,
+    /// CPU time, in whole seconds, that each isolated plugin's runner may use in all
+    /// (`cpu_limit_s`; `None` or zero: no limit). A runner that spends it is killed and the
+    /// failure reported as "exceeded its CPU time limit"; the next call gets a new runner.
+    pub cpu_limit: Option<std::time::Duration>,
+    /// Per-plugin CPU limits, overriding `cpu_limit` (`[plugins.NAME] cpu_limit_s`).
+    pub plugin_cpu_limits: BTreeMap<String, std::time::Duration>,
 }
 
 impl Default for IsolationSettings {
@@ -246,6 +254,8 @@ impl Default for IsolationSettings {
             start_timeout: crate::isolation::DEFAULT_START_TIMEOUT,
             breaker_threshold: crate::isolation::DEFAULT_BREAKER_THRESHOLD,
             runner: None,
+            cpu_limit: None,
+            plugin_cpu_limits: BTreeMap::new(),
         }
     }
 }
@@ -259,6 +269,15 @@ impl IsolationSettings {
     /// Whether any plugin may be isolated.
     pub fn any(&self) -> bool {
         self.all || self.plugins.values().any(|&on| on)
+    }
+
+    /// The CPU limit of isolated plugin `name` (`None`: no limit).
+    pub fn cpu_limit(&self, name: &str) -> Option<std::time::Duration> {
+        self.plugin_cpu_limits
+            .get(name)
+            .or(self.cpu_limit.as_ref())
+            .filter(|t| !t.is_zero())
+            .copied()
     }
 
     /// The per-call limit of plugin `name` (`None`: no limit) when it runs `isolated` or not.
@@ -317,6 +336,7 @@ impl Settings {
             settings.isolation.breaker_threshold = n;
         }
         settings.isolation.runner = iso.runner;
+        settings.isolation.cpu_limit = iso.cpu_limit_s.map(std::time::Duration::from_secs);
         for (name, section) in file.plugins {
             let role = if section.enabled == Some(false) {
                 settings.disabled.insert(name.clone());
@@ -333,6 +353,12 @@ impl Settings {
                     .isolation
                     .plugin_timeouts
                     .insert(name.clone(), std::time::Duration::from_millis(ms));
+            }
+            if let Some(secs) = section.cpu_limit_s {
+                settings
+                    .isolation
+                    .plugin_cpu_limits
+                    .insert(name.clone(), std::time::Duration::from_secs(secs));
             }
             let values = section
                 .config

@@ -644,6 +644,7 @@ impl PluginManager {
             call_timeout: None,
             start_timeout: settings.start_timeout,
             breaker_threshold: settings.breaker_threshold,
+            cpu_limit: None,
         })
     }
 
@@ -709,8 +710,10 @@ impl PluginManager {
             Opened::Native(opened) => opened.initialise_with_state(&config, state)?,
             Opened::Isolated(mut pending) => {
                 let isolation = &self.settings.isolation;
-                let timeout = isolation.call_timeout(&pending.info().name, true);
-                pending.configure(timeout, isolation.breaker_threshold);
+                let name = &pending.info().name;
+                let timeout = isolation.call_timeout(name, true);
+                let cpu_limit = isolation.cpu_limit(name);
+                pending.configure(timeout, isolation.breaker_threshold, cpu_limit)?;
                 pending.initialise(&config, state)?
             }
         };

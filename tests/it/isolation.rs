@@ -907,3 +907,50 @@ fn a_pipeline_ends_when_calc_does_even_if_a_plugin_forked() {
     let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(wait_dead(child));
 }
+
+#[test]
+fn a_runner_that_spends_its_cpu_limit_is_killed_and_reported_as_such() {
+    let m = crashy_manager(|s| {
+        // A per-call limit far above the CPU limit, so that a missing CPU limit fails the test
+        // (as a timeout) instead of hanging it.
+        s.isolation.timeout = Some(Duration::from_secs(8));
+        s.isolation.cpu_limit = Some(Duration::from_secs(1));
+    });
+    let path = std::fs::canonicalize(crashy_file("crashy")).unwrap();
+    let started = Instant::now();
+    let e = call(&m, "spin", &[1.0]).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        e.message,
+        format!(
+            "plugin process exceeded its CPU time limit (SIGXCPU) during the call; restarted on \
+             the next call ({})",
+            path.display()
+        )
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // The breaker counts it; the next call gets a new runner with a fresh allowance.
+    assert_eq!(call(&m, "twice", &[4.0]).unwrap(), 8.0);
+    let h = m.health("crashy").unwrap();
+    assert_eq!((h.crashes, h.timeouts), (1, 0), "{h:?}");
+}
+
+#[test]
+fn cpu_limits_are_read_from_the_config_per_plugin() {
+    let s = Settings::parse(
+        "[isolation]\ncpu_limit_s = 30\n[plugins.crashy]\ncpu_limit_s = 2\n",
+        Path::new("calc.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.isolation.cpu_limit("crashy"),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(
+        s.isolation.cpu_limit("other"),
+        Some(Duration::from_secs(30))
+    );
+    let none = Settings::parse("[isolation]\ncpu_limit_s = 0\n", Path::new("calc.toml")).unwrap();
+    assert_eq!(none.isolation.cpu_limit("crashy"), None);
+}

@@ -37,6 +37,9 @@ pub struct RunnerOptions {
     pub start_timeout: Duration,
     /// Consecutive crashes or timeouts that disable the plugin (0: never).
     pub breaker_threshold: u32,
+    /// CPU time each runner may use in all, in whole seconds (`None`: no limit); a runner
+    /// that spends it is killed (`SIGXCPU`) and restarted with a fresh allowance.
+    pub cpu_limit: Option<Duration>,
 }
 
 /// A failed call, as the proxy reports it to the caller.
@@ -72,6 +75,9 @@ impl Death {
     /// `"crashed with SIGSEGV"`, `"exited with status 3"`, ...: what happened, for messages.
     pub(crate) fn describe(&self, during: &str) -> String {
         match self {
+            Death::Signal(libc::SIGXCPU) => {
+                format!("plugin process exceeded its CPU time limit (SIGXCPU) {during}")
+            }
             Death::Signal(s) => format!(
                 "plugin process crashed with {} {during}",
                 crate::conformance::signal_name(*s)
@@ -192,6 +198,9 @@ impl Connection {
             options.copy_dir.clone(),
         )
         .map_err(StartError::Spawn)?;
+        if let Some(limit) = options.cpu_limit {
+            conn.limit_cpu(limit).map_err(StartError::Spawn)?;
+        }
         match conn.receive(Some(deadline)) {
             Ok(Reply::Hello {
                 protocol: protocol::PROTOCOL_VERSION,
@@ -216,6 +225,12 @@ impl Connection {
             )),
             Err(death) => Err(StartError::Died(death)),
         }
+    }
+
+    /// Limits the CPU time the runner may use in all to `limit`, rounded up to whole seconds.
+    pub(crate) fn limit_cpu(&self, limit: Duration) -> std::io::Result<()> {
+        let seconds = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+        super::sys::limit_cpu(self.child.id(), seconds.max(1))
     }
 
     /// Waits for a `Hello` in this host's protocol and returns its info text; anything else

@@ -348,10 +348,27 @@ impl Pending {
         &self.info
     }
 
-    /// Sets the per-call limit and breaker threshold (settings for the plugin's name).
-    pub(crate) fn configure(&mut self, call_timeout: Option<Duration>, breaker_threshold: u32) {
+    /// Sets the per-call limit, breaker threshold and CPU limit (settings for the plugin's
+    /// name); the CPU limit applies to the running runner at once.
+    pub(crate) fn configure(
+        &mut self,
+        call_timeout: Option<Duration>,
+        breaker_threshold: u32,
+        cpu_limit: Option<Duration>,
+    ) -> Result<(), LoadError> {
         self.options.call_timeout = call_timeout;
         self.options.breaker_threshold = breaker_threshold;
+        self.options.cpu_limit = cpu_limit;
+        if let Some(limit) = cpu_limit {
+            self.conn
+                .limit_cpu(limit)
+                .map_err(|e| LoadError::Isolation {
+                    path: self.info.path.clone(),
+                    kind: "isolation",
+                    reason: format!("cannot limit the runner's CPU time: {e}"),
+                })?;
+        }
+        Ok(())
     }
 
     /// Runs `init` in the runner with `config` and `state`, and returns the plugin, whose

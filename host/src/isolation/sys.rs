@@ -184,3 +184,21 @@ pub(crate) fn wait_readable_or_exit(
         _ => Wait::Exited,
     }
 }
+
+/// Limits the CPU time process `pid` may use in all to `seconds` (`RLIMIT_CPU` through
+/// `prlimit(2)`): the kernel sends `SIGXCPU` when it is spent, and `SIGKILL` a second later if
+/// the process survives that.
+pub(crate) fn limit_cpu(pid: u32, seconds: u64) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let limit = libc::rlimit {
+        rlim_cur: seconds,
+        rlim_max: seconds.saturating_add(1),
+    };
+    // SAFETY: `limit` is a valid `rlimit` read by the call; no old value is asked for (NULL).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, &limit, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
