@@ -11,8 +11,14 @@ use calc_host::PluginManager;
 use calc_tests::{library_file_name, run_calc, scratch_dir, workspace_root};
 
 /// `libplain.so` (nothing pins it), `libpinned.so` (`-z nodelete`) and `libunique.so` (a C++
-/// plugin with an `STB_GNU_UNIQUE` symbol), built into a fresh directory.
+/// plugin with an `STB_GNU_UNIQUE` symbol), built once per process into one directory (the
+/// tests run in parallel: none may rebuild a file another is loading).
 fn corpus() -> (PathBuf, PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_corpus).clone()
+}
+
+fn build_corpus() -> (PathBuf, PathBuf, PathBuf) {
     let dir = scratch_dir(&format!("unloading-{}", std::process::id()));
     let (plain, pinned) = calc_tests::build_plain_and_pinned(&dir);
     let unique = dir.join(library_file_name("unique"));
@@ -118,4 +124,31 @@ fn a_library_that_cannot_unload_is_reported_still_loaded() {
             ("unique".to_string(), Some(false))
         ]
     );
+}
+
+#[test]
+fn still_loaded_agrees_by_address_and_by_name() {
+    let (plain, pinned, _) = corpus();
+    for (file, pinned_for_good) in [(plain, false), (pinned, true)] {
+        let file = std::fs::canonicalize(&file).unwrap();
+        // SAFETY: the test's own valid plugins; loading runs no initialiser of theirs.
+        let lib = unsafe { libloading::Library::new(&file) }.unwrap();
+        // SAFETY: `plugin_entry` has this type by the ABI.
+        let entry =
+            unsafe { lib.get::<unsafe extern "C" fn() -> *const u8>(b"plugin_entry\0") }.unwrap();
+        let code = *entry as usize;
+        assert!(calc_host::loader::still_loaded(&file, Some(code)));
+        assert!(calc_host::loader::still_loaded(&file, None));
+        drop(lib);
+        assert_eq!(
+            calc_host::loader::still_loaded(&file, Some(code)),
+            pinned_for_good,
+            "{}",
+            file.display()
+        );
+        assert_eq!(
+            calc_host::loader::still_loaded(&file, None),
+            pinned_for_good
+        );
+    }
 }
