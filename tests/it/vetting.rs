@@ -135,3 +135,100 @@ fn a_missing_runner_refuses_with_a_clear_line() {
         r.message
     );
 }
+
+/// `calc --isolate` with a config that gives each runner `start_ms` to start.
+fn isolated_eval(dir: &std::path::Path, expr: &str, start_ms: u64) -> std::process::Output {
+    let config = scratch_dir(&format!(
+        "vetting-isolate-{}-{start_ms}",
+        std::process::id()
+    ))
+    .join("calc.toml");
+    std::fs::write(
+        &config,
+        format!("[isolation]\nstart_timeout_ms = {start_ms}\n"),
+    )
+    .unwrap();
+    run_calc(&[
+        "--isolate",
+        "--config",
+        config.to_str().unwrap(),
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "eval",
+        expr,
+    ])
+}
+
+#[test]
+fn isolated_eval_refuses_every_hostile_file_and_the_good_plugin_answers() {
+    use std::os::unix::process::ExitStatusExt;
+    for (dir, cases) in [
+        (calc_tests::hostile_corpus_dir(), calc_tests::HOSTILE_CASES),
+        (load_time_corpus_dir(), LOAD_TIME_CASES),
+    ] {
+        let out = isolated_eval(dir, "twice(twice(3))", 400);
+        assert_eq!(out.status.signal(), None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for case in cases {
+            let path = std::fs::canonicalize(dir.join(library_file_name(&format!(
+                "hostile_{}",
+                case.to_lowercase()
+            ))))
+            .unwrap();
+            let lines = err
+                .lines()
+                .filter(|l| l.starts_with(&format!("calc: skipped {}: ", path.display())))
+                .count();
+            assert_eq!(lines, 1, "{case}: {err}");
+        }
+    }
+}
+
+#[test]
+fn plugins_check_conformance_survives_the_whole_corpus() {
+    use std::os::unix::process::ExitStatusExt;
+    let config =
+        scratch_dir(&format!("vetting-conformance-{}", std::process::id())).join("calc.toml");
+    std::fs::write(&config, "[isolation]\nstart_timeout_ms = 400\n").unwrap();
+    let mut args: Vec<String> = vec![
+        "--config".into(),
+        config.to_str().unwrap().into(),
+        "plugins".into(),
+        "check".into(),
+        "--json".into(),
+        "--conformance".into(),
+    ];
+    let mut expected_refusals = 0;
+    for (dir, cases) in [
+        (calc_tests::hostile_corpus_dir(), calc_tests::HOSTILE_CASES),
+        (load_time_corpus_dir(), LOAD_TIME_CASES),
+    ] {
+        for case in cases {
+            let path = dir.join(library_file_name(&format!(
+                "hostile_{}",
+                case.to_lowercase()
+            )));
+            args.push(path.to_str().unwrap().into());
+            expected_refusals += 1;
+        }
+    }
+    args.push(file("good_c").to_str().unwrap().into());
+    let out = run_calc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.signal(), None, "calc was killed");
+    assert_eq!(out.status.code(), Some(3));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), expected_refusals + 1);
+    let refused = reports.iter().filter(|r| r["ok"] == false).count();
+    assert_eq!(refused, expected_refusals, "{reports:?}");
+    let good = reports.last().unwrap();
+    assert_eq!(good["ok"], true, "{good}");
+    assert_eq!(good["plugin"]["name"], "good_c");
+}
