@@ -210,9 +210,20 @@ pub struct MetadataCache {
     file: CacheFile,
     dirty: bool,
     stats: CacheStats,
+    /// Validates files without an entry in a child process ([`Self::vet_with`]); `None`:
+    /// in this process.
+    vetter: Option<crate::vet::Vetter>,
 }
 
 impl MetadataCache {
+    /// Validates every file this cache has no fresh entry for with `vetter`, in its child
+    /// process, instead of opening it in this one (see [`crate::vet`]): a file whose loading
+    /// crashes, exits or hangs is refused, and the refusal is remembered until the file
+    /// changes, like any other.
+    pub fn vet_with(&mut self, vetter: crate::vet::Vetter) {
+        self.vetter = Some(vetter);
+    }
+
     /// `$XDG_CACHE_HOME/calc/plugins.json`, else `~/.cache/calc/plugins.json`; `None` when
     /// neither variable is set.
     pub fn default_path() -> Option<PathBuf> {
@@ -234,6 +245,7 @@ impl MetadataCache {
             },
             dirty: false,
             stats: CacheStats::default(),
+            vetter: None,
         }
     }
 
@@ -323,8 +335,10 @@ impl MetadataCache {
         }
         let checked_ns = ns_since_epoch(SystemTime::now());
         let verdict = self.inspect(&canonical);
-        // The loader's verdict depends on more than the file (search path, dependencies).
-        let cacheable = !matches!(&verdict, Verdict::Refused(r) if r.kind == "open");
+        // The loader's verdict depends on more than the file (search path, dependencies), and
+        // a vetter that could not run says nothing about the file.
+        let cacheable =
+            !matches!(&verdict, Verdict::Refused(r) if r.kind == "open" || r.kind == "vetting");
         // Stat again: a file replaced while it was being validated must not be cached under
         // the old stamp.
         let unchanged = std::fs::metadata(&canonical).is_ok_and(|m| FileStamp::of(&m) == stamp);
@@ -347,9 +361,9 @@ impl MetadataCache {
 
     fn inspect(&mut self, path: &Path) -> Verdict {
         self.stats.inspections += 1;
-        match loader::inspect(path) {
-            Ok(info) => Verdict::Valid(info),
-            Err(e) => Verdict::Refused(Refusal::from(&e)),
+        match &mut self.vetter {
+            Some(vetter) => vetter.vet(path),
+            None => Verdict::of(loader::inspect(path)),
         }
     }
 

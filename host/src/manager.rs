@@ -998,10 +998,10 @@ impl PluginManager {
                         self.record(error);
                     }
                 },
-                crate::cache::Verdict::Refused(_) => {
-                    self.next_rank = Some(rank);
-                    let _ = self.load_file(&path);
-                    self.next_rank = None;
+                // Recorded as validation gave it: the file is not opened again here, so a file
+                // that a vetting child found to crash or hang never runs in this process.
+                crate::cache::Verdict::Refused(refusal) => {
+                    self.record(refusal.into());
                 }
             }
         }

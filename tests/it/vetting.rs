@@ -232,3 +232,89 @@ fn plugins_check_conformance_survives_the_whole_corpus() {
     assert_eq!(good["ok"], true, "{good}");
     assert_eq!(good["plugin"]["name"], "good_c");
 }
+
+/// Runs `calc` with a config that gives each file 400 ms to load, and returns its output.
+fn calc_with_short_vetting(args: &[&str]) -> std::process::Output {
+    let config = scratch_dir(&format!("vetting-default-{}", std::process::id())).join("calc.toml");
+    std::fs::write(&config, "[isolation]\nstart_timeout_ms = 400\n").unwrap();
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_calc(&all)
+}
+
+#[test]
+fn default_mode_eval_and_list_vet_new_files_and_remember_the_refusals() {
+    use std::os::unix::process::ExitStatusExt;
+    // A private copy of the corpus, its files dated a minute back: the metadata cache does not
+    // trust an entry for a file modified within 2 s of its validation (RACY_WINDOW).
+    let private = scratch_dir(&format!("vetting-default-dir-{}", std::process::id()));
+    for entry in std::fs::read_dir(load_time_corpus_dir()).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, private.join(from.file_name().unwrap())).unwrap();
+    }
+    let dated = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("touch -m -d '1 minute ago' \"$0\"/*.so")
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(dated.success());
+    let private = std::fs::canonicalize(&private).unwrap();
+    let dir = private.to_str().unwrap();
+    let in_private = |name: &str| private.join(library_file_name(name));
+    let refusal_lines = |err: &str| -> Vec<String> {
+        err.lines()
+            .filter(|l| l.contains("refused by vetting: "))
+            .map(str::to_string)
+            .collect()
+    };
+    // First sight: each file is vetted in a child; the ones that crash, exit or hang are
+    // refused, naming the file, and the good plugin answers, in the calc process.
+    // `-vv` logs each vetting child it starts ("runner started args=[\"--vet\"]").
+    let cold = calc_with_short_vetting(&["-vv", "--plugin-dir", dir, "eval", "twice(twice(3))"]);
+    assert_eq!(cold.status.signal(), None, "calc was killed");
+    let cold_err = String::from_utf8_lossy(&cold.stderr).into_owned();
+    assert_eq!(cold.status.code(), Some(0), "{cold_err}");
+    assert_eq!(String::from_utf8_lossy(&cold.stdout), "12\n");
+    assert!(
+        cold_err.contains("runner started args=[\"--vet\"]"),
+        "{cold_err}"
+    );
+    let refused: Vec<String> = refusal_lines(&cold_err)
+        .into_iter()
+        .filter(|l| l.starts_with("calc: skipped "))
+        .collect();
+    assert_eq!(refused.len(), LOAD_TIME_CASES.len(), "{cold_err}");
+    for case in LOAD_TIME_CASES {
+        let path = in_private(&format!("hostile_{}", case.to_lowercase()));
+        let (_, ending) = expected(&case.to_lowercase());
+        assert!(
+            refused.contains(&format!("calc: skipped {}: {ending}", path.display())),
+            "{case}: {cold_err}"
+        );
+    }
+    // Second run: the refusals come from the cache, until the files change: the same lines,
+    // and no hang is waited for again.
+    let warm = calc_with_short_vetting(&["-vv", "--plugin-dir", dir, "eval", "twice(twice(3))"]);
+    let warm_err = String::from_utf8_lossy(&warm.stderr).into_owned();
+    assert_eq!(warm.status.code(), Some(0), "{warm_err}");
+    assert!(!warm_err.contains("--vet"), "vetted again: {warm_err}");
+    assert_eq!(
+        refusal_lines(&warm_err)
+            .into_iter()
+            .filter(|l| l.starts_with("calc: skipped "))
+            .collect::<Vec<_>>(),
+        refused
+    );
+    // The listing vets the same way (its cache is another file).
+    let list = calc_with_short_vetting(&["--plugin-dir", dir, "plugins", "list"]);
+    assert_eq!(list.status.signal(), None, "calc was killed");
+    assert_eq!(list.status.code(), Some(3));
+    let text =
+        String::from_utf8_lossy(&list.stdout).into_owned() + &String::from_utf8_lossy(&list.stderr);
+    assert_eq!(
+        text.matches("refused by vetting: ").count(),
+        LOAD_TIME_CASES.len(),
+        "{text}"
+    );
+}

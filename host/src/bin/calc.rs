@@ -366,6 +366,19 @@ fn default_dirs() -> Vec<(PathBuf, bool)> {
     dirs
 }
 
+/// The vetting child for files the metadata cache has no fresh entry for: the plugin runner
+/// (started with `--vet`) and the time each file gets (`start_timeout_ms`). `None` when no
+/// runner is installed: such files are then validated in this process, as before vetting.
+fn vetting(settings: &Settings) -> Option<(PathBuf, std::time::Duration)> {
+    match calc_host::isolation::find_runner(settings.isolation.runner.as_deref(), Path::new("")) {
+        Ok(runner) => Some((runner, settings.isolation.start_timeout)),
+        Err(e) => {
+            tracing::debug!("new plugin files are validated in this process: {e}");
+            None
+        }
+    }
+}
+
 fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
     load_plugins_into(cli, PluginManager::new(), report).map(|(manager, _)| manager)
 }
@@ -381,6 +394,7 @@ fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> 
         return load_plugins(cli, true);
     }
     let dirs = plugin_dirs(cli, &settings);
+    let vetting = vetting(&settings);
     let mut manager = PluginManager::with_settings(settings);
     // One cache file per directory, so that a command reads only the entries of the
     // directories it uses (`plugins list` keeps its own, global one).
@@ -398,6 +412,9 @@ fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> 
             }
             None => MetadataCache::in_memory(),
         };
+        if let Some((runner, limit)) = &vetting {
+            cache.vet_with(calc_host::vet::Vetter::new(runner, *limit));
+        }
         let _ = manager.load_dir_lazy(&dir, &mut cache);
         if let Err(e) = cache.save() {
             tracing::debug!("cannot write the plugin cache: {e}");
@@ -623,6 +640,9 @@ fn list_plugins_from(cli: &Cli, no_cache: bool) -> Result<(Listing, Runtime, Vec
             let dirs = plugin_dirs(cli, &settings);
             let mut cache = MetadataCache::default_path()
                 .map_or_else(MetadataCache::in_memory, MetadataCache::open);
+            if let Some((runner, limit)) = vetting(&settings) {
+                cache.vet_with(calc_host::vet::Vetter::new(runner, limit));
+            }
             let listing = Listing::scan(&dirs, &settings, &mut cache);
             tracing::debug!("plugin cache: {:?}", cache.stats());
             if let Err(e) = cache.save() {
