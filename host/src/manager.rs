@@ -486,6 +486,8 @@ pub struct PluginManager {
     /// Per-call limits of in-process plugins with a configured timeout, by plugin name.
     limits: BTreeMap<String, Arc<CallLimit>>,
     events: Option<Sender<HostEvent>>,
+    /// Validates each file in a child before it is opened here ([`Self::vet_with`]).
+    vetter: Option<std::sync::Mutex<crate::vet::Vetter>>,
 }
 
 /// A loaded plugin and its place in the provider order.
@@ -528,6 +530,17 @@ impl PluginManager {
     /// keep the configuration they were initialised with.
     pub fn set_settings(&mut self, settings: Settings) {
         self.settings = settings;
+    }
+
+    /// Validates every file in `vetter`'s child process before opening it in this one (see
+    /// [`crate::vet`]): a file whose initialisers or `plugin_entry` crash, exit or hang is
+    /// refused (kind `crashed`, `exited`, `timed_out`) instead of taking this process down.
+    /// Applies to [`Self::load_file`], [`Self::load_dir`] and hot reloads from now on; plugins
+    /// that run in a runner anyway (`[isolation] all`) are not vetted twice. Each open vets the
+    /// file again (a new build is a new file); the CLI's metadata cache remembers verdicts
+    /// across runs instead ([`crate::cache::MetadataCache::vet_with`]).
+    pub fn vet_with(&mut self, vetter: crate::vet::Vetter) {
+        self.vetter = Some(std::sync::Mutex::new(vetter));
     }
 
     /// Turns on hot-reload mode for plugins loaded from now on: each library is loaded from a
@@ -621,6 +634,8 @@ impl PluginManager {
             }
             drop(pending); // `isolate = false` for this one: in process after all.
         }
+        // Nothing of the file runs here before a child opened it without harm.
+        self.vet_in_child(verified.path())?;
         // `vet` resolved the path: the file to open is canonical.
         let opened = match &self.copy_dir {
             Some(dir) => loader::open_copy(verified.path(), dir),
@@ -633,6 +648,21 @@ impl PluginManager {
             return isolation::open(path, self.runner_options(path)?).map(Opened::Isolated);
         }
         Ok(Opened::Native(opened))
+    }
+
+    /// Vets `path` with the vetter of [`Self::vet_with`], if there is one.
+    fn vet_in_child(&self, path: &Path) -> Result<(), LoadError> {
+        let Some(vetter) = &self.vetter else {
+            return Ok(());
+        };
+        let verdict = vetter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .vet(path);
+        match verdict {
+            crate::cache::Verdict::Valid(_) => Ok(()),
+            crate::cache::Verdict::Refused(refusal) => Err(refusal.into()),
+        }
     }
 
     /// How plugin `path` runs isolated (the per-plugin limits are set once its name is known).

@@ -318,3 +318,69 @@ fn default_mode_eval_and_list_vet_new_files_and_remember_the_refusals() {
         "{text}"
     );
 }
+
+#[test]
+fn a_manager_that_vets_refuses_load_time_faults_on_load_and_on_reload() {
+    use calc_host::PluginManager;
+    let mut m = PluginManager::new();
+    m.vet_with(Vetter::new(runner_binary(), Duration::from_millis(400)));
+    // Loading: every load-time fault is refused, naming the file; the good plugin loads.
+    let loaded = m.load_dir(load_time_corpus_dir()).unwrap();
+    assert_eq!(loaded, 1);
+    assert_eq!(m.failures().len(), LOAD_TIME_CASES.len());
+    for f in m.failures() {
+        assert!(
+            ["crashed", "exited", "timed_out"].contains(&f.error.kind()),
+            "{}",
+            f.error
+        );
+        assert!(
+            f.error
+                .to_string()
+                .starts_with(&f.path.display().to_string()),
+            "{}",
+            f.error
+        );
+    }
+    assert_eq!(m.eval("twice(21)").unwrap(), 42.0);
+
+    // Hot reload: a new build whose constructor crashes is refused before it is opened here,
+    // and the old version keeps serving.
+    let dir = scratch_dir(&format!("vetting-reload-{}", std::process::id()));
+    let mut hot = PluginManager::new();
+    hot.enable_hot_reload(dir.join("copies"));
+    hot.vet_with(Vetter::new(runner_binary(), Duration::from_millis(400)));
+    let installed = dir.join(library_file_name("good_c"));
+    std::fs::copy(file("good_c"), &installed).unwrap();
+    hot.load_file(&installed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hot.eval("twice(2)").unwrap(), 4.0);
+    let crashing = dir.join("crashing.so");
+    std::fs::copy(file("hostile_ctor_crash"), &crashing).unwrap();
+    std::fs::rename(&crashing, &installed).unwrap();
+    let e = hot
+        .reload_file(&installed)
+        .expect_err("a crashing build must not load");
+    assert_eq!(e.kind(), "crashed", "{e}");
+    assert_eq!(
+        hot.eval("twice(2)").unwrap(),
+        4.0,
+        "the old version still serves"
+    );
+}
+
+#[test]
+fn calc_without_the_cache_vets_every_file_too() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = load_time_corpus_dir().to_str().unwrap();
+    let out = calc_with_short_vetting(&["--plugin-dir", dir, "plugins", "list", "--no-cache"]);
+    assert_eq!(out.status.signal(), None, "calc was killed");
+    assert_eq!(out.status.code(), Some(3));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        text.matches("refused by vetting: ").count(),
+        LOAD_TIME_CASES.len(),
+        "{text}"
+    );
+    assert!(text.contains("good_c"), "{text}");
+}

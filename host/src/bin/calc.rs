@@ -472,6 +472,11 @@ fn load_plugins_into(
 ) -> Result<(PluginManager, Vec<PathBuf>), String> {
     let settings = settings(cli)?;
     let dirs = plugin_dirs(cli, &settings);
+    // Without the metadata cache, every file is vetted in a child before it is opened here
+    // (hot reloads of `repl --watch` included).
+    if let Some((runner, limit)) = vetting(&settings) {
+        manager.vet_with(calc_host::vet::Vetter::new(runner, limit));
+    }
     manager.set_settings(settings);
     let mut loaded = Vec::new();
     for (dir, explicit) in dirs {
