@@ -22,7 +22,7 @@ fn release_runner() -> PathBuf {
             "--quiet",
             "--release",
             "--package",
-            "calc-host",
+            xtask::build::RUNNER_PACKAGE,
             "--bin",
             "calc-plugin-runner",
         ])

@@ -19,9 +19,9 @@ fn release_binaries() -> PathBuf {
             "--release",
             "--quiet",
             "-p",
-            "calc-host",
-            "--bin",
-            "calc",
+            xtask::build::CLI_PACKAGE,
+            "-p",
+            xtask::build::RUNNER_PACKAGE,
         ][..],
         &[
             "build",

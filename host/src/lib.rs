@@ -40,7 +40,6 @@ pub mod manager;
 pub(crate) mod memory;
 pub mod rcu;
 pub mod reload;
-pub mod scaffold;
 mod services;
 pub mod trust;
 pub mod validate;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use calc_host::scaffold::{scaffold, Lang, Scaffold};
+use calc_cli::scaffold::{scaffold, Lang, Scaffold};
 use calc_host::{LoadError, PluginManager};
 use calc_sdk::Status;
 use calc_tests::{library_file_name, scratch_dir, target_dir, workspace_root};

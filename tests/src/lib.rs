@@ -31,7 +31,8 @@ pub fn examples_dir() -> &'static Path {
 pub fn calc_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = cargo_build(&["calc-host"]).unwrap_or_else(|e| panic!("building calc: {e}"));
+        let dir = cargo_build(&[xtask::build::CLI_PACKAGE, xtask::build::RUNNER_PACKAGE])
+            .unwrap_or_else(|e| panic!("building calc: {e}"));
         dir.join(format!("calc{}", std::env::consts::EXE_SUFFIX))
     })
 }

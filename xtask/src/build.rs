@@ -11,6 +11,12 @@ use crate::workspace_root;
 /// The Cargo package that builds `libcalc_host.so` and `libcalc_host.a`.
 pub const CAPI_PACKAGE: &str = "calc-host-capi";
 
+/// The package of the `calc` CLI.
+pub const CLI_PACKAGE: &str = "calc-cli";
+
+/// The package of `calc-plugin-runner`, the child process of isolated and vetted plugins.
+pub const RUNNER_PACKAGE: &str = "calc-plugin-runner";
+
 /// The library name of [`CAPI_PACKAGE`]: `lib<name>.so`, `lib<name>.a`.
 pub const CAPI_LIBRARY: &str = "calc_host";
 

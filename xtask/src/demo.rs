@@ -16,9 +16,13 @@ const EXPRESSIONS: &[&str] = &[
 ];
 
 pub fn run() -> Result<(), String> {
-    // calc-host: the `calc` CLI and the plugin runner; calc-host-capi: libcalc_host.so and .a,
-    // the host's C API (the README's C host links against them).
-    let debug = build::cargo_build(&["calc-host", build::CAPI_PACKAGE])?;
+    // The `calc` CLI, the plugin runner, and libcalc_host.so and .a, the host's C API (the
+    // README's C host links against them).
+    let debug = build::cargo_build(&[
+        build::CLI_PACKAGE,
+        build::RUNNER_PACKAGE,
+        build::CAPI_PACKAGE,
+    ])?;
     let plugins = debug.join("plugins");
     build::build_examples(&plugins)?;
     let calc = debug.join(format!("calc{}", std::env::consts::EXE_SUFFIX));

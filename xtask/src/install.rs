@@ -63,7 +63,7 @@ pub fn parse_args(args: &[&str]) -> Result<(PathBuf, bool), String> {
     }
 }
 
-/// Builds `calc-host-capi` and the `calc-host` executables (release profile if `release`, else
+/// Builds `calc-host-capi` and the executables `calc` and `calc-plugin-runner` (release profile if `release`, else
 /// debug) and installs them under `prefix` (relative to the current directory unless
 /// absolute), with the headers, the CMake and pkg-config files, the SDK crate and the guides.
 /// See the module docs for the layout.
@@ -222,14 +222,14 @@ fn build_capi(release: bool) -> Result<Vec<String>, String> {
         .ok_or_else(|| format!("{shown} printed no `native-static-libs:` note:\n{stderr}"))
 }
 
-/// The runner executable of isolated plugins, from the `calc-host` package.
+/// The runner executable of isolated plugins, from the `calc-plugin-runner` package.
 pub const RUNNER: &str = "calc-plugin-runner";
 
-/// The calculator CLI, from the `calc-host` package.
+/// The calculator CLI, from the `calc-cli` package.
 pub const CLI: &str = "calc";
 
 /// Where the `calc-sdk` crate is installed, relative to the prefix (`calc new-plugin` looks
-/// there, see `calc_host::scaffold::SdkLayout`).
+/// there, see `calc_cli::scaffold::SdkLayout`).
 pub const SDK_DIR: &str = "share/calc/sdk";
 
 /// Where the guides are installed, relative to the prefix.
@@ -243,9 +243,11 @@ fn build_executables(release: bool) -> Result<(), String> {
         "build",
         "--quiet",
         "--package",
-        "calc-host",
+        crate::build::CLI_PACKAGE,
         "--bin",
         CLI,
+        "--package",
+        crate::build::RUNNER_PACKAGE,
         "--bin",
         RUNNER,
     ]);

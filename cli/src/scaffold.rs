@@ -8,8 +8,6 @@
 //!
 //! The templates are plain string constants with `{name}`-style placeholders;
 //! `docs/PLUGIN_GUIDE.md` quotes them.
-#![forbid(unsafe_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -11,9 +11,7 @@ use calc_host::trust;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[path = "calc/map.rs"]
 mod map;
-#[path = "calc/repl.rs"]
 mod repl;
 
 const EXIT_OK: u8 = 0;
@@ -1155,7 +1153,7 @@ fn verify(cli: &Cli, keys: &[String], files: &[PathBuf]) -> u8 {
 }
 
 fn new_plugin(lang: Lang, name: &str, dir: Option<&Path>) -> u8 {
-    use calc_host::scaffold::{scaffold, Lang as L, Scaffold};
+    use calc_cli::scaffold::{scaffold, Lang as L, Scaffold};
     let s = Scaffold {
         lang: match lang {
             Lang::C => L::C,
@@ -1187,7 +1185,7 @@ fn sdk_root() -> PathBuf {
     std::env::var_os("CALC_SDK_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            calc_host::scaffold::default_sdk_root(std::env::current_exe().ok().as_deref())
+            calc_cli::scaffold::default_sdk_root(std::env::current_exe().ok().as_deref())
         })
 }
 
