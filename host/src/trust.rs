@@ -601,31 +601,24 @@ fn remember_lock_absent(dir: &Path, stamp: &Stamp) {
 }
 
 /// Whether group `gid` is the private group of user `uid` (same name, that user's primary
-/// group, no other members), per `/etc/passwd` and `/etc/group`. Cached per process; users and
-/// groups known only to other name services count as not private. (A B-tree, as
-/// [`SECURE_ANCESTORS`].)
+/// group, no other members), as the system's name services answer (`getpwuid_r` and
+/// `getgrgid_r` through the `nix` crate, so LDAP or SSSD users count as well as the ones in
+/// `/etc/passwd`). Cached per process; a user or group no name service knows counts as not
+/// private. (A B-tree, as [`SECURE_ANCESTORS`].)
 fn is_private_group(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
     static CACHE: OnceLock<Mutex<BTreeMap<(u32, u32), bool>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(known) = cache.lock().ok().and_then(|c| c.get(&(uid, gid)).copied()) {
         return known;
     }
     let answer = (|| {
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        let (user, primary) = passwd.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[2].parse() == Ok(uid))
-                .then(|| (f[0].to_string(), f[3].parse::<u32>()))
-        })?;
-        let group = std::fs::read_to_string("/etc/group").ok()?;
-        let (name, members) = group.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[2].parse() == Ok(gid)).then(|| (f[0].to_string(), f[3].to_string()))
-        })?;
+        let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+        let group = Group::from_gid(Gid::from_raw(gid)).ok()??;
         Some(
-            primary == Ok(gid)
-                && name == user
-                && members.split(',').all(|m| m.is_empty() || m == user),
+            user.gid == group.gid
+                && group.name == user.name
+                && group.mem.iter().all(|m| m.is_empty() || *m == user.name),
         )
     })()
     .unwrap_or(false);
@@ -1295,6 +1288,22 @@ fn diagnose_bytes(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn private_groups_come_from_the_name_services() {
+        // Root's primary group is root, with no other members, on every Unix we build on; the
+        // answer comes from getpwuid_r/getgrgid_r, so it must agree with what they say.
+        let root = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(0))
+            .unwrap()
+            .expect("the name services know root");
+        let group = nix::unistd::Group::from_gid(root.gid).unwrap().unwrap();
+        let expected = group.name == root.name && group.mem.iter().all(|m| *m == root.name);
+        assert_eq!(is_private_group(0, root.gid.as_raw()), expected);
+        // A group that is not root's primary group is not its private group.
+        assert!(!is_private_group(0, root.gid.as_raw() + 1));
+        // Users no name service knows have no private group.
+        assert!(!is_private_group(3_999_999_999, 3_999_999_999));
+    }
     use super::*;
 
     #[test]
