@@ -193,7 +193,7 @@ enum PluginsCommand {
     },
     /// Validate plugin files without keeping them loaded; print their metadata or the exact
     /// reason each is refused. The configuration applies as when loading: the trust policy,
-    /// version ranges ([versions]) and, with --conformance, the plugin's values
+    /// version ranges (`[versions]`) and, with --conformance, the plugin's values
     /// ([plugins.NAME.config]) for its `init`; without --conformance `init` does not run.
     /// Exit status 0 when all pass, 3 otherwise.
     Check {

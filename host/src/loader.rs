@@ -12,7 +12,7 @@
 //!    [`validate::check_descriptor`] them;
 //! 6. call `init` with the host services table.
 //!
-//! Steps 4 and 5 read plugin memory only through [`crate::memory`]'s checked reads: a pointer
+//! Steps 4 and 5 read plugin memory only through the `memory` module's checked reads: a pointer
 //! into unmapped memory is a load error, not a crash.
 
 use std::collections::BTreeMap;

@@ -11,7 +11,7 @@
 //! - `sys`: the two system calls `std` has no safe form of.
 //!
 //! The same plugin file works in both modes. An isolated plugin is a normal
-//! [`LoadedPlugin`](crate::loader::LoadedPlugin) whose operations' function pointers are the
+//! [`LoadedPlugin`] whose operations' function pointers are the
 //! proxies and whose per-operation instance pointers point at the proxy state.
 
 pub(crate) mod client;

@@ -2,7 +2,7 @@
 //!
 //! `calc-plugin-runner PLUGIN [--copy-dir DIR]`, started by the host with a Unix socket as its
 //! standard input (it refuses to run otherwise). It loads and validates PLUGIN with the same
-//! [`loader`](crate::loader) as in-process loading, answers `Hello` (or `LoadFailed`), runs
+//! [`loader`] as in-process loading, answers `Hello` (or `LoadFailed`), runs
 //! `init` when told, then serves calls one at a time until `Shutdown` or the end of its input
 //! (see [`super::protocol`]). Each call runs under the cooperative deadline of the request
 //! ([`crate::deadline`]), so plugins that poll it stop early here too.
