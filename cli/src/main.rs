@@ -364,17 +364,11 @@ fn default_dirs() -> Vec<(PathBuf, bool)> {
     dirs
 }
 
-/// The vetting child for files the metadata cache has no fresh entry for: the plugin runner
-/// (started with `--vet`) and the time each file gets (`start_timeout_ms`). `None` when no
-/// runner is installed: such files are then validated in this process, as before vetting.
-fn vetting(settings: &Settings) -> Option<(PathBuf, std::time::Duration)> {
-    match calc_host::isolation::find_runner(settings.isolation.runner.as_deref(), Path::new("")) {
-        Ok(runner) => Some((runner, settings.isolation.start_timeout)),
-        Err(e) => {
-            tracing::debug!("new plugin files are validated in this process: {e}");
-            None
-        }
-    }
+/// The vetting child for files the metadata cache has no fresh entry for, as
+/// `[isolation] vet` asks (see `calc_host::vet::for_settings`): `None` validates such files in
+/// this process.
+fn vetting(settings: &Settings) -> Option<calc_host::vet::Vetter> {
+    calc_host::vet::for_settings(settings)
 }
 
 fn load_plugins(cli: &Cli, report: bool) -> Result<PluginManager, String> {
@@ -410,8 +404,8 @@ fn load_plugins_for(cli: &Cli, texts: &[&str]) -> Result<PluginManager, String> 
             }
             None => MetadataCache::in_memory(),
         };
-        if let Some((runner, limit)) = &vetting {
-            cache.vet_with(calc_host::vet::Vetter::new(runner, *limit));
+        if let Some(vetter) = &vetting {
+            cache.vet_with(vetter.fresh());
         }
         let _ = manager.load_dir_lazy(&dir, &mut cache);
         if let Err(e) = cache.save() {
@@ -470,11 +464,8 @@ fn load_plugins_into(
 ) -> Result<(PluginManager, Vec<PathBuf>), String> {
     let settings = settings(cli)?;
     let dirs = plugin_dirs(cli, &settings);
-    // Without the metadata cache, every file is vetted in a child before it is opened here
-    // (hot reloads of `repl --watch` included).
-    if let Some((runner, limit)) = vetting(&settings) {
-        manager.vet_with(calc_host::vet::Vetter::new(runner, limit));
-    }
+    // Without the metadata cache, the manager vets every file in a child before it opens it
+    // here, as `[isolation] vet` says (hot reloads of `repl --watch` included).
     manager.set_settings(settings);
     let mut loaded = Vec::new();
     for (dir, explicit) in dirs {
@@ -643,8 +634,8 @@ fn list_plugins_from(cli: &Cli, no_cache: bool) -> Result<(Listing, Runtime, Vec
             let dirs = plugin_dirs(cli, &settings);
             let mut cache = MetadataCache::default_path()
                 .map_or_else(MetadataCache::in_memory, MetadataCache::open);
-            if let Some((runner, limit)) = vetting(&settings) {
-                cache.vet_with(calc_host::vet::Vetter::new(runner, limit));
+            if let Some(vetter) = vetting(&settings) {
+                cache.vet_with(vetter);
             }
             let listing = Listing::scan(&dirs, &settings, &mut cache);
             tracing::debug!("plugin cache: {:?}", cache.stats());

@@ -86,7 +86,7 @@ impl FileStamp {
     }
 }
 
-fn ns_since_epoch(t: SystemTime) -> i64 {
+pub(crate) fn ns_since_epoch(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
@@ -213,6 +213,9 @@ pub struct MetadataCache {
     /// Validates files without an entry in a child process ([`Self::vet_with`]); `None`:
     /// in this process.
     vetter: Option<crate::vet::Vetter>,
+    /// Verdicts [`Self::validate_all`] found ahead of the lookups that use them, by canonical
+    /// path, with the stamp of the file they are about.
+    ahead: std::collections::HashMap<PathBuf, (FileStamp, Verdict)>,
 }
 
 impl MetadataCache {
@@ -246,6 +249,7 @@ impl MetadataCache {
             dirty: false,
             stats: CacheStats::default(),
             vetter: None,
+            ahead: std::collections::HashMap::new(),
         }
     }
 
@@ -316,14 +320,42 @@ impl MetadataCache {
         self.validate_in(path, None)
     }
 
+    /// Vets, in one pass of the vetting child, every file of `paths` that has no fresh entry
+    /// (see [`crate::vet::Vetter::vet_all`]: many files in flight at once, not one round trip
+    /// each), so that the [`Self::validate`] calls that follow for these files need not wait
+    /// for the child one file at a time. Does nothing without a vetter (see
+    /// [`Self::vet_with`]). Counts nothing: the lookups that use the verdicts count them.
+    pub fn validate_all(&mut self, paths: &[PathBuf]) {
+        let Some(mut vetter) = self.vetter.take() else {
+            return;
+        };
+        let todo: Vec<(PathBuf, FileStamp)> = paths
+            .iter()
+            .filter_map(|path| identify(path, None))
+            .filter(|(canonical, stamp)| {
+                let entry = canonical.to_str().and_then(|k| self.file.entries.get(k));
+                !entry.is_some_and(|e| e.stamp == *stamp && !e.racy())
+            })
+            .collect();
+        if todo.len() > 1 {
+            let targets: Vec<PathBuf> = todo.iter().map(|(p, _)| p.clone()).collect();
+            let ahead = &mut self.ahead;
+            vetter.vet_all(&targets, |i, verdict| {
+                let (path, stamp) = &todo[i];
+                ahead.insert(path.clone(), (*stamp, verdict));
+            });
+        }
+        self.vetter = Some(vetter);
+    }
+
     /// As [`Self::validate`]; `canonical_dir` is the canonical form of `path`'s directory,
     /// which spares resolving every file of a directory when it is not a symbolic link.
     fn validate_in(&mut self, path: &Path, canonical_dir: Option<&Path>) -> Verdict {
         let Some((canonical, stamp)) = identify(path, canonical_dir) else {
-            return self.inspect(path);
+            return self.inspect(path, None);
         };
         let Some(key) = canonical.to_str() else {
-            return self.inspect(path);
+            return self.inspect(path, None);
         };
         match self.file.entries.get(key) {
             Some(e) if e.stamp == stamp && !e.racy() => {
@@ -334,7 +366,7 @@ impl MetadataCache {
             None => self.stats.misses += 1,
         }
         let checked_ns = ns_since_epoch(SystemTime::now());
-        let verdict = self.inspect(&canonical);
+        let verdict = self.inspect(&canonical, Some(stamp));
         // The loader's verdict depends on more than the file (search path, dependencies), and
         // a vetter that could not run says nothing about the file.
         let cacheable =
@@ -359,8 +391,15 @@ impl MetadataCache {
         verdict
     }
 
-    fn inspect(&mut self, path: &Path) -> Verdict {
+    /// Validates the file at `path` (whose stamp is `stamp`, when known): by the verdict
+    /// [`Self::validate_all`] found for it, the vetter, or the loader in this process.
+    fn inspect(&mut self, path: &Path, stamp: Option<FileStamp>) -> Verdict {
         self.stats.inspections += 1;
+        if let Some((found, verdict)) = self.ahead.remove(path) {
+            if Some(found) == stamp {
+                return verdict;
+            }
+        }
         match &mut self.vetter {
             Some(vetter) => vetter.vet(path),
             None => Verdict::of(loader::inspect(path)),
@@ -616,12 +655,23 @@ impl Listing {
                 Some(Ok(trusted)) => Some(trusted),
                 None => None,
             };
-            for file in &files {
-                let vetted = match (&trusted, file.file_name()) {
+            let policies: Vec<Result<(), LoadError>> = files
+                .iter()
+                .map(|file| match (&trusted, file.file_name()) {
                     (Some(t), Some(name)) => t.check_policy(&t.path().join(name)).map(|_| ()),
                     _ => settings.trust.check_policy(file).map(|_| ()),
-                };
-                if let Err(e) = vetted {
+                })
+                .collect();
+            // New files that passed the policy are vetted in one pass (pipelined).
+            let admitted: Vec<PathBuf> = files
+                .iter()
+                .zip(&policies)
+                .filter(|(_, policy)| policy.is_ok())
+                .map(|(file, _)| file.clone())
+                .collect();
+            cache.validate_all(&admitted);
+            for (file, policy) in files.iter().zip(policies) {
+                if let Err(e) = policy {
                     scan.fail(&e);
                     continue;
                 }

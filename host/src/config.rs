@@ -94,6 +94,7 @@ struct IsolationSection {
     breaker_threshold: Option<u32>,
     cpu_limit_s: Option<u64>,
     runner: Option<PathBuf>,
+    vet: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +243,37 @@ pub struct IsolationSettings {
     pub cpu_limit: Option<std::time::Duration>,
     /// Per-plugin CPU limits, overriding `cpu_limit` (`[plugins.NAME] cpu_limit_s`).
     pub plugin_cpu_limits: BTreeMap<String, std::time::Duration>,
+    /// Whether plugin files are vetted in a child process before they are opened in this one
+    /// (`vet`; see [`crate::vet`]).
+    pub vet: VetMode,
+}
+
+/// When plugin files are vetted in a child process before this process opens them
+/// (`[isolation] vet`): a file's initialisers and `plugin_entry` run, and its descriptor is
+/// read, in the vetting child first, so that a file that crashes, exits or hangs there is
+/// refused instead of taking the host down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VetMode {
+    /// Vet when the runner is installed; without one, load in process as before vetting, with
+    /// one warning (`"auto"`, the default).
+    #[default]
+    Auto,
+    /// Vet every file; without a runner, refuse every file that is not vetted (`"always"`).
+    Always,
+    /// Never vet: validate files in this process (`"never"`).
+    Never,
+}
+
+impl VetMode {
+    /// The mode a setting's value names (`"auto"`, `"always"`, `"never"`).
+    pub fn parse(value: &str) -> Option<VetMode> {
+        match value {
+            "auto" => Some(VetMode::Auto),
+            "always" => Some(VetMode::Always),
+            "never" => Some(VetMode::Never),
+            _ => None,
+        }
+    }
 }
 
 impl Default for IsolationSettings {
@@ -256,6 +288,7 @@ impl Default for IsolationSettings {
             runner: None,
             cpu_limit: None,
             plugin_cpu_limits: BTreeMap::new(),
+            vet: VetMode::Auto,
         }
     }
 }
@@ -336,6 +369,14 @@ impl Settings {
             settings.isolation.breaker_threshold = n;
         }
         settings.isolation.runner = iso.runner;
+        if let Some(mode) = iso.vet {
+            settings.isolation.vet = VetMode::parse(&mode).ok_or_else(|| {
+                invalid(
+                    "isolation.vet".into(),
+                    format!("{mode:?} is not one of \"auto\", \"always\", \"never\""),
+                )
+            })?;
+        }
         settings.isolation.cpu_limit = iso.cpu_limit_s.map(std::time::Duration::from_secs);
         for (name, section) in file.plugins {
             let role = if section.enabled == Some(false) {
@@ -664,6 +705,26 @@ mod tests {
         assert_eq!(
             e,
             "calc.toml: invalid configuration: trust.keys[1]: not an ed25519 public key: 3 bytes, expected 32"
+        );
+    }
+
+    #[test]
+    fn vetting_mode_parses_and_names_a_bad_value() {
+        assert_eq!(parse("").unwrap().isolation.vet, VetMode::Auto);
+        for (text, mode) in [
+            ("auto", VetMode::Auto),
+            ("always", VetMode::Always),
+            ("never", VetMode::Never),
+        ] {
+            let s = parse(&format!("[isolation]\nvet = \"{text}\"\n")).unwrap();
+            assert_eq!(s.isolation.vet, mode);
+        }
+        let e = parse("[isolation]\nvet = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "calc.toml: invalid configuration: isolation.vet: \"sometimes\" is not one of \"auto\", \"always\", \"never\""
         );
     }
 

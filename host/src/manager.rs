@@ -486,8 +486,21 @@ pub struct PluginManager {
     /// Per-call limits of in-process plugins with a configured timeout, by plugin name.
     limits: BTreeMap<String, Arc<CallLimit>>,
     events: Option<Sender<HostEvent>>,
-    /// Validates each file in a child before it is opened here ([`Self::vet_with`]).
-    vetter: Option<std::sync::Mutex<crate::vet::Vetter>>,
+    /// Validates each file in a child before it is opened here (`[isolation] vet`,
+    /// [`Self::vet_with`]), and remembers the verdicts.
+    vetting: std::sync::Mutex<Vetting>,
+}
+
+/// The manager's vetting child and what it found.
+#[derive(Debug, Default)]
+struct Vetting {
+    /// The vetter, once started (or given by [`PluginManager::vet_with`]).
+    vetter: Option<crate::vet::Vetter>,
+    /// Set by [`PluginManager::vet_with`]: vet whatever `[isolation] vet` says.
+    forced: bool,
+    /// Set once the settings were found to give no vetter (`never`, or `auto` without a
+    /// runner).
+    unavailable: bool,
 }
 
 /// A loaded plugin and its place in the provider order.
@@ -532,15 +545,25 @@ impl PluginManager {
         self.settings = settings;
     }
 
-    /// Validates every file in `vetter`'s child process before opening it in this one (see
-    /// [`crate::vet`]): a file whose initialisers or `plugin_entry` crash, exit or hang is
-    /// refused (kind `crashed`, `exited`, `timed_out`) instead of taking this process down.
-    /// Applies to [`Self::load_file`], [`Self::load_dir`] and hot reloads from now on; plugins
-    /// that run in a runner anyway (`[isolation] all`) are not vetted twice. Each open vets the
-    /// file again (a new build is a new file); the CLI's metadata cache remembers verdicts
-    /// across runs instead ([`crate::cache::MetadataCache::vet_with`]).
+    /// Vets with `vetter` from now on, whatever `[isolation] vet` says.
+    ///
+    /// Without this call a manager vets as `[isolation] vet` says (by default whenever the
+    /// runner is installed, see [`crate::config::VetMode`]): every file is validated in a child
+    /// process (see [`crate::vet`]) before it is opened in this one, so that a file whose
+    /// initialisers or `plugin_entry` crash, exit or hang is refused (kind `crashed`,
+    /// `exited`, `timed_out`) instead of taking this process down. That applies to
+    /// [`Self::load_file`], [`Self::load_dir`] (one child for the whole directory, with many
+    /// files in flight) and hot reloads. Plugins that run in a runner anyway
+    /// (`[isolation] all`) are not vetted twice, and a file is vetted again only when it
+    /// changed; the CLI's metadata cache also remembers verdicts across runs
+    /// ([`crate::cache::MetadataCache::vet_with`]).
     pub fn vet_with(&mut self, vetter: crate::vet::Vetter) {
-        self.vetter = Some(std::sync::Mutex::new(vetter));
+        let vetting = self
+            .vetting
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        vetting.vetter = Some(vetter);
+        vetting.forced = true;
     }
 
     /// Turns on hot-reload mode for plugins loaded from now on: each library is loaded from a
@@ -620,9 +643,11 @@ impl PluginManager {
     /// (see [`loader::open_resolved`]).
     ///
     /// Isolation: with `[isolation] all`, the file is opened by a runner process only (nothing
-    /// of the plugin runs here). With per-plugin `isolate`, the name decides, so the file is
-    /// opened here first (the library's initialisers and `plugin_entry` run, not `init`) and,
-    /// if it is to be isolated, closed again and handed to a runner.
+    /// of the plugin runs here). With per-plugin `isolate`, the name decides: vetting tells it,
+    /// and a plugin to isolate is then handed to a runner without being opened here. With
+    /// vetting off (`[isolation] vet = "never"`, or no runner), the file is opened here first
+    /// to learn the name (its initialisers and `plugin_entry` run, not `init`) and, if it is
+    /// to be isolated, closed again and handed to a runner.
     fn open(&self, path: &Path, resolved: bool) -> Result<Opened, LoadError> {
         let verified = self.vet(path, resolved)?;
         let isolation = &self.settings.isolation;
@@ -635,7 +660,16 @@ impl PluginManager {
             drop(pending); // `isolate = false` for this one: in process after all.
         }
         // Nothing of the file runs here before a child opened it without harm.
-        self.vet_in_child(verified.path())?;
+        let vetted = self.vet_in_child(verified.path())?;
+        if let Some(info) = vetted.filter(|_| !isolation.all && isolation.any()) {
+            // Vetting named the plugin: one to isolate is never opened here.
+            if isolation.isolates(&info.name) {
+                let path = verified.path();
+                let pending = isolation::open(path, self.runner_options(path)?)?;
+                verified.confirm()?;
+                return Ok(Opened::Isolated(pending));
+            }
+        }
         // `vet` resolved the path: the file to open is canonical.
         let opened = match &self.copy_dir {
             Some(dir) => loader::open_copy(verified.path(), dir),
@@ -650,19 +684,47 @@ impl PluginManager {
         Ok(Opened::Native(opened))
     }
 
-    /// Vets `path` with the vetter of [`Self::vet_with`], if there is one.
-    fn vet_in_child(&self, path: &Path) -> Result<(), LoadError> {
-        let Some(vetter) = &self.vetter else {
-            return Ok(());
-        };
-        let verdict = vetter
+    /// Vets `path` in the vetting child, or finds the verdict of an earlier vetting of the
+    /// same file (see [`Self::vet_with`]). `Ok` when the file may be opened here, with the
+    /// plugin's metadata when it was vetted (`None`: vetting is off).
+    fn vet_in_child(&self, path: &Path) -> Result<Option<PluginInfo>, LoadError> {
+        let mut vetting = self
+            .vetting
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .vet(path);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Ok(stamp) = std::fs::metadata(path).map(|m| crate::cache::FileStamp::of(&m)) else {
+            return Ok(None); // opening it fails too, and says why
+        };
+        let verdict = match crate::vet::recall(path, stamp) {
+            Some(verdict) => verdict,
+            None => {
+                if !self.vetting_on(&mut vetting) {
+                    return Ok(None);
+                }
+                let verdict = vetting.vetter.as_mut().expect("vetting is on").vet(path);
+                crate::vet::remember(path, stamp, &verdict, false);
+                verdict
+            }
+        };
         match verdict {
-            crate::cache::Verdict::Valid(_) => Ok(()),
+            crate::cache::Verdict::Valid(info) => Ok(Some(info)),
             crate::cache::Verdict::Refused(refusal) => Err(refusal.into()),
         }
+    }
+
+    /// Whether files are vetted (setting up the vetter if needed, see
+    /// [`crate::vet::for_settings`]): `false` when `[isolation] vet` is `never`, or `auto`
+    /// without a runner. With `always` and no runner, the vetter refuses every file.
+    fn vetting_on(&self, vetting: &mut Vetting) -> bool {
+        if vetting.vetter.is_some() {
+            return vetting.forced || self.settings.isolation.vet != crate::config::VetMode::Never;
+        }
+        if vetting.forced || vetting.unavailable {
+            return false;
+        }
+        vetting.vetter = crate::vet::for_settings(&self.settings);
+        vetting.unavailable = vetting.vetter.is_none();
+        vetting.vetter.is_some()
     }
 
     /// How plugin `path` runs isolated (the per-plugin limits are set once its name is known).
@@ -970,11 +1032,77 @@ impl PluginManager {
         files.sort();
         let before = self.plugins.len();
         self.scanning = trusted;
-        for (f, resolved) in &files {
+        let loaded = self.vet_and_load(&files);
+        for (f, resolved) in &files[loaded..] {
             let _ = self.load_one(f, *resolved);
         }
         self.scanning = None;
         Ok(self.plugins.len().saturating_sub(before))
+    }
+
+    /// Loads the first files of `files` (a directory's, in order) while the vetting child vets
+    /// the next ones: the new files that pass the trust policy are vetted in one pass with
+    /// many in flight ([`crate::vet::Vetter::vet_all`]), and each is opened here as soon as
+    /// its verdict arrives. Returns how many of `files` it loaded (from the first on); the
+    /// caller loads the rest. Loads none when vetting is off or there is little to vet.
+    fn vet_and_load(&mut self, files: &[(PathBuf, bool)]) -> usize {
+        if self.settings.isolation.all {
+            return 0; // runners open the files; nothing of them runs here
+        }
+        // The files to vet: canonical, trusted, and without a verdict on this version.
+        let mut todo: Vec<(usize, crate::cache::FileStamp)> = Vec::new();
+        for (i, (path, resolved)) in files.iter().enumerate() {
+            if !resolved {
+                continue; // loading it resolves it, and vets it alone
+            }
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            let stamp = crate::cache::FileStamp::of(&meta);
+            // Only files the trust policy admits are vetted; loading the others says why.
+            if crate::vet::recall(path, stamp).is_none() && self.vet(path, true).is_ok() {
+                todo.push((i, stamp));
+            }
+        }
+        if todo.len() < 2 {
+            return 0;
+        }
+        let vetter = {
+            let mut vetting = self
+                .vetting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.vetting_on(&mut vetting) {
+                // A vetter with no child stands in, for files that are opened meanwhile
+                // without a verdict from this pass (it starts a child only if one is).
+                let spare = vetting.vetter.as_ref().map(crate::vet::Vetter::fresh);
+                std::mem::replace(&mut vetting.vetter, spare)
+            } else {
+                None
+            }
+        };
+        let Some(mut vetter) = vetter else {
+            return 0;
+        };
+        let paths: Vec<PathBuf> = todo.iter().map(|&(i, _)| files[i].0.clone()).collect();
+        let mut next = 0;
+        vetter.vet_all(&paths, |k, verdict| {
+            let (i, stamp) = todo[k];
+            crate::vet::remember(&files[i].0, stamp, &verdict, true);
+            // Every file up to this one has its verdict (or needs none): load them while the
+            // child goes on with the next.
+            while next <= i {
+                let (f, resolved) = &files[next];
+                let _ = self.load_one(f, *resolved);
+                next += 1;
+            }
+        });
+        let mut vetting = self
+            .vetting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        vetting.vetter = Some(vetter);
+        next
     }
 
     /// Discovers the plugins of `dir` without opening those the metadata cache already
@@ -1010,13 +1138,28 @@ impl PluginManager {
             Ok(trusted) => trusted,
             Err(e) => return Err(self.record(e)),
         };
-        for path in files {
+        // The trust policy, then every new file vetted in one pass (pipelined), then each file
+        // in directory order, from the cache.
+        let checked: Vec<(PathBuf, Result<(), LoadError>)> = files
+            .into_iter()
+            .map(|path| {
+                let canonical = path
+                    .file_name()
+                    .map_or_else(|| path.clone(), |name| trusted.path().join(name));
+                let policy = trusted.check_policy(&canonical).map(|_| ());
+                (path, policy)
+            })
+            .collect();
+        let admitted: Vec<PathBuf> = checked
+            .iter()
+            .filter(|(_, policy)| policy.is_ok())
+            .map(|(path, _)| path.clone())
+            .collect();
+        cache.validate_all(&admitted);
+        for (path, policy) in checked {
             self.loads += 1;
             let rank = LOAD_RANKS + self.loads;
-            let canonical = path
-                .file_name()
-                .map_or_else(|| path.clone(), |name| trusted.path().join(name));
-            if let Err(e) = trusted.check_policy(&canonical) {
+            if let Err(e) = policy {
                 self.record(e);
                 continue;
             }

@@ -15,9 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::cache::{Refusal, Verdict};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::cache::{FileStamp, Refusal, Verdict};
 use crate::isolation::client::{Connection, Death};
 use crate::isolation::protocol::{Reply, Request};
+
+/// How many vetting requests [`Vetter::vet_all`] keeps in flight: enough that the child never
+/// waits for the host, few enough that the requests fit in the socket's buffer.
+pub const PIPELINE: usize = 32;
 
 /// Validates plugin files in a child process (see the module docs). Dropping it stops the
 /// child.
@@ -25,6 +32,8 @@ pub struct Vetter {
     runner: PathBuf,
     limit: Duration,
     child: Option<Connection>,
+    /// Why this vetter refuses every file without trying (see [`Vetter::refusing`]).
+    refusing: Option<String>,
 }
 
 impl std::fmt::Debug for Vetter {
@@ -33,6 +42,7 @@ impl std::fmt::Debug for Vetter {
             .field("runner", &self.runner)
             .field("limit", &self.limit)
             .field("running", &self.child.is_some())
+            .field("refusing", &self.refusing)
             .finish()
     }
 }
@@ -46,7 +56,26 @@ impl Vetter {
             runner: runner.into(),
             limit,
             child: None,
+            refusing: None,
         }
+    }
+
+    /// A vetter that refuses every file (kind `vetting`) because files cannot be vetted here:
+    /// `why` follows the file's name (for `[isolation] vet = "always"` without a runner).
+    pub fn refusing(why: impl Into<String>) -> Vetter {
+        Vetter {
+            runner: PathBuf::new(),
+            limit: Duration::ZERO,
+            child: None,
+            refusing: Some(why.into()),
+        }
+    }
+
+    /// A vetter with the same runner and limit, and no child yet.
+    pub fn fresh(&self) -> Vetter {
+        let mut fresh = Vetter::new(&self.runner, self.limit);
+        fresh.refusing.clone_from(&self.refusing);
+        fresh
     }
 
     /// What validating the library at `path` gives, found in the vetting child: the plugin's
@@ -55,6 +84,9 @@ impl Vetter {
     /// `exited`, `timed_out`, or `vetting` when the child could not be run or talked to).
     pub fn vet(&mut self, path: &Path) -> Verdict {
         use std::os::unix::ffi::OsStrExt;
+        if let Some(why) = &self.refusing {
+            return refused(path, "vetting", why.clone());
+        }
         let deadline = Instant::now() + self.limit;
         let child = match self.child.take() {
             Some(child) => child,
@@ -67,7 +99,70 @@ impl Vetter {
         let request = Request::Vet {
             path: path.as_os_str().as_bytes().to_vec(),
         };
-        match child.exchange(&request, Some(deadline)) {
+        let reply = child.exchange(&request, Some(deadline));
+        self.verdict_of(path, reply)
+    }
+
+    /// Vets every file of `paths` in order and hands each verdict to `each` (with the file's
+    /// index) as soon as it arrives, as [`Self::vet`] would give it. Up to [`PIPELINE`]
+    /// requests are in flight, so the child is already vetting the next files while `each`
+    /// runs (the manager opens a vetted file there): vetting many files costs one child and
+    /// about one `dlopen` each, not a round trip each. A file that kills or hangs the child is
+    /// refused, and the files after it go to a new child.
+    pub fn vet_all(&mut self, paths: &[PathBuf], mut each: impl FnMut(usize, Verdict)) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(why) = &self.refusing {
+            for (i, path) in paths.iter().enumerate() {
+                each(i, refused(path, "vetting", why.clone()));
+            }
+            return;
+        }
+        let (mut sent, mut done) = (0usize, 0usize);
+        while done < paths.len() {
+            if self.child.is_none() {
+                // Nothing is in flight without a child.
+                sent = done;
+                match self.start(Instant::now() + self.limit) {
+                    Ok(child) => self.child = Some(child),
+                    Err(why) => {
+                        // No child can be started: every remaining file is unvetted.
+                        for (i, path) in paths.iter().enumerate().skip(done) {
+                            each(i, refused(path, "vetting", why.clone()));
+                        }
+                        return;
+                    }
+                }
+            }
+            let child = self.child.as_mut().expect("started above");
+            let mut died = None;
+            while sent < paths.len() && sent - done < PIPELINE {
+                let request = Request::Vet {
+                    path: paths[sent].as_os_str().as_bytes().to_vec(),
+                };
+                if let Err(death) = child.send_only(&request) {
+                    // The child died on a file it was vetting: the oldest one in flight.
+                    died = Some(death);
+                    break;
+                }
+                sent += 1;
+            }
+            let path = &paths[done];
+            let result = match died {
+                Some(death) => Err(death),
+                // The child started on this file at the latest when it answered the one
+                // before, which is no later than now: the limit runs from here.
+                None => child.receive(Some(Instant::now() + self.limit)),
+            };
+            let verdict = self.verdict_of(path, result);
+            each(done, verdict);
+            done += 1;
+        }
+    }
+
+    /// The verdict on `path` that the child's reply (or death) gives; stops or forgets the
+    /// child when it cannot go on.
+    fn verdict_of(&mut self, path: &Path, reply: Result<Reply, Death>) -> Verdict {
+        match reply {
             Ok(Reply::Vetted { verdict }) => match serde_json::from_str::<Verdict>(&verdict) {
                 Ok(verdict) => verdict,
                 Err(e) => {
@@ -129,6 +224,107 @@ impl Drop for Vetter {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The vetter `settings` ask for (`[isolation] vet`, see [`crate::config::VetMode`]): one on
+/// the runner when it is found; `None` for `never`, and for `auto` without a runner (files
+/// are then validated in process; one warning says so); for `always` without a runner, a
+/// vetter that refuses every file, saying why.
+pub fn for_settings(settings: &crate::config::Settings) -> Option<Vetter> {
+    use crate::config::VetMode;
+    let iso = &settings.isolation;
+    if iso.vet == VetMode::Never {
+        return None;
+    }
+    match crate::isolation::find_runner(iso.runner.as_deref(), Path::new("")) {
+        Ok(runner) => Some(Vetter::new(runner, iso.start_timeout)),
+        Err(e) => {
+            let why = unavailable(&e);
+            match iso.vet {
+                VetMode::Always => Some(Vetter::refusing(format!(
+                    "not vetted ([isolation] vet = \"always\"): {why}"
+                ))),
+                _ => {
+                    warn_unvetted(&why);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Why files cannot be vetted, from [`crate::isolation::find_runner`]'s error.
+pub(crate) fn unavailable(e: &crate::error::LoadError) -> String {
+    let why = match e {
+        crate::error::LoadError::Isolation { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    why.replace("cannot isolate the plugin", "cannot vet plugin files")
+}
+
+/// Warns, once per process, that files are validated in process for want of a runner.
+pub(crate) fn warn_unvetted(why: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!("plugin files are validated in this process, not vetted in a child: {why}");
+    });
+}
+
+/// What vetting found about each file this process vetted, by canonical path: an unchanged
+/// file is not vetted twice, whichever manager opens it. Verdicts depend only on the file and
+/// this host's validation rules.
+struct Remembered {
+    stamp: FileStamp,
+    verdict: Verdict,
+    /// When the file was vetted (ns since the epoch).
+    checked_ns: i64,
+    /// Vetted ahead of the open it is for ([`Vetter::vet_all`]): usable once even when racy.
+    pending: bool,
+}
+
+static VERDICTS: Mutex<BTreeMap<PathBuf, Remembered>> = Mutex::new(BTreeMap::new());
+
+/// Most verdicts this process keeps (it forgets them all when it has this many).
+const MAX_VERDICTS: usize = 1 << 16;
+
+/// The verdict this process found for the version `stamp` of the file at `path`, if any. A
+/// file changed within [`crate::cache::RACY_WINDOW`] of its vetting could have changed again
+/// with the same stamp, so such a verdict serves only the open it was found for.
+pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Verdict> {
+    let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let known = verdicts.get(path).filter(|r| r.stamp == stamp)?;
+    let window = i64::try_from(crate::cache::RACY_WINDOW.as_nanos()).unwrap_or(i64::MAX);
+    let racy = stamp.mtime_ns.saturating_add(window) >= known.checked_ns;
+    if !racy {
+        return Some(known.verdict.clone());
+    }
+    if known.pending {
+        return verdicts.remove(path).map(|r| r.verdict);
+    }
+    None
+}
+
+/// Keeps `verdict` on the version `stamp` of the file at `path` (see [`recall`]); `pending`
+/// when an open of the file follows. A refusal that says only that the vetter could not run
+/// is not kept.
+pub(crate) fn remember(path: &Path, stamp: FileStamp, verdict: &Verdict, pending: bool) {
+    if matches!(verdict, Verdict::Refused(r) if r.kind == "vetting") {
+        return;
+    }
+    let checked_ns = crate::cache::ns_since_epoch(std::time::SystemTime::now());
+    let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if verdicts.len() >= MAX_VERDICTS {
+        verdicts.clear();
+    }
+    verdicts.insert(
+        path.to_path_buf(),
+        Remembered {
+            stamp,
+            verdict: verdict.clone(),
+            checked_ns,
+            pending,
+        },
+    );
 }
 
 /// A refusal of `path` of kind `kind`; `why` follows the file's name.

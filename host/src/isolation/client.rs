@@ -131,6 +131,9 @@ pub(crate) struct Connection {
     /// Where the runner makes its private copy of the plugin (hot-reload mode): a runner that
     /// dies cannot delete it, so the host does.
     copy_dir: Option<PathBuf>,
+    /// Read no byte past the reply being read: set while several requests are in flight
+    /// (pipelined vetting), whose replies follow each other on the socket.
+    exact_reads: bool,
 }
 
 impl Drop for Connection {
@@ -178,6 +181,7 @@ impl Connection {
             reaped: false,
             process,
             copy_dir,
+            exact_reads: false,
         })
     }
 
@@ -257,6 +261,16 @@ impl Connection {
         self.transact(deadline)
     }
 
+    /// Sends `request` without waiting for its reply, for a runner that answers requests in
+    /// order (the vetting child): several may be in flight, their replies read one by one
+    /// with [`Self::receive`]. On failure the runner is gone (reaped) and how is returned.
+    pub(crate) fn send_only(&mut self, request: &Request) -> Result<(), Death> {
+        self.exact_reads = true;
+        self.buf.clear();
+        request.encode(&mut self.buf);
+        self.send()
+    }
+
     /// Sends `Init` and waits for the plugin to be ready.
     pub(crate) fn init(
         &mut self,
@@ -306,7 +320,7 @@ impl Connection {
     }
 
     /// Reads one reply frame into `buf` and decodes it.
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
+    pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
         self.buf.clear();
         let mut need = 4usize;
         let mut have_len = false;
@@ -368,7 +382,11 @@ impl Connection {
                 }
             }
         }
-        let want = need.max(start + 64);
+        let want = if self.exact_reads {
+            need
+        } else {
+            need.max(start + 64)
+        };
         self.buf.resize(want, 0);
         let result = self.socket.read(&mut self.buf[start..]);
         match result {
