@@ -6,34 +6,10 @@
 //! Plugin: the C example `add`. The runner is a release build.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
-use calc_benches::{compare, example_plugins, plugin, quick, row};
+use calc_benches::{compare, example_plugins, plugin, quick, release_runner, row};
 use calc_host::config::Settings;
 use calc_host::{OpHandle, PluginManager};
-
-/// `calc-plugin-runner` in a release build.
-fn release_runner() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(xtask::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            xtask::build::RUNNER_PACKAGE,
-            "--bin",
-            "calc-plugin-runner",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building calc-plugin-runner");
-    xtask::build::target_dir().join("release").join(format!(
-        "calc-plugin-runner{}",
-        std::env::consts::EXE_SUFFIX
-    ))
-}
 
 fn load(settings: Settings, path: &std::path::Path) -> (PluginManager, OpHandle) {
     let mut m = PluginManager::with_settings(settings);

@@ -10,7 +10,9 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use calc_benches::{example_plugins, many_plugins, mappings_of, median, plugin, quick};
+use calc_benches::{
+    example_plugins, many_plugins, mappings_of, median, plugin, quick, release_runner,
+};
 use calc_host::PluginManager;
 use calc_sdk::abi::{calc_plugin_entry_fn, calc_plugin_t};
 
@@ -157,7 +159,9 @@ fn directory(rounds: usize, sizes: &[usize]) {
                 elapsed
             };
             let run_calc = || {
-                let mut m = PluginManager::new();
+                // Vetting on (the default when the runner is found): the untimed first round
+                // vets every file; the timed ones load files this process has vetted.
+                let mut m = PluginManager::with_settings(vetting_settings());
                 let start = Instant::now();
                 let loaded = m.load_dir(dir).expect("readable");
                 let elapsed = start.elapsed().as_secs_f64();
@@ -223,6 +227,91 @@ fn directory(rounds: usize, sizes: &[usize]) {
             None,
         );
     }
+}
+
+/// Settings that find the (release) runner, so that the manager vets as it does by default
+/// where the runner is installed.
+fn vetting_settings() -> calc_host::config::Settings {
+    let mut settings = calc_host::config::Settings::default();
+    settings.isolation.runner = Some(release_runner());
+    settings
+}
+
+/// Fresh copies of the files of `from` in a new directory under `root`: files no process has
+/// opened or vetted (new inodes), whose bytes are in the page cache as a just-installed
+/// plugin's are.
+fn fresh_copies(from: &Path, root: &Path, tag: &str) -> PathBuf {
+    let dir = root.join(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    for file in library_files(from) {
+        std::fs::copy(&file, dir.join(file.file_name().expect("a file name"))).expect("copy");
+    }
+    dir
+}
+
+/// First sight of N new plugins: `load_dir` of files this process has never seen, vetting
+/// included (one vetting child for the directory, many files in flight, each file opened
+/// here as soon as its verdict arrives), against raw dlopen+dlsym+entry of another fresh copy
+/// of the same files, in the same round.
+fn cold_directory(rounds: usize, n: usize) {
+    let source = many_plugins(n);
+    let root = xtask::build::target_dir().join("calc-bench/cold");
+    let settings = vetting_settings();
+    let (mut raw, mut calc) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let raw_dir = fresh_copies(&source, &root, &format!("raw-{round}"));
+        let calc_dir = fresh_copies(&source, &root, &format!("calc-{round}"));
+        let run_raw = || {
+            let start = Instant::now();
+            let libs: Vec<libloading::Library> = library_files(&raw_dir)
+                .iter()
+                .map(|f| raw_open(f))
+                .collect();
+            let elapsed = start.elapsed().as_secs_f64();
+            assert_eq!(libs.len(), n);
+            drop(libs);
+            elapsed
+        };
+        let run_calc = || {
+            let mut m = PluginManager::with_settings(settings.clone());
+            let start = Instant::now();
+            let loaded = m.load_dir(&calc_dir).expect("readable");
+            let elapsed = start.elapsed().as_secs_f64();
+            assert_eq!((loaded, m.failures().len()), (n, 0));
+            drop(m);
+            elapsed
+        };
+        let (r, c) = if round % 2 == 0 {
+            let r = run_raw();
+            (r, run_calc())
+        } else {
+            let c = run_calc();
+            (run_raw(), c)
+        };
+        // The first round warms the runner's executable and the dynamic loader.
+        if round > 0 {
+            raw.push(r);
+            calc.push(c);
+        }
+        let _ = std::fs::remove_dir_all(&raw_dir);
+        let _ = std::fs::remove_dir_all(&calc_dir);
+    }
+    let (r, c) = (median(raw), median(calc));
+    println!("first sight of N new plugins (fresh copies each round), median of {rounds} rounds");
+    calc_benches::row(
+        &format!(
+            "cold load_dir + vetting, N = {n} ({:.1} us/plugin)",
+            c * 1e6 / n as f64
+        ),
+        (
+            &format!("raw dlopen+entry ({:.1} us/plugin)", r * 1e6 / n as f64),
+            r * 1e3,
+        ),
+        c * 1e3,
+        "ms",
+        Some(2.0),
+    );
 }
 
 /// Memory: loads `dir` in a child process of this benchmark (a fresh heap), raw or through the
@@ -302,9 +391,11 @@ fn main() {
     if quick {
         per_plugin(200);
         directory(3, &[250, 500, 1000]);
+        cold_directory(2, 1000);
     } else {
         per_plugin(5000);
         directory(15, &[250, 500, 1000]);
+        cold_directory(9, 1000);
     }
     memory(&many_plugins(1000));
 }

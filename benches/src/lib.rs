@@ -289,3 +289,31 @@ pub fn release_rust_plugin(package: &str, name: &str) -> PathBuf {
         .join("release")
         .join(xtask::build::library_file_name(name))
 }
+
+/// `calc-plugin-runner` in a release build (isolated plugins and vetting), built once.
+pub fn release_runner() -> PathBuf {
+    static RUNNER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .current_dir(xtask::workspace_root())
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--package",
+                    xtask::build::RUNNER_PACKAGE,
+                    "--bin",
+                    "calc-plugin-runner",
+                ])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building calc-plugin-runner");
+            xtask::build::target_dir().join("release").join(format!(
+                "calc-plugin-runner{}",
+                std::env::consts::EXE_SUFFIX
+            ))
+        })
+        .clone()
+}

@@ -317,6 +317,12 @@ impl MetadataCache {
     /// What validating the library at `path` gives: from the cache when its entry is fresh
     /// (the file is not opened), otherwise by [`loader::inspect`], recorded in the cache.
     pub fn validate(&mut self, path: &Path) -> Verdict {
+        self.validate_in(path, None).0
+    }
+
+    /// As [`Self::validate`], with the stamp of the version of the file the verdict is about
+    /// (`None` when the file could not be identified).
+    pub fn validate_stamped(&mut self, path: &Path) -> (Verdict, Option<FileStamp>) {
         self.validate_in(path, None)
     }
 
@@ -350,17 +356,21 @@ impl MetadataCache {
 
     /// As [`Self::validate`]; `canonical_dir` is the canonical form of `path`'s directory,
     /// which spares resolving every file of a directory when it is not a symbolic link.
-    fn validate_in(&mut self, path: &Path, canonical_dir: Option<&Path>) -> Verdict {
+    fn validate_in(
+        &mut self,
+        path: &Path,
+        canonical_dir: Option<&Path>,
+    ) -> (Verdict, Option<FileStamp>) {
         let Some((canonical, stamp)) = identify(path, canonical_dir) else {
-            return self.inspect(path, None);
+            return (self.inspect(path, None), None);
         };
         let Some(key) = canonical.to_str() else {
-            return self.inspect(path, None);
+            return (self.inspect(path, None), None);
         };
         match self.file.entries.get(key) {
             Some(e) if e.stamp == stamp && !e.racy() => {
                 self.stats.hits += 1;
-                return e.verdict.clone();
+                return (e.verdict.clone(), Some(stamp));
             }
             Some(_) => self.stats.stale += 1,
             None => self.stats.misses += 1,
@@ -388,7 +398,7 @@ impl MetadataCache {
         } else if self.file.entries.remove(key).is_some() {
             self.dirty = true;
         }
-        verdict
+        (verdict, unchanged.then_some(stamp))
     }
 
     /// Validates the file at `path` (whose stamp is `stamp`, when known): by the verdict
@@ -675,7 +685,7 @@ impl Listing {
                     scan.fail(&e);
                     continue;
                 }
-                match cache.validate_in(file, canonical_dir.as_deref()) {
+                match cache.validate_in(file, canonical_dir.as_deref()).0 {
                     Verdict::Valid(info) => scan.admit(info, cache),
                     Verdict::Refused(r) => scan.listing.failures.push(ListedFailure {
                         path: r.path,

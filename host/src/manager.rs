@@ -471,7 +471,7 @@ pub struct PluginManager {
     loads: u64,
     /// Plugins known from the metadata cache but not opened yet (lazy loading), each with the
     /// rank it reserved in directory order.
-    lazy: Vec<(PluginInfo, u64)>,
+    lazy: Vec<(PluginInfo, u64, Option<crate::cache::FileStamp>)>,
     /// Every name [`Self::admit`] let in: a superset of the names in `plugins`, `disabled` and
     /// `lazy` (entries leave those without leaving this). A name not in it has no duplicate,
     /// so `admit` scans the lists only for names in it, not for every plugin of a directory.
@@ -746,7 +746,7 @@ impl PluginManager {
             .iter()
             .map(|e| e.plugin.info())
             .chain(&self.disabled)
-            .chain(self.lazy.iter().map(|(p, _)| p))
+            .chain(self.lazy.iter().map(|(p, _, _)| p))
     }
 
     /// Settings-based admission of a validated plugin: duplicate names (ignoring `replacing`),
@@ -1163,10 +1163,11 @@ impl PluginManager {
                 self.record(e);
                 continue;
             }
-            match cache.validate(&path) {
+            let (verdict, stamp) = cache.validate_stamped(&path);
+            match verdict {
                 crate::cache::Verdict::Valid(info) => match self.admit(&info, None) {
                     Ok(true) => self.disabled.push(info),
-                    Ok(false) => self.lazy.push((info, rank)),
+                    Ok(false) => self.lazy.push((info, rank, stamp)),
                     Err(error) => {
                         self.record(error);
                     }
@@ -1183,7 +1184,7 @@ impl PluginManager {
 
     /// Plugins known from the metadata cache and not opened yet.
     pub fn known(&self) -> impl Iterator<Item = &PluginInfo> {
-        self.lazy.iter().map(|(p, _)| p)
+        self.lazy.iter().map(|(p, _, _)| p)
     }
 
     /// Opens the known plugins that provide an operation `text` may use: a function or
@@ -1211,10 +1212,16 @@ impl PluginManager {
     fn open_lazy(&mut self, wanted: impl Fn(&PluginInfo) -> bool) -> usize {
         let (open, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lazy)
             .into_iter()
-            .partition(|(p, _)| wanted(p));
+            .partition(|(p, _, _)| wanted(p));
         self.lazy = keep;
         let mut opened = 0;
-        for (info, rank) in open {
+        for (info, rank, stamp) in open {
+            // The cache validated this version of the file (vetted, as `[isolation] vet`
+            // says): it is not vetted again.
+            if let Some(stamp) = stamp {
+                let verdict = crate::cache::Verdict::Valid(info.clone());
+                crate::vet::remember(&info.path, stamp, &verdict, true);
+            }
             self.next_rank = Some(rank);
             if self.load_one(&info.path, true).is_ok() {
                 opened += 1;
@@ -1688,7 +1695,7 @@ mod tests {
         for i in 0..500 {
             let passing = info(&format!("passing_{i}"));
             assert_eq!(m.admit(&passing, None).ok(), Some(false));
-            m.lazy.push((passing, 0));
+            m.lazy.push((passing, 0, None));
             m.lazy.clear();
         }
         assert!(m.admitted.len() <= 2 + 64 + 1, "{} names", m.admitted.len());

@@ -27,6 +27,12 @@
  *   BROKEN_BAD_ARITY         the function operation has min_arity 3, max_arity 1
  *   BROKEN_INIT_FAILS        init returns CALC_STATUS_ERROR with "init refused: missing licence"
  *
+ * Besides (with or without a case):
+ *   RECORD_OPENS="path"      a constructor appends the pid of each process that opens the
+ *                            library to the file "path", one line each (which processes ran
+ *                            the library's code)
+ *   PLUGIN_NAME="name"       the valid plugin's name instead of "good_c"
+ *
  * Note: an unknown or misspelt BROKEN_* macro is silently ignored and builds good_c; check the
  * plugin name of what you built if in doubt.
  */
@@ -34,6 +40,19 @@
 #include <stdio.h>
 
 #include "calc_plugin.h"
+
+#ifdef RECORD_OPENS
+#include <sys/types.h>
+pid_t getpid(void); /* <unistd.h> is POSIX, not C99 */
+
+__attribute__((constructor)) static void record_open(void) {
+    FILE *log = fopen(RECORD_OPENS, "a");
+    if (log != NULL) {
+        fprintf(log, "%ld\n", (long)getpid());
+        fclose(log);
+    }
+}
+#endif
 
 #if defined(BROKEN_NO_ENTRY) + defined(BROKEN_ENTRY_NULL) + defined(BROKEN_BAD_MAGIC) + \
     defined(BROKEN_ABI_MAJOR_NEW) + defined(BROKEN_ABI_MAJOR_OLD) +                     \
