@@ -90,8 +90,11 @@ fn per_plugin(iters: usize) {
     let mut inspect = || {
         black_box(calc_host::loader::inspect(&path).expect("valid"));
     };
+    // Vetting on, as where the runner is installed: the file is vetted once (the warm-up
+    // call below), and each timed load finds the verdict on this version of the file.
+    let settings = vetting_settings();
     let mut load_file = || {
-        let mut m = PluginManager::new();
+        let mut m = PluginManager::with_settings(settings.clone());
         m.load_file(&path).expect("loads");
         drop(m);
     };

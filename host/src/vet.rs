@@ -229,27 +229,33 @@ impl Drop for Vetter {
 /// The vetter `settings` ask for (`[isolation] vet`, see [`crate::config::VetMode`]): one on
 /// the runner when it is found; `None` for `never`, and for `auto` without a runner (files
 /// are then validated in process; one warning says so); for `always` without a runner, a
-/// vetter that refuses every file, saying why.
+/// vetter that refuses every file, saying why. Without `[isolation] runner`, the runner is
+/// looked for once per process (see [`crate::isolation::find_runner`]).
 pub fn for_settings(settings: &crate::config::Settings) -> Option<Vetter> {
     use crate::config::VetMode;
     let iso = &settings.isolation;
     if iso.vet == VetMode::Never {
         return None;
     }
-    match crate::isolation::find_runner(iso.runner.as_deref(), Path::new("")) {
+    // Where no runner is configured, the search (a few `stat`s) is done once per process.
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let search = || crate::isolation::find_runner(None, Path::new("")).map_err(|e| unavailable(&e));
+    let found = match &iso.runner {
+        Some(configured) => crate::isolation::find_runner(Some(configured), Path::new(""))
+            .map_err(|e| unavailable(&e)),
+        None => FOUND.get_or_init(search).clone(),
+    };
+    match found {
         Ok(runner) => Some(Vetter::new(runner, iso.start_timeout)),
-        Err(e) => {
-            let why = unavailable(&e);
-            match iso.vet {
-                VetMode::Always => Some(Vetter::refusing(format!(
-                    "not vetted ([isolation] vet = \"always\"): {why}"
-                ))),
-                _ => {
-                    warn_unvetted(&why);
-                    None
-                }
+        Err(why) => match iso.vet {
+            VetMode::Always => Some(Vetter::refusing(format!(
+                "not vetted ([isolation] vet = \"always\"): {why}"
+            ))),
+            _ => {
+                warn_unvetted(&why);
+                None
             }
-        }
+        },
     }
 }
 
