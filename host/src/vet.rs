@@ -191,7 +191,12 @@ impl Vetter {
                             crate::isolation::client::millis(self.limit)
                         ),
                     ),
-                    Death::Broken(why) => ("vetting", format!("vetting failed: {why}")),
+                    // The file's code broke the child's side of the connection (wrote to it,
+                    // closed it): the file's doing, as a crash would be.
+                    Death::Broken(why) => (
+                        "protocol",
+                        format!("the vetting process broke its connection while loading it: {why}"),
+                    ),
                 };
                 refused(path, kind, format!("refused by vetting: {what}"))
             }

@@ -18,6 +18,8 @@
  *   HOSTILE_OPS_RUN_OFF           operation_count is 2, the second element lies in an inaccessible page
  *   HOSTILE_OP_SIZE_HUGE          operation_size is 0x40000000
  *   HOSTILE_STRUCT_SIZE_HUGE      struct_size is 0xfffffff0
+ *   HOSTILE_OP_COUNT_HUGE         operation_count is 2^32 - 1
+ *   HOSTILE_ENTRY_MISALIGNED      plugin_entry returns a descriptor pointer one byte off
  *
  * Load-time faults, which kill or hang the process that opens the file (so only a vetting child
  * may open these; see tests/it/vetting.rs):
@@ -26,6 +28,18 @@
  *   HOSTILE_CTOR_HANG             a library constructor never returns
  *   HOSTILE_ENTRY_CRASH           plugin_entry dereferences NULL
  *   HOSTILE_ENTRY_HANG            plugin_entry never returns
+ *   HOSTILE_CTOR_ABORT            a library constructor calls abort()
+ *   HOSTILE_CTOR_KILL             a library constructor sends itself SIGKILL
+ *   HOSTILE_CTOR_EXIT3            a library constructor calls _exit(3)
+ *   HOSTILE_CTOR_STACK            a library constructor recurses until the stack overflows
+ *   HOSTILE_CTOR_CLOSE_STDIN      a library constructor closes descriptor 0 (a runner's
+ *                                 connection to the host) and returns; the plugin is invalid
+ *   HOSTILE_CTOR_WRITE_STDIN      a library constructor writes garbage to descriptor 0 and
+ *                                 descriptor 1, then returns; the plugin is invalid
+ *   HOSTILE_CTOR_FORK             a library constructor forks a child that sleeps for an hour
+ *                                 (its pid written to the file HOSTILE_PID_FILE names, when
+ *                                 defined); the plugin is invalid
+ *   HOSTILE_ENTRY_ABORT           plugin_entry calls abort()
  *
  * The "runs off" cases build their data in plugin_entry, at the end of a readable page followed
  * by a PROT_NONE page (mmap), so that a host reading one byte too far faults.
@@ -36,6 +50,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #ifdef HOSTILE_ENTRY_IS_DATA
 /* The header declares plugin_entry as a function: declare that under another name, and export
@@ -52,7 +69,11 @@
     defined(HOSTILE_DESCRIPTION_RUNS_OFF) + defined(HOSTILE_OPS_WILD) +                           \
     defined(HOSTILE_OPS_RUN_OFF) + defined(HOSTILE_OP_SIZE_HUGE) +                                \
     defined(HOSTILE_STRUCT_SIZE_HUGE) + defined(HOSTILE_CTOR_CRASH) + defined(HOSTILE_CTOR_EXIT) + \
-    defined(HOSTILE_CTOR_HANG) + defined(HOSTILE_ENTRY_CRASH) + defined(HOSTILE_ENTRY_HANG) != 1
+    defined(HOSTILE_CTOR_HANG) + defined(HOSTILE_ENTRY_CRASH) + defined(HOSTILE_ENTRY_HANG) +     \
+    defined(HOSTILE_OP_COUNT_HUGE) + defined(HOSTILE_ENTRY_MISALIGNED) +                          \
+    defined(HOSTILE_CTOR_ABORT) + defined(HOSTILE_CTOR_KILL) + defined(HOSTILE_CTOR_EXIT3) +      \
+    defined(HOSTILE_CTOR_STACK) + defined(HOSTILE_CTOR_CLOSE_STDIN) +                             \
+    defined(HOSTILE_CTOR_WRITE_STDIN) + defined(HOSTILE_CTOR_FORK) + defined(HOSTILE_ENTRY_ABORT) != 1
 #error "define exactly one HOSTILE_* macro"
 #endif
 
@@ -114,12 +135,53 @@ static void hang(void) {
     while (spins != 0) spins++;
 }
 
-#if defined(HOSTILE_CTOR_CRASH) || defined(HOSTILE_CTOR_EXIT) || defined(HOSTILE_CTOR_HANG)
+/* Recurses without end (the volatile array keeps each frame, and the call, from being
+ * optimised away). */
+static volatile unsigned long depth;
+static void recurse(void) {
+    volatile char frame[256];
+    frame[0] = (char)depth++;
+    if (spins != 0) recurse(); /* always: spins is never 0 */
+    frame[1] = frame[0];
+}
+
+#if defined(HOSTILE_CTOR_CRASH) || defined(HOSTILE_CTOR_EXIT) || defined(HOSTILE_CTOR_HANG) || \
+    defined(HOSTILE_CTOR_ABORT) || defined(HOSTILE_CTOR_KILL) || defined(HOSTILE_CTOR_EXIT3) ||   \
+    defined(HOSTILE_CTOR_STACK) || defined(HOSTILE_CTOR_CLOSE_STDIN) ||                          \
+    defined(HOSTILE_CTOR_WRITE_STDIN) || defined(HOSTILE_CTOR_FORK)
 __attribute__((constructor)) static void hostile_constructor(void) {
 #if defined(HOSTILE_CTOR_CRASH)
     *null_pointer = 1;
 #elif defined(HOSTILE_CTOR_EXIT)
     exit(0);
+#elif defined(HOSTILE_CTOR_ABORT)
+    abort();
+#elif defined(HOSTILE_CTOR_KILL)
+    raise(SIGKILL);
+#elif defined(HOSTILE_CTOR_EXIT3)
+    _exit(3);
+#elif defined(HOSTILE_CTOR_STACK)
+    recurse();
+#elif defined(HOSTILE_CTOR_CLOSE_STDIN)
+    close(0);
+#elif defined(HOSTILE_CTOR_WRITE_STDIN)
+    static const char garbage[] = "\xff\xff\xff\x7fHOSTILE GARBAGE\n";
+    if (write(0, garbage, sizeof garbage - 1) < 0 || write(1, garbage, sizeof garbage - 1) < 0) {
+        depth = 1;
+    }
+#elif defined(HOSTILE_CTOR_FORK)
+    pid_t child = fork();
+    if (child == 0) {
+        sleep(3600);
+        _exit(0);
+    }
+#ifdef HOSTILE_PID_FILE
+    FILE *f = fopen(HOSTILE_PID_FILE, "a");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", (long)child);
+        fclose(f);
+    }
+#endif
 #else
     hang();
 #endif
@@ -128,6 +190,7 @@ __attribute__((constructor)) static void hostile_constructor(void) {
 
 /* Refers to everything, so that no case leaves an unused variable or function. */
 CALC_PLUGIN_EXPORT const void *hostile_keep(int which) {
+    if (which == 4) recurse();
     if (which == 2) hang();
     if (which == 3) *null_pointer = 1;
     return which ? (const void *)&descriptor : (const void *)page_tail(0);
@@ -182,6 +245,16 @@ CALC_PLUGIN_ENTRY {
 #elif defined(HOSTILE_ENTRY_HANG)
     hang();
     return &descriptor;
+#elif defined(HOSTILE_OP_COUNT_HUGE)
+    descriptor.operation_count = 0xffffffffu;
+    return &descriptor;
+#elif defined(HOSTILE_ENTRY_MISALIGNED)
+    return (const calc_plugin_t *)(const void *)((const unsigned char *)&descriptor + 1);
+#elif defined(HOSTILE_ENTRY_ABORT)
+    abort();
+#elif defined(HOSTILE_CTOR_CLOSE_STDIN) || defined(HOSTILE_CTOR_WRITE_STDIN) || \
+    defined(HOSTILE_CTOR_FORK)
+    return NULL; /* invalid: a process that survives the constructor refuses the file */
 #else
     return &descriptor; /* the constructor cases never get here */
 #endif

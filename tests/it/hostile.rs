@@ -48,6 +48,11 @@ fn expected(case: &str) -> (&'static str, String) {
             "invalid_field",
             "invalid calc_plugin_t.struct_size: 4294967280 bytes, more than the 4096".into(),
         ),
+        "op_count_huge" => (
+            "invalid_field",
+            "invalid operations: 4294967295 operations, more than the 1024 allowed".into(),
+        ),
+        "entry_misaligned" => ("bad_magic", "not a calc plugin: bad magic 0x".into()),
         other => panic!("no expectation for hostile case {other}"),
     }
 }

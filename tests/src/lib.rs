@@ -285,13 +285,17 @@ pub fn abi() -> String {
 /// `-D<KIND>_<CASE>` (the corpus sources' convention).
 fn build_cases(dir: &Path, kind: &str, cases: &[&str]) {
     let source = workspace_root().join(format!("tests/broken/{kind}.c"));
+    let pid_file = format!(
+        "-DHOSTILE_PID_FILE=\"{}\"",
+        dir.join("forked.pids").display()
+    );
     for case in cases {
         let out = dir.join(library_file_name(&format!(
             "{kind}_{}",
             case.to_lowercase()
         )));
         let define = format!("-D{}_{case}", kind.to_uppercase());
-        build_c_plugin(&source, &out, &[&define]).unwrap_or_else(|e| panic!("{e}"));
+        build_c_plugin(&source, &out, &[&define, &pid_file]).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -331,6 +335,8 @@ pub const HOSTILE_CASES: &[&str] = &[
     "OPS_RUN_OFF",
     "OP_SIZE_HUGE",
     "STRUCT_SIZE_HUGE",
+    "OP_COUNT_HUGE",
+    "ENTRY_MISALIGNED",
 ];
 
 /// The load-time cases of `tests/broken/hostile.c`: files whose initialisers or `plugin_entry`
@@ -341,7 +347,22 @@ pub const LOAD_TIME_CASES: &[&str] = &[
     "CTOR_HANG",
     "ENTRY_CRASH",
     "ENTRY_HANG",
+    "CTOR_ABORT",
+    "CTOR_KILL",
+    "CTOR_EXIT3",
+    "CTOR_STACK",
+    "CTOR_CLOSE_STDIN",
+    "CTOR_WRITE_STDIN",
+    "CTOR_FORK",
+    "ENTRY_ABORT",
 ];
+
+/// The file in which `libhostile_ctor_fork.so` of [`load_time_corpus_dir`] records the pid of
+/// each child its constructor forks (one line each): no such child may outlive the host run
+/// that opened the file.
+pub fn forked_pids_file() -> PathBuf {
+    load_time_corpus_dir().join("forked.pids")
+}
 
 /// The load-time corpus (`libhostile_<case>.so` for each of [`LOAD_TIME_CASES`]) next to the
 /// valid `libgood_c.so`, built once per process into one directory.

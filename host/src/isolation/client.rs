@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -195,13 +196,14 @@ impl Connection {
         if let Some(dir) = &options.copy_dir {
             args.extend([std::ffi::OsStr::new("--copy-dir"), dir.as_os_str()]);
         }
-        let mut conn = Connection::spawn(
-            &options.runner,
-            &args,
-            Stdio::inherit(),
-            options.copy_dir.clone(),
-        )
-        .map_err(StartError::Spawn)?;
+        // A plugin's standard output goes to the host's standard error: what it prints must
+        // not mix with the host's results (a pipeline reading `calc map`, say).
+        let stdout = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_or_else(|_| Stdio::null(), Stdio::from);
+        let mut conn = Connection::spawn(&options.runner, &args, stdout, options.copy_dir.clone())
+            .map_err(StartError::Spawn)?;
         if let Some(limit) = options.cpu_limit {
             conn.limit_cpu(limit).map_err(StartError::Spawn)?;
         }

@@ -225,6 +225,7 @@ pub(crate) fn static_kind(kind: &str) -> &'static str {
         "crashed",
         "exited",
         "timed_out",
+        "protocol",
         "vetting",
         "not_found",
         "not_a_file",

@@ -85,6 +85,8 @@ pub fn main() -> i32 {
         }
     };
     watch.stop();
+    // No process the plugin forked outlives this one.
+    super::sys::kill_rest_of_group();
     code
 }
 
@@ -114,6 +116,8 @@ impl ParentWatch {
                     stopped.recv_timeout(PARENT_POLL)
                 {
                     if std::os::unix::process::parent_id() != parent {
+                        // The host is gone and cannot kill this group: do it here.
+                        super::sys::kill_rest_of_group();
                         std::process::exit(EXIT_IO);
                     }
                 }
@@ -201,6 +205,7 @@ fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
         match io.read()? {
             None | Some(Request::Shutdown) => return Ok(0),
             Some(Request::Vet { path }) => {
+                super::sys::reset_for_next_file(socket);
                 let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
                 let verdict = crate::cache::Verdict::of(loader::inspect(path));
                 io.send(&Reply::Vetted {

@@ -107,6 +107,72 @@ pub(crate) fn kill_group(pgid: u32) {
     unsafe { libc::killpg(pgid, libc::SIGKILL) };
 }
 
+/// Undoes what the last file a vetting child loaded may have changed that would make it
+/// judge the next file differently: the default action is restored for the signals that
+/// report a crash (a constructor could install a handler that hides the next file's crash),
+/// and `socket` is put back on descriptor 0 (a constructor could close or replace it).
+pub(crate) fn reset_for_next_file(socket: &UnixStream) {
+    for signal in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+        libc::SIGSYS,
+        libc::SIGTRAP,
+        libc::SIGXCPU,
+    ] {
+        // SAFETY: SIG_DFL is a valid disposition for every one of these signals; no memory is
+        // passed.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // SAFETY: dup2 on two descriptor numbers; the socket's stays open (it is borrowed).
+    unsafe { libc::dup2(socket.as_raw_fd(), 0) };
+}
+
+/// Kills (SIGKILL) every other process of this process's group, when this process leads it
+/// (as a runner does: the host starts it in a group of its own). A runner calls this as it
+/// exits, so that no process a plugin forked outlives it even when the runner stops by
+/// itself (the host gone, or a normal shutdown). The members are found in `/proc`.
+pub(crate) fn kill_rest_of_group() {
+    let me = std::process::id();
+    // SAFETY: getpgrp has no arguments and cannot fail.
+    let group = unsafe { libc::getpgrp() };
+    if u32::try_from(group).ok() != Some(me) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Field 5 of /proc/PID/stat is the process group; the command name (field 2) is in
+        // parentheses and may hold spaces, so fields are counted after its closing one.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|f| f.parse::<u32>().ok());
+        if pgrp == Some(me) {
+            if let Ok(pid) = libc::pid_t::try_from(pid) {
+                // SAFETY: plain system call on a pid; no memory is passed.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// Whether the child `pid` has terminated, without reaping it (`waitid` with `WNOWAIT`): its
 /// pid, and so the id of the process group it leads, stays reserved until the caller reaps it,
 /// so that [`kill_group`] cannot reach an unrelated group that reused the number.
