@@ -93,6 +93,7 @@ struct IsolationSection {
     start_timeout_ms: Option<u64>,
     breaker_threshold: Option<u32>,
     cpu_limit_s: Option<u64>,
+    memory_limit_mb: Option<u64>,
     runner: Option<PathBuf>,
     vet: Option<String>,
 }
@@ -115,6 +116,7 @@ struct PluginSection {
     isolate: Option<bool>,
     timeout_ms: Option<u64>,
     cpu_limit_s: Option<u64>,
+    memory_limit_mb: Option<u64>,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
 }
@@ -243,6 +245,14 @@ pub struct IsolationSettings {
     pub cpu_limit: Option<std::time::Duration>,
     /// Per-plugin CPU limits, overriding `cpu_limit` (`[plugins.NAME] cpu_limit_s`).
     pub plugin_cpu_limits: BTreeMap<String, std::time::Duration>,
+    /// Memory, in MiB, that each isolated plugin's runner (and what it forks) may use
+    /// (`memory_limit_mb`; `None` or zero: no limit). A runner its cgroup's limit kills is
+    /// reported as "memory limit exceeded"; see [`crate::isolation::memory_limit`] for the
+    /// mechanisms.
+    pub memory_limit_mb: Option<u64>,
+    /// Per-plugin memory limits, overriding `memory_limit_mb`
+    /// (`[plugins.NAME] memory_limit_mb`).
+    pub plugin_memory_limits: BTreeMap<String, u64>,
     /// Whether plugin files are vetted in a child process before they are opened in this one
     /// (`vet`; see [`crate::vet`]).
     pub vet: VetMode,
@@ -288,6 +298,8 @@ impl Default for IsolationSettings {
             runner: None,
             cpu_limit: None,
             plugin_cpu_limits: BTreeMap::new(),
+            memory_limit_mb: None,
+            plugin_memory_limits: BTreeMap::new(),
             vet: VetMode::Auto,
         }
     }
@@ -302,6 +314,15 @@ impl IsolationSettings {
     /// Whether any plugin may be isolated.
     pub fn any(&self) -> bool {
         self.all || self.plugins.values().any(|&on| on)
+    }
+
+    /// The memory limit of isolated plugin `name`, in MiB (`None`: no limit).
+    pub fn memory_limit_mb(&self, name: &str) -> Option<u64> {
+        self.plugin_memory_limits
+            .get(name)
+            .or(self.memory_limit_mb.as_ref())
+            .filter(|mb| **mb > 0)
+            .copied()
     }
 
     /// The CPU limit of isolated plugin `name` (`None`: no limit).
@@ -378,6 +399,7 @@ impl Settings {
             })?;
         }
         settings.isolation.cpu_limit = iso.cpu_limit_s.map(std::time::Duration::from_secs);
+        settings.isolation.memory_limit_mb = iso.memory_limit_mb;
         for (name, section) in file.plugins {
             let role = if section.enabled == Some(false) {
                 settings.disabled.insert(name.clone());
@@ -394,6 +416,12 @@ impl Settings {
                     .isolation
                     .plugin_timeouts
                     .insert(name.clone(), std::time::Duration::from_millis(ms));
+            }
+            if let Some(mb) = section.memory_limit_mb {
+                settings
+                    .isolation
+                    .plugin_memory_limits
+                    .insert(name.clone(), mb);
             }
             if let Some(secs) = section.cpu_limit_s {
                 settings

@@ -737,6 +737,7 @@ impl PluginManager {
             start_timeout: settings.start_timeout,
             breaker_threshold: settings.breaker_threshold,
             cpu_limit: None,
+            memory_limit_mb: None,
         })
     }
 
@@ -805,7 +806,13 @@ impl PluginManager {
                 let name = &pending.info().name;
                 let timeout = isolation.call_timeout(name, true);
                 let cpu_limit = isolation.cpu_limit(name);
-                pending.configure(timeout, isolation.breaker_threshold, cpu_limit)?;
+                let memory_limit = isolation.memory_limit_mb(name);
+                pending.configure(
+                    timeout,
+                    isolation.breaker_threshold,
+                    cpu_limit,
+                    memory_limit,
+                )?;
                 pending.initialise(&config, state)?
             }
         };

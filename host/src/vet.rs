@@ -182,7 +182,10 @@ impl Vetter {
                 // The child is gone (reaped); the next file gets a new one.
                 self.child = None;
                 let (kind, what) = match death {
-                    Death::Signal(_) => ("crashed", death.describe("while loading it")),
+                    Death::Signal(_) | Death::SignalUnderRlimit(..) => {
+                        ("crashed", death.describe("while loading it"))
+                    }
+                    Death::MemoryLimit(_) => ("memory_limit", death.describe("while loading it")),
                     Death::Exited(_) => ("exited", death.describe("while loading it")),
                     Death::TimedOut(_) => (
                         "timed_out",

@@ -954,3 +954,127 @@ fn cpu_limits_are_read_from_the_config_per_plugin() {
     let none = Settings::parse("[isolation]\ncpu_limit_s = 0\n", Path::new("calc.toml")).unwrap();
     assert_eq!(none.isolation.cpu_limit("crashy"), None);
 }
+
+/// The `calc-runner-*` cgroups that exist now.
+fn runner_cgroups() -> Vec<std::path::PathBuf> {
+    calc_host::isolation::memory_limit::cgroup_dirs()
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("calc-runner-"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_runner_over_its_memory_limit_is_killed_and_reported_as_such() {
+    use calc_host::isolation::memory_limit::{mechanism, Mechanism};
+    let path = std::fs::canonicalize(crashy_file("crashy")).unwrap();
+    let m = crashy_manager(|s| {
+        s.isolation.memory_limit_mb = Some(256);
+    });
+    let runner = pid(&m);
+    // Within the limit: fine.
+    assert_eq!(call(&m, "hog", &[64.0]).unwrap(), 64.0);
+    let cgroups = matches!(mechanism(), Mechanism::CgroupV1 | Mechanism::CgroupV2);
+    if cgroups {
+        assert!(
+            runner_cgroups()
+                .iter()
+                .any(|g| g.ends_with(format!("calc-runner-{runner}"))),
+            "the runner has no cgroup of its own"
+        );
+    }
+    // Past it: the runner is killed (cgroup) or its allocation fails (address-space limit).
+    let e = call(&m, "hog", &[400.0]).unwrap_err();
+    match cgroups {
+        true => {
+            assert_eq!(
+                e.message,
+                format!(
+                    "memory limit exceeded (256 MB): plugin process killed during the call; \
+                     restarted on the next call ({})",
+                    path.display()
+                )
+            );
+            let h = m.health("crashy").unwrap();
+            assert_eq!((h.crashes, h.timeouts), (1, 0), "{h:?}");
+        }
+        false => assert_eq!(e.message, "hog: out of memory"),
+    }
+    // The host survives, and the plugin answers again (in a new runner with a new allowance,
+    // where it was killed).
+    assert_eq!(call(&m, "twice", &[4.0]).unwrap(), 8.0);
+    assert_eq!(call(&m, "hog", &[64.0]).unwrap() % 64.0, 0.0);
+    let last = pid(&m);
+    drop(m);
+    // No cgroup is left behind by either runner.
+    let left: Vec<_> = runner_cgroups()
+        .into_iter()
+        .filter(|g| {
+            g.ends_with(format!("calc-runner-{runner}"))
+                || g.ends_with(format!("calc-runner-{last}"))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_address_space_limit_makes_allocations_fail_where_cgroups_are_not_used() {
+    // The CLI with CALC_MEMORY_LIMIT=rlimit (the fallback where no memory cgroup may be made).
+    let dir = crashy_dir();
+    let config =
+        calc_tests::scratch_dir(&format!("memlimit-{}", std::process::id())).join("calc.toml");
+    std::fs::write(&config, "[isolation]\nmemory_limit_mb = 256\n").unwrap();
+    let out = std::process::Command::new(calc_tests::calc_binary())
+        .args(["--isolate", "--config", config.to_str().unwrap()])
+        .args(["--plugin-dir", dir.to_str().unwrap(), "eval", "hog(400)"])
+        .env("CALC_MEMORY_LIMIT", "rlimit")
+        .env(
+            "XDG_CACHE_HOME",
+            calc_tests::target_dir().join("calc-tests/xdg-cache"),
+        )
+        .env_remove("CALC_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("hog: out of memory"), "{err}");
+    // Without the limit the same call succeeds: the limit, not the machine, refused it.
+    std::fs::write(&config, "[isolation]\n").unwrap();
+    let out = std::process::Command::new(calc_tests::calc_binary())
+        .args(["--isolate", "--config", config.to_str().unwrap()])
+        .args(["--plugin-dir", dir.to_str().unwrap(), "eval", "hog(400)"])
+        .env(
+            "XDG_CACHE_HOME",
+            calc_tests::target_dir().join("calc-tests/xdg-cache"),
+        )
+        .env_remove("CALC_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "400\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn memory_limits_are_read_from_the_config_per_plugin() {
+    let s = Settings::parse(
+        "[isolation]\nmemory_limit_mb = 512\n[plugins.crashy]\nmemory_limit_mb = 64\n",
+        Path::new("calc.toml"),
+    )
+    .unwrap();
+    assert_eq!(s.isolation.memory_limit_mb("crashy"), Some(64));
+    assert_eq!(s.isolation.memory_limit_mb("other"), Some(512));
+    let none =
+        Settings::parse("[isolation]\nmemory_limit_mb = 0\n", Path::new("calc.toml")).unwrap();
+    assert_eq!(none.isolation.memory_limit_mb("crashy"), None);
+}

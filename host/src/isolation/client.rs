@@ -41,6 +41,8 @@ pub struct RunnerOptions {
     /// CPU time each runner may use in all, in whole seconds (`None`: no limit); a runner
     /// that spends it is killed (`SIGXCPU`) and restarted with a fresh allowance.
     pub cpu_limit: Option<Duration>,
+    /// Memory each runner may use, in MiB (`None`: no limit; see [`super::memory_limit`]).
+    pub memory_limit_mb: Option<u64>,
 }
 
 /// A failed call, as the proxy reports it to the caller.
@@ -70,6 +72,11 @@ pub(crate) enum Death {
     TimedOut(Duration),
     /// Sent something that is not a valid reply, or could not be talked to; killed.
     Broken(String),
+    /// Killed by its cgroup's memory limit (MiB).
+    MemoryLimit(u64),
+    /// Killed by a signal while an address-space limit (MiB) was in force: perhaps out of
+    /// memory, perhaps not (see [`super::memory_limit`]).
+    SignalUnderRlimit(i32, u64),
 }
 
 impl Death {
@@ -86,6 +93,14 @@ impl Death {
             Death::Exited(code) => format!("plugin process exited with status {code} {during}"),
             Death::TimedOut(t) => format!("timed out after {} {during}", millis(*t)),
             Death::Broken(why) => format!("plugin process failed {during}: {why}"),
+            Death::MemoryLimit(mb) => {
+                format!("memory limit exceeded ({mb} MB): plugin process killed {during}")
+            }
+            Death::SignalUnderRlimit(s, mb) => format!(
+                "plugin process crashed with {} {during} (perhaps out of memory: its address \
+                 space is limited to {mb} MB)",
+                crate::conformance::signal_name(*s)
+            ),
         }
     }
 
@@ -132,6 +147,8 @@ pub(crate) struct Connection {
     /// Where the runner makes its private copy of the plugin (hot-reload mode): a runner that
     /// dies cannot delete it, so the host does.
     copy_dir: Option<PathBuf>,
+    /// The runner's memory limit, when it has one (its cgroup is removed with it).
+    memory: Option<super::memory_limit::MemoryLimit>,
     /// Read no byte past the reply being read: set while several requests are in flight
     /// (pipelined vetting), whose replies follow each other on the socket.
     exact_reads: bool,
@@ -182,6 +199,7 @@ impl Connection {
             reaped: false,
             process,
             copy_dir,
+            memory: None,
             exact_reads: false,
         })
     }
@@ -206,6 +224,9 @@ impl Connection {
             .map_err(StartError::Spawn)?;
         if let Some(limit) = options.cpu_limit {
             conn.limit_cpu(limit).map_err(StartError::Spawn)?;
+        }
+        if let Some(mb) = options.memory_limit_mb {
+            conn.limit_memory(mb).map_err(StartError::Spawn)?;
         }
         match conn.receive(Some(deadline)) {
             Ok(Reply::Hello {
@@ -237,6 +258,16 @@ impl Connection {
     pub(crate) fn limit_cpu(&self, limit: Duration) -> std::io::Result<()> {
         let seconds = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
         super::sys::limit_cpu(self.child.id(), seconds.max(1))
+    }
+
+    /// Limits the memory the runner (and what it forks) may use to `mb` MiB (see
+    /// [`super::memory_limit`]).
+    pub(crate) fn limit_memory(&mut self, mb: u64) -> std::io::Result<()> {
+        self.memory = Some(super::memory_limit::MemoryLimit::apply(
+            self.child.id(),
+            mb,
+        )?);
+        Ok(())
     }
 
     /// Waits for a `Hello` in this host's protocol and returns its info text; anything else
@@ -423,6 +454,19 @@ impl Connection {
         }
     }
 
+    /// `death` with the memory limit's share in it: a signal the runner's cgroup limit sent
+    /// becomes [`Death::MemoryLimit`]; a signal under an address-space limit says so.
+    fn attributed(&self, death: Death) -> Death {
+        use super::memory_limit::Mechanism;
+        match (&self.memory, death) {
+            (Some(limit), Death::Signal(_)) if limit.killed() => Death::MemoryLimit(limit.mb),
+            (Some(limit), Death::Signal(s)) if limit.mechanism == Mechanism::Rlimit => {
+                Death::SignalUnderRlimit(s, limit.mb)
+            }
+            (_, death) => death,
+        }
+    }
+
     /// Kills a runner that did not answer in time. The caller knows which limit that was.
     fn timed_out(&mut self) -> Death {
         self.kill(Death::TimedOut(Duration::ZERO))
@@ -436,7 +480,7 @@ impl Connection {
             match self.wait_if_exited() {
                 Some(Ok(status)) => {
                     self.remove_copies();
-                    return death_of(status);
+                    return self.attributed(death_of(status));
                 }
                 None if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
                 _ => return self.kill(otherwise),

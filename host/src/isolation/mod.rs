@@ -15,6 +15,7 @@
 //! proxies and whose per-operation instance pointers point at the proxy state.
 
 pub(crate) mod client;
+pub mod memory_limit;
 pub mod protocol;
 pub(crate) mod proxy;
 pub mod runner;
@@ -226,6 +227,7 @@ pub(crate) fn static_kind(kind: &str) -> &'static str {
         "exited",
         "timed_out",
         "protocol",
+        "memory_limit",
         "vetting",
         "not_found",
         "not_a_file",
@@ -349,17 +351,28 @@ impl Pending {
         &self.info
     }
 
-    /// Sets the per-call limit, breaker threshold and CPU limit (settings for the plugin's
-    /// name); the CPU limit applies to the running runner at once.
+    /// Sets the per-call limit, breaker threshold, CPU and memory limits (settings for the
+    /// plugin's name); the CPU and memory limits apply to the running runner at once.
     pub(crate) fn configure(
         &mut self,
         call_timeout: Option<Duration>,
         breaker_threshold: u32,
         cpu_limit: Option<Duration>,
+        memory_limit_mb: Option<u64>,
     ) -> Result<(), LoadError> {
         self.options.call_timeout = call_timeout;
         self.options.breaker_threshold = breaker_threshold;
         self.options.cpu_limit = cpu_limit;
+        self.options.memory_limit_mb = memory_limit_mb;
+        if let Some(mb) = memory_limit_mb {
+            self.conn
+                .limit_memory(mb)
+                .map_err(|e| LoadError::Isolation {
+                    path: self.info.path.clone(),
+                    kind: "isolation",
+                    reason: format!("cannot limit the runner's memory: {e}"),
+                })?;
+        }
         if let Some(limit) = cpu_limit {
             self.conn
                 .limit_cpu(limit)

@@ -130,6 +130,22 @@ pub(crate) fn reset_for_next_file(socket: &UnixStream) {
     unsafe { libc::dup2(socket.as_raw_fd(), 0) };
 }
 
+/// Limits the address space of process `pid` to `bytes` (`RLIMIT_AS`).
+pub(crate) fn limit_address_space(pid: u32, bytes: u64) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: `limit` is a valid `rlimit` read by the call; no old value is asked for (NULL).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_AS, &limit, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Kills (SIGKILL) every other process of this process's group, when this process leads it
 /// (as a runner does: the host starts it in a group of its own). A runner calls this as it
 /// exits, so that no process a plugin forked outlives it even when the runner stops by
