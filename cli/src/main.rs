@@ -854,6 +854,7 @@ fn check(
     // No code of a checked file runs in this process: each is opened and validated in a
     // vetting child (one for all the files, replaced when a file kills it).
     let mut vetter = None;
+    let mut runner = None;
     for file in files {
         // The trust policy first: nothing is opened before it passes.
         let mut blockers = Vec::new();
@@ -861,14 +862,15 @@ fn check(
             // Read from the file, before anything of it is loaded.
             blockers = calc_host::elf::unload_blockers(verified.path()).unwrap_or_default();
             if vetter.is_none() {
-                let runner = calc_host::isolation::find_runner(
+                let found = calc_host::isolation::find_runner(
                     settings.isolation.runner.as_deref(),
                     verified.path(),
                 )?;
                 vetter = Some(calc_host::vet::Vetter::new(
-                    runner,
+                    &found,
                     settings.isolation.start_timeout,
                 ));
+                runner = Some(found);
             }
             let vetter = vetter.as_mut().expect("started just above");
             let info = match vetter.vet(verified.path()) {
@@ -889,6 +891,19 @@ fn check(
             }
         });
         all_ok &= result.is_ok();
+        // A trial load, init, shutdown and close in a child: what keeps the library loaded
+        // that only running it shows (thread-local destructors).
+        if let (Ok(info), Some(runner)) = (&result, &runner) {
+            match calc_host::vet::trial_unload(runner, &info.path, settings.isolation.start_timeout)
+            {
+                // What the ELF scan explains already (never unloaded) is not said twice.
+                Ok(trial) => match trial.blocker() {
+                    Some(calc_host::elf::UnloadBlocker::StaysLoaded) if !blockers.is_empty() => {}
+                    found => blockers.extend(found),
+                },
+                Err(reason) => blockers.push(calc_host::elf::UnloadBlocker::TrialFailed { reason }),
+            }
+        }
         let conformance = match (&result, conformance) {
             (Ok(_), Some(timeout)) => Some(calc_host::conformance::check_with_config(
                 &exe,

@@ -27,6 +27,17 @@ pub enum UnloadBlocker {
         /// The first one, as a sample.
         first: String,
     },
+    /// A trial load (`init`, `shutdown`, close, in a child) showed thread-local destructors
+    /// registered by the plugin's code keeping it loaded until their thread exits.
+    ThreadLocalDestructors,
+    /// A trial load showed it stays loaded after it is closed, even once the thread that ran
+    /// it has exited.
+    StaysLoaded,
+    /// The trial load could not be made.
+    TrialFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for UnloadBlocker {
@@ -45,6 +56,20 @@ impl std::fmt::Display for UnloadBlocker {
                  old version in memory",
                 if *count == 1 { "" } else { "s" }
             ),
+            UnloadBlocker::ThreadLocalDestructors => write!(
+                f,
+                "thread-local destructors registered by its code (C++ thread_local objects, \
+                 Rust thread_local! values with Drop) keep it loaded until the thread that made \
+                 them exits: unloaded or reloaded while that thread lives, it stays mapped"
+            ),
+            UnloadBlocker::StaysLoaded => write!(
+                f,
+                "stays loaded after a trial load, init, shutdown and close, even once the \
+                 thread that ran them has exited"
+            ),
+            UnloadBlocker::TrialFailed { reason } => {
+                write!(f, "the trial load and unload failed: {reason}")
+            }
         }
     }
 }

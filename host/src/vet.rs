@@ -234,6 +234,61 @@ impl Drop for Vetter {
     }
 }
 
+/// What a trial load and unload of a plugin showed ([`trial_unload`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrialUnload {
+    /// Why the trial could not load or start the plugin, if it could not.
+    pub error: Option<String>,
+    /// The library was unloaded as soon as it was closed.
+    pub unloaded: bool,
+    /// It stayed loaded while the thread that ran its `init` lived, and was unloaded once
+    /// that thread had exited: thread-local destructors its code registered held it.
+    pub unloaded_after_thread_exit: bool,
+}
+
+impl TrialUnload {
+    /// What this trial found keeps the library loaded, if anything (`None`: unloaded at once;
+    /// a trial that could not load the plugin says why).
+    pub fn blocker(&self) -> Option<crate::elf::UnloadBlocker> {
+        use crate::elf::UnloadBlocker;
+        if let Some(reason) = &self.error {
+            return Some(UnloadBlocker::TrialFailed {
+                reason: reason.clone(),
+            });
+        }
+        if self.unloaded {
+            return None;
+        }
+        Some(if self.unloaded_after_thread_exit {
+            UnloadBlocker::ThreadLocalDestructors
+        } else {
+            UnloadBlocker::StaysLoaded
+        })
+    }
+}
+
+/// Loads the plugin at `path` in a child (`runner --trial-unload`), runs its `init` and
+/// `shutdown` there in a thread of its own, closes it, and reports whether it was unloaded
+/// (see [`TrialUnload`]). The plugin's code runs only in the child, which gets `limit`.
+pub fn trial_unload(runner: &Path, path: &Path, limit: Duration) -> Result<TrialUnload, String> {
+    let deadline = Instant::now() + limit;
+    let mut child = Connection::spawn(
+        runner,
+        &[std::ffi::OsStr::new("--trial-unload"), path.as_os_str()],
+        Stdio::null(),
+        None,
+    )
+    .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
+    match child.receive(Some(deadline)) {
+        Ok(Reply::Vetted { verdict }) => {
+            child.shutdown();
+            serde_json::from_str(&verdict).map_err(|e| format!("malformed trial report: {e}"))
+        }
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(death) => Err(death.describe("during the trial load")),
+    }
+}
+
 /// The vetter `settings` ask for (`[isolation] vet`, see [`crate::config::VetMode`]): one on
 /// the runner when it is found; `None` for `never`, and for `auto` without a runner (files
 /// are then validated in process; one warning says so); for `always` without a runner, a

@@ -32,6 +32,9 @@
  *                            library to the file "path", one line each (which processes ran
  *                            the library's code)
  *   PLUGIN_NAME="name"       the valid plugin's name instead of "good_c"
+ *   TLS_DTOR                 init registers a thread-local destructor (glibc
+ *                            __cxa_thread_atexit_impl), which keeps the library loaded until
+ *                            the thread that ran init exits
  *
  * Note: an unknown or misspelt BROKEN_* macro is silently ignored and builds good_c; check the
  * plugin name of what you built if in doubt.
@@ -141,6 +144,28 @@ __attribute__((constructor)) static void record_open(void) {
 #ifndef API_REQUIREMENT
 #define API_REQUIREMENT CALC_API_REQUIREMENT_DEFAULT
 #endif
+#ifdef TLS_DTOR
+/* init registers a thread-local destructor with glibc, as C++ thread_local objects and Rust
+ * thread_local! values with Drop do: the library then stays loaded until the thread that ran
+ * init exits. */
+extern int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol);
+extern void *__dso_handle;
+static int tls_object;
+static void tls_destructor(void *obj) { (void)obj; }
+static calc_status_t tls_init(const calc_host_api_t *host, void **out_instance, char *error_buf,
+                              size_t error_buf_size)
+{
+    (void)host;
+    *out_instance = NULL;
+    if (__cxa_thread_atexit_impl(tls_destructor, &tls_object, &__dso_handle) != 0) {
+        snprintf(error_buf, error_buf_size, "cannot register a thread-local destructor");
+        return CALC_STATUS_ERROR;
+    }
+    return CALC_STATUS_OK;
+}
+#define PLUGIN_INIT tls_init
+#endif
+
 #ifndef PLUGIN_INIT
 #define PLUGIN_INIT NULL
 #endif

@@ -152,3 +152,40 @@ fn still_loaded_agrees_by_address_and_by_name() {
         );
     }
 }
+
+#[test]
+fn plugins_check_warns_about_thread_local_destructors_after_a_trial_load() {
+    let dir = scratch_dir(&format!("unloading-tls-{}", std::process::id()));
+    let tls = dir.join(library_file_name("tls"));
+    calc_tests::build_c_plugin(
+        &workspace_root().join("tests/broken/broken.c"),
+        &tls,
+        &["-DTLS_DTOR", "-DPLUGIN_NAME=\"tls\""],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (plain, _, _) = corpus();
+    let files = [&tls, &plain].map(|p| p.to_str().unwrap().to_string());
+    let out = run_calc(&["plugins", "check", &files[0], &files[1]]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warnings = warnings_for(&text, &tls);
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].starts_with("thread-local destructors registered by its code"),
+        "{text}"
+    );
+    // The same file without the destructor: nothing keeps it, no warning.
+    assert_eq!(warnings_for(&text, &plain), Vec::<String>::new(), "{text}");
+    let out = run_calc(&["plugins", "check", "--json", &files[0], &files[1]]);
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        reports[0]["unload_blockers"],
+        serde_json::json!([{ "kind": "thread_local_destructors" }])
+    );
+    assert_eq!(reports[1]["unload_blockers"], serde_json::json!([]));
+}

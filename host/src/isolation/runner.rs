@@ -32,7 +32,8 @@ const EXIT_REFUSED: i32 = 3;
 /// Exit status when the connection to the host broke.
 const EXIT_IO: i32 = 4;
 
-const USAGE: &str = "usage: calc-plugin-runner PLUGIN [--copy-dir DIR] | --vet\n\
+const USAGE: &str =
+    "usage: calc-plugin-runner PLUGIN [--copy-dir DIR] | --vet | --trial-unload PLUGIN\n\
     (started by the calc host for isolated plugins, and with --vet to validate plugin files \
     outside the host; it talks to the host over a socket on standard input)";
 
@@ -42,10 +43,12 @@ pub fn main() -> i32 {
     let mut path = None;
     let mut copy_dir = None;
     let mut vet = false;
+    let mut trial = false;
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--copy-dir") => copy_dir = args.next().map(PathBuf::from),
             Some("--vet") => vet = true,
+            Some("--trial-unload") => trial = true,
             Some("--help" | "-h") => {
                 eprintln!("{USAGE}");
                 return 0;
@@ -57,7 +60,7 @@ pub fn main() -> i32 {
             }
         }
     }
-    if vet == path.is_some() {
+    if vet == path.is_some() || (trial && vet) {
         eprintln!("calc-plugin-runner: give either a plugin or --vet\n{USAGE}");
         return EXIT_USAGE;
     }
@@ -74,6 +77,7 @@ pub fn main() -> i32 {
     };
     let watch = ParentWatch::start();
     let served = match &path {
+        Some(path) if trial => serve_trial(&socket, path),
         Some(path) => serve(&socket, path, copy_dir.as_deref()),
         None => serve_vet(&socket),
     };
@@ -185,6 +189,72 @@ impl Io<'_> {
 
 fn timeout(us: u64) -> Option<Duration> {
     (us > 0).then(|| Duration::from_micros(us))
+}
+
+/// A trial load for `calc plugins check` (`--trial-unload PLUGIN`): in a thread of its own,
+/// loads the plugin, runs its `init` (empty configuration) and `shutdown` and closes the
+/// library; then says, as a [`crate::vet::TrialUnload`] in JSON (`Vetted`), whether the
+/// library was unloaded at once, and if not, whether it was once that thread had exited. A
+/// library that stays loaded only while the thread lives is held by thread-local destructors
+/// its code registered (glibc keeps a library with pending ones: `__cxa_thread_atexit_impl`).
+fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i32> {
+    let mut io = Io {
+        input: BufReader::new(socket),
+        output: BufWriter::new(socket),
+        frame: Vec::new(),
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let trial = {
+        let path = path.clone();
+        std::thread::Builder::new()
+            .name("trial".into())
+            .spawn(move || {
+                let result = loader::open(&path)
+                    .and_then(|opened| opened.initialise(&std::collections::BTreeMap::new()))
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                let _ = done_tx.send(result);
+                let _ = exit_rx.recv();
+            })?
+    };
+    let outcome = match done_rx.recv() {
+        Ok(Ok(())) => {
+            let while_thread_lives = loader::still_loaded(&path, None);
+            let _ = exit_tx.send(());
+            let _ = trial.join();
+            // Closing any library makes the loader collect the ones nothing holds any more:
+            // the look-up below opens (RTLD_NOLOAD) and closes this one; the second tells.
+            let after_thread_exit = while_thread_lives && {
+                let _ = loader::still_loaded(&path, None);
+                loader::still_loaded(&path, None)
+            };
+            crate::vet::TrialUnload {
+                error: None,
+                unloaded: !while_thread_lives,
+                unloaded_after_thread_exit: while_thread_lives && !after_thread_exit,
+            }
+        }
+        Ok(Err(e)) => {
+            let _ = exit_tx.send(());
+            let _ = trial.join();
+            crate::vet::TrialUnload {
+                error: Some(e),
+                unloaded: false,
+                unloaded_after_thread_exit: false,
+            }
+        }
+        Err(_) => crate::vet::TrialUnload {
+            error: Some("the trial thread ended without a word".into()),
+            unloaded: false,
+            unloaded_after_thread_exit: false,
+        },
+    };
+    io.send(&Reply::Vetted {
+        verdict: serde_json::to_string(&outcome).expect("JSON of plain data"),
+    })?;
+    Ok(0)
 }
 
 /// The vetter: validates each file the host sends (`Vet`) in this process, one at a time, and
