@@ -660,7 +660,7 @@ impl PluginManager {
             drop(pending); // `isolate = false` for this one: in process after all.
         }
         // Nothing of the file runs here before a child opened it without harm.
-        let vetted = self.vet_in_child(verified.path())?;
+        let vetted = self.vet_in_child(verified.path(), verified.metadata())?;
         if let Some(info) = vetted.filter(|_| !isolation.all && isolation.any()) {
             // Vetting named the plugin: one to isolate is never opened here.
             if isolation.isolates(&info.name) {
@@ -687,14 +687,17 @@ impl PluginManager {
     /// Vets `path` in the vetting child, or finds the verdict of an earlier vetting of the
     /// same file (see [`Self::vet_with`]). `Ok` when the file may be opened here, with the
     /// plugin's metadata when it was vetted (`None`: vetting is off).
-    fn vet_in_child(&self, path: &Path) -> Result<Option<PluginInfo>, LoadError> {
+    fn vet_in_child(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<Option<PluginInfo>, LoadError> {
         let mut vetting = self
             .vetting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Ok(stamp) = std::fs::metadata(path).map(|m| crate::cache::FileStamp::of(&m)) else {
-            return Ok(None); // opening it fails too, and says why
-        };
+        // The version of the file the trust policy passed (no second `stat`).
+        let stamp = crate::cache::FileStamp::of(meta);
         let verdict = match crate::vet::recall(path, stamp) {
             Some(verdict) => verdict,
             None => {

@@ -701,6 +701,8 @@ pub struct Verified {
     path: PathBuf,
     /// The file's identity when its digest was computed (only when one was).
     stamp: Option<Stamp>,
+    /// The file's metadata, as the checks saw it.
+    meta: Metadata,
 }
 
 impl Verified {
@@ -708,6 +710,12 @@ impl Verified {
     /// target).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's metadata, as the checks saw it (size, modification time, inode: the version
+    /// of the file that passed).
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
     }
 
     /// After the file was opened: refuses it if it is no longer the file whose digest was
@@ -952,6 +960,7 @@ impl TrustedDir {
             return Ok(Verified {
                 path: real,
                 stamp: None,
+                meta,
             });
         }
         let file = open_nofollow(&real).map_err(|source| LoadError::Unreadable {
@@ -985,6 +994,7 @@ impl TrustedDir {
             return Ok(Verified {
                 path: real,
                 stamp: None,
+                meta: meta.clone(),
             });
         }
         let digest = sha256(&file).map_err(|source| LoadError::Unreadable {
@@ -1020,6 +1030,7 @@ impl TrustedDir {
         Ok(Verified {
             path: real,
             stamp: Some(Stamp::of(meta)),
+            meta: meta.clone(),
         })
     }
 }

@@ -32,14 +32,18 @@
  *   HOSTILE_CTOR_KILL             a library constructor sends itself SIGKILL
  *   HOSTILE_CTOR_EXIT3            a library constructor calls _exit(3)
  *   HOSTILE_CTOR_STACK            a library constructor recurses until the stack overflows
- *   HOSTILE_CTOR_CLOSE_STDIN      a library constructor closes descriptor 0 (a runner's
- *                                 connection to the host) and returns; the plugin is invalid
- *   HOSTILE_CTOR_WRITE_STDIN      a library constructor writes garbage to descriptor 0 and
- *                                 descriptor 1, then returns; the plugin is invalid
+ *   HOSTILE_CTOR_CLOSE_STDIN      a library constructor closes descriptor 0 (where the host
+ *                                 puts a runner's connection) and returns; the plugin is invalid
+ *   HOSTILE_CTOR_WRITE_STDIN      a library constructor writes a forged frame to descriptor 0
+ *                                 and garbage to descriptor 1, then returns; invalid
  *   HOSTILE_CTOR_FORK             a library constructor forks a child that sleeps for an hour
  *                                 (its pid written to the file HOSTILE_PID_FILE names, when
  *                                 defined); the plugin is invalid
  *   HOSTILE_ENTRY_ABORT           plugin_entry calls abort()
+ *   HOSTILE_CTOR_FORGE            where descriptor 0 is a socket (a vetting child's connection,
+ *                                 were it left there), a library constructor writes a forged
+ *                                 "valid" verdict to it; in any other process it crashes: a
+ *                                 host that believed the forgery would open it and die
  *
  * The "runs off" cases build their data in plugin_entry, at the end of a readable page followed
  * by a PROT_NONE page (mmap), so that a host reading one byte too far faults.
@@ -50,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -73,7 +78,8 @@
     defined(HOSTILE_OP_COUNT_HUGE) + defined(HOSTILE_ENTRY_MISALIGNED) +                          \
     defined(HOSTILE_CTOR_ABORT) + defined(HOSTILE_CTOR_KILL) + defined(HOSTILE_CTOR_EXIT3) +      \
     defined(HOSTILE_CTOR_STACK) + defined(HOSTILE_CTOR_CLOSE_STDIN) +                             \
-    defined(HOSTILE_CTOR_WRITE_STDIN) + defined(HOSTILE_CTOR_FORK) + defined(HOSTILE_ENTRY_ABORT) != 1
+    defined(HOSTILE_CTOR_WRITE_STDIN) + defined(HOSTILE_CTOR_FORK) + defined(HOSTILE_ENTRY_ABORT) + \
+    defined(HOSTILE_CTOR_FORGE) != 1
 #error "define exactly one HOSTILE_* macro"
 #endif
 
@@ -148,7 +154,7 @@ static void recurse(void) {
 #if defined(HOSTILE_CTOR_CRASH) || defined(HOSTILE_CTOR_EXIT) || defined(HOSTILE_CTOR_HANG) || \
     defined(HOSTILE_CTOR_ABORT) || defined(HOSTILE_CTOR_KILL) || defined(HOSTILE_CTOR_EXIT3) ||   \
     defined(HOSTILE_CTOR_STACK) || defined(HOSTILE_CTOR_CLOSE_STDIN) ||                          \
-    defined(HOSTILE_CTOR_WRITE_STDIN) || defined(HOSTILE_CTOR_FORK)
+    defined(HOSTILE_CTOR_WRITE_STDIN) || defined(HOSTILE_CTOR_FORK) || defined(HOSTILE_CTOR_FORGE)
 __attribute__((constructor)) static void hostile_constructor(void) {
 #if defined(HOSTILE_CTOR_CRASH)
     *null_pointer = 1;
@@ -168,6 +174,26 @@ __attribute__((constructor)) static void hostile_constructor(void) {
     static const char garbage[] = "\xff\xff\xff\x7fHOSTILE GARBAGE\n";
     if (write(0, garbage, sizeof garbage - 1) < 0 || write(1, garbage, sizeof garbage - 1) < 0) {
         depth = 1;
+    }
+#elif defined(HOSTILE_CTOR_FORGE)
+    /* A `Vetted` reply frame of the runner protocol: payload length, tag 108, verdict length,
+     * verdict JSON (lengths little-endian, as on the machines calc runs on). */
+    static const char verdict[] =
+        "{\"valid\":{\"abi_version\":\"1.3\",\"api_requirement\":\"^1.0\",\"author\":\"x\","
+        "\"description\":\"x\",\"name\":\"forged\",\"operations\":[{\"description\":\"x\","
+        "\"kind\":\"function\",\"max_arity\":1,\"min_arity\":1,\"name\":\"forged\"}],"
+        "\"path\":\"/forged\",\"sdk_version\":\"1.0.0\",\"version\":\"1.0.0\"}}";
+    unsigned char frame[9 + sizeof verdict];
+    uint32_t text = (uint32_t)(sizeof verdict - 1), payload = 1 + 4 + text;
+    struct stat st;
+    if (fstat(0, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        memcpy(frame, &payload, 4);
+        frame[4] = 108;
+        memcpy(frame + 5, &text, 4);
+        memcpy(frame + 9, verdict, text);
+        if (write(0, frame, 9 + text) < 0) depth = 1;
+    } else {
+        *null_pointer = 1;
     }
 #elif defined(HOSTILE_CTOR_FORK)
     pid_t child = fork();
@@ -253,7 +279,7 @@ CALC_PLUGIN_ENTRY {
 #elif defined(HOSTILE_ENTRY_ABORT)
     abort();
 #elif defined(HOSTILE_CTOR_CLOSE_STDIN) || defined(HOSTILE_CTOR_WRITE_STDIN) || \
-    defined(HOSTILE_CTOR_FORK)
+    defined(HOSTILE_CTOR_FORK) || defined(HOSTILE_CTOR_FORGE)
     return NULL; /* invalid: a process that survives the constructor refuses the file */
 #else
     return &descriptor; /* the constructor cases never get here */

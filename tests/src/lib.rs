@@ -355,6 +355,7 @@ pub const LOAD_TIME_CASES: &[&str] = &[
     "CTOR_WRITE_STDIN",
     "CTOR_FORK",
     "ENTRY_ABORT",
+    "CTOR_FORGE",
 ];
 
 /// The file in which `libhostile_ctor_fork.so` of [`load_time_corpus_dir`] records the pid of

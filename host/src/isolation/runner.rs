@@ -275,7 +275,7 @@ fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
         match io.read()? {
             None | Some(Request::Shutdown) => return Ok(0),
             Some(Request::Vet { path }) => {
-                super::sys::reset_for_next_file(socket);
+                super::sys::reset_for_next_file();
                 let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
                 let verdict = crate::cache::Verdict::of(loader::inspect(path));
                 io.send(&Reply::Vetted {

@@ -108,10 +108,12 @@ pub(crate) fn kill_group(pgid: u32) {
 }
 
 /// Undoes what the last file a vetting child loaded may have changed that would make it
-/// judge the next file differently: the default action is restored for the signals that
-/// report a crash (a constructor could install a handler that hides the next file's crash),
-/// and `socket` is put back on descriptor 0 (a constructor could close or replace it).
-pub(crate) fn reset_for_next_file(socket: &UnixStream) {
+/// judge the next file differently, and keeps the next file's code away from the connection
+/// to the host: the default action is restored for the signals that report a crash (a
+/// constructor could install a handler that hides the next file's crash), and descriptor 0,
+/// where the host put the connection (the runner uses a copy of it), is `/dev/null` (a
+/// constructor writing to standard input must not be able to forge a verdict there).
+pub(crate) fn reset_for_next_file() {
     for signal in [
         libc::SIGSEGV,
         libc::SIGBUS,
@@ -126,8 +128,10 @@ pub(crate) fn reset_for_next_file(socket: &UnixStream) {
         // passed.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
-    // SAFETY: dup2 on two descriptor numbers; the socket's stays open (it is borrowed).
-    unsafe { libc::dup2(socket.as_raw_fd(), 0) };
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: dup2 on two descriptor numbers; `null` stays open until after the call.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
 }
 
 /// Limits the address space of process `pid` to `bytes` (`RLIMIT_AS`).
