@@ -33,6 +33,11 @@ pub enum UnloadBlocker {
     /// A trial load showed it stays loaded after it is closed, even once the thread that ran
     /// it has exited.
     StaysLoaded,
+    /// The file is larger than [`MAX_SCANNED_FILE`]: it was not read.
+    NotScanned {
+        /// Its size in bytes.
+        size: u64,
+    },
     /// The trial load could not be made.
     TrialFailed {
         /// Why.
@@ -66,6 +71,11 @@ impl std::fmt::Display for UnloadBlocker {
                 f,
                 "stays loaded after a trial load, init, shutdown and close, even once the \
                  thread that ran them has exited"
+            ),
+            UnloadBlocker::NotScanned { size } => write!(
+                f,
+                "not scanned for what keeps it loaded: {size} bytes, more than the {} MiB read",
+                MAX_SCANNED_FILE >> 20
             ),
             UnloadBlocker::TrialFailed { reason } => {
                 write!(f, "the trial load and unload failed: {reason}")
@@ -119,8 +129,13 @@ pub fn unload_blockers_of(bytes: &[u8]) -> Vec<UnloadBlocker> {
     found
 }
 
+/// Largest file [`unload_blockers`] reads: a bigger one (a sparse file of many GiB, say) is not
+/// scanned, and says so, rather than read into memory whole.
+pub const MAX_SCANNED_FILE: u64 = 256 << 20;
+
 /// [`unload_blockers_of`] the file at `path`, which must be a regular file (a FIFO or device
-/// is not read: empty).
+/// is not read: empty). A file larger than [`MAX_SCANNED_FILE`] is not read: the answer is
+/// [`UnloadBlocker::NotScanned`].
 pub fn unload_blockers(path: &Path) -> std::io::Result<Vec<UnloadBlocker>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
@@ -128,10 +143,15 @@ pub fn unload_blockers(path: &Path) -> std::io::Result<Vec<UnloadBlocker>> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Ok(Vec::new());
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    if meta.len() > MAX_SCANNED_FILE {
+        return Ok(vec![UnloadBlocker::NotScanned { size: meta.len() }]);
+    }
+    // At most the cap, even if the file grows meanwhile.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut file).take(MAX_SCANNED_FILE).read_to_end(&mut bytes)?;
     Ok(unload_blockers_of(&bytes))
 }

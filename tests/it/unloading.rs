@@ -189,3 +189,26 @@ fn plugins_check_warns_about_thread_local_destructors_after_a_trial_load() {
     );
     assert_eq!(reports[1]["unload_blockers"], serde_json::json!([]));
 }
+
+#[test]
+fn plugins_check_does_not_read_a_huge_file_into_memory() {
+    let dir = scratch_dir(&format!("unloading-huge-{}", std::process::id()));
+    let (plain, _, _) = corpus();
+    let huge = dir.join(library_file_name("huge"));
+    std::fs::copy(&plain, &huge).unwrap();
+    // A sparse GiB: the plugin's bytes, then a hole.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let out = run_calc(&["plugins", "check", "--json", huge.to_str().unwrap()]);
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        reports[0]["unload_blockers"][0],
+        serde_json::json!({ "kind": "not_scanned", "size": 1u64 << 30 }),
+        "{reports}"
+    );
+}
