@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use calc_host::cache::{Listing, MetadataCache};
+use calc_host::cache::MetadataCache;
 use calc_host::config::Settings;
+use calc_host::listing::Listing;
 use calc_host::trust;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
