@@ -118,10 +118,15 @@ impl Vetter {
             return;
         }
         let (mut sent, mut done) = (0usize, 0usize);
+        // Whether the current child stopped taking requests (it died with some in flight).
+        let mut closed = false;
+        // Children that died before the file they were sent (at most one retry per file).
+        let mut lost_before = 0usize;
         while done < paths.len() {
             if self.child.is_none() {
                 // Nothing is in flight without a child.
                 sent = done;
+                closed = false;
                 match self.start(Instant::now() + self.limit) {
                     Ok(child) => self.child = Some(child),
                     Err(why) => {
@@ -134,25 +139,36 @@ impl Vetter {
                 }
             }
             let child = self.child.as_mut().expect("started above");
-            let mut died = None;
-            while sent < paths.len() && sent - done < PIPELINE {
+            while !closed && sent < paths.len() && sent - done < PIPELINE {
                 let request = Request::Vet {
                     path: paths[sent].as_os_str().as_bytes().to_vec(),
                 };
-                if let Err(death) = child.send_only(&request) {
-                    // The child died on a file it was vetting: the oldest one in flight.
-                    died = Some(death);
+                if child.send_only(&request).is_err() {
+                    // The child died: on a file in flight, whose reply never comes, after the
+                    // replies it did send, which are read below first.
+                    closed = true;
                     break;
                 }
                 sent += 1;
             }
+            if sent == done {
+                // Nothing in flight, and the child takes no request: it died between files
+                // (a thread of an earlier one). The next file goes to a new child, once.
+                self.stop();
+                lost_before += 1;
+                if lost_before > 1 {
+                    let why = "the vetting process died before it was sent the file".to_string();
+                    each(done, refused(&paths[done], "vetting", why));
+                    done += 1;
+                    lost_before = 0;
+                }
+                continue;
+            }
+            lost_before = 0;
             let path = &paths[done];
-            let result = match died {
-                Some(death) => Err(death),
-                // The child started on this file at the latest when it answered the one
-                // before, which is no later than now: the limit runs from here.
-                None => child.receive(Some(Instant::now() + self.limit)),
-            };
+            // The child started on this file at the latest when it answered the one before,
+            // which is no later than now: the limit runs from here.
+            let result = child.receive(Some(Instant::now() + self.limit));
             let verdict = self.verdict_of(path, result);
             each(done, verdict);
             done += 1;

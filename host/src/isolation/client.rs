@@ -297,11 +297,13 @@ impl Connection {
     /// Sends `request` without waiting for its reply, for a runner that answers requests in
     /// order (the vetting child): several may be in flight, their replies read one by one
     /// with [`Self::receive`]. On failure the runner is gone (reaped) and how is returned.
-    pub(crate) fn send_only(&mut self, request: &Request) -> Result<(), Death> {
+    /// A failure leaves the connection as it is: the replies the runner sent before it died
+    /// can still be read, and reading past them reports how it died.
+    pub(crate) fn send_only(&mut self, request: &Request) -> std::io::Result<()> {
         self.exact_reads = true;
         self.buf.clear();
         request.encode(&mut self.buf);
-        self.send()
+        super::sys::send_all(&self.socket, &self.buf)
     }
 
     /// Sends `Init` and waits for the plugin to be ready.
