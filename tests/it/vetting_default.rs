@@ -308,7 +308,7 @@ fn vet_all_blames_only_the_file_that_killed_the_child_however_replies_and_deaths
     paths.extend(std::iter::repeat_n(good.clone(), 40));
     for round in 0..25 {
         let mut vetter = Vetter::new(runner_binary(), Duration::from_millis(2000));
-        vetter.vet_all(&paths, |i, verdict| match (&paths[i] == &abort, verdict) {
+        vetter.vet_all(&paths, |i, verdict| match (paths[i] == abort, verdict) {
             (false, Verdict::Valid(_)) => {}
             (true, Verdict::Refused(r)) => assert_eq!(r.kind, "crashed", "round {round}: {r:?}"),
             (_, other) => panic!("round {round}, file {i}: {other:?}"),
