@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use calc_host::cache::{Listing, MetadataCache};
+use calc_host::cache::MetadataCache;
 use calc_host::config::Settings;
+use calc_host::listing::Listing;
 use calc_host::trust;
 use calc_host::{EvalError, LoadError, PluginManager};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -659,6 +660,21 @@ fn timeout_text(t: Option<std::time::Duration>) -> String {
     )
 }
 
+/// The resource limits of isolated plugin `name`, for its listing line: `""`, or
+/// `", CPU limit 60 s, memory limit 512 MB (cgroup v1 memory.limit_in_bytes)"` with the
+/// mechanism this host would use for the memory limit.
+fn limits_text(iso: &calc_host::config::IsolationSettings, name: &str) -> String {
+    let mut text = String::new();
+    if let Some(cpu) = iso.cpu_limit(name) {
+        text += &format!(", CPU limit {} s", cpu.as_secs());
+    }
+    if let Some(mb) = iso.memory_limit_mb(name) {
+        let mechanism = calc_host::isolation::memory_limit::mechanism();
+        text += &format!(", memory limit {mb} MB ({mechanism})");
+    }
+    text
+}
+
 /// Isolation and health of the plugins `manager` loaded (`plugins list --no-cache`).
 fn isolation_of(manager: &PluginManager) -> Runtime {
     let settings = &manager.settings().isolation;
@@ -669,7 +685,11 @@ fn isolation_of(manager: &PluginManager) -> Runtime {
             let isolated = manager.is_isolated(&p.name);
             let timeout = settings.call_timeout(&p.name, isolated);
             let mode = if isolated {
-                format!("isolated (runner process, {})", timeout_text(timeout))
+                format!(
+                    "isolated (runner process, {}{})",
+                    timeout_text(timeout),
+                    limits_text(settings, &p.name)
+                )
             } else {
                 "in process".to_string()
             };
@@ -702,7 +722,11 @@ fn planned_isolation(listing: &Listing, settings: &Settings) -> Runtime {
             let isolated = iso.isolates(&p.name);
             let timeout = iso.call_timeout(&p.name, isolated);
             let line = if isolated {
-                format!("isolated (runner process, {})", timeout_text(timeout))
+                format!(
+                    "isolated (runner process, {}{})",
+                    timeout_text(timeout),
+                    limits_text(iso, &p.name)
+                )
             } else {
                 "in process".to_string()
             };

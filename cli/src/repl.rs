@@ -106,7 +106,7 @@ impl Repl {
     fn eval(&self, expression: &str) -> Result<f64, EvalError> {
         let compiled = {
             let manager = lock(&self.manager);
-            calc_host::expr::compile_with_vars(&manager, expression, &|name| {
+            calc_host::expr::compile_with_vars(&*manager, expression, &|name| {
                 self.vars.get(name).copied()
             })?
         };

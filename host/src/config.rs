@@ -191,6 +191,17 @@ pub struct Rollout {
     pub percent: f64,
 }
 
+/// Per-call limit of isolated plugins when none is configured.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Limit on starting an isolated plugin (loading, validation and `init`) when none is
+/// configured.
+pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
+
+/// Consecutive crashes or timeouts after which the circuit breaker disables a plugin, when
+/// none is configured.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
+
 /// The host's settings: from a config file, the command line, or code.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -227,7 +238,7 @@ pub struct IsolationSettings {
     pub plugins: BTreeMap<String, bool>,
     /// Per-call limit for every plugin (`timeout_ms`; zero: none): enforced by killing the
     /// runner for isolated plugins, a cooperative deadline in-process. When unset, isolated
-    /// calls get [`crate::isolation::DEFAULT_TIMEOUT`] and in-process calls none.
+    /// calls get [`DEFAULT_TIMEOUT`] and in-process calls none.
     pub timeout: Option<std::time::Duration>,
     /// Per-plugin limits, overriding `timeout` (`[plugins.NAME] timeout_ms`).
     pub plugin_timeouts: BTreeMap<String, std::time::Duration>,
@@ -293,8 +304,8 @@ impl Default for IsolationSettings {
             plugins: BTreeMap::new(),
             timeout: None,
             plugin_timeouts: BTreeMap::new(),
-            start_timeout: crate::isolation::DEFAULT_START_TIMEOUT,
-            breaker_threshold: crate::isolation::DEFAULT_BREAKER_THRESHOLD,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             runner: None,
             cpu_limit: None,
             plugin_cpu_limits: BTreeMap::new(),
@@ -340,7 +351,7 @@ impl IsolationSettings {
         match configured {
             Some(t) if t.is_zero() => None,
             Some(t) => Some(*t),
-            None if isolated => Some(crate::isolation::DEFAULT_TIMEOUT),
+            None if isolated => Some(DEFAULT_TIMEOUT),
             None => None,
         }
     }
@@ -779,10 +790,7 @@ mod tests {
         );
         let d = parse("[plugins.p]\nisolate = true\n").unwrap().isolation;
         assert!(d.any() && d.isolates("p") && !d.isolates("q"));
-        assert_eq!(
-            d.call_timeout("p", true),
-            Some(crate::isolation::DEFAULT_TIMEOUT)
-        );
+        assert_eq!(d.call_timeout("p", true), Some(DEFAULT_TIMEOUT));
         assert_eq!(d.call_timeout("q", false), None);
         let e = parse("[isolation]\nstart_timeout_ms = 0\n")
             .unwrap_err()

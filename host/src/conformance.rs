@@ -604,18 +604,7 @@ pub fn worker_with_config(path: &Path, config: &PluginConfig) -> u8 {
     }
 }
 
-/// The name of signal `n`, e.g. `"SIGSEGV"`.
-pub fn signal_name(n: i32) -> String {
-    match n {
-        4 => "SIGILL".into(),
-        6 => "SIGABRT".into(),
-        7 => "SIGBUS".into(),
-        8 => "SIGFPE".into(),
-        9 => "SIGKILL".into(),
-        11 => "SIGSEGV".into(),
-        _ => format!("signal {n}"),
-    }
-}
+pub use crate::signals::signal_name;
 
 #[cfg(unix)]
 fn signal_of(status: ExitStatus) -> Option<i32> {

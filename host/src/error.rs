@@ -566,3 +566,41 @@ pub enum EvalError {
     #[error(transparent)]
     Call(#[from] CallError),
 }
+
+/// The kinds `LoadError::kind` can return, so that a refusal reported by a runner keeps its
+/// kind; an unknown one is `"isolation"`.
+pub(crate) fn static_kind(kind: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "entry_not_code",
+        "unreadable_memory",
+        "crashed",
+        "exited",
+        "timed_out",
+        "protocol",
+        "memory_limit",
+        "vetting",
+        "not_found",
+        "not_a_file",
+        "directory",
+        "open",
+        "missing_entry",
+        "entry_returned_null",
+        "bad_magic",
+        "abi_version",
+        "struct_size",
+        "invalid_field",
+        "semver",
+        "api_requirement",
+        "init_failed",
+        "version_requirement",
+        "duplicate_plugin",
+        "not_a_library",
+        "unreadable",
+        "changed",
+    ];
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("isolation")
+}

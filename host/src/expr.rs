@@ -13,7 +13,7 @@
 use crate::error::EvalError;
 use std::sync::Arc;
 
-use crate::manager::{LiveSlot, PluginManager};
+use crate::slots::{LiveSlot, Resolve};
 
 /// Binding strength of the built-in unary minus.
 pub const UNARY_MINUS_PRECEDENCE: i32 = 30;
@@ -55,7 +55,7 @@ fn describe(t: &Tok) -> String {
 }
 
 /// "(no loaded plugin provides it)", or which disabled plugin would.
-fn unknown_because(mgr: &PluginManager, name: &str) -> String {
+fn unknown_because(mgr: &dyn Resolve, name: &str) -> String {
     match mgr.disabled_provider(name) {
         Some(p) => format!("(plugin {p} provides it but is disabled)"),
         None => "(no loaded plugin provides it)".to_string(),
@@ -69,7 +69,7 @@ fn parse_error(message: impl Into<String>, column: usize) -> EvalError {
     }
 }
 
-fn tokenize(src: &str, mgr: &PluginManager) -> Result<Vec<Token>, EvalError> {
+fn tokenize(src: &str, mgr: &dyn Resolve) -> Result<Vec<Token>, EvalError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -124,7 +124,7 @@ fn tokenize(src: &str, mgr: &PluginManager) -> Result<Vec<Token>, EvalError> {
                 .rev()
                 .filter(|&n| i + n <= chars.len())
                 .map(|n| chars[i..i + n].iter().collect::<String>())
-                .find(|s| mgr.infix(s).is_some());
+                .find(|s| mgr.infix_slot(s).is_some());
             let sym = match longest {
                 Some(s) => s,
                 None if c == '-' || c == '+' => c.to_string(),
@@ -180,7 +180,7 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     end_column: usize,
-    mgr: &'a PluginManager,
+    mgr: &'a dyn Resolve,
     vars: VarMode<'a>,
     /// Calls of [`Parser::expression`] in progress (bounded by [`MAX_DEPTH`]).
     nesting: usize,
@@ -426,21 +426,21 @@ pub struct Expression {
 }
 
 /// Parses `src`, resolving operators and functions against `mgr`.
-pub fn compile(mgr: &PluginManager, src: &str) -> Result<Expression, EvalError> {
+pub fn compile(mgr: &dyn Resolve, src: &str) -> Result<Expression, EvalError> {
     compile_impl(mgr, src, VarMode::None).map(|root| Expression { root })
 }
 
 /// As [`compile`], with variables: a bare identifier (not followed by `(`) takes its value from
 /// `vars` at compile time; one `vars` does not know is an "unknown variable" error.
 pub fn compile_with_vars(
-    mgr: &PluginManager,
+    mgr: &dyn Resolve,
     src: &str,
     vars: &dyn Fn(&str) -> Option<f64>,
 ) -> Result<Expression, EvalError> {
     compile_impl(mgr, src, VarMode::Values(vars)).map(|root| Expression { root })
 }
 
-fn compile_impl(mgr: &PluginManager, src: &str, vars: VarMode<'_>) -> Result<Node, EvalError> {
+fn compile_impl(mgr: &dyn Resolve, src: &str, vars: VarMode<'_>) -> Result<Node, EvalError> {
     let tokens = tokenize(src, mgr)?;
     let mut p = Parser {
         tokens,
@@ -494,7 +494,7 @@ pub const CHUNK_ROWS: usize = 4096;
 
 /// The variables of `src`, in order of first use: the identifiers not followed by `(` (an
 /// identifier followed by `(` is a function call). Fails only when `src` does not tokenize.
-pub fn variables(mgr: &PluginManager, src: &str) -> Result<Vec<String>, EvalError> {
+pub fn variables(mgr: &dyn Resolve, src: &str) -> Result<Vec<String>, EvalError> {
     let tokens = tokenize(src, mgr)?;
     let mut names: Vec<String> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -547,7 +547,7 @@ enum Step {
 /// implementation serving each operation as the chunk reaches it (the slot's primary provider,
 /// so hot reloads take effect between chunks): it chooses no rollout candidate, does not fall
 /// back to another provider when that implementation fails, and does not count calls in
-/// [`PluginManager::stats`]. Usable from several threads at once.
+/// `PluginManager::stats`. Usable from several threads at once.
 #[derive(Debug, Clone)]
 pub struct Program {
     variables: Vec<String>,
@@ -561,7 +561,7 @@ pub struct Program {
 /// input column of that name in `variables`; one not in `variables` is an "unknown variable"
 /// parse error. Operators and functions resolve as in [`compile`].
 pub fn compile_program(
-    mgr: &PluginManager,
+    mgr: &dyn Resolve,
     src: &str,
     variables: &[&str],
 ) -> Result<Program, EvalError> {

@@ -92,7 +92,7 @@ impl Latency {
     }
 
     /// Writes the mean and maximum into `health` (left `None` before any answered call).
-    pub(crate) fn fill(&self, health: &mut crate::isolation::Health) {
+    pub(crate) fn fill(&self, health: &mut Health) {
         let answered = self.answered.load(Ordering::Relaxed);
         if let Some(mean) = self.sum_ns.load(Ordering::Relaxed).checked_div(answered) {
             health.mean_latency = Some(Duration::from_nanos(mean));
@@ -182,11 +182,39 @@ impl CallLimit {
     }
 
     /// Adds this limit's figures to `health` (calls and failures are counted by the manager).
-    pub(crate) fn fill(&self, health: &mut crate::isolation::Health) {
+    pub(crate) fn fill(&self, health: &mut Health) {
         health.timeouts = self.timeouts.load(Ordering::Relaxed);
         self.latency.fill(health);
         if self.breaker.is_open() {
             health.disabled = Some(self.message());
         }
     }
+}
+
+/// Health figures of one plugin (see `PluginManager::health`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the plugin runs in a runner process.
+    pub isolated: bool,
+    /// Calls made (isolated: every call through its operations; in-process: the calls the
+    /// manager's evaluation paths counted).
+    pub calls: u64,
+    /// Calls that failed (plugin errors, crashes, timeouts, calls refused by the breaker).
+    pub failures: u64,
+    /// Calls during which the runner crashed or exited.
+    pub crashes: u64,
+    /// Calls that timed out (isolated: the runner was killed; in process: the call failed after
+    /// its cooperative deadline, see `crate::limit`).
+    pub timeouts: u64,
+    /// Times the runner was started again after a crash or timeout.
+    pub restarts: u64,
+    /// Mean time of the calls the runner answered, as the caller saw it (isolated plugins, and
+    /// in-process plugins with a per-call limit).
+    pub mean_latency: Option<Duration>,
+    /// Longest such time.
+    pub max_latency: Option<Duration>,
+    /// The circuit breaker's message when it has disabled the plugin.
+    pub disabled: Option<String>,
+    /// The runner's process id, when one is running (and not busy with a call).
+    pub runner_pid: Option<u32>,
 }

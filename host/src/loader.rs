@@ -79,9 +79,20 @@ pub struct LoadedPlugin {
     /// The instance pointer of each operation when they differ from `instance` (an isolated
     /// plugin's proxy states); empty otherwise.
     instances: Vec<*mut c_void>,
-    /// Set when the plugin runs in a runner process (see [`crate::isolation`]): `library` is
+    /// Set when the plugin runs in a runner process (see `crate::isolation`): `library` is
     /// then `None` and the operations' functions are the isolation proxies.
-    isolation: Option<crate::isolation::Isolated>,
+    isolation: Option<Box<dyn Remote>>,
+}
+
+/// What serves a plugin that runs outside this process (a runner, see `crate::isolation`):
+/// the loader keeps it alive as long as the plugin, and asks it for the plugin's state. The
+/// isolation layer implements it; this module knows nothing more of it.
+pub(crate) trait Remote: Send + Sync + std::any::Any {
+    /// Asks the plugin to save its state for its next version: the bytes, or the status and
+    /// message of the failure.
+    fn save_state(&self) -> Result<Option<Vec<u8>>, (calc_sdk::Status, String)>;
+    /// Itself, for the layer that made it to look at.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 // SAFETY: the ABI makes `execute` callable from any thread at once, and `init`/`shutdown` are only
@@ -192,9 +203,14 @@ impl LoadedPlugin {
         &self.info
     }
 
-    /// The runner client when the plugin is isolated (runs in a runner process).
-    pub fn runner(&self) -> Option<&std::sync::Arc<crate::isolation::RunnerClient>> {
-        self.isolation.as_ref().map(|i| i.client())
+    /// What serves the plugin when it runs outside this process.
+    pub(crate) fn remote(&self) -> Option<&dyn Remote> {
+        self.isolation.as_deref()
+    }
+
+    /// Whether the plugin runs in a runner process (`docs/ISOLATION.md`).
+    pub fn is_isolated(&self) -> bool {
+        self.isolation.is_some()
     }
 
     /// A plugin served by a runner process: every operation's `execute` is `execute` (and
@@ -205,7 +221,7 @@ impl LoadedPlugin {
         execute: ExecuteFn,
         batch: ExecuteBatchFn,
         instances: Vec<*mut c_void>,
-        isolated: crate::isolation::Isolated,
+        isolated: Box<dyn Remote>,
     ) -> LoadedPlugin {
         let n = info.operations.len();
         debug_assert_eq!(instances.len(), n);
@@ -241,13 +257,13 @@ impl LoadedPlugin {
     /// has no `save_state` or saved nothing.
     pub fn save_state(&self) -> Result<Option<Vec<u8>>, CallError> {
         if let Some(isolated) = &self.isolation {
-            return isolated.save_state().map_err(|f| {
+            return isolated.save_state().map_err(|(status, message)| {
                 CallError::new(crate::error::CallErrorDetails {
                     operation: "save_state".into(),
                     plugin: self.info.name.clone(),
                     path: self.info.path.clone(),
-                    status: f.status,
-                    message: f.message,
+                    status,
+                    message,
                 })
             });
         }
@@ -753,7 +769,7 @@ impl OpHandle {
 
     /// Whether the providing plugin runs in a runner process (`docs/ISOLATION.md`).
     pub fn is_isolated(&self) -> bool {
-        self.plugin.runner().is_some()
+        self.plugin.is_isolated()
     }
 
     /// Calls the operation. An operand count outside its arity is refused without calling the

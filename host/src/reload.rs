@@ -45,7 +45,8 @@ use notify_debouncer_full::{
 };
 
 use crate::events::HostEvent;
-use crate::manager::{is_library_file, PluginManager};
+use crate::files::is_library_file;
+use crate::manager::PluginManager;
 
 /// A directory could not be watched.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +171,7 @@ impl DirWatcher {
             debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|e| error(dir, e.to_string()))?;
-            for file in crate::manager::library_files(dir).unwrap_or_default() {
+            for file in crate::files::library_files(dir).unwrap_or_default() {
                 if let Some(fp) = fingerprint(&file) {
                     state.known.insert(file, fp);
                 }
@@ -293,7 +294,7 @@ impl DirWatcher {
     fn rescan(&self, state: &mut State, touch: &mut impl FnMut(&mut State, &Path)) {
         let mut paths: Vec<PathBuf> = state.known.keys().cloned().collect();
         for dir in &self.dirs {
-            paths.extend(crate::manager::library_files(dir).unwrap_or_default());
+            paths.extend(crate::files::library_files(dir).unwrap_or_default());
         }
         for path in paths {
             touch(state, &path);

@@ -360,7 +360,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
 /// name order, following symbolic links; directories named like libraries are skipped), to a
 /// temporary file renamed over [`LOCK_FILE`]. Returns the lock file and the names locked.
 pub fn write_lock(dir: &Path) -> Result<(PathBuf, Vec<String>), String> {
-    let files = crate::manager::library_files(dir)
+    let files = crate::files::library_files(dir)
         .map_err(|e| format!("{}: cannot read plugin directory: {e}", dir.display()))?;
     let mut text = String::new();
     let mut names = Vec::new();
@@ -1037,7 +1037,7 @@ impl TrustedDir {
 
 /// The file-type checks `lstat` can answer: a regular, non-empty file.
 pub(crate) fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
-    if meta.is_dir() && crate::manager::is_library_file(path) {
+    if meta.is_dir() && crate::files::is_library_file(path) {
         return Err(LoadError::NotALibrary {
             path: path.to_path_buf(),
             reason: "is a directory named like a shared library".into(),

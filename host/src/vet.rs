@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::cache::{FileStamp, Refusal, Verdict};
 use crate::isolation::client::{Connection, Death};
 use crate::isolation::protocol::{Reply, Request};
+use crate::verdict::{FileStamp, Refusal, Verdict};
 
 /// How many vetting requests [`Vetter::vet_all`] keeps in flight: enough that the child never
 /// waits for the host, few enough that the requests fit in the socket's buffer.
@@ -118,10 +118,15 @@ impl Vetter {
             return;
         }
         let (mut sent, mut done) = (0usize, 0usize);
+        // Whether the current child stopped taking requests (it died with some in flight).
+        let mut closed = false;
+        // Children that died before the file they were sent (at most one retry per file).
+        let mut lost_before = 0usize;
         while done < paths.len() {
             if self.child.is_none() {
                 // Nothing is in flight without a child.
                 sent = done;
+                closed = false;
                 match self.start(Instant::now() + self.limit) {
                     Ok(child) => self.child = Some(child),
                     Err(why) => {
@@ -134,25 +139,36 @@ impl Vetter {
                 }
             }
             let child = self.child.as_mut().expect("started above");
-            let mut died = None;
-            while sent < paths.len() && sent - done < PIPELINE {
+            while !closed && sent < paths.len() && sent - done < PIPELINE {
                 let request = Request::Vet {
                     path: paths[sent].as_os_str().as_bytes().to_vec(),
                 };
-                if let Err(death) = child.send_only(&request) {
-                    // The child died on a file it was vetting: the oldest one in flight.
-                    died = Some(death);
+                if child.send_only(&request).is_err() {
+                    // The child died: on a file in flight, whose reply never comes, after the
+                    // replies it did send, which are read below first.
+                    closed = true;
                     break;
                 }
                 sent += 1;
             }
+            if sent == done {
+                // Nothing in flight, and the child takes no request: it died between files
+                // (a thread of an earlier one). The next file goes to a new child, once.
+                self.stop();
+                lost_before += 1;
+                if lost_before > 1 {
+                    let why = "the vetting process died before it was sent the file".to_string();
+                    each(done, refused(&paths[done], "vetting", why));
+                    done += 1;
+                    lost_before = 0;
+                }
+                continue;
+            }
+            lost_before = 0;
             let path = &paths[done];
-            let result = match died {
-                Some(death) => Err(death),
-                // The child started on this file at the latest when it answered the one
-                // before, which is no later than now: the limit runs from here.
-                None => child.receive(Some(Instant::now() + self.limit)),
-            };
+            // The child started on this file at the latest when it answered the one before,
+            // which is no later than now: the limit runs from here.
+            let result = child.receive(Some(Instant::now() + self.limit));
             let verdict = self.verdict_of(path, result);
             each(done, verdict);
             done += 1;
@@ -234,38 +250,7 @@ impl Drop for Vetter {
     }
 }
 
-/// What a trial load and unload of a plugin showed ([`trial_unload`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TrialUnload {
-    /// Why the trial could not load or start the plugin, if it could not.
-    pub error: Option<String>,
-    /// The library was unloaded as soon as it was closed.
-    pub unloaded: bool,
-    /// It stayed loaded while the thread that ran its `init` lived, and was unloaded once
-    /// that thread had exited: thread-local destructors its code registered held it.
-    pub unloaded_after_thread_exit: bool,
-}
-
-impl TrialUnload {
-    /// What this trial found keeps the library loaded, if anything (`None`: unloaded at once;
-    /// a trial that could not load the plugin says why).
-    pub fn blocker(&self) -> Option<crate::elf::UnloadBlocker> {
-        use crate::elf::UnloadBlocker;
-        if let Some(reason) = &self.error {
-            return Some(UnloadBlocker::TrialFailed {
-                reason: reason.clone(),
-            });
-        }
-        if self.unloaded {
-            return None;
-        }
-        Some(if self.unloaded_after_thread_exit {
-            UnloadBlocker::ThreadLocalDestructors
-        } else {
-            UnloadBlocker::StaysLoaded
-        })
-    }
-}
+pub use crate::isolation::runner::TrialUnload;
 
 /// Loads the plugin at `path` in a child (`runner --trial-unload`), runs its `init` and
 /// `shutdown` there in a thread of its own, closes it, and reports whether it was unloaded
@@ -357,12 +342,12 @@ static VERDICTS: Mutex<BTreeMap<PathBuf, Remembered>> = Mutex::new(BTreeMap::new
 const MAX_VERDICTS: usize = 1 << 16;
 
 /// The verdict this process found for the version `stamp` of the file at `path`, if any. A
-/// file changed within [`crate::cache::RACY_WINDOW`] of its vetting could have changed again
+/// file changed within [`crate::verdict::RACY_WINDOW`] of its vetting could have changed again
 /// with the same stamp, so such a verdict serves only the open it was found for.
 pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Verdict> {
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
     let known = verdicts.get(path).filter(|r| r.stamp == stamp)?;
-    let window = i64::try_from(crate::cache::RACY_WINDOW.as_nanos()).unwrap_or(i64::MAX);
+    let window = i64::try_from(crate::verdict::RACY_WINDOW.as_nanos()).unwrap_or(i64::MAX);
     let racy = stamp.mtime_ns.saturating_add(window) >= known.checked_ns;
     if !racy {
         return Some(known.verdict.clone());
@@ -380,7 +365,7 @@ pub(crate) fn remember(path: &Path, stamp: FileStamp, verdict: &Verdict, pending
     if matches!(verdict, Verdict::Refused(r) if r.kind == "vetting") {
         return;
     }
-    let checked_ns = crate::cache::ns_since_epoch(std::time::SystemTime::now());
+    let checked_ns = crate::verdict::ns_since_epoch(std::time::SystemTime::now());
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
     if verdicts.len() >= MAX_VERDICTS {
         verdicts.clear();
@@ -404,19 +389,4 @@ fn refused(path: &Path, kind: &str, why: String) -> Verdict {
         message: format!("{}: {why}", path.display()),
         mismatches: Vec::new(),
     })
-}
-
-impl Verdict {
-    /// The verdict of [`crate::loader::inspect`]'s result.
-    pub fn of(result: Result<crate::info::PluginInfo, crate::error::LoadError>) -> Verdict {
-        match result {
-            Ok(info) => Verdict::Valid(info),
-            Err(e) => Verdict::Refused(Refusal::from(&e)),
-        }
-    }
-
-    /// The verdict as the JSON a vetting child sends.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("JSON of plain data")
-    }
 }

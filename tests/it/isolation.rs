@@ -1078,3 +1078,30 @@ fn memory_limits_are_read_from_the_config_per_plugin() {
         Settings::parse("[isolation]\nmemory_limit_mb = 0\n", Path::new("calc.toml")).unwrap();
     assert_eq!(none.isolation.memory_limit_mb("crashy"), None);
 }
+
+#[test]
+fn plugins_list_shows_the_limits_and_the_memory_mechanism_in_force() {
+    let dir = crashy_dir();
+    let config =
+        calc_tests::scratch_dir(&format!("limits-list-{}", std::process::id())).join("calc.toml");
+    std::fs::write(
+        &config,
+        "[plugins.crashy]\nisolate = true\nmemory_limit_mb = 64\ncpu_limit_s = 5\n",
+    )
+    .unwrap();
+    let out = calc_tests::run_calc(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "plugins",
+        "list",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mechanism = calc_host::isolation::memory_limit::mechanism();
+    assert!(
+        text.contains(&format!("CPU limit 5 s, memory limit 64 MB ({mechanism})")),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

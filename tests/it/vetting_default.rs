@@ -296,3 +296,22 @@ fn the_c_api_vets_by_default_and_survives_the_load_time_corpus() {
         calc_host_free(host);
     }
 }
+
+#[test]
+fn vet_all_blames_only_the_file_that_killed_the_child_however_replies_and_deaths_race() {
+    // The child answers the good file and dies on the next one while the host may still be
+    // sending requests: the good file's reply, already on the socket, must be read as such.
+    let corpus = load_time_corpus_dir();
+    let at = |name: &str| std::fs::canonicalize(corpus.join(library_file_name(name))).unwrap();
+    let (good, abort) = (at("good_c"), at("hostile_ctor_abort"));
+    let mut paths = vec![good.clone(), abort.clone()];
+    paths.extend(std::iter::repeat_n(good.clone(), 40));
+    for round in 0..25 {
+        let mut vetter = Vetter::new(runner_binary(), Duration::from_millis(2000));
+        vetter.vet_all(&paths, |i, verdict| match (paths[i] == abort, verdict) {
+            (false, Verdict::Valid(_)) => {}
+            (true, Verdict::Refused(r)) => assert_eq!(r.kind, "crashed", "round {round}: {r:?}"),
+            (_, other) => panic!("round {round}, file {i}: {other:?}"),
+        });
+    }
+}

@@ -88,7 +88,7 @@ impl Death {
             }
             Death::Signal(s) => format!(
                 "plugin process crashed with {} {during}",
-                crate::conformance::signal_name(*s)
+                crate::signals::signal_name(*s)
             ),
             Death::Exited(code) => format!("plugin process exited with status {code} {during}"),
             Death::TimedOut(t) => format!("timed out after {} {during}", millis(*t)),
@@ -99,7 +99,7 @@ impl Death {
             Death::SignalUnderRlimit(s, mb) => format!(
                 "plugin process crashed with {} {during} (perhaps out of memory: its address \
                  space is limited to {mb} MB)",
-                crate::conformance::signal_name(*s)
+                crate::signals::signal_name(*s)
             ),
         }
     }
@@ -233,7 +233,7 @@ impl Connection {
                 protocol: protocol::PROTOCOL_VERSION,
                 info,
             }) => {
-                let info = parse_hello(&info)
+                let info = protocol::parse_hello(&info)
                     .map_err(|e| StartError::Died(conn.kill(Death::Broken(e))))?;
                 Ok((conn, info))
             }
@@ -297,11 +297,13 @@ impl Connection {
     /// Sends `request` without waiting for its reply, for a runner that answers requests in
     /// order (the vetting child): several may be in flight, their replies read one by one
     /// with [`Self::receive`]. On failure the runner is gone (reaped) and how is returned.
-    pub(crate) fn send_only(&mut self, request: &Request) -> Result<(), Death> {
+    /// A failure leaves the connection as it is: the replies the runner sent before it died
+    /// can still be read, and reading past them reports how it died.
+    pub(crate) fn send_only(&mut self, request: &Request) -> std::io::Result<()> {
         self.exact_reads = true;
         self.buf.clear();
         request.encode(&mut self.buf);
-        self.send()
+        super::sys::send_all(&self.socket, &self.buf)
     }
 
     /// Sends `Init` and waits for the plugin to be ready.
@@ -520,7 +522,7 @@ impl Connection {
                 .rsplitn(3, '.')
                 .nth(2)
                 .is_some_and(|stem_and_pid| format!("{stem_and_pid}.").ends_with(&marker));
-            if ours && crate::manager::is_library_file(&entry.path()) {
+            if ours && crate::files::is_library_file(&entry.path()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -573,16 +575,6 @@ fn death_of(status: ExitStatus) -> Death {
         (Some(s), _) => Death::Signal(s),
         (None, code) => Death::Exited(code.unwrap_or(0)),
     }
-}
-
-/// The metadata a `Hello` carries (`PluginInfo` as JSON).
-fn parse_hello(text: &str) -> Result<PluginInfo, String> {
-    serde_json::from_str(text).map_err(|e| format!("malformed metadata: {e}"))
-}
-
-/// The `Hello.info` text for `info` (see [`parse_hello`]).
-pub(crate) fn hello_text(info: &PluginInfo) -> String {
-    serde_json::to_string(info).expect("metadata serialises")
 }
 
 /// Health counters of one isolated plugin.

@@ -40,49 +40,14 @@ pub const RUNNER_NAME: &str = "calc-plugin-runner";
 /// Environment variable naming the runner executable (checked after the settings).
 pub const RUNNER_ENV: &str = "CALC_PLUGIN_RUNNER";
 
-/// Per-call limit of isolated plugins when none is configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// Limit on starting an isolated plugin (loading, validation and `init`) when none is
-/// configured.
-pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_millis(5000);
-
-/// Consecutive crashes or timeouts after which the circuit breaker disables a plugin, when
-/// none is configured.
-pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
+pub use crate::config::{DEFAULT_BREAKER_THRESHOLD, DEFAULT_START_TIMEOUT, DEFAULT_TIMEOUT};
 
 /// How long the host waits for a reply, and a runner for its next request, by polling before it
 /// blocks (see `sys::spin_until_readable`): a blocked process is slow to wake on an idle
 /// machine, so back-to-back calls stay fast; a process idle for longer than this sleeps.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
-/// Health figures of one plugin (see `PluginManager::health`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Health {
-    /// Whether the plugin runs in a runner process.
-    pub isolated: bool,
-    /// Calls made (isolated: every call through its operations; in-process: the calls the
-    /// manager's evaluation paths counted).
-    pub calls: u64,
-    /// Calls that failed (plugin errors, crashes, timeouts, calls refused by the breaker).
-    pub failures: u64,
-    /// Calls during which the runner crashed or exited.
-    pub crashes: u64,
-    /// Calls that timed out (isolated: the runner was killed; in process: the call failed after
-    /// its cooperative deadline, see `crate::limit`).
-    pub timeouts: u64,
-    /// Times the runner was started again after a crash or timeout.
-    pub restarts: u64,
-    /// Mean time of the calls the runner answered, as the caller saw it (isolated plugins, and
-    /// in-process plugins with a per-call limit).
-    pub mean_latency: Option<Duration>,
-    /// Longest such time.
-    pub max_latency: Option<Duration>,
-    /// The circuit breaker's message when it has disabled the plugin.
-    pub disabled: Option<String>,
-    /// The runner's process id, when one is running (and not busy with a call).
-    pub runner_pid: Option<u32>,
-}
+pub use crate::limit::Health;
 
 impl Health {
     /// The figures as JSON (durations in microseconds), for `calc plugins list --json`.
@@ -217,43 +182,7 @@ pub(crate) struct Pending {
     started: Instant,
 }
 
-/// The kinds `LoadError::kind` can return, so that a refusal reported by a runner keeps its
-/// kind; an unknown one is `"isolation"`.
-pub(crate) fn static_kind(kind: &str) -> &'static str {
-    const KINDS: &[&str] = &[
-        "entry_not_code",
-        "unreadable_memory",
-        "crashed",
-        "exited",
-        "timed_out",
-        "protocol",
-        "memory_limit",
-        "vetting",
-        "not_found",
-        "not_a_file",
-        "directory",
-        "open",
-        "missing_entry",
-        "entry_returned_null",
-        "bad_magic",
-        "abi_version",
-        "struct_size",
-        "invalid_field",
-        "semver",
-        "api_requirement",
-        "init_failed",
-        "version_requirement",
-        "duplicate_plugin",
-        "not_a_library",
-        "unreadable",
-        "changed",
-    ];
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("isolation")
-}
+pub(crate) use crate::error::static_kind;
 
 /// The load error for a runner that failed to start the plugin at `path`.
 fn start_error(
@@ -338,11 +267,25 @@ impl Isolated {
     pub(crate) fn client(&self) -> &Arc<RunnerClient> {
         &self.client
     }
+}
 
-    /// Asks the plugin to save its state (hot reload).
-    pub(crate) fn save_state(&self) -> Result<Option<Vec<u8>>, client::Failure> {
-        self.client.save_state()
+impl loader::Remote for Isolated {
+    fn save_state(&self) -> Result<Option<Vec<u8>>, (calc_sdk::Status, String)> {
+        self.client.save_state().map_err(|f| (f.status, f.message))
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The runner client of `plugin` when it runs in a runner process.
+pub(crate) fn runner_of(plugin: &LoadedPlugin) -> Option<&Arc<RunnerClient>> {
+    plugin
+        .remote()?
+        .as_any()
+        .downcast_ref::<Isolated>()
+        .map(Isolated::client)
 }
 
 impl Pending {
@@ -425,7 +368,7 @@ impl Pending {
             proxy::execute,
             proxy::execute_batch,
             instances,
-            Isolated { client, ops },
+            Box::new(Isolated { client, ops }),
         ))
     }
 }

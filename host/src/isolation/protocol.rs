@@ -27,6 +27,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::info::PluginInfo;
+
 /// Bumped whenever a message changes; the host refuses a runner that speaks another version.
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -488,6 +490,16 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
         return Err(DecodeError("frame length out of range"));
     }
     Ok(n)
+}
+
+/// The metadata a `Hello` carries (`PluginInfo` as JSON).
+pub(crate) fn parse_hello(text: &str) -> Result<PluginInfo, String> {
+    serde_json::from_str(text).map_err(|e| format!("malformed metadata: {e}"))
+}
+
+/// The `Hello.info` text for `info` (see [`parse_hello`]).
+pub(crate) fn hello_text(info: &PluginInfo) -> String {
+    serde_json::to_string(info).expect("metadata serialises")
 }
 
 #[cfg(test)]

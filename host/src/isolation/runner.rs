@@ -191,9 +191,42 @@ fn timeout(us: u64) -> Option<Duration> {
     (us > 0).then(|| Duration::from_micros(us))
 }
 
+/// What a trial load and unload of a plugin showed (`crate::vet::trial_unload`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrialUnload {
+    /// Why the trial could not load or start the plugin, if it could not.
+    pub error: Option<String>,
+    /// The library was unloaded as soon as it was closed.
+    pub unloaded: bool,
+    /// It stayed loaded while the thread that ran its `init` lived, and was unloaded once
+    /// that thread had exited: thread-local destructors its code registered held it.
+    pub unloaded_after_thread_exit: bool,
+}
+
+impl TrialUnload {
+    /// What this trial found keeps the library loaded, if anything (`None`: unloaded at once;
+    /// a trial that could not load the plugin says why).
+    pub fn blocker(&self) -> Option<crate::elf::UnloadBlocker> {
+        use crate::elf::UnloadBlocker;
+        if let Some(reason) = &self.error {
+            return Some(UnloadBlocker::TrialFailed {
+                reason: reason.clone(),
+            });
+        }
+        if self.unloaded {
+            return None;
+        }
+        Some(if self.unloaded_after_thread_exit {
+            UnloadBlocker::ThreadLocalDestructors
+        } else {
+            UnloadBlocker::StaysLoaded
+        })
+    }
+}
+
 /// A trial load for `calc plugins check` (`--trial-unload PLUGIN`): in a thread of its own,
 /// loads the plugin, runs its `init` (empty configuration) and `shutdown` and closes the
-/// library; then says, as a [`crate::vet::TrialUnload`] in JSON (`Vetted`), whether the
+/// library; then says, as a [`TrialUnload`] in JSON (`Vetted`), whether the
 /// library was unloaded at once, and if not, whether it was once that thread had exited. A
 /// library that stays loaded only while the thread lives is held by thread-local destructors
 /// its code registered (glibc keeps a library with pending ones: `__cxa_thread_atexit_impl`).
@@ -230,7 +263,7 @@ fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i
                 let _ = loader::still_loaded(&path, None);
                 loader::still_loaded(&path, None)
             };
-            crate::vet::TrialUnload {
+            TrialUnload {
                 error: None,
                 unloaded: !while_thread_lives,
                 unloaded_after_thread_exit: while_thread_lives && !after_thread_exit,
@@ -239,13 +272,13 @@ fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i
         Ok(Err(e)) => {
             let _ = exit_tx.send(());
             let _ = trial.join();
-            crate::vet::TrialUnload {
+            TrialUnload {
                 error: Some(e),
                 unloaded: false,
                 unloaded_after_thread_exit: false,
             }
         }
-        Err(_) => crate::vet::TrialUnload {
+        Err(_) => TrialUnload {
             error: Some("the trial thread ended without a word".into()),
             unloaded: false,
             unloaded_after_thread_exit: false,
@@ -258,7 +291,7 @@ fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i
 }
 
 /// The vetter: validates each file the host sends (`Vet`) in this process, one at a time, and
-/// answers with the verdict as JSON (see [`crate::vet`]). A file whose loading crashes, hangs or
+/// answers with the verdict as JSON (see `crate::vet`). A file whose loading crashes, hangs or
 /// exits takes this process down, not the host, which names the file it was vetting.
 fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
     use std::os::unix::ffi::OsStrExt;
@@ -277,7 +310,7 @@ fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
             Some(Request::Vet { path }) => {
                 super::sys::reset_for_next_file();
                 let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
-                let verdict = crate::cache::Verdict::of(loader::inspect(path));
+                let verdict = crate::verdict::Verdict::of(loader::inspect(path));
                 io.send(&Reply::Vetted {
                     verdict: verdict.to_json(),
                 })?;
@@ -318,7 +351,7 @@ fn serve(
     };
     io.send(&Reply::Hello {
         protocol: protocol::PROTOCOL_VERSION,
-        info: super::client::hello_text(opened.info()),
+        info: protocol::hello_text(opened.info()),
     })?;
     let (config, state) = match io.read()? {
         Some(Request::Init { config, state }) => (config, state),
