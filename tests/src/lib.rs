@@ -401,6 +401,8 @@ pub mod docs {
     pub mod readme {}
     #[doc = include_str!("../../docs/ABI.md")]
     pub mod abi {}
+    #[doc = include_str!("../../docs/ARCHITECTURE.md")]
+    pub mod architecture {}
     #[doc = include_str!("../../docs/CONFIG.md")]
     pub mod config {}
     #[doc = include_str!("../../docs/ISOLATION.md")]
