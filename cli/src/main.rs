@@ -675,6 +675,19 @@ fn limits_text(iso: &calc_host::config::IsolationSettings, name: &str) -> String
     text
 }
 
+/// How plugin `name` runs, for its listing line: `in process`, or `isolated (runner process,
+/// timeout 1000 ms, ...)` with its limits.
+fn mode_text(iso: &calc_host::config::IsolationSettings, name: &str, isolated: bool) -> String {
+    if !isolated {
+        return "in process".to_string();
+    }
+    format!(
+        "isolated (runner process, {}{})",
+        timeout_text(iso.call_timeout(name, true)),
+        limits_text(iso, name)
+    )
+}
+
 /// Isolation and health of the plugins `manager` loaded (`plugins list --no-cache`).
 fn isolation_of(manager: &PluginManager) -> Runtime {
     let settings = &manager.settings().isolation;
@@ -684,15 +697,7 @@ fn isolation_of(manager: &PluginManager) -> Runtime {
             let health = manager.health(&p.name)?;
             let isolated = manager.is_isolated(&p.name);
             let timeout = settings.call_timeout(&p.name, isolated);
-            let mode = if isolated {
-                format!(
-                    "isolated (runner process, {}{})",
-                    timeout_text(timeout),
-                    limits_text(settings, &p.name)
-                )
-            } else {
-                "in process".to_string()
-            };
+            let mode = mode_text(settings, &p.name, isolated);
             let mut line = format!("{mode}; health: {health}");
             if let Some(why) = &health.disabled {
                 line = format!("{line}; {why}");
@@ -721,15 +726,7 @@ fn planned_isolation(listing: &Listing, settings: &Settings) -> Runtime {
         .map(|p| {
             let isolated = iso.isolates(&p.name);
             let timeout = iso.call_timeout(&p.name, isolated);
-            let line = if isolated {
-                format!(
-                    "isolated (runner process, {}{})",
-                    timeout_text(timeout),
-                    limits_text(iso, &p.name)
-                )
-            } else {
-                "in process".to_string()
-            };
+            let line = mode_text(iso, &p.name, isolated);
             let json = serde_json::json!({
                 "isolated": isolated,
                 "timeout_ms": timeout.map(|t| t.as_millis() as u64),

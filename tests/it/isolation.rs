@@ -1031,32 +1031,28 @@ fn an_address_space_limit_makes_allocations_fail_where_cgroups_are_not_used() {
     let config =
         calc_tests::scratch_dir(&format!("memlimit-{}", std::process::id())).join("calc.toml");
     std::fs::write(&config, "[isolation]\nmemory_limit_mb = 256\n").unwrap();
-    let out = std::process::Command::new(calc_tests::calc_binary())
-        .args(["--isolate", "--config", config.to_str().unwrap()])
-        .args(["--plugin-dir", dir.to_str().unwrap(), "eval", "hog(400)"])
-        .env("CALC_MEMORY_LIMIT", "rlimit")
-        .env(
-            "XDG_CACHE_HOME",
-            calc_tests::target_dir().join("calc-tests/xdg-cache"),
-        )
-        .env_remove("CALC_PLUGIN_PATH")
-        .output()
-        .unwrap();
+    // `hog(400)` in an isolated runner, with `CALC_MEMORY_LIMIT` set to `forced` if given.
+    let hog = |forced: Option<&str>| {
+        let mut calc = std::process::Command::new(calc_tests::calc_binary());
+        calc.args(["--isolate", "--config", config.to_str().unwrap()])
+            .args(["--plugin-dir", dir.to_str().unwrap(), "eval", "hog(400)"])
+            .env(
+                "XDG_CACHE_HOME",
+                calc_tests::target_dir().join("calc-tests/xdg-cache"),
+            )
+            .env_remove("CALC_PLUGIN_PATH");
+        if let Some(mechanism) = forced {
+            calc.env("CALC_MEMORY_LIMIT", mechanism);
+        }
+        calc.output().unwrap()
+    };
+    let out = hog(Some("rlimit"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("hog: out of memory"), "{err}");
     // Without the limit the same call succeeds: the limit, not the machine, refused it.
     std::fs::write(&config, "[isolation]\n").unwrap();
-    let out = std::process::Command::new(calc_tests::calc_binary())
-        .args(["--isolate", "--config", config.to_str().unwrap()])
-        .args(["--plugin-dir", dir.to_str().unwrap(), "eval", "hog(400)"])
-        .env(
-            "XDG_CACHE_HOME",
-            calc_tests::target_dir().join("calc-tests/xdg-cache"),
-        )
-        .env_remove("CALC_PLUGIN_PATH")
-        .output()
-        .unwrap();
+    let out = hog(None);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "400\n",

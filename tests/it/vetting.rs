@@ -269,19 +269,7 @@ fn default_mode_eval_and_list_vet_new_files_and_remember_the_refusals() {
     use std::os::unix::process::ExitStatusExt;
     // A private copy of the corpus, its files dated a minute back: the metadata cache does not
     // trust an entry for a file modified within 2 s of its validation (RACY_WINDOW).
-    let private = scratch_dir(&format!("vetting-default-dir-{}", std::process::id()));
-    for entry in std::fs::read_dir(load_time_corpus_dir()).unwrap() {
-        let from = entry.unwrap().path();
-        std::fs::copy(&from, private.join(from.file_name().unwrap())).unwrap();
-    }
-    let dated = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("touch -m -d '1 minute ago' \"$0\"/*.so")
-        .arg(&private)
-        .status()
-        .unwrap();
-    assert!(dated.success());
-    let private = std::fs::canonicalize(&private).unwrap();
+    let private = calc_tests::dated_load_time_corpus("vetting-default-dir");
     let dir = private.to_str().unwrap();
     let in_private = |name: &str| private.join(library_file_name(name));
     let refusal_lines = |err: &str| -> Vec<String> {

@@ -39,24 +39,6 @@ fn starts(log: &Path) -> usize {
     std::fs::read_to_string(log).map_or(0, |t| t.lines().count())
 }
 
-/// A private copy of the load-time corpus (the valid `libgood_c.so` and one file per
-/// [`LOAD_TIME_CASES`]), dated a minute back so that verdicts on it are not racy.
-fn private_corpus(name: &str) -> PathBuf {
-    let dir = scratch_dir(&format!("{name}-{}", std::process::id()));
-    for entry in std::fs::read_dir(load_time_corpus_dir()).unwrap() {
-        let from = entry.unwrap().path();
-        std::fs::copy(&from, dir.join(from.file_name().unwrap())).unwrap();
-    }
-    let dated = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("touch -m -d '1 minute ago' \"$0\"/*.so")
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(dated.success());
-    std::fs::canonicalize(&dir).unwrap()
-}
-
 fn settings_with_runner(runner: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.isolation.runner = Some(runner.to_path_buf());
@@ -128,7 +110,7 @@ fn vet_all_refuses_each_file_that_kills_the_child_and_goes_on_in_a_new_one() {
 fn a_manager_vets_a_directory_by_default_and_remembers_the_verdicts() {
     let scratch = scratch_dir(&format!("vet-default-{}", std::process::id()));
     let (runner, log) = counting_runner(&scratch);
-    let dir = private_corpus("vet-default-corpus");
+    let dir = calc_tests::dated_load_time_corpus("vet-default-corpus");
     let mut manager = PluginManager::with_settings(settings_with_runner(&runner));
     let loaded = manager.load_dir(&dir).expect("readable");
     assert_eq!(loaded, 1);

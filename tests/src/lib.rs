@@ -358,6 +358,26 @@ pub const LOAD_TIME_CASES: &[&str] = &[
     "CTOR_FORGE",
 ];
 
+/// A private copy of the load-time corpus (the valid `libgood_c.so` and one file per
+/// [`LOAD_TIME_CASES`]) in a new scratch directory named after `name`, its libraries dated a
+/// minute back: verdicts and cache entries on files changed within 2 s of their validation are
+/// not trusted (`RACY_WINDOW`). Returns the canonical directory.
+pub fn dated_load_time_corpus(name: &str) -> PathBuf {
+    let dir = scratch_dir(&format!("{name}-{}", std::process::id()));
+    for entry in std::fs::read_dir(load_time_corpus_dir()).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, dir.join(from.file_name().unwrap())).unwrap();
+    }
+    let dated = Command::new("sh")
+        .arg("-c")
+        .arg("touch -m -d '1 minute ago' \"$0\"/*.so")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(dated.success(), "touch");
+    std::fs::canonicalize(&dir).unwrap()
+}
+
 /// The file in which `libhostile_ctor_fork.so` of [`load_time_corpus_dir`] records the pid of
 /// each child its constructor forks (one line each): no such child may outlive the host run
 /// that opened the file.
