@@ -29,12 +29,12 @@
 //!     cargo test -p calc-host --lib --release rcu::loom_tests
 //! ```
 //!
-//! (`LOOM_MAX_PREEMPTIONS=N` widens the search; `xtask/tests/loom.rs` runs this command as part
-//! of `cargo test`.) What loom cannot model stays outside the checked code: the process-wide
-//! statics, the thread-local registration, `membarrier` (a system call that runs a barrier on
-//! other threads: loom only knows fences and atomics, so the loom build models the fallback in
-//! which readers execute a real `SeqCst` fence), the deadline of [`GRACE_WAIT`] and the
-//! reclaimer thread.
+//! (`LOOM_MAX_PREEMPTIONS=N`, 3 by default, widens the search; `xtask/tests/loom.rs` runs the
+//! same tests, in the debug profile, as part of `cargo test`.) What loom cannot model stays
+//! outside the checked code: the process-wide statics, the thread-local registration,
+//! `membarrier` (a system call that runs a barrier on other threads: loom only knows fences and
+//! atomics, so the loom build models the fallback in which readers execute a real `SeqCst`
+//! fence), the deadline of [`GRACE_WAIT`] and the reclaimer thread.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
