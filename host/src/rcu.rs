@@ -2,9 +2,9 @@
 //! cheap as a pinned one.
 //!
 //! A reader (a call through a `LiveOp` or a compiled expression) marks its thread as "inside"
-//! with two plain stores to a thread-local sequence number and a compiler fence, then loads the
-//! cell's pointer; no lock, no allocation, no reference count and no shared cache line is
-//! written. A writer (a reload) swaps the pointer and waits for a grace period: after a
+//! with two stores to a thread-local sequence number (plain moves on x86) and a compiler fence,
+//! then loads the cell's pointer; no lock, no allocation, no reference count and no shared cache
+//! line is written. A writer (a reload) swaps the pointer and waits for a grace period: after a
 //! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` system call, which makes every thread of the
 //! process execute a full memory barrier, every reader that could still see the old value is
 //! one whose sequence number was odd at that moment; the writer waits until each of those has
@@ -15,15 +15,50 @@
 //! drops it once the reader has left.
 //!
 //! This module and `loader` are the only host modules with `unsafe` code.
+//!
+//! # Checking the protocol
+//!
+//! The protocol (a reader's `Reader::enter` and `Reader::leave`, the writer's swap and
+//! `Domain::synchronize`) is written against the small `sync` module, which is `std` in every
+//! normal build and [`loom`](https://docs.rs/loom)'s model-checked replacements in a test build
+//! with `--cfg loom`. The `loom_tests` explore every interleaving (within a preemption bound) of
+//! readers and writers on a private `Domain`:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p calc-host --lib --release rcu::loom_tests
+//! ```
+//!
+//! (`LOOM_MAX_PREEMPTIONS=N`, 3 by default, widens the search; `xtask/tests/loom.rs` runs the
+//! same tests, in the debug profile, as part of `cargo test`.) What loom cannot model stays
+//! outside the checked code: the process-wide statics, the thread-local registration,
+//! `membarrier` (a system call that runs a barrier on other threads: loom only knows fences and
+//! atomics, so the loom build models the fallback in which readers execute a real `SeqCst`
+//! fence), the deadline of [`GRACE_WAIT`] and the reclaimer thread.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::atomic::{
-    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::compiler_fence;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use sync::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// The synchronisation primitives the protocol uses: `std`'s, or loom's in a test build with
+/// `--cfg loom` (values stored in cells stay `std::sync::Arc`s: they are the cell's API).
+mod sync {
+    #[cfg(all(test, loom))]
+    pub(super) use loom::sync::{
+        atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    };
+    #[cfg(not(all(test, loom)))]
+    pub(super) use std::sync::{
+        atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    };
+}
 
 /// How long a writer waits for readers before handing the old value to the reclaimer thread.
 pub const GRACE_WAIT: Duration = Duration::from_millis(50);
@@ -38,14 +73,141 @@ struct Reader {
     dead: AtomicBool,
 }
 
-/// Every reader that ever registered (pruned of dead ones by writers).
-static READERS: Mutex<Vec<Arc<Reader>>> = Mutex::new(Vec::new());
-/// Readers without a thread-local slot (threads being torn down): counted globally.
-static FALLBACK_READERS: AtomicUsize = AtomicUsize::new(0);
+impl Reader {
+    /// Marks this thread inside a read-side section; returns the sequence number that
+    /// [`Reader::leave`] publishes when the section ends. Sections nest.
+    #[inline]
+    fn enter(&self) -> u64 {
+        // Branch-free nesting: entering marks the sequence odd (a no-op store when an outer
+        // section on this thread already did), and leaving publishes `seq + 2` for an outermost
+        // section but restores the outer section's odd mark for a nested one.
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Release (a plain store on x86, like Relaxed): a writer that reads this mark must also
+        // see everything this thread did in its previous section, which ended with a release
+        // store of its own that this one overwrites. With Relaxed, a writer waiting for that
+        // section to end could read this mark, see the sequence move on, and free the value the
+        // section used without the reads of it happening before the free (a data race in the
+        // memory model; found by `loom_tests`).
+        self.seq.store(seq | 1, Ordering::Release);
+        if self.membarrier {
+            // The writer's membarrier supplies the StoreLoad barrier: only keep the compiler
+            // from moving the pointer load above the store.
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            // Pairs with the writer's fence in `global_barrier`: either this thread's next
+            // pointer load sees the writer's swap, or the writer sees the odd mark.
+            fence(Ordering::SeqCst);
+        }
+        seq + ((!seq & 1) << 1)
+    }
+
+    /// Ends the section [`Reader::enter`] opened, given what it returned.
+    #[inline]
+    fn leave(&self, exit_seq: u64) {
+        // Release: every read of the old value happens before a writer sees us leave.
+        self.seq.store(exit_seq, Ordering::Release);
+    }
+}
+
+/// A set of readers and the writers' side of the protocol over them. The process has one
+/// ([`DOMAIN`]); the loom tests make their own.
+struct Domain {
+    /// Every reader that ever registered (pruned of dead ones by writers).
+    readers: sync::Mutex<Vec<sync::Arc<Reader>>>,
+    /// Readers without a registered `Reader` (threads being torn down): counted here.
+    fallback: AtomicUsize,
+}
+
+impl Domain {
+    #[cfg(not(all(test, loom)))]
+    const fn new() -> Self {
+        Domain {
+            readers: sync::Mutex::new(Vec::new()),
+            fallback: AtomicUsize::new(0),
+        }
+    }
+
+    // loom's primitives have no `const fn new` (they belong to one model execution).
+    #[cfg(all(test, loom))]
+    fn new() -> Self {
+        Domain {
+            readers: sync::Mutex::new(Vec::new()),
+            fallback: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new reader in this domain; `membarrier` says whether writers' barriers are
+    /// `membarrier` system calls (see `global_barrier`).
+    fn register(&self, membarrier: bool) -> sync::Arc<Reader> {
+        let reader = sync::Arc::new(Reader {
+            seq: AtomicU64::new(0),
+            membarrier,
+            dead: AtomicBool::new(false),
+        });
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sync::Arc::clone(&reader));
+        reader
+    }
+
+    /// Enters a read-side section without a registered reader (slow; counted globally).
+    fn enter_fallback(&self) {
+        self.fallback.fetch_add(1, Ordering::SeqCst);
+        // As in `Reader::enter`: the count's increment and the pointer load that follows are
+        // ordered against the writer's barrier only by a fence (a SeqCst read-modify-write
+        // orders the count, not the later Acquire load of the pointer; found by `loom_tests`).
+        fence(Ordering::SeqCst);
+    }
+
+    /// Leaves a section [`Domain::enter_fallback`] opened.
+    fn leave_fallback(&self) {
+        self.fallback.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Waits until no reader can still see a value swapped out before the call. `keep_waiting`
+    /// runs each time a reader is still inside (it backs off), and returns false to give up,
+    /// making this return false.
+    fn synchronize(&self, mut keep_waiting: impl FnMut() -> bool) -> bool {
+        global_barrier();
+        let inside: Vec<(sync::Arc<Reader>, u64)> = {
+            let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            readers.retain(|r| !r.dead.load(Ordering::Acquire));
+            readers
+                .iter()
+                .filter_map(|r| {
+                    let s = r.seq.load(Ordering::Acquire);
+                    (s & 1 == 1).then(|| (sync::Arc::clone(r), s))
+                })
+                .collect()
+        };
+        for (r, s) in inside {
+            while r.seq.load(Ordering::Acquire) == s && !r.dead.load(Ordering::Acquire) {
+                if !keep_waiting() {
+                    return false;
+                }
+            }
+        }
+        while self.fallback.load(Ordering::SeqCst) != 0 {
+            if !keep_waiting() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The process's readers.
+#[cfg(not(all(test, loom)))]
+static DOMAIN: Domain = Domain::new();
+#[cfg(all(test, loom))]
+loom::lazy_static! {
+    static ref DOMAIN: Domain = Domain::new();
+}
 
 /// Whether `membarrier` is registered for this process (readers then need no fence). Decided
 /// when the first cell is created, before any reader of any cell exists.
-static MEMBARRIER: AtomicBool = AtomicBool::new(false);
+static MEMBARRIER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn init_membarrier() {
     static INIT: OnceLock<()> = OnceLock::new();
@@ -57,7 +219,7 @@ fn membarrier_ready() -> bool {
     MEMBARRIER.load(Ordering::Relaxed)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(all(test, loom))))]
 fn register_membarrier() -> bool {
     const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
     const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
@@ -79,7 +241,9 @@ fn register_membarrier() -> bool {
     registered == 0
 }
 
-#[cfg(not(target_os = "linux"))]
+/// No `membarrier`: readers fence. Also the loom build's choice, since loom cannot model a
+/// barrier that one thread makes others execute.
+#[cfg(not(all(target_os = "linux", not(all(test, loom)))))]
 fn register_membarrier() -> bool {
     false
 }
@@ -87,7 +251,7 @@ fn register_membarrier() -> bool {
 /// Makes every thread of the process execute a full memory barrier (or, without membarrier,
 /// executes one here: readers then fence on their side).
 fn global_barrier() {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(all(test, loom))))]
     if membarrier_ready() {
         const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
         // SAFETY: registered in `register_membarrier`; the call takes no pointers.
@@ -116,21 +280,12 @@ thread_local! {
     static OWNER: Registration = Registration::new();
 }
 
-struct Registration(Arc<Reader>);
+struct Registration(sync::Arc<Reader>);
 
 impl Registration {
     fn new() -> Self {
         init_membarrier();
-        let reader = Arc::new(Reader {
-            seq: AtomicU64::new(0),
-            membarrier: membarrier_ready(),
-            dead: AtomicBool::new(false),
-        });
-        READERS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&reader));
-        Registration(reader)
+        Registration(DOMAIN.register(membarrier_ready()))
     }
 }
 
@@ -144,7 +299,7 @@ impl Drop for Registration {
 #[cold]
 fn register_reader() -> *const Reader {
     let r = OWNER
-        .try_with(|o| Arc::as_ptr(&o.0))
+        .try_with(|o| sync::Arc::as_ptr(&o.0))
         .unwrap_or(std::ptr::null());
     let _ = LOCAL.try_with(|l| l.reader.set(r));
     r
@@ -154,8 +309,7 @@ fn register_reader() -> *const Reader {
 struct Section {
     /// This thread's reader, or NULL for the global fallback count.
     reader: *const Reader,
-    /// The sequence number to publish on leaving: the next even number for an outermost
-    /// section, the outer section's (odd) mark for a nested one. Unused for the fallback.
+    /// What [`Reader::enter`] returned. Unused for the fallback.
     exit_seq: u64,
     _not_send: PhantomData<*const ()>,
 }
@@ -167,7 +321,7 @@ impl Section {
         if reader.is_null() {
             reader = register_reader();
             if reader.is_null() {
-                FALLBACK_READERS.fetch_add(1, Ordering::SeqCst);
+                DOMAIN.enter_fallback();
                 return Section {
                     reader,
                     exit_seq: 0,
@@ -177,22 +331,10 @@ impl Section {
         }
         // SAFETY: `reader` points to this thread's registered `Reader`, kept alive by the `OWNER`
         // registration (and the global list) for the life of the thread.
-        let r = unsafe { &*reader };
-        // Branch-free nesting: entering marks the sequence odd (a no-op store when an outer
-        // section on this thread already did), and leaving publishes `seq + 2` for an outermost
-        // section but restores the outer section's odd mark for a nested one.
-        let seq = r.seq.load(Ordering::Relaxed);
-        r.seq.store(seq | 1, Ordering::Relaxed);
-        if r.membarrier {
-            // The writer's membarrier supplies the StoreLoad barrier: only keep the compiler
-            // from moving the pointer load above the store.
-            compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
-        }
+        let exit_seq = unsafe { &*reader }.enter();
         Section {
             reader,
-            exit_seq: seq + ((!seq & 1) << 1),
+            exit_seq,
             _not_send: PhantomData,
         }
     }
@@ -202,12 +344,10 @@ impl Drop for Section {
     #[inline]
     fn drop(&mut self) {
         if self.reader.is_null() {
-            FALLBACK_READERS.fetch_sub(1, Ordering::SeqCst);
+            DOMAIN.leave_fallback();
         } else {
             // SAFETY: as in `enter`.
-            let r = unsafe { &*self.reader };
-            // Release: every read of the old value happens before a writer sees us leave.
-            r.seq.store(self.exit_seq, Ordering::Release);
+            unsafe { &*self.reader }.leave(self.exit_seq);
         }
     }
 }
@@ -215,40 +355,20 @@ impl Drop for Section {
 /// Waits until no reader can still see a value retired before the call; gives up after
 /// `limit`, returning false.
 fn synchronize(limit: Duration) -> bool {
-    global_barrier();
-    let inside: Vec<(Arc<Reader>, u64)> = {
-        let mut readers = READERS.lock().unwrap_or_else(|e| e.into_inner());
-        readers.retain(|r| !r.dead.load(Ordering::Acquire));
-        readers
-            .iter()
-            .filter_map(|r| {
-                let s = r.seq.load(Ordering::Acquire);
-                (s & 1 == 1).then(|| (Arc::clone(r), s))
-            })
-            .collect()
-    };
     let deadline = Instant::now() + limit;
     let mut spins = 0u32;
-    for (r, s) in inside {
-        while r.seq.load(Ordering::Acquire) == s && !r.dead.load(Ordering::Acquire) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-    }
-    while FALLBACK_READERS.load(Ordering::SeqCst) != 0 {
+    DOMAIN.synchronize(|| {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::yield_now();
-    }
-    true
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        true
+    })
 }
 
 /// A value taken out of an [`RcuCell`] that readers may still be using. Dropping it waits for a
@@ -346,7 +466,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     #[inline]
     pub fn load(&self) -> RcuGuard<'_, T> {
         let section = Section::enter();
-        let p = self.ptr.load(Ordering::Acquire);
+        let p = self.current();
         // SAFETY: `p` came from `Arc::into_raw` and is only released by `store`/`drop` after a
         // grace period, which waits for this section to end.
         let value = unsafe { &*p };
@@ -359,7 +479,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// A strong reference to the current value (for keeping it beyond a short read).
     pub fn load_full(&self) -> Arc<T> {
         let _section = Section::enter();
-        let p = self.ptr.load(Ordering::Acquire);
+        let p = self.current();
         // SAFETY: as in `load`, `p` is a live `Arc` allocation during the section; taking a new
         // strong count keeps it alive afterwards.
         unsafe {
@@ -377,20 +497,36 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// Replaces the value and returns the old one as a [`Retired`] token, to be dropped (after a
     /// grace period) alone or with others through [`retire_all`].
     pub fn swap(&self, value: Arc<T>) -> Retired {
+        Retired(Some(Box::new(self.replace(value))))
+    }
+}
+
+impl<T> RcuCell<T> {
+    /// The current value's pointer; valid while the caller's read-side section is open.
+    #[inline]
+    fn current(&self) -> *const T {
+        // Acquire: the value's contents, written before the writer's swap, are visible.
+        self.ptr.load(Ordering::Acquire)
+    }
+
+    /// Swaps in `value` and returns the old one, which readers may still be using: the caller
+    /// drops it only after a grace period.
+    fn replace(&self, value: Arc<T>) -> Arc<T> {
         let old = self
             .ptr
             .swap(Arc::into_raw(value).cast_mut(), Ordering::AcqRel);
         // SAFETY: `old` came from `Arc::into_raw` and was owned by the cell.
-        let old = unsafe { Arc::from_raw(old) };
-        Retired(Some(Box::new(old)))
+        unsafe { Arc::from_raw(old) }
     }
 }
 
 impl<T> Drop for RcuCell<T> {
     fn drop(&mut self) {
-        // No reader can be inside: they borrow the cell, and we have it exclusively.
+        // No reader can be inside: they borrow the cell, and we have it exclusively (so the
+        // last swap happens before this load whatever its ordering).
+        let p = self.ptr.load(Ordering::Relaxed);
         // SAFETY: the pointer came from `Arc::into_raw` and the cell owned it.
-        drop(unsafe { Arc::from_raw(*self.ptr.get_mut()) });
+        drop(unsafe { Arc::from_raw(p) });
     }
 }
 
@@ -400,7 +536,7 @@ impl<T: std::fmt::Debug + Send + Sync + 'static> std::fmt::Debug for RcuCell<T> 
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
@@ -484,5 +620,352 @@ mod tests {
             }
         });
         assert_eq!(*cell.load(), 1000);
+    }
+}
+
+/// Model checks of the protocol (see "Checking the protocol" above for the command). Each test
+/// runs a few threads on a private [`Domain`] and an [`RcuCell`] whose values record, in a loom
+/// `UnsafeCell` per value, being published and being freed: loom fails a test when a reader's
+/// use of a value is not ordered after its publication or not ordered before its drop, when a
+/// value is leaked (loom's `Arc`) or dropped twice, and when a writer's wait never ends.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::sync::{Arc as LoomArc, AtomicUsize, Mutex, Ordering};
+    use super::{Domain, RcuCell, Reader};
+    use loom::cell::UnsafeCell;
+    use loom::thread;
+    use std::sync::Arc;
+
+    /// A value's state, as its slot records it.
+    const UNPUBLISHED: u8 = 0;
+    const LIVE: u8 = 1;
+    const FREED: u8 = 2;
+
+    /// What the test knows of one value: its state (written only through `with_mut`, so loom
+    /// checks every read against it) and how often it was dropped.
+    struct Slot {
+        state: UnsafeCell<u8>,
+        drops: AtomicUsize,
+    }
+
+    /// The slots of every value a test makes, indexed by value.
+    struct Slots(Vec<Slot>);
+
+    // SAFETY: the states are only accessed through loom's `with`/`with_mut`, which check every
+    // access against the others and fail the test on a race (what these tests look for).
+    unsafe impl Sync for Slots {}
+
+    impl Slots {
+        fn new(n: usize, live: usize) -> LoomArc<Slots> {
+            LoomArc::new(Slots(
+                (0..n)
+                    .map(|i| Slot {
+                        state: UnsafeCell::new(if i < live { LIVE } else { UNPUBLISHED }),
+                        drops: AtomicUsize::new(0),
+                    })
+                    .collect(),
+            ))
+        }
+
+        /// Marks value `id` published: called by its writer before the swap.
+        fn publish(&self, id: usize) {
+            // SAFETY: the pointer is valid for the closure; loom reports any access that races.
+            self.0[id].state.with_mut(|s| unsafe { *s = LIVE });
+        }
+
+        /// Uses value `id` as a reader would: fails unless it was published and not freed.
+        fn use_value(&self, id: usize) {
+            // SAFETY: as in `publish`.
+            let state = self.0[id].state.with(|s| unsafe { *s });
+            assert_eq!(state, LIVE, "value {id} read while not live");
+        }
+
+        fn drops(&self, id: usize) -> usize {
+            self.0[id].drops.load(Ordering::Relaxed)
+        }
+    }
+
+    /// A value stored in the cell: dropping it frees its slot.
+    struct Value {
+        id: usize,
+        slots: LoomArc<Slots>,
+    }
+
+    impl Drop for Value {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                // A check already failed: report that, not a second failure while unwinding.
+                return;
+            }
+            let slot = &self.slots.0[self.id];
+            // SAFETY: as in `Slots::publish`.
+            slot.state.with_mut(|s| unsafe { *s = FREED });
+            slot.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` values whose first is in a new cell: the cell, the others (to be swapped in), the
+    /// address of each value (to name the one a reader sees without dereferencing it: a broken
+    /// protocol must fail the test, not read freed memory), and their slots.
+    struct Fixture {
+        cell: LoomArc<RcuCell<Value>>,
+        values: Vec<Arc<Value>>,
+        addresses: Vec<usize>,
+        slots: LoomArc<Slots>,
+    }
+
+    impl Fixture {
+        fn new(n: usize) -> Fixture {
+            let slots = Slots::new(n, 1);
+            let mut values: Vec<Arc<Value>> = (0..n)
+                .map(|id| {
+                    Arc::new(Value {
+                        id,
+                        slots: LoomArc::clone(&slots),
+                    })
+                })
+                .collect();
+            let addresses = values.iter().map(|v| Arc::as_ptr(v) as usize).collect();
+            let first = values.remove(0);
+            Fixture {
+                cell: LoomArc::new(RcuCell::new(first)),
+                values,
+                addresses,
+                slots,
+            }
+        }
+    }
+
+    /// Reads the cell inside an open section and uses the value; returns its id.
+    fn read(cell: &RcuCell<Value>, addresses: &[usize], slots: &Slots) -> usize {
+        let p = cell.current() as usize;
+        let id = addresses
+            .iter()
+            .position(|&a| a == p)
+            .expect("the cell holds one of the test's values");
+        slots.use_value(id);
+        id
+    }
+
+    /// A writer: publishes `value`, swaps it in, waits for a grace period, drops the old one.
+    /// With several writers, `turn` makes them wait one at a time (see the two-writer test).
+    fn write(
+        domain: &Domain,
+        cell: &RcuCell<Value>,
+        slots: &Slots,
+        value: Arc<Value>,
+        turn: Option<&Mutex<()>>,
+    ) {
+        slots.publish(value.id);
+        let old = cell.replace(value);
+        let turn = turn.map(|t| t.lock().unwrap());
+        // Never gives up: a wait that cannot end shows up as loom's "exceeded maximum number of
+        // branches" failure.
+        assert!(domain.synchronize(|| {
+            thread::yield_now();
+            true
+        }));
+        drop(turn);
+        drop(old);
+    }
+
+    /// Runs `f` under loom with a preemption bound (`LOOM_MAX_PREEMPTIONS`, default 3).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    /// A reader registered on its own thread; the caller's domain is shared.
+    fn reader_of(domain: &Domain) -> LoomArc<Reader> {
+        domain.register(false)
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_value_freed_while_its_section_is_open() {
+        model(|| {
+            let Fixture {
+                cell,
+                mut values,
+                addresses,
+                slots,
+            } = Fixture::new(2);
+            let domain = LoomArc::new(Domain::new());
+            let reader = {
+                let (cell, domain, slots, addresses) = (
+                    LoomArc::clone(&cell),
+                    LoomArc::clone(&domain),
+                    LoomArc::clone(&slots),
+                    addresses.clone(),
+                );
+                thread::spawn(move || {
+                    let me = reader_of(&domain);
+                    let exit = me.enter();
+                    let id = read(&cell, &addresses, &slots);
+                    // Still in the section: the value it read is still live.
+                    slots.use_value(id);
+                    me.leave(exit);
+                })
+            };
+            write(&domain, &cell, &slots, values.remove(0), None);
+            reader.join().unwrap();
+            assert_eq!(slots.drops(0), 1, "the old value is dropped once");
+            assert_eq!(slots.drops(1), 0, "the current value is not dropped");
+            drop(cell);
+            assert_eq!(slots.drops(1), 1);
+        });
+    }
+
+    #[test]
+    fn nested_sections_keep_the_outer_sections_value() {
+        model(|| {
+            let Fixture {
+                cell,
+                mut values,
+                addresses,
+                slots,
+            } = Fixture::new(2);
+            let domain = LoomArc::new(Domain::new());
+            let me = reader_of(&domain);
+            let reader = {
+                let (cell, slots, addresses) = (
+                    LoomArc::clone(&cell),
+                    LoomArc::clone(&slots),
+                    addresses.clone(),
+                );
+                thread::spawn(move || {
+                    let outer = me.enter();
+                    let first = read(&cell, &addresses, &slots);
+                    let inner = me.enter();
+                    read(&cell, &addresses, &slots);
+                    me.leave(inner);
+                    // The inner section ended, the outer one did not: its value is still live.
+                    slots.use_value(first);
+                    me.leave(outer);
+                })
+            };
+            write(&domain, &cell, &slots, values.remove(0), None);
+            reader.join().unwrap();
+            assert_eq!((slots.drops(0), slots.drops(1)), (1, 0));
+        });
+    }
+
+    #[test]
+    fn two_writers_and_a_reader_free_each_old_value_once_and_never_under_the_reader() {
+        model(|| {
+            let Fixture {
+                cell,
+                values,
+                addresses,
+                slots,
+            } = Fixture::new(3);
+            let domain = LoomArc::new(Domain::new());
+            let me = reader_of(&domain);
+            let reader = {
+                let (cell, slots, addresses) = (
+                    LoomArc::clone(&cell),
+                    LoomArc::clone(&slots),
+                    addresses.clone(),
+                );
+                thread::spawn(move || {
+                    let exit = me.enter();
+                    let id = read(&cell, &addresses, &slots);
+                    slots.use_value(id);
+                    me.leave(exit);
+                })
+            };
+            // The writers swap and drop concurrently but wait one at a time: with two
+            // spinning threads loom also explores the unfair schedules in which they take turns
+            // forever while the reader they wait for never runs, and gives up on the model.
+            let turn = LoomArc::new(Mutex::new(()));
+            let writers: Vec<_> = values
+                .into_iter()
+                .map(|value| {
+                    let (cell, domain, slots, turn) = (
+                        LoomArc::clone(&cell),
+                        LoomArc::clone(&domain),
+                        LoomArc::clone(&slots),
+                        LoomArc::clone(&turn),
+                    );
+                    thread::spawn(move || write(&domain, &cell, &slots, value, Some(&turn)))
+                })
+                .collect();
+            reader.join().unwrap();
+            for w in writers {
+                w.join().unwrap();
+            }
+            let current = read(&cell, &addresses, &slots);
+            for id in 0..3 {
+                let expected = usize::from(id != current);
+                assert_eq!(slots.drops(id), expected, "drops of value {id}");
+            }
+            drop(cell);
+            assert!((0..3).all(|id| slots.drops(id) == 1));
+        });
+    }
+
+    #[test]
+    fn a_reader_that_leaves_lets_the_writer_finish() {
+        model(|| {
+            let Fixture {
+                cell,
+                mut values,
+                addresses,
+                slots,
+            } = Fixture::new(2);
+            let domain = LoomArc::new(Domain::new());
+            let me = reader_of(&domain);
+            let reader = {
+                let (cell, slots, addresses) = (
+                    LoomArc::clone(&cell),
+                    LoomArc::clone(&slots),
+                    addresses.clone(),
+                );
+                thread::spawn(move || {
+                    // Two sections in a row: the writer may see either one open, or neither.
+                    for _ in 0..2 {
+                        let exit = me.enter();
+                        read(&cell, &addresses, &slots);
+                        me.leave(exit);
+                    }
+                })
+            };
+            // `write` spins without a limit: it returns only if it sees the reader leave.
+            write(&domain, &cell, &slots, values.remove(0), None);
+            reader.join().unwrap();
+            assert_eq!(slots.drops(0), 1);
+        });
+    }
+
+    #[test]
+    fn a_reader_without_a_registration_is_waited_for_too() {
+        model(|| {
+            let Fixture {
+                cell,
+                mut values,
+                addresses,
+                slots,
+            } = Fixture::new(2);
+            let domain = LoomArc::new(Domain::new());
+            let reader = {
+                let (cell, domain, slots, addresses) = (
+                    LoomArc::clone(&cell),
+                    LoomArc::clone(&domain),
+                    LoomArc::clone(&slots),
+                    addresses.clone(),
+                );
+                thread::spawn(move || {
+                    domain.enter_fallback();
+                    let id = read(&cell, &addresses, &slots);
+                    slots.use_value(id);
+                    domain.leave_fallback();
+                })
+            };
+            write(&domain, &cell, &slots, values.remove(0), None);
+            reader.join().unwrap();
+            assert_eq!((slots.drops(0), slots.drops(1)), (1, 0));
+        });
     }
 }
