@@ -14,7 +14,9 @@
 //! [`GRACE_WAIT`] does not block the writer: the old value is handed to a reclaimer thread that
 //! drops it once the reader has left.
 //!
-//! This module and `loader` are the only host modules with `unsafe` code.
+//! Its `unsafe` code is the pointer hand-over of [`RcuCell`] and the membarrier system call;
+//! the other host modules with `unsafe` are the boundary ones (`loader`, `memory`,
+//! `services`, `trust`'s system calls, `isolation::sys` and `isolation::proxy`, `capi`).
 //!
 //! # Checking the protocol
 //!
