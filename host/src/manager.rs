@@ -283,15 +283,15 @@ impl PluginManager {
         path: &Path,
         meta: &std::fs::Metadata,
     ) -> Result<Option<PluginInfo>, LoadError> {
-        let mut vetting = self
-            .vetting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The version of the file the trust policy passed (no second `stat`).
         let stamp = crate::cache::FileStamp::of(meta);
         let verdict = match crate::vet::recall(path, stamp) {
             Some(verdict) => verdict,
             None => {
+                let mut vetting = self
+                    .vetting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if !self.vetting_on(&mut vetting) {
                     return Ok(None);
                 }
@@ -649,6 +649,16 @@ impl PluginManager {
     fn vet_and_load(&mut self, files: &[(PathBuf, bool)]) -> usize {
         if self.settings.isolation.all {
             return 0; // runners open the files; nothing of them runs here
+        }
+        let on = {
+            let mut vetting = self
+                .vetting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.vetting_on(&mut vetting)
+        };
+        if !on {
+            return 0; // no trust check twice for files that are not vetted
         }
         // The files to vet: canonical, trusted, and without a verdict on this version.
         let mut todo: Vec<(usize, crate::cache::FileStamp)> = Vec::new();
