@@ -74,8 +74,12 @@ pub fn start_fingerprint(settings: &Settings, name: &str) -> u64 {
 impl Entry {
     /// Whether the entry may describe an older content of the file with the same stamp.
     fn racy(&self) -> bool {
-        let window = RACY_WINDOW.as_nanos() as i64;
-        self.stamp.mtime_ns.saturating_add(window) >= self.checked_ns
+        self.stamp.racy_at(self.checked_ns)
+    }
+
+    /// Whether the entry describes the version `stamp` of its file, and may be trusted to.
+    fn fresh_for(&self, stamp: FileStamp) -> bool {
+        self.stamp == stamp && !self.racy()
     }
 }
 
@@ -241,7 +245,7 @@ impl MetadataCache {
             .filter_map(|path| identify(path, None))
             .filter(|(canonical, stamp)| {
                 let entry = canonical.to_str().and_then(|k| self.file.entries.get(k));
-                !entry.is_some_and(|e| e.stamp == *stamp && !e.racy())
+                !entry.is_some_and(|e| e.fresh_for(*stamp))
             })
             .collect();
         if todo.len() > 1 {
@@ -269,7 +273,7 @@ impl MetadataCache {
             return (self.inspect(path, None), None);
         };
         match self.file.entries.get(key) {
-            Some(e) if e.stamp == stamp && !e.racy() => {
+            Some(e) if e.fresh_for(stamp) => {
                 self.stats.hits += 1;
                 return (e.verdict.clone(), Some(stamp));
             }

@@ -27,6 +27,14 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// Whether a validation made at `checked_ns` (ns since the epoch) may describe an older
+    /// content of the file with this same stamp: one within [`RACY_WINDOW`] of the file's
+    /// modification (timestamps are coarser than a nanosecond).
+    pub(crate) fn racy_at(&self, checked_ns: i64) -> bool {
+        let window = i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(i64::MAX);
+        self.mtime_ns.saturating_add(window) >= checked_ns
+    }
+
     /// The stamp of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> FileStamp {
         #[cfg(unix)]

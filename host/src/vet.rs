@@ -347,9 +347,7 @@ const MAX_VERDICTS: usize = 1 << 16;
 pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Verdict> {
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
     let known = verdicts.get(path).filter(|r| r.stamp == stamp)?;
-    let window = i64::try_from(crate::verdict::RACY_WINDOW.as_nanos()).unwrap_or(i64::MAX);
-    let racy = stamp.mtime_ns.saturating_add(window) >= known.checked_ns;
-    if !racy {
+    if !stamp.racy_at(known.checked_ns) {
         return Some(known.verdict.clone());
     }
     if known.pending {

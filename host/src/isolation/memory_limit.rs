@@ -43,13 +43,17 @@ impl std::fmt::Display for Mechanism {
 /// The mechanism a memory limit set now would use (see the module docs), without setting
 /// one.
 pub fn mechanism() -> Mechanism {
-    let forced = std::env::var("CALC_MEMORY_LIMIT").is_ok_and(|v| v == "rlimit");
-    if forced {
+    if forced_rlimit() {
         return Mechanism::Rlimit;
     }
     cgroup_bases()
         .first()
         .map_or(Mechanism::Rlimit, |(mechanism, _)| *mechanism)
+}
+
+/// Whether `CALC_MEMORY_LIMIT=rlimit` asks for `RLIMIT_AS` whatever cgroups are available.
+fn forced_rlimit() -> bool {
+    std::env::var("CALC_MEMORY_LIMIT").is_ok_and(|v| v == "rlimit")
 }
 
 /// The directories where runners' cgroups are made (`calc-runner-<pid>` in each): empty
@@ -73,8 +77,7 @@ impl MemoryLimit {
     /// MiB, with the first mechanism this host may use.
     pub(crate) fn apply(pid: u32, mb: u64) -> std::io::Result<MemoryLimit> {
         let bytes = mb.saturating_mul(1 << 20);
-        let forced = std::env::var("CALC_MEMORY_LIMIT").is_ok_and(|v| v == "rlimit");
-        if !forced {
+        if !forced_rlimit() {
             for (mechanism, base) in cgroup_bases() {
                 let group = base.join(format!("calc-runner-{pid}"));
                 match make_group(&group, mechanism, bytes, pid) {

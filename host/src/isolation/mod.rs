@@ -307,23 +307,21 @@ impl Pending {
         self.options.breaker_threshold = breaker_threshold;
         self.options.cpu_limit = cpu_limit;
         self.options.memory_limit_mb = memory_limit_mb;
+        let path = &self.info.path;
+        let failed = |what: &str, e: std::io::Error| LoadError::Isolation {
+            path: path.clone(),
+            kind: "isolation",
+            reason: format!("cannot limit the runner's {what}: {e}"),
+        };
         if let Some(mb) = memory_limit_mb {
             self.conn
                 .limit_memory(mb)
-                .map_err(|e| LoadError::Isolation {
-                    path: self.info.path.clone(),
-                    kind: "isolation",
-                    reason: format!("cannot limit the runner's memory: {e}"),
-                })?;
+                .map_err(|e| failed("memory", e))?;
         }
         if let Some(limit) = cpu_limit {
             self.conn
                 .limit_cpu(limit)
-                .map_err(|e| LoadError::Isolation {
-                    path: self.info.path.clone(),
-                    kind: "isolation",
-                    reason: format!("cannot limit the runner's CPU time: {e}"),
-                })?;
+                .map_err(|e| failed("CPU time", e))?;
         }
         Ok(())
     }

@@ -158,7 +158,16 @@ struct Io<'a> {
     frame: Vec<u8>,
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
+    /// Buffered reading and writing of frames on `socket`.
+    fn new(socket: &'a UnixStream) -> Io<'a> {
+        Io {
+            input: BufReader::new(socket),
+            output: BufWriter::new(socket),
+            frame: Vec::new(),
+        }
+    }
+
     /// The next request; `None` at the end of the input.
     fn read(&mut self) -> std::io::Result<Option<Request>> {
         let mut prefix = [0u8; 4];
@@ -231,11 +240,7 @@ impl TrialUnload {
 /// library that stays loaded only while the thread lives is held by thread-local destructors
 /// its code registered (glibc keeps a library with pending ones: `__cxa_thread_atexit_impl`).
 fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i32> {
-    let mut io = Io {
-        input: BufReader::new(socket),
-        output: BufWriter::new(socket),
-        frame: Vec::new(),
-    };
+    let mut io = Io::new(socket);
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
@@ -295,11 +300,7 @@ fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i
 /// exits takes this process down, not the host, which names the file it was vetting.
 fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
     use std::os::unix::ffi::OsStrExt;
-    let mut io = Io {
-        input: BufReader::new(socket),
-        output: BufWriter::new(socket),
-        frame: Vec::new(),
-    };
+    let mut io = Io::new(socket);
     io.send(&Reply::Hello {
         protocol: protocol::PROTOCOL_VERSION,
         info: String::new(),
@@ -330,11 +331,7 @@ fn serve(
     path: &std::path::Path,
     copy_dir: Option<&std::path::Path>,
 ) -> std::io::Result<i32> {
-    let mut io = Io {
-        input: BufReader::new(socket),
-        output: BufWriter::new(socket),
-        frame: Vec::new(),
-    };
+    let mut io = Io::new(socket);
     let opened = match copy_dir {
         Some(dir) => loader::open_copy(path, dir),
         None => loader::open(path),
