@@ -881,7 +881,7 @@ fn check(
         let mut blockers = Vec::new();
         let result = settings.trust.check_file(file).and_then(|verified| {
             // Read from the file, before anything of it is loaded.
-            blockers = calc_host::elf::unload_blockers(verified.path()).unwrap_or_default();
+            blockers = calc_runtime::elf::unload_blockers(verified.path()).unwrap_or_default();
             if vetter.is_none() {
                 let found = calc_host::isolation::find_runner(
                     settings.isolation.runner.as_deref(),
@@ -919,10 +919,13 @@ fn check(
             {
                 // What the ELF scan explains already (never unloaded) is not said twice.
                 Ok(trial) => match trial.blocker() {
-                    Some(calc_host::elf::UnloadBlocker::StaysLoaded) if !blockers.is_empty() => {}
+                    Some(calc_runtime::elf::UnloadBlocker::StaysLoaded) if !blockers.is_empty() => {
+                    }
                     found => blockers.extend(found),
                 },
-                Err(reason) => blockers.push(calc_host::elf::UnloadBlocker::TrialFailed { reason }),
+                Err(reason) => {
+                    blockers.push(calc_runtime::elf::UnloadBlocker::TrialFailed { reason })
+                }
             }
         }
         let conformance = match (&result, conformance) {

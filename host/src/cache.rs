@@ -38,8 +38,8 @@ use crate::loader;
 /// Version of the cache file's layout.
 const FORMAT: u32 = 1;
 
-pub(crate) use crate::verdict::ns_since_epoch;
 pub use crate::verdict::{FileStamp, Refusal, Verdict, RACY_WINDOW};
+pub(crate) use calc_runtime::files::ns_since_epoch;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {

@@ -23,29 +23,26 @@
 //! ```
 #![deny(missing_docs)]
 
+// The runtime's modules, where this crate's users have always found them.
+pub use calc_runtime::{deadline, events, trust};
+// The runtime's modules this crate uses everywhere.
+use calc_runtime::{elf, files, memory, rcu, signals};
+
 pub mod cache;
 pub mod capi;
 pub mod config;
 pub mod conformance;
-pub mod deadline;
-pub mod elf;
 pub mod error;
-pub mod events;
 pub mod expr;
-pub mod files;
 pub mod info;
 pub mod isolation;
 mod limit;
 pub mod listing;
 pub mod loader;
 pub mod manager;
-pub(crate) mod memory;
-pub mod rcu;
 pub mod reload;
 mod services;
-pub mod signals;
 pub mod slots;
-pub mod trust;
 pub mod validate;
 pub mod verdict;
 pub mod vet;

@@ -148,24 +148,7 @@ pub fn check_header(path: &Path, header: &RawHeader) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// A string field as the loader found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawStr {
-    /// The pointer was NULL.
-    Null,
-    /// No NUL within `CALC_MAX_STRING_LEN` bytes.
-    TooLong,
-    /// The bytes before the NUL.
-    Bytes(Vec<u8>),
-    /// The string runs into memory that is not mapped or not readable before its NUL (or
-    /// points there).
-    Unreadable {
-        /// Where the string starts.
-        address: usize,
-        /// How many bytes from there were readable (none of them NUL).
-        readable: usize,
-    },
-}
+pub use calc_runtime::memory::RawStr;
 
 /// One operation as copied from the plugin.
 #[derive(Debug, Clone)]

@@ -363,7 +363,7 @@ pub(crate) fn remember(path: &Path, stamp: FileStamp, verdict: &Verdict, pending
     if matches!(verdict, Verdict::Refused(r) if r.kind == "vetting") {
         return;
     }
-    let checked_ns = crate::verdict::ns_since_epoch(std::time::SystemTime::now());
+    let checked_ns = calc_runtime::files::ns_since_epoch(std::time::SystemTime::now());
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
     if verdicts.len() >= MAX_VERDICTS {
         verdicts.clear();

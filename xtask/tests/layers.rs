@@ -1,23 +1,31 @@
-//! The layers of `calc-host` (docs/ARCHITECTURE.md): every module imports only from its own
-//! layer or lower ones, and no modules import each other in a circle. Read from the code:
-//! every `crate::MODULE` path outside comments.
+//! The layers of the library crates (docs/ARCHITECTURE.md): in each of `calc-runtime` and
+//! `calc-host`, every module imports only from its own layer or lower ones, and no modules
+//! import each other in a circle; `calc-runtime` names nothing of the calculator from the ABI.
+//! (Cargo itself keeps the crates in order: `calc-runtime` cannot name `calc-host`.) Read from
+//! the code: every `crate::MODULE` path outside comments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Each top-level module of `host/src` and its layer (docs/ARCHITECTURE.md).
-const LAYERS: &[(&str, u32)] = &[
+/// Each top-level module of `runtime/src` and its layer.
+const RUNTIME: &[(&str, u32)] = &[
     ("error", 1),
-    ("info", 1),
     ("files", 1),
     ("signals", 1),
     ("events", 1),
     ("deadline", 1),
     ("rcu", 1),
     ("elf", 1),
-    ("validate", 2),
-    ("memory", 2),
+    ("memory", 1),
+    ("process", 1),
     ("trust", 2),
+];
+
+/// Each top-level module of `host/src` and its layer.
+const HOST: &[(&str, u32)] = &[
+    ("error", 1),
+    ("info", 1),
+    ("validate", 2),
     ("config", 2),
     ("services", 2),
     ("verdict", 2),
@@ -35,11 +43,14 @@ const LAYERS: &[(&str, u32)] = &[
     ("capi", 9),
 ];
 
-/// The top-level module each source file of `host/src` belongs to, and the modules its code
-/// names (`crate::NAME`), comments left out.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
-    let src = xtask::workspace_root().join("host/src");
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// The crates and their layer tables.
+const CRATES: &[(&str, &[(&str, u32)])] = &[("runtime/src", RUNTIME), ("host/src", HOST)];
+
+/// Code lines of every source file under `dir` (relative to the workspace), comments left
+/// out, by file.
+fn code(dir: &str) -> Vec<(std::path::PathBuf, Vec<String>)> {
+    let src = xtask::workspace_root().join(dir);
+    let mut out = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -48,26 +59,49 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
                 stack.push(path);
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") || path == src.join("lib.rs") {
+            if path.extension().is_none_or(|e| e != "rs") {
                 continue;
             }
-            let module = module_of(&src, &path);
-            let names = out.entry(module).or_default();
             let text = std::fs::read_to_string(&path).unwrap();
-            for line in text.lines() {
-                let code = line.split("//").next().unwrap_or("");
-                let mut rest = code;
-                while let Some(at) = rest.find("crate::") {
-                    rest = &rest[at + "crate::".len()..];
-                    let name: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        names.insert(name);
-                    }
-                }
-            }
+            let lines = text
+                .lines()
+                .map(|line| line.split("//").next().unwrap_or("").to_string())
+                .collect();
+            out.push((path, lines));
+        }
+    }
+    out
+}
+
+/// The names that follow `prefix` in `line`.
+fn names_after(line: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(prefix) {
+        rest = &rest[at + prefix.len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The top-level module each source file of `dir` belongs to, and the modules its code
+/// names (`crate::NAME`), comments left out.
+fn imports(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = xtask::workspace_root().join(dir);
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, lines) in code(dir) {
+        if path == src.join("lib.rs") {
+            continue;
+        }
+        let names = out.entry(module_of(&src, &path)).or_default();
+        for line in lines {
+            names.extend(names_after(&line, "crate::"));
         }
     }
     out
@@ -87,20 +121,28 @@ fn module_of(src: &Path, file: &Path) -> String {
 
 #[test]
 fn every_module_has_a_layer() {
-    let layers: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
-    for module in imports().keys() {
-        assert!(
-            layers.contains_key(module.as_str()),
-            "host/src/{module}: no layer (add it to docs/ARCHITECTURE.md and this test)"
-        );
+    for (dir, table) in CRATES {
+        let layers: BTreeMap<&str, u32> = table.iter().copied().collect();
+        for module in imports(dir).keys() {
+            assert!(
+                layers.contains_key(module.as_str()),
+                "{dir}/{module}: no layer (add it to docs/ARCHITECTURE.md and this test)"
+            );
+        }
     }
 }
 
 #[test]
 fn no_module_imports_from_a_layer_above_its_own() {
-    let layers: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
+    for (dir, table) in CRATES {
+        imports_only_downwards(dir, table);
+    }
+}
+
+fn imports_only_downwards(dir: &str, table: &[(&str, u32)]) {
+    let layers: BTreeMap<&str, u32> = table.iter().copied().collect();
     let mut wrong = Vec::new();
-    for (module, names) in imports() {
+    for (module, names) in imports(dir) {
         let Some(&own) = layers.get(module.as_str()) else {
             continue;
         };
@@ -115,12 +157,21 @@ fn no_module_imports_from_a_layer_above_its_own() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports from a higher layer: {wrong:#?}");
+    assert!(
+        wrong.is_empty(),
+        "{dir}: imports from a higher layer: {wrong:#?}"
+    );
 }
 
 #[test]
 fn no_modules_import_each_other_in_a_circle() {
-    let graph = imports();
+    for (dir, _) in CRATES {
+        no_circle(dir);
+    }
+}
+
+fn no_circle(dir: &str) {
+    let graph = imports(dir);
     // Depth-first search for a back edge.
     fn visit<'a>(
         node: &'a str,
@@ -153,8 +204,40 @@ fn no_modules_import_each_other_in_a_circle() {
         let found = visit(node, &graph, &mut Vec::new(), &mut done);
         assert!(
             found.is_none(),
-            "import circle: {}",
+            "{dir}: import circle: {}",
             found.unwrap().join(" -> ")
         );
     }
+}
+
+/// The ABI items the runtime may name: versions, status codes and the string bound, which
+/// every plugin interface shares. Anything else of `calc_sdk` (operations, the calculator's
+/// descriptor) belongs to `calc-host`.
+const RUNTIME_ABI: &[&str] = &["abi", "calc_abi_version_t", "Status", "CALC_MAX_STRING_LEN"];
+
+#[test]
+fn the_runtime_names_nothing_of_the_calculator() {
+    let mut named = BTreeSet::new();
+    for (path, lines) in code("runtime/src") {
+        for line in lines {
+            for name in names_after(&line, "calc_sdk::")
+                .into_iter()
+                .chain(names_after(&line, "abi::"))
+            {
+                named.insert((name, path.display().to_string()));
+            }
+        }
+    }
+    assert!(
+        !named.is_empty(),
+        "the scan found no use of calc_sdk at all"
+    );
+    let wrong: Vec<_> = named
+        .iter()
+        .filter(|(name, _)| !RUNTIME_ABI.contains(&name.as_str()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "calc-runtime names calculator items: {wrong:#?}"
+    );
 }

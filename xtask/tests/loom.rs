@@ -1,9 +1,9 @@
-//! The RCU's loom model checks (`host/src/rcu.rs`, `loom_tests`) pass. They need a build with
+//! The RCU's loom model checks (`runtime/src/rcu.rs`, `loom_tests`) pass. They need a build with
 //! `--cfg loom`, so this runs it as a subprocess in its own target directory (`target/loom`,
 //! which leaves the normal build's artifacts alone):
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p calc-host --lib rcu::loom_tests
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p calc-runtime --lib rcu::loom_tests
 //! ```
 //!
 //! The debug profile, because it is the quicker one from a cold target directory (about 1.5
@@ -25,7 +25,7 @@ fn rcu_loom_model_checks_pass() {
             "test",
             "--locked",
             "-p",
-            "calc-host",
+            "calc-runtime",
             "--lib",
             "rcu::loom_tests",
         ])

@@ -15,11 +15,11 @@
 //! proxies and whose per-operation instance pointers point at the proxy state.
 
 pub(crate) mod client;
-pub mod memory_limit;
+pub use calc_runtime::process::memory_limit;
 pub mod protocol;
 pub(crate) mod proxy;
 pub mod runner;
-mod sys;
+use calc_runtime::process::sys;
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -182,7 +182,7 @@ pub(crate) struct Pending {
     started: Instant,
 }
 
-pub(crate) use crate::error::static_kind;
+pub(crate) use calc_runtime::error::static_kind;
 
 /// The load error for a runner that failed to start the plugin at `path`.
 fn start_error(

@@ -15,8 +15,9 @@
 //! drops it once the reader has left.
 //!
 //! Its `unsafe` code is the pointer hand-over of [`RcuCell`] and the membarrier system call;
-//! the other host modules with `unsafe` are the boundary ones (`loader`, `memory`,
-//! `services`, `trust`'s system calls, `isolation::sys` and `isolation::proxy`, `capi`).
+//! the other modules with `unsafe` are the boundary ones: in this crate `memory`, `trust`'s
+//! system calls and `process::sys`; in `calc-host` `loader`, `services`, `isolation::proxy`
+//! and `capi`.
 //!
 //! # Checking the protocol
 //!

@@ -64,10 +64,11 @@ pub fn cgroup_dirs() -> Vec<PathBuf> {
 
 /// The memory limit of one runner; removes its cgroup when dropped.
 #[derive(Debug)]
-pub(crate) struct MemoryLimit {
+pub struct MemoryLimit {
     /// The limit, in MiB.
-    pub(crate) mb: u64,
-    pub(crate) mechanism: Mechanism,
+    pub mb: u64,
+    /// How the limit is enforced.
+    pub mechanism: Mechanism,
     /// The runner's cgroup directory (cgroup mechanisms).
     group: Option<PathBuf>,
 }
@@ -75,7 +76,7 @@ pub(crate) struct MemoryLimit {
 impl MemoryLimit {
     /// Limits the process `pid` (a runner just started, leading its process group) to `mb`
     /// MiB, with the first mechanism this host may use.
-    pub(crate) fn apply(pid: u32, mb: u64) -> std::io::Result<MemoryLimit> {
+    pub fn apply(pid: u32, mb: u64) -> std::io::Result<MemoryLimit> {
         let bytes = mb.saturating_mul(1 << 20);
         if !forced_rlimit() {
             for (mechanism, base) in cgroup_bases() {
@@ -106,7 +107,7 @@ impl MemoryLimit {
     }
 
     /// Whether the group's limit killed a process (cgroup mechanisms; `false` for rlimit).
-    pub(crate) fn killed(&self) -> bool {
+    pub fn killed(&self) -> bool {
         let Some(group) = &self.group else {
             return false;
         };

@@ -439,7 +439,7 @@ fn open_nonblocking_at(dir: &std::os::fd::OwnedFd, name: &OsStr) -> std::io::Res
 /// The canonical absolute path of an open file as the kernel names it (symbolic links
 /// resolved; what `realpath` computes, in one system call); `None` where unknown (not Linux, or a
 /// file deleted since it was opened).
-pub(crate) fn kernel_path(file: &std::fs::File) -> Option<PathBuf> {
+pub fn kernel_path(file: &std::fs::File) -> Option<PathBuf> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -465,7 +465,7 @@ pub(crate) fn kernel_path(file: &std::fs::File) -> Option<PathBuf> {
 /// `None` when that cannot be proved (a relative path, a link on the way, an older kernel, a
 /// seccomp filter, any error): the caller then takes its general path, which also reports why a
 /// file cannot be opened.
-pub(crate) fn open_canonical(path: &Path) -> Option<(std::fs::File, PathBuf)> {
+pub fn open_canonical(path: &Path) -> Option<(std::fs::File, PathBuf)> {
     use std::path::Component;
     let mut canonical = PathBuf::with_capacity(path.as_os_str().len());
     for component in path.components() {
@@ -891,7 +891,7 @@ impl TrustedDir {
 
     /// As [`Self::check_file`] but without reading the ELF header (nor anything else, unless a
     /// lock file or keys require the digest): for callers that answer from the metadata cache
-    /// when they can, and whose cache misses go through [`crate::loader::inspect`], which
+    /// when they can, and whose cache misses go through `calc_host::loader::inspect`, which
     /// checks the header itself.
     pub fn check_policy(&self, path: &Path) -> Result<Verified, LoadError> {
         self.check(path, false)
@@ -1036,7 +1036,7 @@ impl TrustedDir {
 }
 
 /// The file-type checks `lstat` can answer: a regular, non-empty file.
-pub(crate) fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
+pub fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
     if meta.is_dir() && crate::files::is_library_file(path) {
         return Err(LoadError::NotALibrary {
             path: path.to_path_buf(),

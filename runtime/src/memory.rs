@@ -24,7 +24,24 @@ use std::mem::{size_of, MaybeUninit};
 
 use calc_sdk::abi;
 
-use crate::validate::RawStr;
+/// A string field as the loader found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawStr {
+    /// The pointer was NULL.
+    Null,
+    /// No NUL within `CALC_MAX_STRING_LEN` bytes.
+    TooLong,
+    /// The bytes before the NUL.
+    Bytes(Vec<u8>),
+    /// The string runs into memory that is not mapped or not readable before its NUL (or
+    /// points there).
+    Unreadable {
+        /// Where the string starts.
+        address: usize,
+        /// How many bytes from there were readable (none of them NUL).
+        readable: usize,
+    },
+}
 
 /// One `PT_LOAD` segment of a loaded library, as mapped: `[start, end)` and its `p_flags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +62,7 @@ const RTLD_DI_PHDR: libc::c_int = 11;
 
 /// The loaded segments of one library, from its program headers in memory.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LibraryMap {
+pub struct LibraryMap {
     segments: Vec<Segment>,
 }
 
@@ -98,7 +115,7 @@ impl LibraryMap {
     ///
     /// # Safety
     /// `handle` must be a handle `dlopen` returned that has not been closed.
-    pub(crate) unsafe fn of(handle: *mut c_void) -> LibraryMap {
+    pub unsafe fn of(handle: *mut c_void) -> LibraryMap {
         let mut map: *mut LinkMapHead = std::ptr::null_mut();
         // SAFETY: `handle` is an open `dlopen` handle (contract); RTLD_DI_LINKMAP writes one
         // pointer to the library's `struct link_map` into `map`.
@@ -190,7 +207,7 @@ impl LibraryMap {
     }
 
     /// Whether `addr` lies in an executable segment of the library.
-    pub(crate) fn is_executable(&self, addr: usize) -> bool {
+    pub fn is_executable(&self, addr: usize) -> bool {
         self.segments
             .iter()
             .any(|s| s.flags & PF_X != 0 && (s.start..s.end).contains(&addr))
@@ -213,7 +230,7 @@ impl LibraryMap {
 /// and then copies from it directly. The pages it proved are remembered for the reader's life,
 /// which is one descriptor's validation, while no plugin code runs.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     map: Option<&'a LibraryMap>,
     /// Pages outside `map` proved readable, by their first address.
     pages: std::cell::RefCell<Vec<usize>>,
@@ -223,7 +240,7 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader that copies directly what lies in `map`'s readable segments and probes the
     /// pages of every other read.
-    pub(crate) fn new(map: &'a LibraryMap) -> Self {
+    pub fn new(map: &'a LibraryMap) -> Self {
         Reader {
             map: Some(map),
             ..Self::checked()
@@ -231,7 +248,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A reader that probes the page of every read.
-    pub(crate) fn checked() -> Self {
+    pub fn checked() -> Self {
         // SAFETY: plain sysconf query.
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         Reader {
@@ -287,7 +304,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Copies up to `buf.len()` bytes from `addr`; returns how many were readable (a prefix).
-    pub(crate) fn read(&self, addr: usize, buf: &mut [u8]) -> usize {
+    pub fn read(&self, addr: usize, buf: &mut [u8]) -> usize {
         let mut filled = 0;
         self.runs(addr, buf.len(), |bytes| {
             buf[filled..filled + bytes.len()].copy_from_slice(bytes);
@@ -320,7 +337,7 @@ impl<'a> Reader<'a> {
     /// `T` must be a `#[repr(C)]` ABI struct for which any bytes are a valid value (integers,
     /// raw pointers, `Option<extern fn>`: the loader never calls a function pointer it read
     /// before validating it, and validation only tests it for NULL).
-    pub(crate) unsafe fn read_prefix<T>(&self, src: *const T, available: usize) -> Option<T> {
+    pub unsafe fn read_prefix<T>(&self, src: *const T, available: usize) -> Option<T> {
         let mut value = MaybeUninit::<T>::zeroed();
         let n = available.min(size_of::<T>());
         // SAFETY: the destination is a local of `size_of::<T>() >= n` bytes, all initialised
@@ -335,7 +352,7 @@ impl<'a> Reader<'a> {
 
     /// Reads a NUL-terminated string of at most `CALC_MAX_STRING_LEN` bytes, touching no byte
     /// past its NUL.
-    pub(crate) fn read_str(&self, p: *const c_char) -> RawStr {
+    pub fn read_str(&self, p: *const c_char) -> RawStr {
         if p.is_null() {
             return RawStr::Null;
         }
@@ -414,7 +431,7 @@ fn proc_mem_read(addr: usize, buf: &mut [u8]) -> usize {
 /// Whether `addr` lies in an executable mapping of the process, from `/proc/self/maps`: the
 /// slow fallback of [`LibraryMap::is_executable`] for a library whose program headers could not
 /// be read where it was loaded.
-pub(crate) fn is_executable_mapping(addr: usize) -> bool {
+pub fn is_executable_mapping(addr: usize) -> bool {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return false;
     };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Writes all of `bytes` to `socket` with `MSG_NOSIGNAL`, so that a dead runner is an `EPIPE`
 /// error rather than a `SIGPIPE` that would kill a host which has not ignored it (a C program
 /// using `libcalc_host`, for instance).
-pub(crate) fn send_all(socket: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+pub fn send_all(socket: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
     #[cfg(not(target_os = "linux"))]
@@ -39,7 +39,7 @@ pub(crate) fn send_all(socket: &UnixStream, mut bytes: &[u8]) -> std::io::Result
 
 /// The file (executable or shared library, e.g. `libcalc_host.so`) this function's code was
 /// loaded from, as the dynamic loader reports it; `None` when it cannot tell.
-pub(crate) fn this_object_file() -> Option<PathBuf> {
+pub fn this_object_file() -> Option<PathBuf> {
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
     let addr = this_object_file as fn() -> Option<PathBuf> as *const libc::c_void;
     // SAFETY: `addr` is an address inside this object's code; `info` is writable storage for
@@ -68,7 +68,7 @@ pub(crate) fn this_object_file() -> Option<PathBuf> {
 /// tens of microseconds to wake; polling briefly first keeps back-to-back calls on the fast
 /// path. Each poll is a `recv(MSG_PEEK | MSG_DONTWAIT)`, a system call, so a single core is
 /// shared rather than monopolised.
-pub(crate) fn spin_until_readable(socket: &UnixStream, spin: std::time::Duration) -> bool {
+pub fn spin_until_readable(socket: &UnixStream, spin: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     let mut byte = 0u8;
     loop {
@@ -96,7 +96,7 @@ pub(crate) fn spin_until_readable(socket: &UnixStream, spin: std::time::Duration
 /// Sends `SIGKILL` to every process in the process group `pgid`. A runner is started as the
 /// leader of a group of its own, so this kills it and every descendant that stayed in its group
 /// (a plugin's forked children); nothing left (`ESRCH`) is not an error.
-pub(crate) fn kill_group(pgid: u32) {
+pub fn kill_group(pgid: u32) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
         return;
     };
@@ -113,7 +113,7 @@ pub(crate) fn kill_group(pgid: u32) {
 /// constructor could install a handler that hides the next file's crash), and descriptor 0,
 /// where the host put the connection (the runner uses a copy of it), is `/dev/null` (a
 /// constructor writing to standard input must not be able to forge a verdict there).
-pub(crate) fn reset_for_next_file() {
+pub fn reset_for_next_file() {
     for signal in [
         libc::SIGSEGV,
         libc::SIGBUS,
@@ -135,7 +135,7 @@ pub(crate) fn reset_for_next_file() {
 }
 
 /// Limits the address space of process `pid` to `bytes` (`RLIMIT_AS`).
-pub(crate) fn limit_address_space(pid: u32, bytes: u64) -> std::io::Result<()> {
+pub fn limit_address_space(pid: u32, bytes: u64) -> std::io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     let limit = libc::rlimit {
         rlim_cur: bytes,
@@ -154,7 +154,7 @@ pub(crate) fn limit_address_space(pid: u32, bytes: u64) -> std::io::Result<()> {
 /// (as a runner does: the host starts it in a group of its own). A runner calls this as it
 /// exits, so that no process a plugin forked outlives it even when the runner stops by
 /// itself (the host gone, or a normal shutdown). The members are found in `/proc`.
-pub(crate) fn kill_rest_of_group() {
+pub fn kill_rest_of_group() {
     let me = std::process::id();
     // SAFETY: getpgrp has no arguments and cannot fail.
     let group = unsafe { libc::getpgrp() };
@@ -196,7 +196,7 @@ pub(crate) fn kill_rest_of_group() {
 /// Whether the child `pid` has terminated, without reaping it (`waitid` with `WNOWAIT`): its
 /// pid, and so the id of the process group it leads, stays reserved until the caller reaps it,
 /// so that [`kill_group`] cannot reach an unrelated group that reused the number.
-pub(crate) fn has_exited(pid: u32) -> bool {
+pub fn has_exited(pid: u32) -> bool {
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
     // SAFETY: `info` is writable storage for one `siginfo_t`; `waitid` only writes it.
     let rc = unsafe {
@@ -214,7 +214,7 @@ pub(crate) fn has_exited(pid: u32) -> bool {
 
 /// A file descriptor that becomes readable when process `pid` (a child of ours, not yet
 /// reaped) terminates (`pidfd_open(2)`, Linux 5.3); `None` where the kernel has none.
-pub(crate) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     let pid = libc::pid_t::try_from(pid).ok()?;
     // SAFETY: plain system call with integer arguments; it returns a new descriptor or -1.
@@ -226,7 +226,7 @@ pub(crate) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
 
 /// What [`wait_readable_or_exit`] saw first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// The socket has data, an end of file or an error to read.
     Readable,
     /// The process exited (and the socket has nothing to read).
@@ -238,7 +238,7 @@ pub(crate) enum Wait {
 /// Waits until `socket` is readable or the process behind `process` (a pidfd) exits, for at
 /// most `timeout` (`None`: no limit). A runner whose plugin forked keeps its socket open in the
 /// fork after the runner itself died, so an end of file alone does not tell that it died.
-pub(crate) fn wait_readable_or_exit(
+pub fn wait_readable_or_exit(
     socket: &UnixStream,
     process: &std::os::fd::OwnedFd,
     timeout: Option<std::time::Duration>,
@@ -274,7 +274,7 @@ pub(crate) fn wait_readable_or_exit(
 /// Limits the CPU time process `pid` may use in all to `seconds` (`RLIMIT_CPU` through
 /// `prlimit(2)`): the kernel sends `SIGXCPU` when it is spent, and `SIGKILL` a second later if
 /// the process survives that.
-pub(crate) fn limit_cpu(pid: u32, seconds: u64) -> std::io::Result<()> {
+pub fn limit_cpu(pid: u32, seconds: u64) -> std::io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     let limit = libc::rlimit {
         rlim_cur: seconds,
