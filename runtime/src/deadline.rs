@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use calc_host::deadline;
+//! use calc_runtime::deadline;
 //!
 //! assert!(!deadline::expired()); // no deadline set
 //! let late = deadline::with_deadline(Some(Instant::now()), || {
