@@ -446,7 +446,8 @@ fn report_loading(cli: &Cli, manager: &PluginManager) {
         return;
     }
     for failure in manager.failures() {
-        eprintln!("calc: skipped {}", failure.error);
+        let hint = cli_hint(failure.error.kind(), &failure.path);
+        eprintln!("calc: skipped {}{hint}", failure.error);
     }
     for conflict in manager.conflicts().iter().filter(|c| !c.explicit) {
         eprintln!("calc: warning: {conflict}");
@@ -847,7 +848,8 @@ fn write_listing(
         write_plugin(out, p, Status::Disabled.as_str(), |_| None)?;
     }
     for f in &listing.failures {
-        writeln!(out, "{} {}", FAILED.to_uppercase(), f.error)?;
+        let hint = cli_hint(&f.kind, &f.path);
+        writeln!(out, "{} {}{hint}", FAILED.to_uppercase(), f.error)?;
     }
     for c in &listing.conflicts {
         writeln!(out, "CONFLICT {c}")?;
@@ -996,8 +998,22 @@ fn conformance_worker(file: &Path, config_stdin: bool) -> u8 {
     calc_host::conformance::worker_with_config(file, &config)
 }
 
+/// What the command line offers for a refusal of this `kind` (the library's messages name only
+/// settings), appended to the message; empty for most kinds.
+fn cli_hint(kind: &str, path: &Path) -> String {
+    match kind {
+        "symlink" => "; on the command line: --allow-symlinks".into(),
+        "insecure_permissions" => "; on the command line: --allow-insecure".into(),
+        "not_in_lock" => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            format!("; `calc plugins lock {}` adds it", dir.display())
+        }
+        _ => String::new(),
+    }
+}
+
 fn print_refusal(e: &LoadError) {
-    println!("REFUSED {e}");
+    println!("REFUSED {e}{}", cli_hint(e.kind(), e.path()));
     let mismatches = e.mismatches();
     if mismatches.is_empty() {
         return;
@@ -1166,7 +1182,7 @@ fn verify(cli: &Cli, keys: &[String], files: &[PathBuf]) -> u8 {
         let result = trust::sha256_file(file)
             .map_err(|source| LoadError::Unreadable {
                 path: file.clone(),
-                source,
+                source: source.into(),
             })
             .and_then(|digest| {
                 trust::verify_signature(file, &digest, &trust::signature_path(file), &keys)

@@ -97,9 +97,21 @@ impl Repl {
             }
             Err(e) => {
                 report_eval_error(expression, &e);
+                self.hint_enable(&e);
             }
         }
         Next::Continue
+    }
+
+    /// After an error from a plugin the circuit breaker has disabled, how to run it again.
+    fn hint_enable(&self, e: &EvalError) {
+        let EvalError::Call(call) = e else { return };
+        let disabled = lock(&self.manager)
+            .health(&call.plugin)
+            .is_some_and(|h| h.disabled.is_some());
+        if disabled {
+            eprintln!("calc: hint: `:enable {}` enables it again", call.plugin);
+        }
     }
 
     /// Compiles under the lock, evaluates without it.

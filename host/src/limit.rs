@@ -157,11 +157,10 @@ impl CallLimit {
     /// The breaker's message.
     pub(crate) fn message(&self) -> String {
         format!(
-            "disabled by the circuit breaker after {} timeouts in a row (last: {}); re-enable with \
-             :enable {} in the REPL or PluginManager::enable",
+            "disabled by the circuit breaker after {} timeouts in a row (last: {}) until it is \
+             enabled again",
             self.breaker.threshold(),
             self.breaker.last(),
-            self.plugin
         )
     }
 

@@ -119,7 +119,7 @@ impl Listing {
                 Err(source) => {
                     scan.fail(&LoadError::Directory {
                         path: dir.clone(),
-                        source,
+                        source: source.into(),
                     });
                     continue;
                 }
@@ -252,10 +252,10 @@ impl Scan<'_> {
                 cache.stats.starts += 1;
                 let mut manager = PluginManager::with_settings(self.settings.clone());
                 let started = manager.load_file(&info.path).map(|_| ());
-                cache.record_start(&info.path, fingerprint, started);
+                cache.record_start(&info.path, fingerprint, started.as_ref().map(|_| ()));
                 match started {
                     Ok(()) => return true,
-                    Err(e) => ListedFailure::from(e),
+                    Err(e) => ListedFailure::from(&e),
                 }
             }
         };

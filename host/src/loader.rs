@@ -342,7 +342,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
                 .map_err(|source| match source.kind() {
                     std::io::ErrorKind::PermissionDenied => LoadError::Unreadable {
                         path: path.to_path_buf(),
-                        source,
+                        source: source.into(),
                     },
                     _ => not_found(),
                 })?;
@@ -376,7 +376,7 @@ fn not_loadable(path: &Path, file: &Path, source: libloading::Error) -> LoadErro
         },
         None => LoadError::Open {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         },
     }
 }
@@ -467,7 +467,7 @@ pub fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError
     let path = resolve(path)?;
     let io = |source: std::io::Error| LoadError::Directory {
         path: copy_dir.to_path_buf(),
-        source,
+        source: source.into(),
     };
     std::fs::create_dir_all(copy_dir).map_err(io)?;
     let stem = path
@@ -494,7 +494,7 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
         unsafe { library.get::<calc_plugin_entry_fn>(b"plugin_entry\0") }.map_err(|source| {
             LoadError::MissingEntry {
                 path: path.clone(),
-                source,
+                source: source.into(),
             }
         })?;
     let entry = (*entry).ok_or_else(|| LoadError::EntryReturnedNull { path: path.clone() })?;

@@ -199,11 +199,11 @@ impl PluginManager {
     /// Loads one plugin file. A plugin disabled by the settings is validated and listed by
     /// [`Self::disabled`] but not initialised; that is not an error. On failure the error is
     /// also recorded in [`Self::failures`].
-    pub fn load_file(&mut self, path: &Path) -> Result<&PluginInfo, &LoadError> {
+    pub fn load_file(&mut self, path: &Path) -> Result<&PluginInfo, LoadError> {
         self.load_one(path, false)
     }
 
-    fn load_one(&mut self, path: &Path, resolved: bool) -> Result<&PluginInfo, &LoadError> {
+    fn load_one(&mut self, path: &Path, resolved: bool) -> Result<&PluginInfo, LoadError> {
         match self.try_load(path, resolved) {
             Ok(Loaded::Enabled(i)) => Ok(self.plugins[i].plugin.info()),
             Ok(Loaded::Disabled(i)) => Ok(&self.disabled[i]),
@@ -211,13 +211,14 @@ impl PluginManager {
         }
     }
 
-    fn record(&mut self, error: LoadError) -> &LoadError {
+    /// Records `error` in [`Self::failures`] and gives it back, for the caller to return.
+    fn record(&mut self, error: LoadError) -> LoadError {
         tracing::warn!("{error}");
         self.failures.push(LoadFailure {
             path: error.path().to_path_buf(),
-            error,
+            error: error.clone(),
         });
-        &self.failures.last().expect("just pushed").error
+        error
     }
 
     /// The trust policy's verdict on the file at `path` (see [`crate::trust`]): every way of
@@ -597,13 +598,13 @@ impl PluginManager {
     /// skipped. Returns how many plugins were initialised. Each failure is recorded in
     /// [`Self::failures`] and does not stop the others; an unreadable directory is an error (and
     /// recorded too).
-    pub fn load_dir(&mut self, dir: &Path) -> Result<usize, &LoadError> {
+    pub fn load_dir(&mut self, dir: &Path) -> Result<usize, LoadError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(source) => {
                 return Err(self.record(LoadError::Directory {
                     path: dir.to_path_buf(),
-                    source,
+                    source: source.into(),
                 }))
             }
         };
@@ -726,13 +727,13 @@ impl PluginManager {
         &mut self,
         dir: &Path,
         cache: &mut crate::cache::MetadataCache,
-    ) -> Result<usize, &LoadError> {
+    ) -> Result<usize, LoadError> {
         let files = match library_files(dir) {
             Ok(files) => files,
             Err(source) => {
                 return Err(self.record(LoadError::Directory {
                     path: dir.to_path_buf(),
-                    source,
+                    source: source.into(),
                 }))
             }
         };
@@ -742,7 +743,7 @@ impl PluginManager {
             Ok(canonical) => self.settings.trust.check_dir(&canonical),
             Err(source) => Err(LoadError::Directory {
                 path: dir.to_path_buf(),
-                source,
+                source: source.into(),
             }),
         };
         let trusted = match trusted {
@@ -865,7 +866,7 @@ impl PluginManager {
     /// the old version, which is shut down and unloaded after its last call. If the new version
     /// fails (bad ABI, refused version, failed `init`), the old one keeps serving and the
     /// failure is recorded and returned.
-    pub fn reload_file(&mut self, path: &Path) -> Result<HostEvent, &LoadError> {
+    pub fn reload_file(&mut self, path: &Path) -> Result<HostEvent, LoadError> {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let Some(i) = self
             .plugins
@@ -922,13 +923,13 @@ impl PluginManager {
         }
     }
 
-    fn report_last_failure(&self) -> &LoadError {
+    fn report_last_failure(&self) -> LoadError {
         let failure = self.failures.last().expect("a failure was just recorded");
         self.emit(HostEvent::Failed {
             path: failure.path.clone(),
             error: failure.error.to_string(),
         });
-        &failure.error
+        failure.error.clone()
     }
 
     /// Opens, validates and initialises the new version of plugin `i` from `path`, then swaps
@@ -1045,7 +1046,7 @@ impl PluginManager {
 
     /// Loads a plugin that was disabled, from the file it was found in; or re-enables an
     /// isolated plugin the circuit breaker disabled (its runner starts again on the next call).
-    pub fn enable(&mut self, name: &str) -> Result<&PluginInfo, &LoadError> {
+    pub fn enable(&mut self, name: &str) -> Result<&PluginInfo, LoadError> {
         if let Some(i) = self
             .plugins
             .iter()

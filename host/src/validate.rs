@@ -335,7 +335,7 @@ impl Checker<'_> {
             path: self.path.to_path_buf(),
             field,
             value: s,
-            source,
+            source: source.into(),
         })
     }
 }
@@ -379,7 +379,7 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
             path: path.to_path_buf(),
             field: "api_requirement",
             value: requirement.clone(),
-            source,
+            source: source.into(),
         })?;
     let host_version = host_api_version();
     if !api_requirement.matches(&host_version) {

@@ -4,12 +4,16 @@
 //! structured fields carry the details.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use calc_sdk::abi::calc_abi_version_t;
 use calc_sdk::Status;
 
 /// Why a plugin file was not loaded. Each variant names the file.
-#[derive(Debug, thiserror::Error)]
+///
+/// An owned value the caller may keep, clone or send to another thread: the system errors
+/// inside are shared (`Arc`), so that a host can record a failure and return it too.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
     /// The path does not exist.
@@ -30,7 +34,7 @@ pub enum LoadError {
         /// The directory.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The dynamic loader refused the file (not a shared library, wrong architecture, missing
     /// dependency).
@@ -39,7 +43,7 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// The loader's error, with the OS message.
-        source: libloading::Error,
+        source: Arc<libloading::Error>,
     },
     /// The library does not export `plugin_entry`.
     #[error("{path}: not a calc plugin: no `plugin_entry` symbol")]
@@ -47,7 +51,7 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// The loader's error.
-        source: libloading::Error,
+        source: Arc<libloading::Error>,
     },
     /// `plugin_entry` returned NULL.
     #[error("{path}: plugin_entry returned NULL (the plugin could not describe itself)")]
@@ -134,7 +138,7 @@ pub enum LoadError {
         /// The string.
         value: String,
         /// The parser's error.
-        source: semver::Error,
+        source: Arc<semver::Error>,
     },
     /// The plugin's host API requirement excludes this host.
     #[error("{path}: plugin requires host API {requirement}, this host is {host_version}")]
@@ -209,7 +213,7 @@ pub enum LoadError {
         mismatches: Vec<Mismatch>,
     },
     /// The path is a symbolic link, which the trust policy refuses unless allowed.
-    #[error("{path}: is a symbolic link to {target}; plugins must be regular files (allow links with [trust] allow_symlinks = true or --allow-symlinks)")]
+    #[error("{path}: is a symbolic link to {target}; plugins must be regular files (allow links with [trust] allow_symlinks = true)")]
     Symlink {
         /// The link.
         path: PathBuf,
@@ -241,7 +245,7 @@ pub enum LoadError {
         owner: u32,
     },
     /// The plugin directory has a lock file that does not list this file.
-    #[error("{path}: not in {lock} (add it with `calc plugins lock` once you trust it)")]
+    #[error("{path}: not in {lock} (add its digest to the lock once you trust it)")]
     NotInLock {
         /// The file.
         path: PathBuf,
@@ -296,7 +300,7 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// The file changed between the check of its digest and its opening.
     #[error("{path}: changed while it was being loaded (after its digest was checked); refused")]

@@ -64,8 +64,7 @@ pub const SIGNATURE_CONTEXT: &[u8] = b"calc-plugin-signature-v1\0";
 const SECRET_KEY_TAG: &str = "calc-ed25519-secret";
 
 /// How to allow what the permission checks refuse, appended to their messages.
-const ALLOW_INSECURE: &str =
-    "allow it with [trust] allow_insecure_permissions = true or --allow-insecure";
+const ALLOW_INSECURE: &str = "allow it with [trust] allow_insecure_permissions = true";
 
 /// A trusted ed25519 public key: written as the base64 of its 32 bytes (the contents of the
 /// `.pub` file `calc plugins keygen` writes).
@@ -304,7 +303,7 @@ impl Lock {
         };
         let meta = file.metadata().map_err(|source| LoadError::Unreadable {
             path: path.clone(),
-            source,
+            source: source.into(),
         })?;
         if !insecure_ok {
             check_owner_and_mode(&path, &meta, "lock file", uid, false)?;
@@ -757,7 +756,7 @@ impl TrustPolicy {
         if !self.allow_insecure_permissions {
             let meta = std::fs::metadata(dir).map_err(|source| LoadError::Directory {
                 path: dir.to_path_buf(),
-                source,
+                source: source.into(),
             })?;
             stamp = Some(Stamp::of(&meta));
             check_owner_and_mode(dir, &meta, "plugin directory", uid, false)?;
@@ -913,7 +912,7 @@ impl TrustedDir {
                 Ok(file) => {
                     let meta = file.metadata().map_err(|source| LoadError::Unreadable {
                         path: path.to_path_buf(),
-                        source,
+                        source: source.into(),
                     })?;
                     if meta.is_file() {
                         return self.check_open(path, path.to_path_buf(), &meta, file, header);
@@ -965,7 +964,7 @@ impl TrustedDir {
         }
         let file = open_nofollow(&real).map_err(|source| LoadError::Unreadable {
             path: real.clone(),
-            source,
+            source: source.into(),
         })?;
         if (file.metadata().map(|m| (m.dev(), m.ino())).ok()) != Some((meta.dev(), meta.ino())) {
             return Err(LoadError::Changed { path: real });
@@ -999,7 +998,7 @@ impl TrustedDir {
         }
         let digest = sha256(&file).map_err(|source| LoadError::Unreadable {
             path: real.clone(),
-            source,
+            source: source.into(),
         })?;
         if let Some(lock) = &self.lock {
             let name = path
@@ -1081,7 +1080,7 @@ pub fn check_header(path: &Path, file: &std::fs::File, size: u64) -> Result<(), 
             Err(source) => {
                 return Err(LoadError::Unreadable {
                     path: path.to_path_buf(),
-                    source,
+                    source: source.into(),
                 })
             }
         }

@@ -202,7 +202,7 @@ fn symlinks_are_refused_unless_allowed_and_directories_named_like_libraries_are_
         errors,
         [
             format!(
-                "{}: is a symbolic link to {}; plugins must be regular files (allow links with [trust] allow_symlinks = true or --allow-symlinks)",
+                "{}: is a symbolic link to {}; plugins must be regular files (allow links with [trust] allow_symlinks = true)",
                 canonical.join(library_file_name("linked_add")).display(),
                 target.display()
             ),

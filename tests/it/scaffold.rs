@@ -88,7 +88,7 @@ fn assert_documented_behaviour(lib: &Path, name: &str) {
             ..
         }) => {
             assert_eq!(plugin, name);
-            assert_eq!(*status, Status::InvalidArgument);
+            assert_eq!(status, Status::InvalidArgument);
             assert!(
                 message.starts_with(&format!("{name}: config value factor = \"lots\"")),
                 "{message}"

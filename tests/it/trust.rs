@@ -129,7 +129,7 @@ fn allow_insecure() -> TrustPolicy {
     }
 }
 
-const HOW: &str = "allow it with [trust] allow_insecure_permissions = true or --allow-insecure";
+const HOW: &str = "allow it with [trust] allow_insecure_permissions = true";
 
 #[test]
 fn a_plugin_file_others_can_write_is_refused_before_dlopen_unless_allowed() {
@@ -334,7 +334,7 @@ fn the_lock_file_refuses_changed_and_unlisted_plugins_before_dlopen() {
     assert_eq!(
         failures,
         [format!(
-            "{}: not in {} (add it with `calc plugins lock` once you trust it)",
+            "{}: not in {} (add its digest to the lock once you trust it)",
             extra.display(),
             lock.display()
         )]
@@ -345,6 +345,16 @@ fn the_lock_file_refuses_changed_and_unlisted_plugins_before_dlopen() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains(&format!("{}: not in", extra.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    // The library's message names no command; the CLI adds the one that fixes it.
+    let dir = std::fs::canonicalize(&f.dir).unwrap();
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "once you trust it); `calc plugins lock {}` adds it",
+            dir.display()
+        )),
         "{}",
         text(&out.stderr)
     );

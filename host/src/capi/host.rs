@@ -383,7 +383,7 @@ pub unsafe extern "C" fn calc_host_load_file(
             .manager
             .load_file(Path::new(path))
             .map(|_| ())
-            .map_err(|e| ApiError::new(super::error::load_status(e), e.to_string()));
+            .map_err(|e| ApiError::new(super::error::load_status(&e), e.to_string()));
         host.sync();
         result
     })
@@ -410,7 +410,7 @@ pub unsafe extern "C" fn calc_host_load_dir(
         let result = host
             .manager
             .load_dir(Path::new(dir))
-            .map_err(|e| ApiError::new(super::error::load_status(e), e.to_string()));
+            .map_err(|e| ApiError::new(super::error::load_status(&e), e.to_string()));
         host.sync();
         let loaded = result?;
         let dir = PathBuf::from(dir);

@@ -676,11 +676,10 @@ impl RunnerClient {
 
     fn breaker_message(&self) -> String {
         format!(
-            "disabled by the circuit breaker after {} crashes or timeouts in a row (last: {}); \
-             re-enable with :enable {} in the REPL or PluginManager::enable",
+            "disabled by the circuit breaker after {} crashes or timeouts in a row (last: {}) \
+             until it is enabled again",
             self.breaker.threshold(),
             self.breaker.last(),
-            self.info.name
         )
     }
 
@@ -780,9 +779,8 @@ impl RunnerClient {
         };
         let message = if tripped {
             format!(
-                "{what}; {} in a row: disabled by the circuit breaker (re-enable with :enable {})",
+                "{what}; {} in a row: disabled by the circuit breaker until it is enabled again",
                 self.breaker.threshold(),
-                self.info.name
             )
         } else {
             format!("{what}; {after}")
