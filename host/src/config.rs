@@ -157,6 +157,7 @@ pub enum MentionRole {
 /// (or, for [`MentionRole::Operation`], no operation) is reported naming the place (see
 /// [`Settings::notices`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Mention {
     /// The plugin (or operation) name.
     pub name: String,
@@ -169,6 +170,7 @@ pub struct Mention {
 
 /// What is known of the plugins found, for [`Settings::notices`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KnownPlugins {
     /// Plugins loaded or known (validated, to be started on first use).
     pub enabled: BTreeSet<String>,
@@ -184,6 +186,7 @@ pub struct KnownPlugins {
 
 /// A candidate implementation serving a share of evaluations.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Rollout {
     /// The plugin whose implementation is being rolled out.
     pub candidate: String,
@@ -204,6 +207,7 @@ pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
 
 /// The host's settings: from a config file, the command line, or code.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Settings {
     /// Extra plugin directories.
     pub plugin_dirs: Vec<PathBuf>,
@@ -231,6 +235,7 @@ pub struct Settings {
 
 /// Process isolation settings (`[isolation]`, and `isolate`/`timeout_ms` in `[plugins.NAME]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IsolationSettings {
     /// Isolate every plugin (`all`, CLI `--isolate`).
     pub all: bool,
@@ -358,6 +363,26 @@ impl IsolationSettings {
 }
 
 impl Settings {
+    /// These settings with `trust` as the trust policy (a builder step: `Settings` is
+    /// `#[non_exhaustive]`, so code outside this crate starts from [`Settings::default`] or
+    /// [`Settings::parse`] and changes what it needs).
+    pub fn with_trust(mut self, trust: crate::trust::TrustPolicy) -> Settings {
+        self.trust = trust;
+        self
+    }
+
+    /// These settings with `isolation` as the isolation settings (see [`Self::with_trust`]).
+    pub fn with_isolation(mut self, isolation: IsolationSettings) -> Settings {
+        self.isolation = isolation;
+        self
+    }
+
+    /// These settings with `dir` added to the plugin directories (see [`Self::with_trust`]).
+    pub fn with_plugin_dir(mut self, dir: impl Into<PathBuf>) -> Settings {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+
     /// Parses configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {

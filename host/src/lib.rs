@@ -1,7 +1,7 @@
 //! The calc plugin host.
 //!
 //! - [`loader`]: loads one plugin file (the only module that touches plugin memory).
-//! - [`validate`]: the checks every descriptor must pass before the plugin runs.
+//! - `validate`: the checks every descriptor must pass before the plugin runs.
 //! - [`manager`]: loads directories, tracks plugins and failures, resolves operations.
 //! - [`expr`]: parses and evaluates expressions over the loaded operations.
 //! - [`reload`]: watches plugin directories and applies their changes (hot reload).
@@ -29,6 +29,9 @@ pub use calc_runtime::{deadline, events, trust};
 use calc_runtime::{elf, files, memory, rcu, signals};
 
 pub mod cache;
+/// The C API (`include/calc_host.h`, built as `libcalc_host` by `calc-host-capi`): its
+/// documentation and its compatibility promise are the header's, not this crate's.
+#[doc(hidden)]
 pub mod capi;
 pub mod config;
 pub mod conformance;
@@ -43,8 +46,8 @@ pub mod manager;
 pub mod reload;
 mod services;
 pub mod slots;
-pub mod validate;
-pub mod verdict;
+pub(crate) mod validate;
+pub(crate) mod verdict;
 pub mod vet;
 
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};

@@ -7,9 +7,9 @@
 //!    would search for);
 //! 2. `dlopen` it with `RTLD_NOW | RTLD_LOCAL` and look up `plugin_entry`;
 //! 3. check that `plugin_entry` lies in an executable segment of the library, and call it;
-//! 4. read the 16-byte header and [`validate::check_header`] it;
+//! 4. read the 16-byte header and `validate::check_header` it;
 //! 5. copy every other field (strings bounded by `CALC_MAX_STRING_LEN`) and
-//!    [`validate::check_descriptor`] them;
+//!    `validate::check_descriptor` them;
 //! 6. call `init` with the host services table.
 //!
 //! Steps 4 and 5 read plugin memory only through the `memory` module's checked reads: a pointer
@@ -28,9 +28,13 @@ use crate::error::{CallError, LoadError};
 use crate::info::{OperationInfo, PluginInfo};
 use crate::memory::{LibraryMap, Reader};
 use crate::services::HostServices;
-use crate::validate::{self, RawDescriptor, RawHeader, RawOperation, Validated};
+use crate::validate::{self, RawDescriptor, RawHeader, RawOperation};
 
 /// The signature of `calc_operation_t.execute`.
+/// What [`validate_descriptor`] gives (hidden with it).
+#[doc(hidden)]
+pub use crate::validate::Validated;
+
 pub(crate) type ExecuteFn = unsafe extern "C" fn(
     *mut c_void,
     *const f64,
@@ -428,7 +432,7 @@ impl std::fmt::Debug for OpenedPlugin {
 /// `admit` sees the validated metadata before `init` runs: it may refuse the plugin (for
 /// example because another plugin has the same name), or return the configuration values the
 /// plugin can read through the host services.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     admit: impl FnOnce(&PluginInfo) -> Result<BTreeMap<String, String>, LoadError>,
 ) -> Result<LoadedPlugin, LoadError> {
@@ -451,7 +455,7 @@ pub fn open(path: &Path) -> Result<OpenedPlugin, LoadError> {
 /// As [`open`], for a path that is already the canonical absolute path of a regular file (as
 /// `PluginManager::load_dir` produces from one canonical directory and its entries): skips the
 /// per-file `realpath`, which costs one system call per path component.
-pub fn open_resolved(path: &Path) -> Result<OpenedPlugin, LoadError> {
+pub(crate) fn open_resolved(path: &Path) -> Result<OpenedPlugin, LoadError> {
     debug_assert!(path.is_absolute(), "open_resolved needs an absolute path");
     open_from(path, None)
 }
@@ -461,7 +465,7 @@ pub fn open_resolved(path: &Path) -> Result<OpenedPlugin, LoadError> {
 /// rebuilt file at the same path could return the old library, and a file overwritten in place
 /// while mapped corrupts the running code. The copy is deleted when the plugin is unloaded (or
 /// at once if loading fails). The metadata keeps the original path.
-pub fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError> {
+pub(crate) fn open_copy(path: &Path, copy_dir: &Path) -> Result<OpenedPlugin, LoadError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static GENERATION: AtomicU64 = AtomicU64::new(0);
     let path = resolve(path)?;
@@ -521,6 +525,10 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
 /// Every read is checked (`process_vm_readv`), so any pointer is safe to pass: memory that is
 /// not mapped or not readable is refused as [`LoadError::UnreadableMemory`] or an invalid
 /// string field, never dereferenced. No alignment is required.
+///
+/// Public for the descriptor's property tests only (hidden from the docs, outside the semver
+/// promise): hosts load files through [`open`] or the manager.
+#[doc(hidden)]
 pub fn validate_descriptor(
     path: &Path,
     desc: *const calc_plugin_t,
@@ -1005,7 +1013,7 @@ impl OpHandle {
     /// message bytes up to the first NUL (`None` when the plugin left no NUL-terminated message
     /// in the buffer). The operand count is not checked: callers may probe the plugin's own
     /// checks, within the declared arity.
-    pub fn call_raw(&self, args: &[f64]) -> RawOutcome {
+    pub(crate) fn call_raw(&self, args: &[f64]) -> RawOutcome {
         let mut out = 0.0f64;
         // Pre-filled with a non-zero byte so that a message without terminator is detectable.
         let mut buf = [0xFFu8; ERROR_BUF];
@@ -1077,7 +1085,7 @@ impl BinaryOp {
 
 /// What one raw call produced (see [`OpHandle::call_raw`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawOutcome {
+pub(crate) struct RawOutcome {
     /// The status code exactly as returned.
     pub status: abi::calc_status_t,
     /// The value written to `out_result` (0.0 if none was written).

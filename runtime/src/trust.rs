@@ -219,6 +219,7 @@ pub fn verify_signature(
 /// The default checks permissions and file types, uses a lock file where one exists, and
 /// requires no signature.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrustPolicy {
     /// Accept files and directories that are writable by group or others, or owned by another
     /// user (`[trust] allow_insecure_permissions`, `--allow-insecure`).

@@ -196,13 +196,9 @@ fn the_circuit_breaker_trips_and_can_be_re_enabled() {
 
 #[test]
 fn a_crashing_or_hanging_init_is_a_load_error_and_the_host_carries_on() {
-    let mut m = manager_with(Settings {
-        isolation: calc_host::config::IsolationSettings {
-            start_timeout: Duration::from_millis(500),
-            ..isolated_settings().isolation
-        },
-        ..Settings::default()
-    });
+    let mut isolation = isolated_settings().isolation;
+    isolation.start_timeout = Duration::from_millis(500);
+    let mut m = manager_with(Settings::default().with_isolation(isolation));
     let crash = std::fs::canonicalize(crashy_file("crashy_init_crash")).unwrap();
     let hang = std::fs::canonicalize(crashy_file("crashy_init_hang")).unwrap();
     let e = m.load_file(&crash).unwrap_err();

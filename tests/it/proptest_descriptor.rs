@@ -21,7 +21,7 @@ use std::path::Path;
 use std::ptr;
 
 use calc_host::loader::validate_descriptor;
-use calc_host::validate::Validated;
+use calc_host::loader::Validated;
 use calc_host::{LoadError, OperationKind};
 use calc_sdk::abi::{
     self, calc_abi_version_t, calc_host_api_t, calc_operation_t, calc_plugin_t,

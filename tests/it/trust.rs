@@ -88,10 +88,7 @@ impl Fixture {
 
     /// Loads the directory with `policy`: (plugins loaded, the failures' messages).
     fn load_dir(&self, policy: &TrustPolicy) -> (usize, Vec<String>) {
-        let mut m = PluginManager::with_settings(Settings {
-            trust: policy.clone(),
-            ..Settings::default()
-        });
+        let mut m = PluginManager::with_settings(Settings::default().with_trust(policy.clone()));
         let loaded = m.load_dir(&self.dir).unwrap_or(0);
         if loaded == 1 {
             assert_eq!(m.eval("marked(41)"), Ok(42.0));
@@ -104,10 +101,7 @@ impl Fixture {
 
     /// Loads the plugin file alone with `policy`: the error's kind and message on failure.
     fn load_file(&self, policy: &TrustPolicy) -> Result<(), Refusal> {
-        let mut m = PluginManager::with_settings(Settings {
-            trust: policy.clone(),
-            ..Settings::default()
-        });
+        let mut m = PluginManager::with_settings(Settings::default().with_trust(policy.clone()));
         m.load_file(&self.plugin).map(|_| ()).map_err(|e| Refusal {
             kind: e.kind(),
             message: e.to_string(),
@@ -123,10 +117,9 @@ struct Refusal {
 }
 
 fn allow_insecure() -> TrustPolicy {
-    TrustPolicy {
-        allow_insecure_permissions: true,
-        ..TrustPolicy::default()
-    }
+    let mut policy = TrustPolicy::default();
+    policy.allow_insecure_permissions = true;
+    policy
 }
 
 const HOW: &str = "allow it with [trust] allow_insecure_permissions = true";
@@ -458,13 +451,12 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn signed_by(keys: &[&Path]) -> TrustPolicy {
-    TrustPolicy {
-        keys: keys
-            .iter()
-            .map(|k| PublicKey::parse(&std::fs::read_to_string(k).unwrap()).unwrap())
-            .collect(),
-        ..TrustPolicy::default()
-    }
+    let mut policy = TrustPolicy::default();
+    policy.keys = keys
+        .iter()
+        .map(|k| PublicKey::parse(&std::fs::read_to_string(k).unwrap()).unwrap())
+        .collect();
+    policy
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! (`calc-plugin-runner`), so that a plugin that crashes, aborts, exits or hangs costs only the
 //! call in progress (see `docs/ISOLATION.md`).
 //!
-//! - [`protocol`]: the length-framed messages over the runner's socket.
+//! - `protocol`: the length-framed messages over the runner's socket.
 //! - [`runner`]: the runner's side (the `calc-plugin-runner` binary is a thin `main` on it).
 //! - `client`: the host's side of one runner: calls, timeouts, restarts, health, breaker.
 //! - `proxy`: the `extern "C"` `execute`/`execute_batch` through which the rest of the host
@@ -16,8 +16,10 @@
 
 pub(crate) mod client;
 pub use calc_runtime::process::memory_limit;
-pub mod protocol;
+pub(crate) mod protocol;
 pub(crate) mod proxy;
+/// The runner's side (the `calc-plugin-runner` binary's `main`); not an API.
+#[doc(hidden)]
 pub mod runner;
 use calc_runtime::process::sys;
 

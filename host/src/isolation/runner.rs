@@ -4,7 +4,7 @@
 //! standard input (it refuses to run otherwise). It loads and validates PLUGIN with the same
 //! [`loader`] as in-process loading, answers `Hello` (or `LoadFailed`), runs
 //! `init` when told, then serves calls one at a time until `Shutdown` or the end of its input
-//! (see [`super::protocol`]). Each call runs under the cooperative deadline of the request
+//! (see `super::protocol`). Each call runs under the cooperative deadline of the request
 //! ([`crate::deadline`]), so plugins that poll it stop early here too.
 //!
 //! It exits when the host goes away: on the end of its input, and, should the plugin be stuck
