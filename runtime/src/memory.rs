@@ -16,8 +16,9 @@
 //! [`LibraryMap::is_executable`] also tells whether `plugin_entry` lies in an executable segment
 //! of its library, so that a data object exported under that name is refused before it is called.
 //!
-//! Written by hand (no crate reads the dynamic loader's view of one library's segments); the
-//! program headers are read through the same checked reads, never dereferenced directly.
+//! The walk over the segments is written by hand (no crate reads the dynamic loader's view of
+//! one library's segments); the header types are `libc`'s (`Elf64_Ehdr`, `Elf64_Phdr`), and
+//! the program headers are read through the same checked reads, never dereferenced directly.
 
 use std::ffi::{c_char, c_void};
 use std::mem::{size_of, MaybeUninit};
@@ -51,9 +52,6 @@ struct Segment {
     flags: u32,
 }
 
-const PF_X: u32 = 1;
-const PF_R: u32 = 4;
-const PT_LOAD: u32 = 1;
 /// Program headers a library may have before the map gives up (and every read is checked).
 const MAX_PHDRS: usize = 256;
 /// `dlinfo` request for the program headers (glibc 2.36, `<dlfcn.h>`); the `libc` crate does
@@ -74,39 +72,9 @@ struct LinkMapHead {
     l_name: *const c_char,
 }
 
-/// `Elf64_Ehdr`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Ehdr {
-    e_ident: [u8; 16],
-    e_type: u16,
-    e_machine: u16,
-    e_version: u32,
-    e_entry: u64,
-    e_phoff: u64,
-    e_shoff: u64,
-    e_flags: u32,
-    e_ehsize: u16,
-    e_phentsize: u16,
-    e_phnum: u16,
-    e_shentsize: u16,
-    e_shnum: u16,
-    e_shstrndx: u16,
-}
-
-/// `Elf64_Phdr`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Phdr {
-    p_type: u32,
-    p_flags: u32,
-    p_offset: u64,
-    p_vaddr: u64,
-    p_paddr: u64,
-    p_filesz: u64,
-    p_memsz: u64,
-    p_align: u64,
-}
+/// The ELF headers as the dynamic loader maps them (this host's byte order), from `libc`.
+type Ehdr = libc::Elf64_Ehdr;
+type Phdr = libc::Elf64_Phdr;
 
 impl LibraryMap {
     /// The segments of the library `handle` (a `dlopen` handle), or an empty map (every read
@@ -157,7 +125,7 @@ impl LibraryMap {
     fn from_phdrs(base: usize, phdrs: &[Phdr]) -> Option<LibraryMap> {
         let mut segments = Vec::new();
         for ph in phdrs {
-            if ph.p_type != PT_LOAD || ph.p_memsz == 0 {
+            if ph.p_type != libc::PT_LOAD || ph.p_memsz == 0 {
                 continue;
             }
             let start = base.checked_add(usize::try_from(ph.p_vaddr).ok()?)?;
@@ -178,8 +146,8 @@ impl LibraryMap {
     fn from_headers(base: usize) -> Option<LibraryMap> {
         let reader = Reader::checked();
         let ehdr: Ehdr = reader.read_value(base)?;
-        if ehdr.e_ident[..4] != *b"\x7fELF"
-            || ehdr.e_ident[4] != 2 // ELFCLASS64
+        if ehdr.e_ident[..4] != object::elf::ELFMAG
+            || ehdr.e_ident[libc::EI_CLASS] != object::elf::ELFCLASS64
             || usize::from(ehdr.e_phentsize) != size_of::<Phdr>()
             || usize::from(ehdr.e_phnum) > MAX_PHDRS
         {
@@ -201,7 +169,7 @@ impl LibraryMap {
         // The map is only right if the ELF header really was where this read it from.
         phdrs
             .iter()
-            .any(|ph| ph.p_type == PT_LOAD && ph.p_offset == 0 && ph.p_vaddr == 0)
+            .any(|ph| ph.p_type == libc::PT_LOAD && ph.p_offset == 0 && ph.p_vaddr == 0)
             .then(|| Self::from_phdrs(base, &phdrs))
             .flatten()
     }
@@ -210,7 +178,7 @@ impl LibraryMap {
     pub fn is_executable(&self, addr: usize) -> bool {
         self.segments
             .iter()
-            .any(|s| s.flags & PF_X != 0 && (s.start..s.end).contains(&addr))
+            .any(|s| s.flags & libc::PF_X != 0 && (s.start..s.end).contains(&addr))
     }
 
     /// How many bytes from `addr` to the end of the readable segment that holds it, if one
@@ -218,7 +186,7 @@ impl LibraryMap {
     fn readable_run(&self, addr: usize) -> Option<usize> {
         self.segments
             .iter()
-            .find(|s| s.flags & PF_R != 0 && (s.start..s.end).contains(&addr))
+            .find(|s| s.flags & libc::PF_R != 0 && (s.start..s.end).contains(&addr))
             .map(|s| s.end - addr)
     }
 }

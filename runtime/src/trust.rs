@@ -44,9 +44,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::mem::size_of;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::Endianness;
 use sha2::{Digest, Sha256};
 
 use crate::error::LoadError;
@@ -1059,6 +1064,16 @@ pub fn check_type(path: &Path, meta: &Metadata) -> Result<(), LoadError> {
 
 const EMPTY: &str = "is empty (0 bytes), not a shared library";
 
+/// This host's ELF file header and program header, as `object` reads them (any byte order).
+#[cfg(target_pointer_width = "64")]
+type Ehdr = elf::FileHeader64<Endianness>;
+#[cfg(target_pointer_width = "64")]
+type Phdr = elf::ProgramHeader64<Endianness>;
+#[cfg(not(target_pointer_width = "64"))]
+type Ehdr = elf::FileHeader32<Endianness>;
+#[cfg(not(target_pointer_width = "64"))]
+type Phdr = elf::ProgramHeader32<Endianness>;
+
 /// How much of a file [`check_header`] reads: the ELF header and, in any ordinary library, the
 /// program headers.
 const HEADER_BYTES: usize = 4096;
@@ -1122,6 +1137,12 @@ pub fn diagnose(path: &Path, message: &str) -> Option<String> {
 /// [`diagnose`] on the first bytes `head` of a file of `size` bytes; `read_at(offset, len)`
 /// reads more of it (the program headers). `message` is the dynamic loader's, after it refused
 /// the file; `None` before it was tried.
+///
+/// The first six bytes (magic, class, byte order) are looked at by hand, to tell a text file,
+/// a non-ELF file and a file of the other class apart with a message for each; the headers
+/// of a file of this host's class are then read with `object`'s ELF types.
+// The headers' words are `u32` on a 32-bit host: their `.into()` is not useless there.
+#[allow(clippy::useless_conversion)]
 fn diagnose_bytes(
     head: &[u8],
     size: u64,
@@ -1161,74 +1182,58 @@ fn diagnose_bytes(
         }
         _ => return Some(truncated(64)),
     };
-    let header_size: u64 = if wide { 64 } else { 52 };
-    if (head.len() as u64) < header_size {
-        return Some(truncated(header_size));
-    }
-    let u16_at = |b: &[u8], at: usize| {
-        let x = [b[at], b[at + 1]];
-        u64::from(if little {
-            u16::from_le_bytes(x)
-        } else {
-            u16::from_be_bytes(x)
-        })
-    };
-    let u32_at = |b: &[u8], at: usize| {
-        let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        u64::from(if little {
-            u32::from_le_bytes(x)
-        } else {
-            u32::from_be_bytes(x)
-        })
-    };
-    let u64_at = |b: &[u8], at: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&b[at..at + 8]);
-        if little {
-            u64::from_le_bytes(x)
-        } else {
-            u64::from_be_bytes(x)
-        }
-    };
     let host_wide = cfg!(target_pointer_width = "64");
     if wide != host_wide {
+        let header_size: u64 = if wide { 64 } else { 52 };
+        if (head.len() as u64) < header_size {
+            return Some(truncated(header_size));
+        }
         return Some(format!(
             "is a {}-bit ELF file; this host is {}-bit",
             if wide { 64 } else { 32 },
             if host_wide { 64 } else { 32 }
         ));
     }
-    match u16_at(head, 16) {
-        1 => {
+    // From here the file has this host's class: its headers are read with `object`'s types.
+    let endian = if little {
+        Endianness::Little
+    } else {
+        Endianness::Big
+    };
+    let Ok((ehdr, _)) = object::pod::from_bytes::<Ehdr>(head) else {
+        return Some(truncated(size_of::<Ehdr>() as u64));
+    };
+    match ehdr.e_type(endian) {
+        elf::ET_REL => {
             return Some(
                 "is an ELF relocatable object (.o), not a shared library (link it with -shared)"
                     .into(),
             )
         }
-        2 => {
+        elf::ET_EXEC => {
             return Some(
                 "is an ELF executable, not a shared library (build it with -shared)".into(),
             )
         }
-        3 => {}
-        4 => return Some("is a core dump, not a shared library".into()),
+        elf::ET_DYN => {}
+        elf::ET_CORE => return Some("is a core dump, not a shared library".into()),
         other => {
             return Some(format!(
                 "is an ELF file of unknown type {other}, not a shared library"
             ))
         }
     }
-    let machine = u16_at(head, 18);
+    let machine = ehdr.e_machine(endian);
     let host_machine = if cfg!(target_arch = "x86_64") {
-        Some(62)
+        Some(elf::EM_X86_64)
     } else if cfg!(target_arch = "aarch64") {
-        Some(183)
+        Some(elf::EM_AARCH64)
     } else if cfg!(target_arch = "x86") {
-        Some(3)
+        Some(elf::EM_386)
     } else if cfg!(target_arch = "arm") {
-        Some(40)
+        Some(elf::EM_ARM)
     } else if cfg!(target_arch = "riscv64") {
-        Some(243)
+        Some(elf::EM_RISCV)
     } else {
         None
     };
@@ -1238,30 +1243,16 @@ fn diagnose_bytes(
             host_machine.unwrap_or_default()
         ));
     }
-    let (phoff, shoff, phentsize, phnum, shentsize, shnum) = if wide {
-        (
-            u64_at(head, 32),
-            u64_at(head, 40),
-            u16_at(head, 54),
-            u16_at(head, 56),
-            u16_at(head, 58),
-            u16_at(head, 60),
-        )
-    } else {
-        (
-            u32_at(head, 28),
-            u32_at(head, 32),
-            u16_at(head, 42),
-            u16_at(head, 44),
-            u16_at(head, 46),
-            u16_at(head, 48),
-        )
-    };
+    let phoff: u64 = ehdr.e_phoff(endian).into();
+    let shoff: u64 = ehdr.e_shoff(endian).into();
+    let phentsize = u64::from(ehdr.e_phentsize(endian));
+    let phnum = u64::from(ehdr.e_phnum(endian));
+    let shentsize = u64::from(ehdr.e_shentsize(endian));
+    let shnum = u64::from(ehdr.e_shnum(endian));
     let end = |off: u64, n: u64, each: u64| off.saturating_add(n.saturating_mul(each));
     let mut needed = end(phoff, phnum, phentsize).max(end(shoff, shnum, shentsize));
-    let min_phentsize = if wide { 56 } else { 32 };
     let mut interpreter = false;
-    if phentsize >= min_phentsize && end(phoff, phnum, phentsize) <= size {
+    if phentsize >= size_of::<Phdr>() as u64 && end(phoff, phnum, phentsize) <= size {
         let table_len = usize::try_from(phnum * phentsize).ok()?;
         let start = usize::try_from(phoff).ok()?;
         let table = match head.get(start..start.saturating_add(table_len)) {
@@ -1270,15 +1261,15 @@ fn diagnose_bytes(
         };
         if let Some(table) = table {
             for entry in table.chunks_exact(phentsize as usize) {
-                let kind = u32_at(entry, 0);
-                let (offset, filesz) = if wide {
-                    (u64_at(entry, 8), u64_at(entry, 32))
-                } else {
-                    (u32_at(entry, 4), u32_at(entry, 16))
+                let Ok((ph, _)) = object::pod::from_bytes::<Phdr>(&entry[..size_of::<Phdr>()])
+                else {
+                    continue;
                 };
-                interpreter |= kind == 3; // PT_INTERP
-                if kind == 1 {
-                    needed = needed.max(offset.saturating_add(filesz)); // PT_LOAD
+                interpreter |= ph.p_type(endian) == elf::PT_INTERP;
+                if ph.p_type(endian) == elf::PT_LOAD {
+                    let offset: u64 = ph.p_offset(endian).into();
+                    let reach = offset.saturating_add(ph.p_filesz(endian).into());
+                    needed = needed.max(reach);
                 }
             }
         }
