@@ -67,17 +67,20 @@ pub fn with_timeout<R>(timeout: Option<Duration>, f: impl FnOnce() -> R) -> R {
 }
 
 /// This thread's deadline, if one is set.
+#[inline]
 pub fn current() -> Option<Instant> {
     DEADLINE.try_with(Cell::get).ok().flatten()
 }
 
 /// True when this thread has a deadline and it has passed. Without a deadline this costs one
 /// thread-local read; with one, also one monotonic clock read.
+#[inline]
 pub fn expired() -> bool {
     current().is_some_and(|d| Instant::now() >= d)
 }
 
 /// Time left before this thread's deadline: `None` without one, zero once it has passed.
+#[inline]
 pub fn remaining() -> Option<Duration> {
     current().map(|d| d.saturating_duration_since(Instant::now()))
 }
