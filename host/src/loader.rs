@@ -163,25 +163,9 @@ impl Drop for LoadedPlugin {
 /// an object named `file` holds that address. Without, `dlopen` with `RTLD_NOLOAD` (which opens
 /// and `stat`s the file to compare identities) looks it up. Neither loads anything.
 pub fn still_loaded(file: &Path, code: Option<usize>) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     if let Some(addr) = code {
-        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-        // SAFETY: `dladdr` only looks the address up in the loader's list of objects (it never
-        // dereferences it) and fills `info`, writable storage for one `Dl_info`.
-        let found = unsafe { libc::dladdr(addr as *const c_void, info.as_mut_ptr()) };
-        if found == 0 {
-            return false;
-        }
-        // SAFETY: `dladdr` succeeded and filled `info` (zeroed before, so a field it left alone
-        // is NULL).
-        let info = unsafe { info.assume_init() };
-        if info.dli_fname.is_null() {
-            return false;
-        }
-        // SAFETY: `dli_fname` is the NUL-terminated name of a loaded object, valid while it stays
-        // loaded, which it does during this call on this thread; compared at once.
-        let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-        return name.to_bytes() == file.as_os_str().as_bytes();
+        return calc_runtime::process::sys::object_name_at(addr)
+            .is_some_and(|name| name == file.as_os_str());
     }
     use libloading::os::unix::{Library, RTLD_LAZY};
     // SAFETY: with RTLD_NOLOAD, `dlopen` only looks up an already-loaded library (whose

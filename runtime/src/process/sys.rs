@@ -40,11 +40,21 @@ pub fn send_all(socket: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
 /// The file (executable or shared library, e.g. `libcalc_host.so`) this function's code was
 /// loaded from, as the dynamic loader reports it; `None` when it cannot tell.
 pub fn this_object_file() -> Option<PathBuf> {
+    let addr = this_object_file as fn() -> Option<PathBuf> as usize;
+    let path = PathBuf::from(object_name_at(addr)?);
+    std::fs::canonicalize(&path).ok().or(Some(path))
+}
+
+/// The name under which the dynamic loader loaded the object (executable or library) that
+/// holds `addr`, as `dladdr` reports it; `None` when no loaded object holds it. The address is
+/// only looked up in the loader's list of objects, never dereferenced, so any value is safe.
+pub fn object_name_at(addr: usize) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-    let addr = this_object_file as fn() -> Option<PathBuf> as *const libc::c_void;
-    // SAFETY: `addr` is an address inside this object's code; `info` is writable storage for
-    // one `Dl_info`, which `dladdr` fills in when it returns non-zero.
-    let found = unsafe { libc::dladdr(addr, info.as_mut_ptr()) };
+    // SAFETY: `dladdr` only looks `addr` up in the loader's list of objects (it never
+    // dereferences it); `info` is writable storage for one `Dl_info`, which it fills in when it
+    // returns non-zero.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
     if found == 0 {
         return None;
     }
@@ -54,12 +64,10 @@ pub fn this_object_file() -> Option<PathBuf> {
     if info.dli_fname.is_null() {
         return None;
     }
-    // SAFETY: `dli_fname` is a NUL-terminated path owned by the dynamic loader, valid while the
-    // object stays loaded, which it does while this code runs; it is copied at once.
+    // SAFETY: `dli_fname` is the NUL-terminated name of a loaded object, owned by the dynamic
+    // loader and valid while that object stays loaded; it is copied at once, on this thread.
     let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    use std::os::unix::ffi::OsStrExt;
-    let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
-    std::fs::canonicalize(&path).ok().or(Some(path))
+    Some(std::ffi::OsStr::from_bytes(name.to_bytes()).to_os_string())
 }
 
 /// Waits up to `spin` for `socket` to have data to read, polling without blocking, and returns
