@@ -253,9 +253,9 @@ impl PluginManager {
         }
         // Nothing of the file runs here before a child opened it without harm.
         let vetted = self.vet_in_child(verified.path(), verified.metadata())?;
-        if let Some(info) = vetted.filter(|_| !isolation.all && isolation.any()) {
+        if let Some(name) = vetted.filter(|_| !isolation.all && isolation.any()) {
             // Vetting named the plugin: one to isolate is never opened here.
-            if isolation.isolates(&info.name) {
+            if isolation.isolates(&name) {
                 let path = verified.path();
                 let pending = isolation::open(path, self.runner_options(path)?)?;
                 verified.confirm()?;
@@ -278,12 +278,12 @@ impl PluginManager {
 
     /// Vets `path` in the vetting child, or finds the verdict of an earlier vetting of the
     /// same file (see [`Self::vet_with`]). `Ok` when the file may be opened here, with the
-    /// plugin's metadata when it was vetted (`None`: vetting is off).
+    /// plugin's name when it was vetted (`None`: vetting is off).
     fn vet_in_child(
         &self,
         path: &Path,
         meta: &std::fs::Metadata,
-    ) -> Result<Option<PluginInfo>, LoadError> {
+    ) -> Result<Option<String>, LoadError> {
         // The version of the file the trust policy passed (no second `stat`).
         let stamp = crate::cache::FileStamp::of(meta);
         let verdict = match crate::vet::recall(path, stamp) {
@@ -298,12 +298,12 @@ impl PluginManager {
                 }
                 let verdict = vetting.vetter.as_mut().expect("vetting is on").vet(path);
                 crate::vet::remember(path, stamp, &verdict, false);
-                verdict
+                std::sync::Arc::new(verdict)
             }
         };
-        match verdict {
-            crate::cache::Verdict::Valid(info) => Ok(Some(info)),
-            crate::cache::Verdict::Refused(refusal) => Err(refusal.into()),
+        match &*verdict {
+            crate::cache::Verdict::Valid(info) => Ok(Some(info.name.clone())),
+            crate::cache::Verdict::Refused(refusal) => Err(refusal.clone().into()),
         }
     }
 
@@ -631,7 +631,9 @@ impl PluginManager {
                 }
             })
             .collect();
-        files.sort();
+        // All in one directory: their file names give the order (compared as bytes, not path
+        // component by component).
+        files.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
         let before = self.plugins.len();
         self.scanning = trusted;
         let loaded = self.vet_and_load(&files);

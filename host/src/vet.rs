@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use crate::isolation::client::{Connection, Death};
 use crate::isolation::protocol::{Reply, Request};
@@ -329,14 +329,17 @@ pub(crate) fn warn_unvetted(why: &str) {
 /// this host's validation rules.
 struct Remembered {
     stamp: FileStamp,
-    verdict: Verdict,
+    /// Shared, so that a lookup costs no copy of the plugin's metadata.
+    verdict: Arc<Verdict>,
     /// When the file was vetted (ns since the epoch).
     checked_ns: i64,
     /// Vetted ahead of the open it is for ([`Vetter::vet_all`]): usable once even when racy.
     pending: bool,
 }
 
-static VERDICTS: Mutex<BTreeMap<PathBuf, Remembered>> = Mutex::new(BTreeMap::new());
+/// Hashed by path: a lookup hashes the path once instead of comparing it, component by
+/// component, with a dozen others (a warm `load_dir` looks up every file).
+static VERDICTS: LazyLock<Mutex<HashMap<PathBuf, Remembered>>> = LazyLock::new(Default::default);
 
 /// Most verdicts this process keeps (it forgets them all when it has this many).
 const MAX_VERDICTS: usize = 1 << 16;
@@ -344,11 +347,11 @@ const MAX_VERDICTS: usize = 1 << 16;
 /// The verdict this process found for the version `stamp` of the file at `path`, if any. A
 /// file changed within [`crate::verdict::RACY_WINDOW`] of its vetting could have changed again
 /// with the same stamp, so such a verdict serves only the open it was found for.
-pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Verdict> {
+pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Arc<Verdict>> {
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
     let known = verdicts.get(path).filter(|r| r.stamp == stamp)?;
     if !stamp.racy_at(known.checked_ns) {
-        return Some(known.verdict.clone());
+        return Some(Arc::clone(&known.verdict));
     }
     if known.pending {
         return verdicts.remove(path).map(|r| r.verdict);
@@ -372,7 +375,7 @@ pub(crate) fn remember(path: &Path, stamp: FileStamp, verdict: &Verdict, pending
         path.to_path_buf(),
         Remembered {
             stamp,
-            verdict: verdict.clone(),
+            verdict: Arc::new(verdict.clone()),
             checked_ns,
             pending,
         },
