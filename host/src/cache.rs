@@ -236,13 +236,15 @@ impl MetadataCache {
     /// each), so that the [`Self::validate`] calls that follow for these files need not wait
     /// for the child one file at a time. Does nothing without a vetter (see
     /// [`Self::vet_with`]). Counts nothing: the lookups that use the verdicts count them.
-    pub fn validate_all(&mut self, paths: &[PathBuf]) {
+    /// `canonical_dir`, when every path is directly in one directory, is that directory's
+    /// canonical form (as for the lookups that follow): it spares resolving each path.
+    pub fn validate_all(&mut self, paths: &[PathBuf], canonical_dir: Option<&Path>) {
         let Some(mut vetter) = self.vetter.take() else {
             return;
         };
         let todo: Vec<(PathBuf, FileStamp)> = paths
             .iter()
-            .filter_map(|path| identify(path, None))
+            .filter_map(|path| identify(path, canonical_dir))
             .filter(|(canonical, stamp)| {
                 let entry = canonical.to_str().and_then(|k| self.file.entries.get(k));
                 !entry.is_some_and(|e| e.fresh_for(*stamp))
@@ -364,9 +366,21 @@ impl MetadataCache {
     /// deleted since they were cached).
     pub(crate) fn prune_dir(&mut self, canonical_dir: &Path, seen: &HashSet<String>) {
         let before = self.file.entries.len();
+        // Compared as text (the keys are canonical paths): not component by component.
+        let in_dir = |key: &str| {
+            let Some(dir) = canonical_dir.to_str() else {
+                return false;
+            };
+            let name = match key.strip_prefix(dir) {
+                Some(rest) if dir.ends_with('/') => Some(rest),
+                Some(rest) => rest.strip_prefix('/'),
+                None => None,
+            };
+            name.is_some_and(|name| !name.is_empty() && !name.contains('/'))
+        };
         self.file
             .entries
-            .retain(|k, _| Path::new(k).parent() != Some(canonical_dir) || seen.contains(k));
+            .retain(|k, _| !in_dir(k) || seen.contains(k));
         self.dirty |= self.file.entries.len() != before;
     }
 
@@ -481,6 +495,43 @@ mod tests {
             let json = serde_json::to_string(&verdict).unwrap();
             assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), verdict);
         }
+    }
+
+    #[test]
+    fn pruning_a_directory_drops_only_its_own_unseen_files() {
+        let entry = || Entry {
+            stamp: FileStamp {
+                size: 1,
+                mtime_ns: 1,
+                inode: 1,
+            },
+            checked_ns: 1,
+            verdict: Verdict::Refused(Refusal {
+                path: "/x".into(),
+                kind: "k".into(),
+                message: "m".into(),
+                mismatches: Vec::new(),
+            }),
+            started: None,
+        };
+        let keys = [
+            "/p/a.so",     // in the directory, seen: kept
+            "/p/gone.so",  // in the directory, not seen: dropped
+            "/p/sub/b.so", // in a subdirectory: kept
+            "/p2/c.so",    // in a directory whose name starts alike: kept
+            "/top.so",     // in the root: kept here, dropped when the root is pruned
+        ];
+        let mut cache = MetadataCache::in_memory();
+        for k in keys {
+            cache.file.entries.insert(k.to_string(), entry());
+        }
+        let seen = HashSet::from(["/p/a.so".to_string()]);
+        cache.prune_dir(Path::new("/p"), &seen);
+        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
+        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so", "/top.so"]);
+        cache.prune_dir(Path::new("/"), &seen);
+        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
+        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so"]);
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl Listing {
                     continue;
                 }
             };
-            files.sort();
+            // All in one directory: ordered by file name, compared as bytes.
+            files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
             let canonical_dir = std::fs::canonicalize(dir).ok();
             // The trust policy before the cache, which opens files it has no fresh entry for.
             let trusted = match canonical_dir
@@ -152,7 +153,7 @@ impl Listing {
                 .filter(|(_, policy)| policy.is_ok())
                 .map(|(file, _)| file.clone())
                 .collect();
-            cache.validate_all(&admitted);
+            cache.validate_all(&admitted, canonical_dir.as_deref());
             for (file, policy) in files.iter().zip(policies) {
                 if let Err(e) = policy {
                     scan.fail(&e);

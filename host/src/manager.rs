@@ -769,7 +769,7 @@ impl PluginManager {
             .filter(|(_, policy)| policy.is_ok())
             .map(|(path, _)| path.clone())
             .collect();
-        cache.validate_all(&admitted);
+        cache.validate_all(&admitted, Some(trusted.path()));
         for (path, policy) in checked {
             self.loads += 1;
             let rank = LOAD_RANKS + self.loads;
@@ -777,7 +777,7 @@ impl PluginManager {
                 self.record(e);
                 continue;
             }
-            let (verdict, stamp) = cache.validate_stamped(&path);
+            let (verdict, stamp) = cache.validate_in(&path, Some(trusted.path()));
             match verdict {
                 crate::cache::Verdict::Valid(info) => match self.admit(&info, None) {
                     Ok(true) => self.disabled.push(info),
