@@ -67,9 +67,4 @@ impl Verdict {
             Err(e) => Verdict::Refused(Refusal::from(&e)),
         }
     }
-
-    /// The verdict as the JSON a vetting child sends.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("JSON of plain data")
-    }
 }

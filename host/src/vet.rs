@@ -179,17 +179,7 @@ impl Vetter {
     /// child when it cannot go on.
     fn verdict_of(&mut self, path: &Path, reply: Result<Reply, Death>) -> Verdict {
         match reply {
-            Ok(Reply::Vetted { verdict }) => match serde_json::from_str::<Verdict>(&verdict) {
-                Ok(verdict) => verdict,
-                Err(e) => {
-                    self.stop();
-                    refused(
-                        path,
-                        "vetting",
-                        format!("malformed answer from the vetter: {e}"),
-                    )
-                }
-            },
+            Ok(Reply::Vetted { verdict }) => verdict,
             Ok(other) => {
                 self.stop();
                 refused(path, "vetting", format!("unexpected answer {other:?}"))
@@ -265,9 +255,9 @@ pub fn trial_unload(runner: &Path, path: &Path, limit: Duration) -> Result<Trial
     )
     .map_err(|e| format!("cannot start {}: {e}", runner.display()))?;
     match child.receive(Some(deadline)) {
-        Ok(Reply::Vetted { verdict }) => {
+        Ok(Reply::Trial { report }) => {
             child.shutdown();
-            serde_json::from_str(&verdict).map_err(|e| format!("malformed trial report: {e}"))
+            Ok(report)
         }
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(death) => Err(death.describe("during the trial load")),

@@ -118,6 +118,14 @@ pub(crate) fn millis(d: Duration) -> String {
     }
 }
 
+/// Why a runner of protocol `version` is refused.
+fn other_protocol(version: u32) -> String {
+    format!(
+        "the runner speaks protocol {version}, this host {}",
+        protocol::PROTOCOL_VERSION
+    )
+}
+
 /// Why starting a runner failed.
 #[derive(Debug)]
 pub(crate) enum StartError {
@@ -231,18 +239,11 @@ impl Connection {
         match conn.receive(Some(deadline)) {
             Ok(Reply::Hello {
                 protocol: protocol::PROTOCOL_VERSION,
-                info,
-            }) => {
-                let info = protocol::parse_hello(&info)
-                    .map_err(|e| StartError::Died(conn.kill(Death::Broken(e))))?;
-                Ok((conn, info))
-            }
-            Ok(Reply::Hello { protocol, .. }) => {
-                Err(StartError::Died(conn.kill(Death::Broken(format!(
-                    "the runner speaks protocol {protocol}, this host {}",
-                    protocol::PROTOCOL_VERSION
-                )))))
-            }
+                info: Some(info),
+            }) => Ok((conn, info)),
+            Ok(Reply::Hello { protocol, .. }) if protocol != protocol::PROTOCOL_VERSION => Err(
+                StartError::Died(conn.kill(Death::Broken(other_protocol(protocol)))),
+            ),
             Ok(Reply::LoadFailed { kind, message }) => {
                 conn.reap();
                 Err(StartError::Refused { kind, message })
@@ -270,14 +271,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Waits for a `Hello` in this host's protocol and returns its info text; anything else
-    /// kills the runner.
-    pub(crate) fn hello(&mut self, deadline: Instant) -> Result<String, Death> {
+    /// Waits for a `Hello` in this host's protocol; anything else kills the runner.
+    pub(crate) fn hello(&mut self, deadline: Instant) -> Result<(), Death> {
         match self.receive(Some(deadline))? {
             Reply::Hello {
                 protocol: protocol::PROTOCOL_VERSION,
-                info,
-            } => Ok(info),
+                ..
+            } => Ok(()),
             other => Err(self.kill(Death::Broken(format!("unexpected {other:?}")))),
         }
     }
@@ -378,7 +378,15 @@ impl Connection {
         if self.buf.len() != need {
             return Err(self.kill(Death::Broken("more data than one reply".into())));
         }
-        Reply::decode(&self.buf[4..]).map_err(|e| self.kill(Death::Broken(e.to_string())))
+        Reply::decode(&self.buf[4..]).map_err(|e| {
+            // A runner of another version says so in its `Hello`, even where the rest of it
+            // does not decode.
+            let why = match protocol::hello_protocol(&self.buf[4..]) {
+                Some(v) if v != protocol::PROTOCOL_VERSION => other_protocol(v),
+                _ => e.to_string(),
+            };
+            self.kill(Death::Broken(why))
+        })
     }
 
     /// One `read` into `buf` (up to `need` bytes, at least what is available).

@@ -1,51 +1,76 @@
 //! The wire protocol between the host and a plugin runner (`calc-plugin-runner`), over the
 //! Unix socket that is the runner's standard input.
 //!
-//! Every message is one *frame*: a little-endian `u32` payload length, then the payload. The
-//! payload starts with a one-byte tag; numbers are little-endian (`f64` as its IEEE bits),
-//! strings and byte blobs are a `u32` length then the bytes.
+//! Every message is one *frame*: a little-endian `u32` payload length (at most [`MAX_FRAME`]),
+//! then the payload, a [`Request`] or a [`Reply`] in the [postcard] encoding of its serde
+//! form: the variant's index as a varint, then the fields in order. Unsigned integers are
+//! varints (LEB128), signed ones zigzag varints, `f64` its 8 little-endian IEEE bytes; a
+//! string, byte blob or sequence is a varint count then its items; an `Option` a 0 or 1 byte
+//! then the value. A list of `f64` (`args`, each of `columns`, `values`) travels as a byte blob
+//! of its values' little-endian bytes (count in bytes, then 8 bytes a value), which is read in
+//! one pass rather than value by value.
 //!
 //! ```text
-//! runner -> host   Hello { protocol, info (JSON) }        once, after loading and validating
-//!                  LoadFailed { kind, message }           instead, and the runner exits
-//! host -> runner   Init { config, state }                 once -> Ready | InitFailed
-//!                  Call { op, timeout_us, args }          -> Value
-//!                  Batch { op, timeout_us, rows, columns } -> Batch
-//!                  SaveState                              -> State
-//!                  Shutdown                               the runner shuts the plugin down, exits
+//!                  index  message                                  answer
+//! host -> runner   0      Call { op, timeout_us, args }             Value
+//!                  1      Batch { op, timeout_us, rows, columns }   Batch
+//!                  2      Init { config, state }                    Ready | InitFailed (once)
+//!                  3      SaveState                                 State
+//!                  4      Shutdown                                  the runner shuts the plugin
+//!                                                                   down and exits
+//!                  5      Vet { path }                              Vetted
+//! runner -> host   0      Hello { protocol, info }                  once, after loading and
+//!                                                                   validating
+//!                  1      LoadFailed { kind, message }              instead; the runner exits
+//!                  2      Ready
+//!                  3      InitFailed { status, message }
+//!                  4      Value { status, value, message }
+//!                  5      Batch { status, failed_row, values, message }
+//!                  6      Vetted { verdict }
+//!                  7      State { status, state, message }
+//!                  8      Trial { report }                          instead of Hello (with
+//!                                                                   --trial-unload); the runner
+//!                                                                   exits
 //! ```
 //!
-//! A runner started with `--vet` (a *vetter*) holds no plugin: it sends `Hello` with empty info,
-//! then answers each `Vet { path }` with `Vetted { verdict }` (JSON: `{"valid": PluginInfo}` or
-//! `{"refused": {"kind", "message", "mismatches"}}`), opening, validating and closing the file
-//! in its own process, until `Shutdown` or the end of its input.
+//! `Hello.info` is the plugin's [`PluginInfo`], `Vetted.verdict` a [`Verdict`] and
+//! `Trial.report` a [`TrialUnload`], all encoded in the same way (not as JSON: see
+//! `wire` below for the form `PluginInfo` takes). A runner started with `--vet` (a *vetter*)
+//! holds no plugin: it sends `Hello` without info, then answers each `Vet { path }` with
+//! `Vetted`, opening, validating and closing the file in its own process, until `Shutdown` or
+//! the end of its input.
 //!
 //! `timeout_us` is the time left for the call (0: none), from which the runner sets the
 //! cooperative deadline plugins can poll. Decoding never panics: a malformed or truncated
-//! payload is an error.
+//! payload, or one with bytes left over, is an error. Nor does it allocate for what a payload
+//! only claims: a count beyond what the rest of the payload could hold is refused before
+//! anything is allocated for it, and the lists of a `PluginInfo` or `Verdict` (written by a
+//! runner, whose plugin may be hostile) are refused past what validation lets through.
+//!
+//! [postcard]: https://docs.rs/postcard
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
+use super::runner::TrialUnload;
 use crate::info::PluginInfo;
+use crate::verdict::Verdict;
 
 /// Bumped whenever a message changes; the host refuses a runner that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest payload either side accepts (a batch of about 8 million values), so that a corrupt
 /// length cannot make the other side allocate without bound.
 pub const MAX_FRAME: usize = 64 << 20;
 
 /// A message from the host to the runner.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The two on the hot path come first: [`encode_call`] and [`encode_batch`] write them from
+/// borrowed operands through a mirror of only those two variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    /// Run the plugin's `init` with these configuration values and saved state.
-    Init {
-        /// Values the plugin reads through `get_config`.
-        config: BTreeMap<String, String>,
-        /// State saved by the previous version (hot reload).
-        state: Option<Vec<u8>>,
-    },
     /// Call operation `op` once.
     Call {
         /// Index of the operation in the plugin's table.
@@ -53,6 +78,7 @@ pub enum Request {
         /// Microseconds the call may take (0: no limit).
         timeout_us: u64,
         /// Operands.
+        #[serde(with = "f64s")]
         args: Vec<f64>,
     },
     /// Call operation `op` over columns of operands.
@@ -64,7 +90,16 @@ pub enum Request {
         /// Rows in the batch.
         rows: u32,
         /// Operand `k` of every row, column by column (`columns.len() * rows` values).
+        #[serde(with = "columns")]
         columns: Vec<Vec<f64>>,
+    },
+    /// Run the plugin's `init` with these configuration values and saved state.
+    Init {
+        /// Values the plugin reads through `get_config`.
+        config: BTreeMap<String, String>,
+        /// State saved by the previous version (hot reload).
+        #[serde(with = "opt_bytes")]
+        state: Option<Vec<u8>>,
     },
     /// Ask the plugin to save its state (`save_state`).
     SaveState,
@@ -74,19 +109,23 @@ pub enum Request {
     /// close it again.
     Vet {
         /// The file, as raw bytes (`OsStr`).
+        #[serde(with = "bytes")]
         path: Vec<u8>,
     },
 }
 
 /// A message from the runner to the host.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
-    /// The plugin loaded and passed validation; `info` is its `PluginInfo` as JSON.
+    /// The plugin loaded and passed validation. Stays the first variant with `protocol` its
+    /// first field, so that a host can tell the version of any runner (see
+    /// [`hello_protocol`]).
     Hello {
         /// The runner's [`PROTOCOL_VERSION`].
         protocol: u32,
-        /// `PluginInfo`, JSON.
-        info: String,
+        /// The plugin's metadata (`None` from a vetter, which holds no plugin).
+        #[serde(with = "wire::opt_info")]
+        info: Option<PluginInfo>,
     },
     /// The plugin was refused; the runner exits.
     LoadFailed {
@@ -120,23 +159,31 @@ pub enum Reply {
         /// The failing row (0 on success).
         failed_row: u32,
         /// Results of the rows before the failing one (all rows on success).
+        #[serde(with = "f64s")]
         values: Vec<f64>,
         /// The error message (empty on success).
         message: String,
     },
-    /// (Vetter) What validating the file of a `Vet` gave, as JSON.
+    /// (Vetter) What validating the file of a `Vet` gave.
     Vetted {
-        /// `{"valid": PluginInfo}` or `{"refused": {"kind", "message", "mismatches"}}`.
-        verdict: String,
+        /// The plugin's metadata, or why it was refused.
+        #[serde(with = "wire::verdict")]
+        verdict: Verdict,
     },
     /// The result of `SaveState`.
     State {
         /// `CALC_STATUS_*`.
         status: i32,
         /// The saved bytes (`None`: nothing saved).
+        #[serde(with = "opt_bytes")]
         state: Option<Vec<u8>>,
         /// The error message (empty on success).
         message: String,
+    },
+    /// (`--trial-unload`) What loading, starting, stopping and closing the plugin showed.
+    Trial {
+        /// The findings.
+        report: TrialUnload,
     },
 }
 
@@ -145,238 +192,101 @@ pub enum Reply {
 #[error("malformed runner message: {0}")]
 pub struct DecodeError(pub &'static str);
 
-/// Appends a frame holding `payload` (written by `f`) to `out`.
-fn frame(out: &mut Vec<u8>, f: impl FnOnce(&mut Writer)) {
+impl From<postcard::Error> for DecodeError {
+    fn from(e: postcard::Error) -> Self {
+        use postcard::Error as E;
+        DecodeError(match e {
+            E::DeserializeUnexpectedEnd => "truncated",
+            E::DeserializeBadUtf8 | E::DeserializeBadChar => "string is not UTF-8",
+            E::DeserializeBadOption => "bad option tag",
+            E::DeserializeBadBool => "bad boolean",
+            E::DeserializeBadVarint | E::DeserializeBadEnum => "bad integer",
+            // serde's error for an unknown variant index, and for a bad version number in a
+            // `PluginInfo` (postcard keeps no message).
+            E::SerdeDeCustom => "unknown tag or invalid value",
+            _ => "undecodable",
+        })
+    }
+}
+
+/// Appends a frame holding `message` to `out`.
+fn frame<T: Serialize + ?Sized>(out: &mut Vec<u8>, message: &T) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    f(&mut Writer(out));
+    // Writing to a `Vec` cannot fail, and every message has plain data with known lengths.
+    postcard::to_io(message, &mut *out).expect("messages serialise");
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
-
-impl Writer<'_> {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn f64s(&mut self, v: &[f64]) {
-        self.u32(v.len() as u32);
-        for x in v {
-            self.0.extend_from_slice(&x.to_bits().to_le_bytes());
-        }
-    }
-    fn bytes(&mut self, v: &[u8]) {
-        self.u32(v.len() as u32);
-        self.0.extend_from_slice(v);
-    }
-    fn opt_bytes(&mut self, v: Option<&[u8]>) {
-        match v {
-            None => self.u8(0),
-            Some(b) => {
-                self.u8(1);
-                self.bytes(b);
-            }
-        }
+/// Decodes a whole payload: bytes left over are an error.
+fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    let (message, rest) = postcard::take_from_bytes(payload)?;
+    if rest.is_empty() {
+        Ok(message)
+    } else {
+        Err(DecodeError("trailing bytes"))
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError("truncated"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-    fn i32(&mut self) -> Result<i32, DecodeError> {
-        Ok(self.u32()? as i32)
-    }
-    fn len(&mut self, element: usize) -> Result<usize, DecodeError> {
-        let n = self.u32()? as usize;
-        if n.saturating_mul(element) > self.0.len() {
-            return Err(DecodeError("length beyond the end of the message"));
-        }
-        Ok(n)
-    }
-    fn f64s(&mut self) -> Result<Vec<f64>, DecodeError> {
-        let n = self.len(8)?;
-        let bytes = self.take(n * 8)?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(c);
-                f64::from_bits(u64::from_le_bytes(a))
-            })
-            .collect())
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let n = self.len(1)?;
-        Ok(self.take(n)?.to_vec())
-    }
-    fn string(&mut self) -> Result<String, DecodeError> {
-        String::from_utf8(self.bytes()?).map_err(|_| DecodeError("string is not UTF-8"))
-    }
-    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
-        match self.u8()? {
-            0 => Ok(None),
-            1 => self.bytes().map(Some),
-            _ => Err(DecodeError("bad option tag")),
-        }
-    }
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError("trailing bytes"))
-        }
-    }
+/// The hot-path variants of [`Request`] over borrowed operands: same variants, same order,
+/// same fields, so the same bytes (`borrowed_and_owned_requests_encode_alike` checks it).
+#[derive(Serialize)]
+enum RequestRef<'a> {
+    Call {
+        op: u32,
+        timeout_us: u64,
+        #[serde(with = "f64s")]
+        args: &'a [f64],
+    },
+    Batch {
+        op: u32,
+        timeout_us: u64,
+        rows: u32,
+        #[serde(with = "columns")]
+        columns: &'a [&'a [f64]],
+    },
 }
-
-const INIT: u8 = 1;
-const CALL: u8 = 2;
-const BATCH: u8 = 3;
-const SAVE_STATE: u8 = 4;
-const SHUTDOWN: u8 = 5;
-const VET: u8 = 6;
-
-const HELLO: u8 = 101;
-const LOAD_FAILED: u8 = 102;
-const READY: u8 = 103;
-const INIT_FAILED: u8 = 104;
-const VALUE: u8 = 105;
-const BATCH_DONE: u8 = 106;
-const STATE: u8 = 107;
-const VETTED: u8 = 108;
 
 /// Appends the frame of a `Call` to `out` without building a [`Request`] (the hot path).
 pub fn encode_call(out: &mut Vec<u8>, op: u32, timeout_us: u64, args: &[f64]) {
-    frame(out, |w| {
-        w.u8(CALL);
-        w.u32(op);
-        w.u64(timeout_us);
-        w.f64s(args);
-    });
+    frame(
+        out,
+        &RequestRef::Call {
+            op,
+            timeout_us,
+            args,
+        },
+    );
 }
 
 /// Appends the frame of a `Batch` to `out` without copying the columns into a [`Request`].
 pub fn encode_batch(out: &mut Vec<u8>, op: u32, timeout_us: u64, rows: u32, columns: &[&[f64]]) {
-    frame(out, |w| {
-        w.u8(BATCH);
-        w.u32(op);
-        w.u64(timeout_us);
-        w.u32(rows);
-        w.u32(columns.len() as u32);
-        for c in columns {
-            w.f64s(c);
-        }
-    });
+    frame(
+        out,
+        &RequestRef::Batch {
+            op,
+            timeout_us,
+            rows,
+            columns,
+        },
+    );
 }
 
 impl Request {
     /// Appends this request's frame to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Request::Call {
-                op,
-                timeout_us,
-                args,
-            } => encode_call(out, *op, *timeout_us, args),
-            Request::Batch {
-                op,
-                timeout_us,
-                rows,
-                columns,
-            } => {
-                let cols: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
-                encode_batch(out, *op, *timeout_us, *rows, &cols);
-            }
-            Request::Init { config, state } => frame(out, |w| {
-                w.u8(INIT);
-                w.u32(config.len() as u32);
-                for (k, v) in config {
-                    w.bytes(k.as_bytes());
-                    w.bytes(v.as_bytes());
-                }
-                w.opt_bytes(state.as_deref());
-            }),
-            Request::SaveState => frame(out, |w| w.u8(SAVE_STATE)),
-            Request::Shutdown => frame(out, |w| w.u8(SHUTDOWN)),
-            Request::Vet { path } => frame(out, |w| {
-                w.u8(VET);
-                w.bytes(path);
-            }),
-        }
+        frame(out, self);
     }
 
     /// Decodes a payload (without its length prefix).
     pub fn decode(payload: &[u8]) -> Result<Request, DecodeError> {
-        let mut r = Reader(payload);
-        let request = match r.u8()? {
-            INIT => {
-                let n = r.len(8)?;
-                let mut config = BTreeMap::new();
-                for _ in 0..n {
-                    let k = r.string()?;
-                    config.insert(k, r.string()?);
-                }
-                Request::Init {
-                    config,
-                    state: r.opt_bytes()?,
-                }
+        let request = decode(payload)?;
+        if let Request::Batch { rows, columns, .. } = &request {
+            if columns.iter().any(|c| c.len() != *rows as usize) {
+                return Err(DecodeError("column length differs from the row count"));
             }
-            CALL => Request::Call {
-                op: r.u32()?,
-                timeout_us: r.u64()?,
-                args: r.f64s()?,
-            },
-            BATCH => {
-                let op = r.u32()?;
-                let timeout_us = r.u64()?;
-                let rows = r.u32()?;
-                let n = r.len(4)?;
-                let columns = (0..n).map(|_| r.f64s()).collect::<Result<Vec<_>, _>>()?;
-                if columns.iter().any(|c| c.len() != rows as usize) {
-                    return Err(DecodeError("column length differs from the row count"));
-                }
-                Request::Batch {
-                    op,
-                    timeout_us,
-                    rows,
-                    columns,
-                }
-            }
-            SAVE_STATE => Request::SaveState,
-            SHUTDOWN => Request::Shutdown,
-            VET => Request::Vet { path: r.bytes()? },
-            _ => return Err(DecodeError("unknown request tag")),
-        };
-        r.end()?;
+        }
         Ok(request)
     }
 }
@@ -384,102 +294,27 @@ impl Request {
 impl Reply {
     /// Appends this reply's frame to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        frame(out, |w| match self {
-            Reply::Hello { protocol, info } => {
-                w.u8(HELLO);
-                w.u32(*protocol);
-                w.bytes(info.as_bytes());
-            }
-            Reply::LoadFailed { kind, message } => {
-                w.u8(LOAD_FAILED);
-                w.bytes(kind.as_bytes());
-                w.bytes(message.as_bytes());
-            }
-            Reply::Ready => w.u8(READY),
-            Reply::InitFailed { status, message } => {
-                w.u8(INIT_FAILED);
-                w.i32(*status);
-                w.bytes(message.as_bytes());
-            }
-            Reply::Value {
-                status,
-                value,
-                message,
-            } => {
-                w.u8(VALUE);
-                w.i32(*status);
-                w.u64(value.to_bits());
-                w.bytes(message.as_bytes());
-            }
-            Reply::Batch {
-                status,
-                failed_row,
-                values,
-                message,
-            } => {
-                w.u8(BATCH_DONE);
-                w.i32(*status);
-                w.u32(*failed_row);
-                w.f64s(values);
-                w.bytes(message.as_bytes());
-            }
-            Reply::State {
-                status,
-                state,
-                message,
-            } => {
-                w.u8(STATE);
-                w.i32(*status);
-                w.opt_bytes(state.as_deref());
-                w.bytes(message.as_bytes());
-            }
-            Reply::Vetted { verdict } => {
-                w.u8(VETTED);
-                w.bytes(verdict.as_bytes());
-            }
-        });
+        frame(out, self);
     }
 
     /// Decodes a payload (without its length prefix).
     pub fn decode(payload: &[u8]) -> Result<Reply, DecodeError> {
-        let mut r = Reader(payload);
-        let reply = match r.u8()? {
-            HELLO => Reply::Hello {
-                protocol: r.u32()?,
-                info: r.string()?,
-            },
-            LOAD_FAILED => Reply::LoadFailed {
-                kind: r.string()?,
-                message: r.string()?,
-            },
-            READY => Reply::Ready,
-            INIT_FAILED => Reply::InitFailed {
-                status: r.i32()?,
-                message: r.string()?,
-            },
-            VALUE => Reply::Value {
-                status: r.i32()?,
-                value: f64::from_bits(r.u64()?),
-                message: r.string()?,
-            },
-            BATCH_DONE => Reply::Batch {
-                status: r.i32()?,
-                failed_row: r.u32()?,
-                values: r.f64s()?,
-                message: r.string()?,
-            },
-            STATE => Reply::State {
-                status: r.i32()?,
-                state: r.opt_bytes()?,
-                message: r.string()?,
-            },
-            VETTED => Reply::Vetted {
-                verdict: r.string()?,
-            },
-            _ => return Err(DecodeError("unknown reply tag")),
-        };
-        r.end()?;
-        Ok(reply)
+        decode(payload)
+    }
+}
+
+/// The protocol version of a `Hello` payload that may not decode as a [`Reply`] of this
+/// version: `Hello` stays the first variant with the version its first field, and before
+/// postcard (protocol 2 and older) a `Hello` was the byte 101 then the version as a
+/// little-endian `u32`. `None` when the payload is no `Hello` of either form.
+pub fn hello_protocol(payload: &[u8]) -> Option<u32> {
+    const LEGACY_HELLO: u8 = 101;
+    match payload {
+        [LEGACY_HELLO, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => match postcard::take_from_bytes::<(u32, u32)>(payload) {
+            Ok(((0, protocol), _)) => Some(protocol),
+            _ => None,
+        },
     }
 }
 
@@ -492,24 +327,485 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
     Ok(n)
 }
 
-/// The metadata a `Hello` carries (`PluginInfo` as JSON).
-pub(crate) fn parse_hello(text: &str) -> Result<PluginInfo, String> {
-    serde_json::from_str(text).map_err(|e| format!("malformed metadata: {e}"))
+/// A list of `f64` as a byte blob: its length in bytes, then each value's 8 little-endian
+/// bytes. Postcard's own form of a `Vec<f64>` (the count, then the values) is read one value
+/// at a time through serde, several times slower than this one, read in one pass: operands and
+/// results of batches are most of the bytes the runner protocol carries.
+mod f64s {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        F64s(v).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        F64Buf::deserialize(d).map(|b| b.0)
+    }
+
+    /// Writes what `serialize_bytes` of the values' little-endian bytes would write, without
+    /// gathering those bytes first: in postcard a tuple is its elements one after the other, so
+    /// the byte count (a varint, as `serialize_bytes` writes it) then the values (8 bytes each)
+    /// are the same bytes. `f64_lists_are_written_as_byte_blobs` checks it.
+    pub(super) struct F64s<'a>(pub(super) &'a [f64]);
+
+    impl Serialize for F64s<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeTuple;
+            let mut t = s.serialize_tuple(self.0.len() + 1)?;
+            t.serialize_element(&(self.0.len() * 8))?;
+            for x in self.0 {
+                t.serialize_element(x)?;
+            }
+            t.end()
+        }
+    }
+
+    pub(super) struct F64Buf(pub(super) Vec<f64>);
+
+    impl<'de> Deserialize<'de> for F64Buf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_bytes(Values).map(F64Buf)
+        }
+    }
+
+    struct Values;
+
+    impl serde::de::Visitor<'_> for Values {
+        type Value = Vec<f64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a multiple of 8 bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<f64>, E> {
+            let (values, rest) = v.as_chunks::<8>();
+            if !rest.is_empty() {
+                return Err(E::invalid_length(v.len(), &self));
+            }
+            Ok(values.iter().map(|b| f64::from_le_bytes(*b)).collect())
+        }
+    }
 }
 
-/// The `Hello.info` text for `info` (see [`parse_hello`]).
-pub(crate) fn hello_text(info: &PluginInfo) -> String {
-    serde_json::to_string(info).expect("metadata serialises")
+/// Columns of `f64`: a count, then each column as [`f64s`] writes it.
+mod columns {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::f64s::{F64Buf, F64s};
+
+    pub(super) fn serialize<C: AsRef<[f64]>, S: Serializer>(
+        columns: &[C],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(columns.iter().map(|c| F64s(c.as_ref())))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        Ok(Vec::<F64Buf>::deserialize(d)?
+            .into_iter()
+            .map(|c| c.0)
+            .collect())
+    }
+}
+
+/// A byte blob as one length and the bytes (serde's `serialize_bytes`), not a sequence of
+/// one-byte items: postcard writes both the same way, but reads this one in one copy.
+mod bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(ByteBuf)
+    }
+
+    /// Reads a byte blob (or, from a format that has none, a sequence of bytes).
+    pub(super) struct ByteBuf;
+
+    impl<'de> serde::de::Visitor<'de> for ByteBuf {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// [`bytes`], optional.
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct ByteBuf(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::bytes::deserialize(d).map(ByteBuf)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_deref().map(Bytes).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<ByteBuf>::deserialize(d)?.map(|b| b.0))
+    }
+}
+
+/// [`PluginInfo`] and [`Verdict`] as they travel.
+///
+/// Their own serde forms are made for JSON (the metadata cache, `--json` output): an
+/// operation's kind is an internally tagged enum flattened into the operation, which only a
+/// self-describing format can read back, and a path must be UTF-8. Here the kind is a plain
+/// enum, versions are their text, and paths are their raw bytes.
+///
+/// The runner, whose plugin may be hostile, writes these; their lists are bounded by what
+/// validation lets through, so that a few bytes each cannot make the host build millions of
+/// empty operations (an operation in memory is some twenty times its smallest encoding).
+mod wire {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use calc_sdk::abi;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::error::Mismatch;
+    use crate::info::{OperationInfo, OperationKind, PluginInfo};
+    use crate::verdict::{Refusal, Verdict};
+
+    /// The most mismatches a refusal names (a load error names two at most).
+    const MAX_MISMATCHES: usize = 16;
+
+    /// A list of at most `MAX` items: a longer one is refused as soon as its count is read (or,
+    /// where the decoder cannot tell the count, at item `MAX + 1`).
+    struct Bounded<T, const MAX: usize>(Vec<T>);
+
+    impl<T: Serialize, const MAX: usize> Serialize for Bounded<T, MAX> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.serialize(s)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Bounded<T, MAX> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Items<T, const MAX: usize>(std::marker::PhantomData<T>);
+
+            impl<'de, T: Deserialize<'de>, const MAX: usize> serde::de::Visitor<'de> for Items<T, MAX> {
+                type Value = Vec<T>;
+
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    write!(f, "at most {MAX} items")
+                }
+
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Vec<T>, A::Error> {
+                    use serde::de::Error;
+                    let hint = seq.size_hint().unwrap_or(0);
+                    if hint > MAX {
+                        return Err(A::Error::invalid_length(hint, &self));
+                    }
+                    let mut items = Vec::with_capacity(hint);
+                    while let Some(item) = seq.next_element()? {
+                        if items.len() == MAX {
+                            return Err(A::Error::invalid_length(MAX + 1, &self));
+                        }
+                        items.push(item);
+                    }
+                    Ok(items)
+                }
+            }
+
+            d.deserialize_seq(Items::<T, MAX>(std::marker::PhantomData))
+                .map(Bounded)
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Info {
+        name: String,
+        version: String,
+        author: String,
+        description: String,
+        #[serde(with = "super::bytes")]
+        path: Vec<u8>,
+        abi_version: String,
+        sdk_version: String,
+        api_requirement: String,
+        operations: Bounded<Operation, { abi::CALC_MAX_OPERATIONS as usize }>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Operation {
+        name: String,
+        description: String,
+        kind: Kind,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum Kind {
+        Infix {
+            symbol: String,
+            precedence: i32,
+            right_associative: bool,
+        },
+        Function {
+            min_arity: u32,
+            max_arity: Option<u32>,
+        },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct WireRefusal {
+        #[serde(with = "super::bytes")]
+        path: Vec<u8>,
+        kind: String,
+        message: String,
+        mismatches: Bounded<Mismatch, MAX_MISMATCHES>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum WireVerdict {
+        Valid(Info),
+        Refused(WireRefusal),
+    }
+
+    fn path_bytes(path: &Path) -> Vec<u8> {
+        path.as_os_str().as_bytes().to_vec()
+    }
+
+    fn path_of(bytes: Vec<u8>) -> PathBuf {
+        PathBuf::from(OsString::from_vec(bytes))
+    }
+
+    impl From<&PluginInfo> for Info {
+        fn from(info: &PluginInfo) -> Info {
+            Info {
+                name: info.name.clone(),
+                version: info.version.to_string(),
+                author: info.author.clone(),
+                description: info.description.clone(),
+                path: path_bytes(&info.path),
+                abi_version: info.abi_version.clone(),
+                sdk_version: info.sdk_version.to_string(),
+                api_requirement: info.api_requirement.to_string(),
+                operations: Bounded(
+                    info.operations
+                        .iter()
+                        .map(|op| Operation {
+                            name: op.name.clone(),
+                            description: op.description.clone(),
+                            kind: match &op.kind {
+                                OperationKind::Infix {
+                                    symbol,
+                                    precedence,
+                                    right_associative,
+                                } => Kind::Infix {
+                                    symbol: symbol.clone(),
+                                    precedence: *precedence,
+                                    right_associative: *right_associative,
+                                },
+                                OperationKind::Function {
+                                    min_arity,
+                                    max_arity,
+                                } => Kind::Function {
+                                    min_arity: *min_arity,
+                                    max_arity: *max_arity,
+                                },
+                            },
+                        })
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    impl Info {
+        fn into_info<E: serde::de::Error>(self) -> Result<PluginInfo, E> {
+            fn parse<T: std::str::FromStr<Err: std::fmt::Display>, E: serde::de::Error>(
+                s: &str,
+            ) -> Result<T, E> {
+                s.parse().map_err(E::custom)
+            }
+            Ok(PluginInfo {
+                name: self.name,
+                version: parse(&self.version)?,
+                author: self.author,
+                description: self.description,
+                path: path_of(self.path),
+                abi_version: self.abi_version,
+                sdk_version: parse(&self.sdk_version)?,
+                api_requirement: parse(&self.api_requirement)?,
+                operations: self
+                    .operations
+                    .0
+                    .into_iter()
+                    .map(|op| OperationInfo {
+                        name: op.name,
+                        description: op.description,
+                        kind: match op.kind {
+                            Kind::Infix {
+                                symbol,
+                                precedence,
+                                right_associative,
+                            } => OperationKind::Infix {
+                                symbol,
+                                precedence,
+                                right_associative,
+                            },
+                            Kind::Function {
+                                min_arity,
+                                max_arity,
+                            } => OperationKind::Function {
+                                min_arity,
+                                max_arity,
+                            },
+                        },
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    /// `Hello.info`.
+    pub(super) mod opt_info {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            info: &Option<PluginInfo>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            info.as_ref().map(Info::from).serialize(s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<PluginInfo>, D::Error> {
+            Option::<Info>::deserialize(d)?
+                .map(Info::into_info)
+                .transpose()
+        }
+    }
+
+    /// `Vetted.verdict`.
+    pub(super) mod verdict {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            verdict: &Verdict,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match verdict {
+                Verdict::Valid(info) => WireVerdict::Valid(Info::from(info)),
+                Verdict::Refused(r) => WireVerdict::Refused(WireRefusal {
+                    path: path_bytes(&r.path),
+                    kind: r.kind.clone(),
+                    message: r.message.clone(),
+                    mismatches: Bounded(r.mismatches.clone()),
+                }),
+            }
+            .serialize(s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Verdict, D::Error> {
+            Ok(match WireVerdict::deserialize(d)? {
+                WireVerdict::Valid(info) => Verdict::Valid(info.into_info()?),
+                WireVerdict::Refused(r) => Verdict::Refused(Refusal {
+                    path: path_of(r.path),
+                    kind: r.kind,
+                    message: r.message,
+                    mismatches: r.mismatches.0,
+                }),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
+    use crate::error::Mismatch;
+    use crate::info::{OperationInfo, OperationKind};
+    use crate::verdict::Refusal;
 
     fn payload(frame: &[u8]) -> &[u8] {
         let n = frame_len([frame[0], frame[1], frame[2], frame[3]]).unwrap();
         assert_eq!(frame.len(), 4 + n);
         &frame[4..]
+    }
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "arith".into(),
+            version: "1.2.3-beta.1".parse().unwrap(),
+            author: "A. N. Author".into(),
+            description: "sums".into(),
+            path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/lib\xffx.so")),
+            abi_version: "1.0".into(),
+            sdk_version: "1.0.0".parse().unwrap(),
+            api_requirement: ">=1.0, <2".parse().unwrap(),
+            operations: vec![
+                OperationInfo {
+                    name: "add".into(),
+                    description: "a + b".into(),
+                    kind: OperationKind::Infix {
+                        symbol: "+".into(),
+                        precedence: -3,
+                        right_associative: true,
+                    },
+                },
+                OperationInfo {
+                    name: "max".into(),
+                    description: String::new(),
+                    kind: OperationKind::Function {
+                        min_arity: 1,
+                        max_arity: None,
+                    },
+                },
+                OperationInfo {
+                    name: "neg".into(),
+                    description: String::new(),
+                    kind: OperationKind::Function {
+                        min_arity: 1,
+                        max_arity: Some(1),
+                    },
+                },
+            ],
+        }
     }
 
     #[test]
@@ -530,7 +826,7 @@ mod tests {
             },
             Request::Batch {
                 op: 1,
-                timeout_us: 0,
+                timeout_us: u64::MAX,
                 rows: 2,
                 columns: vec![vec![1.0, 2.0], vec![3.0, 4.0]],
             },
@@ -552,7 +848,11 @@ mod tests {
         let cases = vec![
             Reply::Hello {
                 protocol: PROTOCOL_VERSION,
-                info: "{}".into(),
+                info: Some(info()),
+            },
+            Reply::Hello {
+                protocol: PROTOCOL_VERSION,
+                info: None,
             },
             Reply::LoadFailed {
                 kind: "bad_magic".into(),
@@ -560,7 +860,7 @@ mod tests {
             },
             Reply::Ready,
             Reply::InitFailed {
-                status: 1,
+                status: -1,
                 message: "no".into(),
             },
             Reply::Value {
@@ -579,8 +879,32 @@ mod tests {
                 state: Some(vec![9; 10]),
                 message: String::new(),
             },
+            Reply::State {
+                status: 0,
+                state: None,
+                message: String::new(),
+            },
             Reply::Vetted {
-                verdict: r#"{"refused":{"kind":"bad_magic"}}"#.into(),
+                verdict: Verdict::Valid(info()),
+            },
+            Reply::Vetted {
+                verdict: Verdict::Refused(Refusal {
+                    path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/\xfe.so")),
+                    kind: "abi_version".into(),
+                    message: "/p/x.so: built for ABI 2.0".into(),
+                    mismatches: vec![Mismatch {
+                        field: "abi_version.major".into(),
+                        expected: "1".into(),
+                        found: "2".into(),
+                    }],
+                }),
+            },
+            Reply::Trial {
+                report: TrialUnload {
+                    error: Some("init failed".into()),
+                    unloaded: false,
+                    unloaded_after_thread_exit: true,
+                },
             },
         ];
         for reply in cases {
@@ -588,6 +912,120 @@ mod tests {
             reply.encode(&mut out);
             assert_eq!(Reply::decode(payload(&out)), Ok(reply));
         }
+    }
+
+    #[test]
+    fn borrowed_and_owned_requests_encode_alike() {
+        let args = [1.5, -0.0, f64::NAN, 1e300];
+        for args in [&args[..], &[]] {
+            let mut borrowed = Vec::new();
+            encode_call(&mut borrowed, 7, 1234, args);
+            let mut owned = Vec::new();
+            Request::Call {
+                op: 7,
+                timeout_us: 1234,
+                args: args.to_vec(),
+            }
+            .encode(&mut owned);
+            assert_eq!(borrowed, owned);
+        }
+        let columns: [&[f64]; 3] = [&[1.0, 2.0], &[3.0, 4.0], &[5.0, f64::MIN]];
+        for (rows, columns) in [(2, &columns[..]), (0, &[])] {
+            let mut borrowed = Vec::new();
+            encode_batch(&mut borrowed, 300, u64::MAX, rows, columns);
+            let mut owned = Vec::new();
+            Request::Batch {
+                op: 300,
+                timeout_us: u64::MAX,
+                rows,
+                columns: columns.iter().map(|c| c.to_vec()).collect(),
+            }
+            .encode(&mut owned);
+            assert_eq!(borrowed, owned);
+        }
+        // Frames are appended, as the reused buffers expect.
+        let mut two = Vec::new();
+        encode_call(&mut two, 1, 2, &[3.0]);
+        let first = two.len();
+        encode_call(&mut two, 1, 2, &[3.0]);
+        assert_eq!(two[..first], two[first..]);
+    }
+
+    /// Serialises as serde's byte blob.
+    struct Blob<'a>(&'a [u8]);
+
+    impl Serialize for Blob<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[test]
+    fn f64_lists_are_written_as_byte_blobs() {
+        let values = [1.5, -0.0, f64::NAN, f64::MAX, 300.0];
+        let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        Reply::Batch {
+            status: -2,
+            failed_row: 300,
+            values: values.to_vec(),
+            message: "m".into(),
+        }
+        .encode(&mut out);
+        assert_eq!(
+            payload(&out),
+            postcard::to_stdvec(&(5u32, -2i32, 300u32, Blob(&le), "m"))
+                .unwrap()
+                .as_slice()
+        );
+        out.clear();
+        encode_batch(&mut out, 1, 2, 5, &[&values, &values]);
+        assert_eq!(
+            payload(&out),
+            postcard::to_stdvec(&(1u32, 1u32, 2u64, 5u32, vec![Blob(&le), Blob(&le)]))
+                .unwrap()
+                .as_slice()
+        );
+        // 17 of the 20 bytes: not a whole number of values.
+        let mut bad = vec![0u8, 3, 0];
+        bad.extend(postcard::to_stdvec(&Blob(&le[..17])).unwrap());
+        assert_eq!(
+            Request::decode(&bad),
+            Err(DecodeError("unknown tag or invalid value"))
+        );
+        assert_eq!(
+            Request::decode(&[0, 3, 0, 0]),
+            Ok(Request::Call {
+                op: 3,
+                timeout_us: 0,
+                args: Vec::new()
+            })
+        );
+    }
+
+    #[test]
+    fn byte_blobs_are_encoded_as_byte_sequences() {
+        // `bytes` only makes reading faster: the bytes are those of a plain `Vec<u8>`.
+        let blob = vec![0u8, 1, 0x80, 0xff];
+        let mut out = Vec::new();
+        Request::Vet { path: blob.clone() }.encode(&mut out);
+        assert_eq!(
+            payload(&out),
+            postcard::to_stdvec(&(5u32, &blob)).unwrap().as_slice()
+        );
+        out.clear();
+        Reply::State {
+            status: 0,
+            state: Some(blob.clone()),
+            message: String::new(),
+        }
+        .encode(&mut out);
+        assert_eq!(
+            payload(&out),
+            postcard::to_stdvec(&(7u32, 0i32, Some(&blob), ""))
+                .unwrap()
+                .as_slice()
+        );
     }
 
     #[test]
@@ -607,12 +1045,170 @@ mod tests {
         let mut longer = full.clone();
         longer.push(0);
         assert_eq!(Reply::decode(&longer), Err(DecodeError("trailing bytes")));
-        // A count far beyond the message is refused before allocating.
-        let mut huge = vec![BATCH_DONE, 0, 0, 0, 0, 0, 0, 0, 0];
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Reply::decode(&huge).is_err());
+        out.clear();
+        Reply::Hello {
+            protocol: PROTOCOL_VERSION,
+            info: Some(info()),
+        }
+        .encode(&mut out);
+        let hello = payload(&out).to_vec();
+        for n in 0..hello.len() {
+            assert!(Reply::decode(&hello[..n]).is_err(), "prefix of {n} bytes");
+        }
+        // Every single-byte corruption either decodes to something or is an error.
+        for i in 0..hello.len() {
+            for b in [0, 1, 0x7f, 0x80, 0xff] {
+                let mut bad = hello.clone();
+                bad[i] = b;
+                let _ = Reply::decode(&bad);
+            }
+        }
+        assert_eq!(
+            Request::decode(&[6]),
+            Err(DecodeError("unknown tag or invalid value"))
+        );
+        assert_eq!(
+            Reply::decode(&[9]),
+            Err(DecodeError("unknown tag or invalid value"))
+        );
         assert!(Request::decode(&[200]).is_err());
+        assert!(Reply::decode(&[]).is_err());
+        // A version that is not one.
+        let mut bad_version = hello.clone();
+        let at = bad_version
+            .windows(12)
+            .position(|w| w == b"1.2.3-beta.1")
+            .unwrap();
+        bad_version[at] = b'x';
+        assert!(Reply::decode(&bad_version).is_err());
+        // A batch whose columns are not `rows` long.
+        out.clear();
+        encode_batch(&mut out, 0, 0, 2, &[&[1.0, 2.0], &[3.0]]);
+        assert_eq!(
+            Request::decode(payload(&out)),
+            Err(DecodeError("column length differs from the row count"))
+        );
         assert!(frame_len([0, 0, 0, 0]).is_err());
         assert!(frame_len(u32::MAX.to_le_bytes()).is_err());
+        assert_eq!(frame_len((MAX_FRAME as u32).to_le_bytes()), Ok(MAX_FRAME));
+    }
+
+    /// A varint of `n`.
+    fn varint(n: u64) -> Vec<u8> {
+        postcard::to_stdvec(&n).unwrap()
+    }
+
+    #[test]
+    fn counts_beyond_the_payload_are_refused_before_allocating() {
+        // Each claims far more than the payload holds (up to 2^64 - 1 items, exabytes): the
+        // decoder must refuse it without trying to allocate that much, which would abort.
+        for count in [u64::from(u32::MAX), 1 << 40, u64::MAX] {
+            // Reply::Batch { status 0, failed_row 0, values: count f64s }
+            let mut values = vec![5, 0, 0];
+            values.extend(varint(count));
+            values.extend([0; 64]);
+            assert_eq!(Reply::decode(&values), Err(DecodeError("truncated")));
+            // Request::Batch { op 0, timeout 0, rows: 1, columns: count columns }
+            let mut columns = vec![1, 0, 0, 1];
+            columns.extend(varint(count));
+            columns.extend([1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            assert!(Request::decode(&columns).is_err());
+            // ... and one column of count values.
+            let mut column = vec![1, 0, 0, 1, 1];
+            column.extend(varint(count));
+            column.extend([0; 64]);
+            assert!(Request::decode(&column).is_err());
+            // Request::Init { config: count pairs }
+            let mut config = vec![2];
+            config.extend(varint(count));
+            config.extend([1, b'k', 1, b'v']);
+            assert!(Request::decode(&config).is_err());
+            // Request::Vet { path: count bytes }
+            let mut path = vec![5];
+            path.extend(varint(count));
+            path.extend(b"/lib.so");
+            assert!(Request::decode(&path).is_err());
+            // Reply::Hello { info: Some { name: count bytes } }
+            let mut name = vec![0, PROTOCOL_VERSION as u8, 1];
+            name.extend(varint(count));
+            name.extend(b"name");
+            assert!(Reply::decode(&name).is_err());
+            // Reply::Vetted { Valid { ..., operations: count } }
+            let mut ops = vec![6, 0, 0, 5];
+            ops.extend(b"1.0.0");
+            ops.extend([0, 0, 0, 0, 5]);
+            ops.extend(b"1.0.0");
+            ops.extend([1, b'*']);
+            ops.extend(varint(count));
+            ops.extend([0; 16]);
+            assert!(Reply::decode(&ops).is_err());
+        }
+        // A varint longer than any integer.
+        assert_eq!(
+            Reply::decode(&[
+                5, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]),
+            Err(DecodeError("bad integer"))
+        );
+    }
+
+    #[test]
+    fn lists_longer_than_validation_allows_are_refused() {
+        let most = calc_sdk::abi::CALC_MAX_OPERATIONS as usize;
+        let mut big = info();
+        big.operations = vec![big.operations[1].clone(); most];
+        let mut hello = Reply::Hello {
+            protocol: PROTOCOL_VERSION,
+            info: Some(big),
+        };
+        let mut out = Vec::new();
+        hello.encode(&mut out);
+        assert_eq!(Reply::decode(payload(&out)).as_ref(), Ok(&hello));
+        if let Reply::Hello {
+            info: Some(info), ..
+        } = &mut hello
+        {
+            info.operations.push(info.operations[0].clone());
+        }
+        out.clear();
+        hello.encode(&mut out);
+        assert!(Reply::decode(payload(&out)).is_err());
+
+        let mismatch = Mismatch {
+            field: "f".into(),
+            expected: "1".into(),
+            found: "2".into(),
+        };
+        let refused = |n| Reply::Vetted {
+            verdict: Verdict::Refused(Refusal {
+                path: "/x.so".into(),
+                kind: "abi_version".into(),
+                message: "no".into(),
+                mismatches: vec![mismatch.clone(); n],
+            }),
+        };
+        out.clear();
+        refused(16).encode(&mut out);
+        assert_eq!(Reply::decode(payload(&out)), Ok(refused(16)));
+        out.clear();
+        refused(17).encode(&mut out);
+        assert!(Reply::decode(payload(&out)).is_err());
+    }
+
+    #[test]
+    fn the_version_of_any_hello_is_readable() {
+        let mut out = Vec::new();
+        Reply::Hello {
+            protocol: 77,
+            info: Some(info()),
+        }
+        .encode(&mut out);
+        assert_eq!(hello_protocol(payload(&out)), Some(77));
+        // Protocol 2 (before postcard): tag 101, the version as a little-endian u32, the info.
+        assert_eq!(hello_protocol(&[101, 2, 0, 0, 0, 0, 0, 0, 0]), Some(2));
+        out.clear();
+        Reply::Ready.encode(&mut out);
+        assert_eq!(hello_protocol(payload(&out)), None);
+        assert_eq!(hello_protocol(&[]), None);
     }
 }

@@ -235,7 +235,7 @@ impl TrialUnload {
 
 /// A trial load for `calc plugins check` (`--trial-unload PLUGIN`): in a thread of its own,
 /// loads the plugin, runs its `init` (empty configuration) and `shutdown` and closes the
-/// library; then says, as a [`TrialUnload`] in JSON (`Vetted`), whether the
+/// library; then says, in a [`TrialUnload`] (`Trial`), whether the
 /// library was unloaded at once, and if not, whether it was once that thread had exited. A
 /// library that stays loaded only while the thread lives is held by thread-local destructors
 /// its code registered (glibc keeps a library with pending ones: `__cxa_thread_atexit_impl`).
@@ -289,21 +289,19 @@ fn serve_trial(socket: &UnixStream, path: &std::path::Path) -> std::io::Result<i
             unloaded_after_thread_exit: false,
         },
     };
-    io.send(&Reply::Vetted {
-        verdict: serde_json::to_string(&outcome).expect("JSON of plain data"),
-    })?;
+    io.send(&Reply::Trial { report: outcome })?;
     Ok(0)
 }
 
 /// The vetter: validates each file the host sends (`Vet`) in this process, one at a time, and
-/// answers with the verdict as JSON (see `crate::vet`). A file whose loading crashes, hangs or
+/// answers with the verdict (see `crate::vet`). A file whose loading crashes, hangs or
 /// exits takes this process down, not the host, which names the file it was vetting.
 fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
     use std::os::unix::ffi::OsStrExt;
     let mut io = Io::new(socket);
     io.send(&Reply::Hello {
         protocol: protocol::PROTOCOL_VERSION,
-        info: String::new(),
+        info: None,
     })?;
     loop {
         match io.read()? {
@@ -312,9 +310,7 @@ fn serve_vet(socket: &UnixStream) -> std::io::Result<i32> {
                 super::sys::reset_for_next_file();
                 let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
                 let verdict = crate::verdict::Verdict::of(loader::inspect(path));
-                io.send(&Reply::Vetted {
-                    verdict: verdict.to_json(),
-                })?;
+                io.send(&Reply::Vetted { verdict })?;
             }
             Some(other) => {
                 return Err(std::io::Error::new(
@@ -348,7 +344,7 @@ fn serve(
     };
     io.send(&Reply::Hello {
         protocol: protocol::PROTOCOL_VERSION,
-        info: protocol::hello_text(opened.info()),
+        info: Some(opened.info().clone()),
     })?;
     let (config, state) = match io.read()? {
         Some(Request::Init { config, state }) => (config, state),
