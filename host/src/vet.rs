@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::isolation::client::{Connection, Death};
 use crate::isolation::protocol::{Reply, Request};
@@ -327,9 +328,12 @@ struct Remembered {
     pending: bool,
 }
 
-/// Hashed by path: a lookup hashes the path once instead of comparing it, component by
-/// component, with a dozen others (a warm `load_dir` looks up every file).
-static VERDICTS: LazyLock<Mutex<HashMap<PathBuf, Remembered>>> = LazyLock::new(Default::default);
+/// Keyed by the path's bytes: a lookup compares byte strings (`memcmp`) rather than `Path`s,
+/// whose ordering walks them component by component (a warm `load_dir` looks up every file).
+/// A `BTreeMap` rather than a `HashMap`: a hash table's only pointer to its allocation points
+/// into the middle of it, so memory checkers (valgrind) report everything it holds as possibly
+/// lost at exit, and the C API's memcheck test would fail on this process-wide memory.
+static VERDICTS: Mutex<BTreeMap<OsString, Remembered>> = Mutex::new(BTreeMap::new());
 
 /// Most verdicts this process keeps (it forgets them all when it has this many).
 const MAX_VERDICTS: usize = 1 << 16;
@@ -339,12 +343,14 @@ const MAX_VERDICTS: usize = 1 << 16;
 /// with the same stamp, so such a verdict serves only the open it was found for.
 pub(crate) fn recall(path: &Path, stamp: FileStamp) -> Option<Arc<Verdict>> {
     let mut verdicts = VERDICTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let known = verdicts.get(path).filter(|r| r.stamp == stamp)?;
+    let known = verdicts
+        .get(path.as_os_str())
+        .filter(|r| r.stamp == stamp)?;
     if !stamp.racy_at(known.checked_ns) {
         return Some(Arc::clone(&known.verdict));
     }
     if known.pending {
-        return verdicts.remove(path).map(|r| r.verdict);
+        return verdicts.remove(path.as_os_str()).map(|r| r.verdict);
     }
     None
 }
@@ -362,7 +368,7 @@ pub(crate) fn remember(path: &Path, stamp: FileStamp, verdict: &Verdict, pending
         verdicts.clear();
     }
     verdicts.insert(
-        path.to_path_buf(),
+        path.as_os_str().to_os_string(),
         Remembered {
             stamp,
             verdict: Arc::new(verdict.clone()),
