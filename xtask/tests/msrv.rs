@@ -43,16 +43,19 @@ fn too_new(metadata: &serde_json::Value, msrv: &str) -> Result<Vec<String>, Stri
     Ok(found)
 }
 
+/// `cargo metadata` of the whole locked graph. Not `--offline`: the graph includes packages
+/// for other platforms (Windows consoles, say) that a build here never downloads, so on a
+/// fresh machine their manifests have to be fetched, as the build fetched the others.
 fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(xtask::workspace_root())
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .output()
         .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo metadata --locked --offline failed:\n{}",
+        "cargo metadata --locked failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
