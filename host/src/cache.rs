@@ -497,46 +497,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pruning_a_directory_drops_only_its_own_unseen_files() {
-        let entry = || Entry {
-            stamp: FileStamp {
-                size: 1,
-                mtime_ns: 1,
-                inode: 1,
-            },
-            checked_ns: 1,
-            verdict: Verdict::Refused(Refusal {
-                path: "/x".into(),
-                kind: "k".into(),
-                message: "m".into(),
-                mismatches: Vec::new(),
-            }),
-            started: None,
-        };
-        let keys = [
-            "/p/a.so",     // in the directory, seen: kept
-            "/p/gone.so",  // in the directory, not seen: dropped
-            "/p/sub/b.so", // in a subdirectory: kept
-            "/p2/c.so",    // in a directory whose name starts alike: kept
-            "/top.so",     // in the root: kept here, dropped when the root is pruned
-        ];
-        let mut cache = MetadataCache::in_memory();
-        for k in keys {
-            cache.file.entries.insert(k.to_string(), entry());
-        }
-        let seen = HashSet::from(["/p/a.so".to_string()]);
-        cache.prune_dir(Path::new("/p"), &seen);
-        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
-        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so", "/top.so"]);
-        cache.prune_dir(Path::new("/"), &seen);
-        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
-        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so"]);
-    }
-
-    #[test]
-    fn a_recent_modification_is_not_trusted() {
-        let entry = |mtime_ns: i64, checked_ns: i64| Entry {
+    /// An entry for a refused file modified at `mtime_ns` and checked at `checked_ns`.
+    fn refused_entry(mtime_ns: i64, checked_ns: i64) -> Entry {
+        Entry {
             stamp: FileStamp {
                 size: 1,
                 mtime_ns,
@@ -550,9 +513,38 @@ mod tests {
                 mismatches: Vec::new(),
             }),
             started: None,
-        };
-        assert!(entry(10, 10).racy());
-        assert!(entry(10, 10 + RACY_WINDOW.as_nanos() as i64).racy());
-        assert!(!entry(10, 11 + RACY_WINDOW.as_nanos() as i64).racy());
+        }
+    }
+
+    #[test]
+    fn pruning_a_directory_drops_only_its_own_unseen_files() {
+        let keys = [
+            "/p/a.so",     // in the directory, seen: kept
+            "/p/gone.so",  // in the directory, not seen: dropped
+            "/p/sub/b.so", // in a subdirectory: kept
+            "/p2/c.so",    // in a directory whose name starts alike: kept
+            "/top.so",     // in the root: kept here, dropped when the root is pruned
+        ];
+        let mut cache = MetadataCache::in_memory();
+        for k in keys {
+            cache
+                .file
+                .entries
+                .insert(k.to_string(), refused_entry(1, 1));
+        }
+        let seen = HashSet::from(["/p/a.so".to_string()]);
+        cache.prune_dir(Path::new("/p"), &seen);
+        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
+        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so", "/top.so"]);
+        cache.prune_dir(Path::new("/"), &seen);
+        let left: Vec<&str> = cache.file.entries.keys().map(String::as_str).collect();
+        assert_eq!(left, ["/p/a.so", "/p/sub/b.so", "/p2/c.so"]);
+    }
+
+    #[test]
+    fn a_recent_modification_is_not_trusted() {
+        assert!(refused_entry(10, 10).racy());
+        assert!(refused_entry(10, 10 + RACY_WINDOW.as_nanos() as i64).racy());
+        assert!(!refused_entry(10, 11 + RACY_WINDOW.as_nanos() as i64).racy());
     }
 }
