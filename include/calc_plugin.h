@@ -46,7 +46,7 @@ CALC_PLUGIN_ENTRY;
 
 // Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
 // its own; a newer minor only appends fields to the end of structs.
-#define CALC_ABI_VERSION_MINOR 3
+#define CALC_ABI_VERSION_MINOR 4
 
 // First field of every `calc_plugin_t`: the bytes `"CALCPLG1"` read as a big-endian `u64`.
 // A library whose descriptor does not start with it is not a calc plugin and is rejected before
@@ -55,6 +55,22 @@ CALC_PLUGIN_ENTRY;
 
 // Returned by `deadline_remaining_ns` when the call in progress has no deadline.
 #define CALC_DEADLINE_NONE UINT64_MAX
+
+// The most interfaces one plugin may declare.
+//
+// Since ABI 1.4.
+#define CALC_MAX_INTERFACES 64
+
+// The largest vtable the host accepts, in bytes (512 function pointers on a 64-bit target).
+// A larger `vtable_size` is refused: it is garbage, or a table no reader should walk.
+//
+// Since ABI 1.4.
+#define CALC_MAX_VTABLE_SIZE 4096
+
+// The longest interface id, in bytes without the terminating NUL.
+//
+// Since ABI 1.4.
+#define CALC_MAX_INTERFACE_ID_LEN 128
 
 // `max_arity` value meaning "any number of operands, at least `min_arity`".
 #define CALC_ARITY_VARIADIC 4294967295
@@ -332,6 +348,35 @@ typedef calc_status_t (*calc_save_state_fn)(void *instance,
                                             char *error_buf,
                                             size_t error_buf_size);
 
+// One interface a plugin implements: its id, its version, and the plugin's vtable for it.
+//
+// Owned by the plugin, valid and unchanged while the library is loaded, like the descriptor.
+// The host steps through the table by `calc_plugin_t.interface_size`, so later minors may
+// append fields here. The host validates every entry (id, version, size, and that the whole
+// vtable is readable memory of the process) before any plugin code but `plugin_entry` runs;
+// the function pointers inside the vtable are the application's to check, since only it knows
+// which fields are functions.
+//
+// Since ABI 1.4.
+typedef struct calc_interface_t {
+    // The interface's id: `"vendor.name"`, two or more dot-separated parts of
+    // `[a-z0-9_-]`, each starting with a letter or digit, at most `CALC_MAX_INTERFACE_ID_LEN`
+    // bytes. Unique within the plugin for a given major. NUL-terminated, never NULL.
+    // Since ABI 1.4.
+    const char *id;
+    // The version of the interface the vtable was compiled against (the interface's own
+    // version, not calc's ABI version). Since ABI 1.4.
+    struct calc_abi_version_t version;
+    // `sizeof` the vtable as compiled into the plugin: 1 to `CALC_MAX_VTABLE_SIZE`. A host
+    // reads no field that does not end within it. Since ABI 1.4.
+    uint32_t vtable_size;
+    // The vtable: the interface's struct of function pointers (and whatever else the interface
+    // defines), `vtable_size` bytes, owned by the plugin. Its functions take the plugin's
+    // instance (what `init` produced) as their first argument by convention. Never NULL.
+    // Since ABI 1.4.
+    const void *vtable;
+} calc_interface_t;
+
 // What `plugin_entry` returns: who the plugin is, what it needs and what it provides.
 //
 // Owned by the plugin, valid and unchanged until the library is unloaded. The host copies every
@@ -380,6 +425,15 @@ typedef struct calc_plugin_t {
     // Hands the instance's state to the next version on hot reload; may be NULL (the new
     // version then starts fresh). Since ABI 1.1.
     calc_save_state_fn save_state;
+    // The interfaces the plugin implements beyond its operations, `interface_count` elements
+    // of `interface_size` bytes each. Owned by the plugin. May be NULL only when
+    // `interface_count` is 0. A plugin built against 1.0 to 1.3 has no such fields: the host
+    // reads it as declaring none. Since ABI 1.4.
+    const struct calc_interface_t *interfaces;
+    // Number of elements in `interfaces`, at most `CALC_MAX_INTERFACES`. Since ABI 1.4.
+    uint32_t interface_count;
+    // `sizeof(calc_interface_t)` as compiled into the plugin. Since ABI 1.4.
+    uint32_t interface_size;
 } calc_plugin_t;
 
 // Signature of `plugin_entry`, the only symbol a plugin exports (C linkage, default

@@ -595,6 +595,9 @@ fn write_plugin(
             op_shape(&op.kind)
         )?;
     }
+    for interface in &p.interfaces {
+        writeln!(out, "  - interface {interface}")?;
+    }
     Ok(())
 }
 

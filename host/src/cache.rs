@@ -478,6 +478,12 @@ mod tests {
                     },
                 },
             ],
+            interfaces: vec![crate::InterfaceInfo {
+                id: "acme.fmt".into(),
+                major: 1,
+                minor: 2,
+                vtable_size: 24,
+            }],
         };
         for verdict in [
             Verdict::Valid(info),

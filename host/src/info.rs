@@ -100,6 +100,30 @@ pub struct PluginInfo {
     pub api_requirement: semver::VersionReq,
     /// Its operations, in declaration order.
     pub operations: Vec<OperationInfo>,
+    /// The application-defined interfaces it implements (ABI 1.4), in declaration order; empty
+    /// for a plugin built against an older ABI.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+/// One application-defined interface a plugin implements (`calc_interface_t`, ABI 1.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    /// The interface's id, `"vendor.name"`.
+    pub id: String,
+    /// The major version of the interface the plugin's vtable was built against.
+    pub major: u16,
+    /// The minor version of the interface the plugin's vtable was built against.
+    pub minor: u16,
+    /// The size of the plugin's vtable, in bytes: fields that do not end within it are absent.
+    pub vtable_size: u32,
+}
+
+impl std::fmt::Display for InterfaceInfo {
+    /// `id major.minor`, as listings show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}.{}", self.id, self.major, self.minor)
+    }
 }
 
 fn as_string<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

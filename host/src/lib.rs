@@ -9,6 +9,7 @@
 //! - [`isolation`]: runs plugins in child processes (`calc-plugin-runner`) that may crash or hang.
 //! - [`trust`]: the trust policy every plugin file passes before it is opened (permissions,
 //!   lock file of digests, signatures).
+//! - [`interface`]: handles to the application-defined interfaces plugins implement (ABI 1.4).
 //! - [`deadline`]: cooperative per-thread deadlines that long-running plugins poll (ABI 1.3).
 //!
 //! ```no_run
@@ -38,6 +39,7 @@ pub mod conformance;
 pub mod error;
 pub mod expr;
 pub mod info;
+pub mod interface;
 pub mod isolation;
 mod limit;
 pub mod listing;
@@ -51,6 +53,7 @@ pub(crate) mod verdict;
 pub mod vet;
 
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};
-pub use info::{OperationInfo, OperationKind, PluginInfo};
+pub use info::{InterfaceInfo, OperationInfo, OperationKind, PluginInfo};
+pub use interface::InterfaceHandle;
 pub use loader::{BinaryOp, OpHandle};
 pub use manager::{Conflict, LiveOp, LoadFailure, PinnedLiveOp, PluginManager};

@@ -21,14 +21,16 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::Arc;
 
-use calc_sdk::abi::{self, calc_operation_t, calc_plugin_entry_fn, calc_plugin_t};
+use calc_sdk::abi::{
+    self, calc_interface_t, calc_operation_t, calc_plugin_entry_fn, calc_plugin_t,
+};
 use calc_sdk::Status;
 
 use crate::error::{CallError, LoadError};
 use crate::info::{OperationInfo, PluginInfo};
 use crate::memory::{LibraryMap, Reader};
 use crate::services::HostServices;
-use crate::validate::{self, RawDescriptor, RawHeader, RawOperation};
+use crate::validate::{self, RawDescriptor, RawHeader, RawInterface, RawOperation};
 
 /// The signature of `calc_operation_t.execute`.
 /// What [`validate_descriptor`] gives (hidden with it).
@@ -69,6 +71,9 @@ pub struct LoadedPlugin {
     executes: Vec<ExecuteFn>,
     /// `execute_batch` of each operation (ABI 1.2), `None` when absent.
     batches: Vec<Option<ExecuteBatchFn>>,
+    /// The address of each interface's vtable (ABI 1.4), in the order of `info.interfaces`;
+    /// empty for a plugin in a runner.
+    vtables: Vec<usize>,
     instance: *mut c_void,
     shutdown: abi::calc_shutdown_fn,
     save_state: abi::calc_save_state_fn,
@@ -191,6 +196,17 @@ impl LoadedPlugin {
         &self.info
     }
 
+    /// The address of the vtable of the plugin's interface number `index` (in the order of
+    /// `info().interfaces`), when the plugin runs in this process.
+    pub(crate) fn vtable_address(&self, index: usize) -> Option<usize> {
+        self.vtables.get(index).copied()
+    }
+
+    /// The instance `init` produced (NULL without `init`, and for a plugin in a runner).
+    pub(crate) fn instance(&self) -> *mut c_void {
+        self.instance
+    }
+
     /// What serves the plugin when it runs outside this process.
     pub(crate) fn remote(&self) -> Option<&dyn Remote> {
         self.isolation.as_deref()
@@ -218,6 +234,7 @@ impl LoadedPlugin {
             info,
             executes: vec![execute; n],
             batches: vec![Some(batch); n],
+            vtables: Vec::new(),
             instance: ptr::null_mut(),
             shutdown: None,
             save_state: None,
@@ -595,6 +612,40 @@ fn validate_with(
             execute_batch: op.execute_batch,
         });
     }
+    validate::check_interface_table(
+        path,
+        header.abi_version,
+        d.interfaces.is_null(),
+        d.interface_count,
+        d.interface_size,
+    )?;
+    let mut interfaces = Vec::with_capacity(d.interface_count as usize);
+    for i in 0..d.interface_count as usize {
+        // At most `CALC_MAX_INTERFACES` elements of at most `MAX_STRUCT_SIZE` bytes: no overflow.
+        let at = (d.interfaces as usize).wrapping_add(i * d.interface_size as usize);
+        // SAFETY: as above, for `calc_interface_t` (a pointer, integers and a pointer).
+        let entry: calc_interface_t = unsafe {
+            reader.read_prefix(
+                at as *const calc_interface_t,
+                validate::interface_fields_within(d.interface_size as usize),
+            )
+        }
+        .ok_or_else(|| unreadable(format!("interfaces[{i}]"), at))?;
+        let vtable = entry.vtable as usize;
+        // Only a size within the bound is measured, so a garbage size costs nothing.
+        let vtable_readable = if vtable != 0 && entry.vtable_size <= abi::CALC_MAX_VTABLE_SIZE {
+            reader.readable(vtable, entry.vtable_size as usize)
+        } else {
+            0
+        };
+        interfaces.push(RawInterface {
+            id: reader.read_str(entry.id),
+            version: entry.version,
+            vtable_size: entry.vtable_size,
+            vtable,
+            vtable_readable,
+        });
+    }
     let raw = RawDescriptor {
         header,
         name: reader.read_str(d.name),
@@ -608,6 +659,7 @@ fn validate_with(
         shutdown: d.shutdown,
         save_state: d.save_state,
         operations,
+        interfaces,
     };
     validate::check_descriptor(path, &raw)
 }
@@ -670,6 +722,7 @@ impl OpenedPlugin {
             info: validated.info,
             executes: validated.executes,
             batches: validated.batches,
+            vtables: validated.vtables,
             instance,
             shutdown: validated.shutdown,
             save_state: validated.save_state,

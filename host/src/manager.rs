@@ -1117,6 +1117,16 @@ impl PluginManager {
         self.plugins.iter().map(|e| e.plugin.info())
     }
 
+    /// Every loaded (enabled) plugin in this process that implements the interface `id` at
+    /// major `major`, in load order: each handle pins the plugin's current version (ABI 1.4,
+    /// `docs/INTERFACES.md`). A plugin in a runner process is not among them.
+    pub fn interface_providers(&self, id: &str, major: u16) -> Vec<crate::InterfaceHandle> {
+        self.plugins
+            .iter()
+            .filter_map(|e| crate::InterfaceHandle::new(&e.plugin, id, major))
+            .collect()
+    }
+
     /// Plugins found and validated but not initialised because the settings disable them.
     pub fn disabled(&self) -> &[PluginInfo] {
         &self.disabled
@@ -1308,6 +1318,7 @@ mod tests {
             sdk_version: semver::Version::new(1, 0, 0),
             api_requirement: semver::VersionReq::STAR,
             operations: Vec::new(),
+            interfaces: Vec::new(),
         }
     }
 

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use calc_sdk::abi::{
     self, calc_abi_version_t, calc_execute_batch_fn, calc_execute_fn, calc_init_fn,
-    calc_operation_t, calc_plugin_t, calc_shutdown_fn,
+    calc_interface_t, calc_operation_t, calc_plugin_t, calc_shutdown_fn,
 };
 
 use crate::error::LoadError;
-use crate::info::{OperationInfo, OperationKind, PluginInfo};
+use crate::info::{InterfaceInfo, OperationInfo, OperationKind, PluginInfo};
 
 /// The ABI version this host implements.
 pub const HOST_ABI: calc_abi_version_t = calc_abi_version_t {
@@ -68,6 +68,7 @@ fn oversized(path: &Path, field: &str, found: u32) -> LoadError {
 pub fn plugin_struct_size(minor: u16) -> usize {
     match minor {
         0 => std::mem::offset_of!(calc_plugin_t, save_state),
+        1..=3 => std::mem::offset_of!(calc_plugin_t, interfaces),
         _ => std::mem::size_of::<calc_plugin_t>(),
     }
 }
@@ -77,6 +78,14 @@ pub fn operation_struct_size(minor: u16) -> usize {
     match minor {
         0 | 1 => std::mem::offset_of!(calc_operation_t, execute_batch),
         _ => std::mem::size_of::<calc_operation_t>(),
+    }
+}
+
+/// Size of `calc_interface_t` at ABI `1.minor` (0 before 1.4, which has no interfaces).
+pub fn interface_struct_size(minor: u16) -> usize {
+    match minor {
+        0..=3 => 0,
+        _ => std::mem::size_of::<calc_interface_t>(),
     }
 }
 
@@ -97,6 +106,15 @@ pub fn operation_fields_within(operation_size: usize) -> usize {
     (0..=abi::CALC_ABI_VERSION_MINOR)
         .map(operation_struct_size)
         .filter(|&s| s <= operation_size)
+        .max()
+        .unwrap_or(0)
+}
+
+/// As [`plugin_fields_within`], for a `calc_interface_t` of `interface_size` bytes.
+pub fn interface_fields_within(interface_size: usize) -> usize {
+    (0..=abi::CALC_ABI_VERSION_MINOR)
+        .map(interface_struct_size)
+        .filter(|&s| s <= interface_size)
         .max()
         .unwrap_or(0)
 }
@@ -175,6 +193,22 @@ pub struct RawOperation {
     pub execute_batch: calc_execute_batch_fn,
 }
 
+/// One interface entry as copied from the plugin.
+#[derive(Debug, Clone)]
+pub struct RawInterface {
+    /// `id`.
+    pub id: RawStr,
+    /// `version`.
+    pub version: calc_abi_version_t,
+    /// `vtable_size`.
+    pub vtable_size: u32,
+    /// `vtable`, as an address.
+    pub vtable: usize,
+    /// How many bytes of the vtable are readable (a prefix); only measured when `vtable` is not
+    /// NULL and `vtable_size` is within [`abi::CALC_MAX_VTABLE_SIZE`], else 0.
+    pub vtable_readable: usize,
+}
+
 /// The descriptor's fields after the header, as copied from the plugin.
 #[derive(Debug, Clone)]
 pub struct RawDescriptor {
@@ -202,6 +236,8 @@ pub struct RawDescriptor {
     pub save_state: calc_sdk::abi::calc_save_state_fn,
     /// The operations (read only when the table itself passed [`check_operation_table`]).
     pub operations: Vec<RawOperation>,
+    /// The interfaces (ABI 1.4; read only when the table passed [`check_interface_table`]).
+    pub interfaces: Vec<RawInterface>,
 }
 
 /// Checks the operation table's shape before the loader reads it: count bounded, element size
@@ -247,6 +283,64 @@ pub fn check_operation_table(
     Ok(())
 }
 
+/// Checks the interface table's shape before the loader reads it (ABI 1.4): count bounded,
+/// element size large enough and bounded, pointer present when the count is not zero.
+pub fn check_interface_table(
+    path: &Path,
+    abi_version: calc_abi_version_t,
+    is_null: bool,
+    count: u32,
+    element_size: u32,
+) -> Result<(), LoadError> {
+    let invalid = |reason: String| LoadError::InvalidField {
+        path: path.to_path_buf(),
+        field: "interfaces".into(),
+        reason,
+    };
+    if count > abi::CALC_MAX_INTERFACES {
+        return Err(invalid(format!(
+            "{count} interfaces, more than the {} allowed",
+            abi::CALC_MAX_INTERFACES
+        )));
+    }
+    if count > 0 && is_null {
+        return Err(invalid(format!("NULL table with interface_count {count}")));
+    }
+    if count > 0 && element_size > MAX_STRUCT_SIZE {
+        return Err(oversized(
+            path,
+            "calc_plugin_t.interface_size",
+            element_size,
+        ));
+    }
+    let expected = interface_struct_size(abi_version.minor);
+    if count > 0 && (element_size as usize) < expected {
+        return Err(LoadError::StructSize {
+            path: path.to_path_buf(),
+            what: "calc_plugin_t.interface_size",
+            expected,
+            found: element_size,
+            abi: abi_version,
+        });
+    }
+    Ok(())
+}
+
+/// An interface id: `"vendor.name"`, two or more dot-separated parts of `[a-z0-9_-]` each
+/// starting with a letter or digit, at most [`abi::CALC_MAX_INTERFACE_ID_LEN`] bytes.
+pub fn is_interface_id(s: &str) -> bool {
+    s.len() <= abi::CALC_MAX_INTERFACE_ID_LEN as usize
+        && s.split('.').count() >= 2
+        && s.split('.').all(|part| {
+            part.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        })
+}
+
 /// A descriptor that passed every check: metadata plus the function pointers to call.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -261,6 +355,9 @@ pub struct Validated {
     /// The `execute_batch` of each operation (ABI 1.2; `None` when absent), in the order of
     /// `info.operations`.
     pub batches: Vec<calc_execute_batch_fn>,
+    /// The address of each interface's vtable, in the order of `info.interfaces`: readable
+    /// for `vtable_size` bytes while the library is loaded.
+    pub vtables: Vec<usize>,
     /// The `execute` of each operation, in the order of `info.operations`.
     pub executes: Vec<
         unsafe extern "C" fn(
@@ -477,6 +574,63 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
         batches.push(op.execute_batch);
     }
 
+    let mut interfaces = Vec::with_capacity(raw.interfaces.len());
+    let mut vtables = Vec::with_capacity(raw.interfaces.len());
+    for (i, iface) in raw.interfaces.iter().enumerate() {
+        let field = |f: &str| format!("interfaces[{i}].{f}");
+        let id = c.required(&field("id"), &iface.id)?;
+        if !is_interface_id(&id) {
+            return Err(c.invalid(
+                field("id"),
+                format!(
+                    "{id:?} is not an interface id (\"vendor.name\": dot-separated parts of \
+                     [a-z0-9_-], at most {} bytes)",
+                    abi::CALC_MAX_INTERFACE_ID_LEN
+                ),
+            ));
+        }
+        let field = |f: &str| format!("interfaces[{i}] ({id}).{f}");
+        let (major, minor) = (iface.version.major, iface.version.minor);
+        if interfaces
+            .iter()
+            .any(|known: &InterfaceInfo| known.id == id && known.major == major)
+        {
+            return Err(c.invalid(
+                field("id"),
+                format!("declared twice for major {major} in this plugin"),
+            ));
+        }
+        if iface.vtable_size == 0 || iface.vtable_size > abi::CALC_MAX_VTABLE_SIZE {
+            return Err(c.invalid(
+                field("vtable_size"),
+                format!(
+                    "{} bytes, not 1 to {}",
+                    iface.vtable_size,
+                    abi::CALC_MAX_VTABLE_SIZE
+                ),
+            ));
+        }
+        if iface.vtable == 0 {
+            return Err(c.invalid(field("vtable"), "NULL"));
+        }
+        if iface.vtable_readable < iface.vtable_size as usize {
+            return Err(c.invalid(
+                field("vtable"),
+                format!(
+                    "{} bytes at {:#x}, of which only {} are readable memory",
+                    iface.vtable_size, iface.vtable, iface.vtable_readable
+                ),
+            ));
+        }
+        interfaces.push(InterfaceInfo {
+            id,
+            major,
+            minor,
+            vtable_size: iface.vtable_size,
+        });
+        vtables.push(iface.vtable);
+    }
+
     Ok(Validated {
         info: PluginInfo {
             name,
@@ -488,11 +642,13 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
             sdk_version,
             api_requirement,
             operations,
+            interfaces,
         },
         init: raw.init,
         shutdown: raw.shutdown,
         save_state: raw.save_state,
         batches,
+        vtables,
         executes,
     })
 }
@@ -541,6 +697,15 @@ mod tests {
         // ABI 1.3 only appended to the host table.
         assert_eq!(plugin_struct_size(3), 112);
         assert_eq!(operation_struct_size(3), 64);
+        // ABI 1.4 appended the interface table.
+        assert_eq!(plugin_struct_size(4), 128);
+        assert_eq!(operation_struct_size(4), 64);
+        assert_eq!(interface_struct_size(3), 0);
+        assert_eq!(interface_struct_size(4), 24);
+        assert_eq!(
+            plugin_struct_size(HOST_ABI.minor),
+            std::mem::size_of::<calc_plugin_t>()
+        );
         assert_eq!(
             operation_struct_size(HOST_ABI.minor),
             std::mem::size_of::<calc_operation_t>()
@@ -566,5 +731,29 @@ mod tests {
         assert!(
             is_plugin_name("calc-example.mul_2") && !is_plugin_name("a b") && !is_plugin_name("")
         );
+        for good in ["acme.formatter", "org.example.text-lint_2", "a.b", "9x.y"] {
+            assert!(is_interface_id(good), "{good}");
+        }
+        let long = format!(
+            "a.{}",
+            "b".repeat(abi::CALC_MAX_INTERFACE_ID_LEN as usize - 2)
+        );
+        assert!(is_interface_id(&long));
+        let too_long = format!("{long}b");
+        for bad in [
+            "formatter",
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "Acme.fmt",
+            "acme.-fmt",
+            "acme._fmt",
+            "acme fmt.x",
+            "acme/fmt.x",
+            &too_long,
+        ] {
+            assert!(!is_interface_id(bad), "{bad}");
+        }
     }
 }

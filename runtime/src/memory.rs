@@ -271,6 +271,11 @@ impl<'a> Reader<'a> {
         done
     }
 
+    /// How many of the `len` bytes from `addr` are readable (a prefix), without copying them.
+    pub fn readable(&self, addr: usize, len: usize) -> usize {
+        self.runs(addr, len, |_| true)
+    }
+
     /// Copies up to `buf.len()` bytes from `addr`; returns how many were readable (a prefix).
     pub fn read(&self, addr: usize, buf: &mut [u8]) -> usize {
         let mut filled = 0;

@@ -493,6 +493,9 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
         operation_count: operations.len() as u32,
         operation_size: std::mem::size_of::<calc_operation_t>() as u32,
         save_state: Some(save_state_trampoline::<P>),
+        interfaces: std::ptr::null(),
+        interface_count: 0,
+        interface_size: std::mem::size_of::<abi::calc_interface_t>() as u32,
     };
     Ok(Built {
         descriptor,

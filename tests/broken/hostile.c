@@ -20,6 +20,10 @@
  *   HOSTILE_STRUCT_SIZE_HUGE      struct_size is 0xfffffff0
  *   HOSTILE_OP_COUNT_HUGE         operation_count is 2^32 - 1
  *   HOSTILE_ENTRY_MISALIGNED      plugin_entry returns a descriptor pointer one byte off
+ *   HOSTILE_IFACES_WILD           interfaces points to address 0x3000 (never mapped)
+ *   HOSTILE_IFACE_COUNT_HUGE      interface_count is 2^32 - 1
+ *   HOSTILE_IFACE_ID_RUNS_OFF     an interface id has no NUL before an inaccessible page
+ *   HOSTILE_VTABLE_RUNS_OFF       a vtable of 16 bytes whose last 8 lie in an inaccessible page
  *
  * Load-time faults, which kill or hang the process that opens the file (so only a vetting child
  * may open these; see tests/it/vetting.rs):
@@ -79,7 +83,8 @@
     defined(HOSTILE_CTOR_ABORT) + defined(HOSTILE_CTOR_KILL) + defined(HOSTILE_CTOR_EXIT3) +      \
     defined(HOSTILE_CTOR_STACK) + defined(HOSTILE_CTOR_CLOSE_STDIN) +                             \
     defined(HOSTILE_CTOR_WRITE_STDIN) + defined(HOSTILE_CTOR_FORK) + defined(HOSTILE_ENTRY_ABORT) + \
-    defined(HOSTILE_CTOR_FORGE) != 1
+    defined(HOSTILE_CTOR_FORGE) + defined(HOSTILE_IFACES_WILD) + defined(HOSTILE_IFACE_COUNT_HUGE) + \
+    defined(HOSTILE_IFACE_ID_RUNS_OFF) + defined(HOSTILE_VTABLE_RUNS_OFF) != 1
 #error "define exactly one HOSTILE_* macro"
 #endif
 
@@ -103,6 +108,15 @@ static calc_operation_t operations[] = {{
     .max_arity = 1,
 }};
 
+/* A vtable of the interface the interface cases declare. */
+static const uint64_t vtable[2] = {1, 2};
+static calc_interface_t interfaces[] = {{
+    .id = "calc-tests.hostile",
+    .version = {1, 0},
+    .vtable_size = sizeof vtable,
+    .vtable = vtable,
+}};
+
 static calc_plugin_t descriptor = {
     .magic = CALC_PLUGIN_MAGIC,
     .struct_size = sizeof(calc_plugin_t),
@@ -116,6 +130,9 @@ static calc_plugin_t descriptor = {
     .operations = operations,
     .operation_count = 1,
     .operation_size = sizeof(calc_operation_t),
+    .interfaces = interfaces, /* none declared, but for the interface cases */
+    .interface_count = 0,
+    .interface_size = sizeof(calc_interface_t),
 };
 
 /* A readable page followed by an inaccessible one; returns the address `back` bytes before the
@@ -276,6 +293,29 @@ CALC_PLUGIN_ENTRY {
     return &descriptor;
 #elif defined(HOSTILE_ENTRY_MISALIGNED)
     return (const calc_plugin_t *)(const void *)((const unsigned char *)&descriptor + 1);
+#elif defined(HOSTILE_IFACES_WILD) || defined(HOSTILE_IFACE_COUNT_HUGE) || \
+    defined(HOSTILE_IFACE_ID_RUNS_OFF) || defined(HOSTILE_VTABLE_RUNS_OFF)
+    descriptor.interface_count = 1;
+#if defined(HOSTILE_IFACES_WILD)
+    descriptor.interfaces = (const calc_interface_t *)(uintptr_t)0x3000;
+#elif defined(HOSTILE_IFACE_COUNT_HUGE)
+    descriptor.interface_count = 0xffffffffu;
+#elif defined(HOSTILE_IFACE_ID_RUNS_OFF)
+    {
+        unsigned char *tail = page_tail(8);
+        if (!tail) return NULL;
+        memset(tail, 'a', 8);
+        interfaces[0].id = (const char *)tail;
+    }
+#else
+    {
+        unsigned char *tail = page_tail(8);
+        if (!tail) return NULL;
+        memcpy(tail, vtable, 8);
+        interfaces[0].vtable = tail;
+    }
+#endif
+    return &descriptor;
 #elif defined(HOSTILE_ENTRY_ABORT)
     abort();
 #elif defined(HOSTILE_CTOR_CLOSE_STDIN) || defined(HOSTILE_CTOR_WRITE_STDIN) || \

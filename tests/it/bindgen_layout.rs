@@ -36,7 +36,8 @@ fn sdk_layouts() -> RustLayouts {
         precedence, min_arity, max_arity, execute_batch);
     layout!(m, calc_plugin_t: magic, struct_size, abi_version, name, version, author, description,
         sdk_version, api_requirement, flags, init, shutdown, operations, operation_count,
-        operation_size, save_state);
+        operation_size, save_state, interfaces, interface_count, interface_size);
+    layout!(m, calc_interface_t: id, version, vtable_size, vtable);
     m
 }
 
@@ -104,6 +105,7 @@ fn bindgen_sees_every_struct_and_field_of_calc_plugin_h() {
         [
             "calc_abi_version_t",
             "calc_host_api_t",
+            "calc_interface_t",
             "calc_operation_t",
             "calc_plugin_t"
         ]
@@ -116,7 +118,7 @@ fn bindgen_sees_every_struct_and_field_of_calc_plugin_h() {
             Some(align_of::<calc_sdk::abi::calc_plugin_t>())
         )
     );
-    assert_eq!(plugin.fields.len(), 16);
+    assert_eq!(plugin.fields.len(), 19);
     assert!(plugin.fields.iter().all(|f| f.offset.is_some()));
     assert_eq!(
         header

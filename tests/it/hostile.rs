@@ -53,6 +53,22 @@ fn expected(case: &str) -> (&'static str, String) {
             "invalid operations: 4294967295 operations, more than the 1024 allowed".into(),
         ),
         "entry_misaligned" => ("bad_magic", "not a calc plugin: bad magic 0x".into()),
+        "ifaces_wild" => (
+            "unreadable_memory",
+            "interfaces[0] at 0x3000 is not readable memory".into(),
+        ),
+        "iface_count_huge" => (
+            "invalid_field",
+            "invalid interfaces: 4294967295 interfaces, more than the 64 allowed".into(),
+        ),
+        "iface_id_runs_off" => (
+            "invalid_field",
+            "invalid interfaces[0].id: string at 0x".into(),
+        ),
+        "vtable_runs_off" => (
+            "invalid_field",
+            "invalid interfaces[0] (calc-tests.hostile).vtable: 16 bytes at 0x".into(),
+        ),
         other => panic!("no expectation for hostile case {other}"),
     }
 }

@@ -179,12 +179,12 @@ struct Spec {
 // The reference: docs/ABI.md, "What the host checks, in order" and "How sizes keep old plugins
 // loading", written independently of host/src/validate.rs.
 
-/// `calc_plugin_t` at ABI 1.`minor`: `save_state` arrived in 1.1.
+/// `calc_plugin_t` at ABI 1.`minor`: `save_state` arrived in 1.1, the interface table in 1.4.
 fn plugin_size_at(minor: u16) -> usize {
-    if minor < 1 {
-        offset_of!(calc_plugin_t, save_state)
-    } else {
-        size_of::<calc_plugin_t>()
+    match minor {
+        0 => offset_of!(calc_plugin_t, save_state),
+        1..=3 => offset_of!(calc_plugin_t, interfaces),
+        _ => size_of::<calc_plugin_t>(),
     }
 }
 
@@ -494,6 +494,10 @@ fn build(spec: &Spec) -> Built {
         operation_count: spec.operation_count(),
         operation_size: spec.operation_size(),
         save_state: spec.save_state.then_some(save_state as _),
+        // No interfaces: their validation has its own tests (tests/it/interfaces.rs).
+        interfaces: ptr::null(),
+        interface_count: 0,
+        interface_size: size_of::<abi::calc_interface_t>() as u32,
     };
     // The header always (the host reads 16 bytes first), then the bytes the plugin declared.
     // The buffer is as large as the descriptor says (up to `Full + 64`), and never smaller than
@@ -767,7 +771,7 @@ fn check_accepted(spec: &Spec, v: &Validated) -> Result<(), TestCaseError> {
         spec.shutdown.then_some(shutdown as *const () as usize)
     );
     // A field exists only if it ends within `struct_size`.
-    let has_save_state = spec.struct_size() as usize >= size_of::<calc_plugin_t>();
+    let has_save_state = spec.struct_size() as usize >= offset_of!(calc_plugin_t, interfaces);
     prop_assert_eq!(
         v.save_state.map(|f| f as usize),
         (spec.save_state && has_save_state).then_some(save_state as *const () as usize),

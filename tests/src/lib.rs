@@ -337,6 +337,10 @@ pub const HOSTILE_CASES: &[&str] = &[
     "STRUCT_SIZE_HUGE",
     "OP_COUNT_HUGE",
     "ENTRY_MISALIGNED",
+    "IFACES_WILD",
+    "IFACE_COUNT_HUGE",
+    "IFACE_ID_RUNS_OFF",
+    "VTABLE_RUNS_OFF",
 ];
 
 /// The load-time cases of `tests/broken/hostile.c`: files whose initialisers or `plugin_entry`

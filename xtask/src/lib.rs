@@ -99,7 +99,14 @@ pub fn generate_plugin_header(root: &Path) -> Result<String, String> {
     config.after_includes =
         Some(plugin_header_prelude(&workspace_version(root)?)? + PLUGIN_HEADER_MACROS);
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for module in ["version", "status", "entry", "host_api", "plugin"] {
+    for module in [
+        "version",
+        "status",
+        "entry",
+        "host_api",
+        "interface",
+        "plugin",
+    ] {
         builder = builder.with_src(sdk.join("src/abi").join(format!("{module}.rs")));
     }
     let bindings = builder.generate().map_err(|e| format!("cbindgen: {e}"))?;

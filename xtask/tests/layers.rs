@@ -31,6 +31,7 @@ const HOST: &[(&str, u32)] = &[
     ("verdict", 2),
     ("loader", 3),
     ("slots", 4),
+    ("interface", 4),
     ("limit", 4),
     ("conformance", 4),
     ("expr", 5),

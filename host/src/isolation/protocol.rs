@@ -59,7 +59,7 @@ use crate::info::PluginInfo;
 use crate::verdict::Verdict;
 
 /// Bumped whenever a message changes; the host refuses a runner that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest payload either side accepts (a batch of about 8 million values), so that a corrupt
 /// length cannot make the other side allocate without bound.
@@ -499,7 +499,7 @@ mod wire {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use crate::error::Mismatch;
-    use crate::info::{OperationInfo, OperationKind, PluginInfo};
+    use crate::info::{InterfaceInfo, OperationInfo, OperationKind, PluginInfo};
     use crate::verdict::{Refusal, Verdict};
 
     /// The most mismatches a refusal names (a load error names two at most).
@@ -563,6 +563,15 @@ mod wire {
         sdk_version: String,
         api_requirement: String,
         operations: Bounded<Operation, { abi::CALC_MAX_OPERATIONS as usize }>,
+        interfaces: Bounded<Interface, { abi::CALC_MAX_INTERFACES as usize }>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Interface {
+        id: String,
+        major: u16,
+        minor: u16,
+        vtable_size: u32,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -646,6 +655,17 @@ mod wire {
                         })
                         .collect(),
                 ),
+                interfaces: Bounded(
+                    info.interfaces
+                        .iter()
+                        .map(|i| Interface {
+                            id: i.id.clone(),
+                            major: i.major,
+                            minor: i.minor,
+                            vtable_size: i.vtable_size,
+                        })
+                        .collect(),
+                ),
             }
         }
     }
@@ -691,6 +711,17 @@ mod wire {
                                 max_arity,
                             },
                         },
+                    })
+                    .collect(),
+                interfaces: self
+                    .interfaces
+                    .0
+                    .into_iter()
+                    .map(|i| InterfaceInfo {
+                        id: i.id,
+                        major: i.major,
+                        minor: i.minor,
+                        vtable_size: i.vtable_size,
                     })
                     .collect(),
             })
@@ -803,6 +834,20 @@ mod tests {
                         min_arity: 1,
                         max_arity: Some(1),
                     },
+                },
+            ],
+            interfaces: vec![
+                crate::info::InterfaceInfo {
+                    id: "acme.text-format".into(),
+                    major: 2,
+                    minor: 7,
+                    vtable_size: 40,
+                },
+                crate::info::InterfaceInfo {
+                    id: "acme.lint".into(),
+                    major: 0,
+                    minor: 0,
+                    vtable_size: 4096,
                 },
             ],
         }

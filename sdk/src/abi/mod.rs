@@ -17,12 +17,14 @@
 
 pub mod entry;
 pub mod host_api;
+pub mod interface;
 pub mod plugin;
 pub mod status;
 pub mod version;
 
 pub use entry::*;
 pub use host_api::*;
+pub use interface::*;
 pub use plugin::*;
 pub use status::*;
 pub use version::*;

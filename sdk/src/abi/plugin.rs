@@ -3,6 +3,7 @@
 use core::ffi::{c_char, c_void};
 
 use super::host_api::calc_host_api_t;
+use super::interface::calc_interface_t;
 use super::status::{calc_associativity_t, calc_operation_kind_t, calc_status_t};
 use super::version::calc_abi_version_t;
 
@@ -228,13 +229,25 @@ pub struct calc_plugin_t {
     /// Hands the instance's state to the next version on hot reload; may be NULL (the new
     /// version then starts fresh). Since ABI 1.1.
     pub save_state: calc_save_state_fn,
+    /* Since ABI 1.4 */
+    /// The interfaces the plugin implements beyond its operations, `interface_count` elements
+    /// of `interface_size` bytes each. Owned by the plugin. May be NULL only when
+    /// `interface_count` is 0. A plugin built against 1.0 to 1.3 has no such fields: the host
+    /// reads it as declaring none. Since ABI 1.4.
+    pub interfaces: *const calc_interface_t,
+    /// Number of elements in `interfaces`, at most `CALC_MAX_INTERFACES`. Since ABI 1.4.
+    pub interface_count: u32,
+    /// `sizeof(calc_interface_t)` as compiled into the plugin. Since ABI 1.4.
+    pub interface_size: u32,
 }
 
 // Layout pins for 64-bit targets: a failing assertion is an ABI break, which needs a major bump.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(core::mem::size_of::<calc_plugin_t>() == 112);
+    assert!(core::mem::size_of::<calc_plugin_t>() == 128);
     assert!(core::mem::offset_of!(calc_plugin_t, save_state) == 104); // the 1.0 size
+    assert!(core::mem::offset_of!(calc_plugin_t, interfaces) == 112); // the 1.1-1.3 size
+    assert!(core::mem::size_of::<calc_interface_t>() == 24);
     assert!(core::mem::size_of::<calc_operation_t>() == 64);
     assert!(core::mem::offset_of!(calc_operation_t, execute_batch) == 56); // the 1.0/1.1 size
     assert!(core::mem::size_of::<calc_host_api_t>() == 64);

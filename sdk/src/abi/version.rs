@@ -5,7 +5,7 @@ pub const CALC_ABI_VERSION_MAJOR: u16 = 1;
 
 /// Minor version of the calc plugin ABI. A host accepts plugins whose minor is not newer than
 /// its own; a newer minor only appends fields to the end of structs.
-pub const CALC_ABI_VERSION_MINOR: u16 = 3;
+pub const CALC_ABI_VERSION_MINOR: u16 = 4;
 
 /// An ABI version: `major.minor`. Compatibility: majors equal and the plugin's minor at most
 /// the host's (see `docs/ABI.md`).

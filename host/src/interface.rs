@@ -1,0 +1,108 @@
+//! Application-defined interfaces (ABI 1.4): handles to the vtable a loaded plugin declared for
+//! an interface, which keep its library loaded while they live.
+//!
+//! The host knows an interface only by its id, version and vtable size (`calc_interface_t`);
+//! what the vtable holds is the application's to define (`docs/INTERFACES.md`). A
+//! [`InterfaceHandle`] pins one loaded version of one plugin: the vtable pointer and the
+//! plugin's instance stay valid for as long as the handle lives, whatever reloads happen
+//! meanwhile.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use crate::info::{InterfaceInfo, PluginInfo};
+use crate::loader::LoadedPlugin;
+
+/// One plugin's implementation of one interface, pinned to the loaded version it came from.
+///
+/// Holds the plugin's library (through an `Arc` of it) so that the vtable, the functions it
+/// points to and the plugin's instance stay valid while the handle lives. Cheap to clone.
+#[derive(Clone)]
+pub struct InterfaceHandle {
+    plugin: Arc<LoadedPlugin>,
+    index: usize,
+    vtable: usize,
+}
+
+impl std::fmt::Debug for InterfaceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterfaceHandle")
+            .field("plugin", &self.plugin.info().name)
+            .field("interface", self.info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InterfaceHandle {
+    /// The handle to the interface `id` of major `major` that `plugin` declares, if it declares
+    /// one and runs in this process (an isolated plugin's vtable is in its runner).
+    pub fn new(plugin: &Arc<LoadedPlugin>, id: &str, major: u16) -> Option<InterfaceHandle> {
+        let index = plugin
+            .info()
+            .interfaces
+            .iter()
+            .position(|i| i.id == id && i.major == major)?;
+        let vtable = plugin.vtable_address(index)?;
+        Some(InterfaceHandle {
+            plugin: Arc::clone(plugin),
+            index,
+            vtable,
+        })
+    }
+
+    /// The interface as the plugin declared it: id, version, vtable size.
+    pub fn info(&self) -> &InterfaceInfo {
+        &self.plugin.info().interfaces[self.index]
+    }
+
+    /// The plugin that implements it.
+    pub fn plugin(&self) -> &PluginInfo {
+        self.plugin.info()
+    }
+
+    /// The vtable's address: `vtable_size` readable bytes, valid while this handle lives. What
+    /// they hold is the interface's definition.
+    pub fn vtable(&self) -> *const c_void {
+        self.vtable as *const c_void
+    }
+
+    /// The vtable's size as the plugin was compiled: a field that does not end within it does
+    /// not exist (the plugin was built against an older minor of the interface).
+    pub fn vtable_size(&self) -> usize {
+        self.info().vtable_size as usize
+    }
+
+    /// Whether the vtable holds `end` bytes: use it before reading a field added in a later
+    /// minor of the interface, with `end` the field's offset plus its size.
+    pub fn covers(&self, end: usize) -> bool {
+        end <= self.vtable_size()
+    }
+
+    /// The plugin's instance, what its `init` produced: the first argument of the vtable's
+    /// functions by convention. Valid while this handle lives.
+    pub fn instance(&self) -> *mut c_void {
+        self.plugin.instance()
+    }
+
+    /// The vtable as the application's type `T`, when the plugin's vtable holds all of `T`
+    /// (`vtable_size >= size_of::<T>()`) and its address suits `T`'s alignment.
+    ///
+    /// # Safety
+    /// `T` must be the `#[repr(C)]` vtable type of this interface's id and major, at a minor no
+    /// newer than the part of it the plugin's vtable holds (which the size check proves), and
+    /// every bit pattern the plugin may have left in it must be a valid `T` (function pointers
+    /// as `Option<unsafe extern "C" fn ...>`, so that NULL is `None`). The functions in it may
+    /// only be called as the interface's definition says, with [`Self::instance`].
+    pub unsafe fn vtable_as<T>(&self) -> Option<&T> {
+        if self.vtable_size() < std::mem::size_of::<T>()
+            || !self.vtable.is_multiple_of(std::mem::align_of::<T>())
+        {
+            return None;
+        }
+        // SAFETY: the vtable is `vtable_size >= size_of::<T>()` bytes of readable memory of the
+        // plugin's library (validated at load), aligned for `T` (checked above), valid while
+        // `self.plugin` keeps the library loaded, which outlives the returned borrow of `self`;
+        // the caller vouches that the bytes are a valid `T`.
+        Some(unsafe { &*(self.vtable as *const T) })
+    }
+}

@@ -1,0 +1,472 @@
+//! Application-defined interfaces (ABI 1.4): a plugin's table of interfaces is validated before
+//! any of its code but `plugin_entry` runs, listed in its metadata, and reached through handles
+//! that pin the library; broken and hostile tables are refused with one line naming the file,
+//! and a plugin built against an older ABI reads as declaring none.
+
+use std::ffi::{c_char, c_void, CString};
+use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use calc_host::loader::{self, validate_descriptor};
+use calc_host::{InterfaceInfo, LoadError, PluginManager};
+use calc_sdk::abi::{self, calc_abi_version_t, calc_interface_t, calc_plugin_t, calc_status_t};
+use calc_tests::{build_c_plugin, library_file_name, scratch_dir, workspace_root};
+
+/// `calc-tests.shape` as the application defines it (tests/fixtures/c/shapes.c), at 1.0 ...
+#[repr(C)]
+struct ShapeV1_0 {
+    area: Option<unsafe extern "C" fn(*mut c_void, f64, f64, *mut f64) -> calc_status_t>,
+}
+
+/// ... and at 1.1, which appended `sides`.
+#[repr(C)]
+struct ShapeV1_1 {
+    area: Option<unsafe extern "C" fn(*mut c_void, f64, f64, *mut f64) -> calc_status_t>,
+    sides: Option<unsafe extern "C" fn(*mut c_void) -> i32>,
+}
+
+/// `calc-tests.counter` 2.0.
+#[repr(C)]
+struct CounterV2 {
+    next: Option<unsafe extern "C" fn(*mut c_void) -> u64>,
+}
+
+fn build_shapes(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let out = dir.join(library_file_name(name));
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/shapes.c"),
+        &out,
+        defines,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::canonicalize(&out).unwrap()
+}
+
+/// Calls `area` through a handle's vtable.
+fn area(handle: &calc_host::InterfaceHandle, w: f64, h: f64) -> (calc_status_t, f64) {
+    // SAFETY: `ShapeV1_0` is the vtable type of calc-tests.shape major 1, whose first field
+    // every minor has; the fixture's functions take the instance the handle gives.
+    let vtable = unsafe { handle.vtable_as::<ShapeV1_0>() }.expect("1.0 part present");
+    let mut out = f64::NAN;
+    // SAFETY: as above; `out` is writable.
+    let status = unsafe { vtable.area.unwrap()(handle.instance(), w, h, &mut out) };
+    (status, out)
+}
+
+#[test]
+fn a_plugin_lists_its_interfaces_and_handles_call_its_vtables_with_its_instance() {
+    let dir = scratch_dir(&format!("interfaces-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes", &[]);
+    let mut m = PluginManager::new();
+    let info = m.load_file(&lib).unwrap_or_else(|e| panic!("{e}")).clone();
+    assert_eq!(info.abi_version, "1.4");
+    assert!(info.operations.is_empty());
+    assert_eq!(
+        info.interfaces,
+        [
+            InterfaceInfo {
+                id: "calc-tests.shape".into(),
+                major: 1,
+                minor: 1,
+                vtable_size: size_of::<ShapeV1_1>() as u32,
+            },
+            InterfaceInfo {
+                id: "calc-tests.counter".into(),
+                major: 2,
+                minor: 0,
+                vtable_size: size_of::<CounterV2>() as u32,
+            },
+        ]
+    );
+    assert_eq!(info.interfaces[0].to_string(), "calc-tests.shape 1.1");
+
+    let shapes = m.interface_providers("calc-tests.shape", 1);
+    assert_eq!(shapes.len(), 1);
+    let shape = &shapes[0];
+    assert_eq!(shape.plugin().name, "shapes");
+    assert!(shape.covers(size_of::<ShapeV1_1>()));
+    assert!(!shape.covers(size_of::<ShapeV1_1>() + 1));
+    assert_eq!(area(shape, 2.0, 3.5), (abi::CALC_STATUS_OK, 7.0));
+    assert_eq!(area(shape, -1.0, 3.0).0, abi::CALC_STATUS_DOMAIN_ERROR);
+    // SAFETY: as in `area`, at minor 1, which this plugin's vtable holds (checked by the call).
+    let v11 = unsafe { shape.vtable_as::<ShapeV1_1>() }.expect("1.1 vtable");
+    // SAFETY: the fixture's `sides` takes the instance.
+    assert_eq!(unsafe { v11.sides.unwrap()(shape.instance()) }, 4);
+    // The plugin's functions check the instance: another pointer is refused.
+    let mut out = 0.0;
+    let mut other = 0u64;
+    // SAFETY: the fixture reads a u64 through the pointer it is given before refusing it.
+    let status = unsafe { v11.area.unwrap()((&mut other as *mut u64).cast(), 1.0, 1.0, &mut out) };
+    assert_eq!(status, abi::CALC_STATUS_INVALID_ARGUMENT);
+
+    // The instance is the plugin's, shared by its interfaces.
+    let counters = m.interface_providers("calc-tests.counter", 2);
+    assert_eq!(counters.len(), 1);
+    assert_eq!(counters[0].instance(), shape.instance());
+    // SAFETY: `CounterV2` is calc-tests.counter 2.0, which the plugin declares in full.
+    let counter = unsafe { counters[0].vtable_as::<CounterV2>() }.unwrap();
+    // SAFETY: the fixture's `next` takes the instance.
+    let counts: Vec<u64> = (0..3)
+        .map(|_| unsafe { counter.next.unwrap()(counters[0].instance()) })
+        .collect();
+    assert_eq!(counts, [1, 2, 3]);
+
+    // Other majors and unknown ids have no provider.
+    assert!(m.interface_providers("calc-tests.shape", 2).is_empty());
+    assert!(m.interface_providers("calc-tests.counter", 1).is_empty());
+    assert!(m.interface_providers("calc-tests.nothing", 1).is_empty());
+}
+
+#[test]
+fn a_handle_keeps_its_library_loaded_after_the_plugin_is_unloaded() {
+    let dir = scratch_dir(&format!("interfaces-pin-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_pinned", &["-DSHAPES_SCALE=3"]);
+    let mut m = PluginManager::new();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    let handle = m
+        .interface_providers("calc-tests.shape", 1)
+        .pop()
+        .expect("one provider");
+    assert!(m.unload("shapes"));
+    assert!(m.interface_providers("calc-tests.shape", 1).is_empty());
+    assert_eq!(loader::still_mapped(&lib), Some(true), "the handle pins it");
+    assert_eq!(area(&handle, 2.0, 2.0), (abi::CALC_STATUS_OK, 12.0));
+    drop(handle);
+    assert_eq!(
+        loader::still_mapped(&lib),
+        Some(false),
+        "unloaded with the last handle"
+    );
+}
+
+#[test]
+fn a_vtable_built_against_an_older_interface_minor_is_only_read_as_far_as_it_goes() {
+    let dir = scratch_dir(&format!("interfaces-minor-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_minor0", &["-DSHAPE_MINOR0"]);
+    let mut m = PluginManager::new();
+    let info = m.load_file(&lib).unwrap_or_else(|e| panic!("{e}")).clone();
+    assert_eq!((info.interfaces[0].major, info.interfaces[0].minor), (1, 0));
+    let handle = m.interface_providers("calc-tests.shape", 1).pop().unwrap();
+    assert_eq!(handle.vtable_size(), offset_of!(ShapeV1_1, sides));
+    assert!(!handle.covers(offset_of!(ShapeV1_1, sides) + size_of::<usize>()));
+    // SAFETY: the types are calc-tests.shape's; the size check refuses the newer one.
+    assert!(unsafe { handle.vtable_as::<ShapeV1_1>() }.is_none());
+    assert_eq!(area(&handle, 2.0, 3.0), (abi::CALC_STATUS_OK, 6.0));
+}
+
+#[test]
+fn a_plugin_built_against_abi_1_3_declares_no_interfaces() {
+    let dir = scratch_dir(&format!("interfaces-old-{}", std::process::id()));
+    let out = dir.join(library_file_name("add_v13"));
+    calc_tests::build_c_plugin_with(
+        &calc_tests::c_compiler(),
+        &workspace_root().join("tests/abi/v1.3"),
+        &workspace_root().join("examples-c/add/plugin.c"),
+        &out,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut m = PluginManager::new();
+    let info = m.load_file(&out).unwrap_or_else(|e| panic!("{e}")).clone();
+    assert_eq!(info.abi_version, "1.3");
+    assert!(info.interfaces.is_empty());
+    assert_eq!(m.eval("2 + 3"), Ok(5.0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broken and hostile tables, validated in memory (`validate_descriptor`, what the loader runs on
+// the descriptor `plugin_entry` returns).
+
+const PATH: &str = "/plugins/libiface.so";
+
+/// Never called: validation must not call anything in a vtable.
+unsafe extern "C" fn never(_: *mut c_void) -> u64 {
+    unreachable!("validation called a vtable function")
+}
+
+static VTABLE_A: CounterV2 = CounterV2 { next: Some(never) };
+static VTABLE_B: [u64; 4] = [1, 2, 3, 4];
+
+/// One entry: id (None: NULL), version, vtable size, vtable address.
+struct Entry(Option<&'static str>, (u16, u16), u32, usize);
+
+fn ok_entry(id: &'static str, major: u16) -> Entry {
+    Entry(
+        Some(id),
+        (major, 3),
+        size_of::<CounterV2>() as u32,
+        &VTABLE_A as *const CounterV2 as usize,
+    )
+}
+
+/// A valid 1.4 descriptor with `entries`, where `table`, `count` and `size` override the
+/// table's pointer, count and element size when given.
+struct Table {
+    entries: Vec<Entry>,
+    table: Option<usize>,
+    count: Option<u32>,
+    size: Option<u32>,
+}
+
+impl Table {
+    fn of(entries: Vec<Entry>) -> Table {
+        Table {
+            entries,
+            table: None,
+            count: None,
+            size: None,
+        }
+    }
+
+    fn validate(&self) -> Result<calc_host::loader::Validated, LoadError> {
+        let text = |s: &str| CString::new(s).unwrap();
+        let strings: Vec<CString> = ["iface", "1.0.0", calc_sdk::SDK_VERSION, "^1"]
+            .iter()
+            .map(|s| text(s))
+            .collect();
+        let ids: Vec<Option<CString>> = self.entries.iter().map(|e| e.0.map(text)).collect();
+        let table: Vec<calc_interface_t> = self
+            .entries
+            .iter()
+            .zip(&ids)
+            .map(|(e, id)| calc_interface_t {
+                id: id.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                version: calc_abi_version_t {
+                    major: e.1 .0,
+                    minor: e.1 .1,
+                },
+                vtable_size: e.2,
+                vtable: e.3 as *const c_void,
+            })
+            .collect();
+        let desc = calc_plugin_t {
+            magic: abi::CALC_PLUGIN_MAGIC,
+            struct_size: size_of::<calc_plugin_t>() as u32,
+            abi_version: calc_abi_version_t {
+                major: abi::CALC_ABI_VERSION_MAJOR,
+                minor: 4,
+            },
+            name: strings[0].as_ptr(),
+            version: strings[1].as_ptr(),
+            author: ptr::null(),
+            description: ptr::null(),
+            sdk_version: strings[2].as_ptr(),
+            api_requirement: strings[3].as_ptr(),
+            flags: 0,
+            init: None,
+            shutdown: None,
+            operations: ptr::null(),
+            operation_count: 0,
+            operation_size: 0,
+            save_state: None,
+            interfaces: self
+                .table
+                .map_or(table.as_ptr(), |t| t as *const calc_interface_t),
+            interface_count: self.count.unwrap_or(table.len() as u32),
+            interface_size: self.size.unwrap_or(size_of::<calc_interface_t>() as u32),
+        };
+        validate_descriptor(Path::new(PATH), &desc)
+    }
+}
+
+/// Validation refuses `table` with an error of kind `kind` whose line contains `part`.
+fn refused(table: Table, kind: &str, part: &str) {
+    let error = table.validate().map(|v| v.info).expect_err(part);
+    let line = error.to_string();
+    assert_eq!(error.kind(), kind, "{line}");
+    assert!(line.starts_with(PATH), "{line}");
+    assert!(line.contains(part), "{line:?} lacks {part:?}");
+    assert!(!line.contains('\n'), "{line:?}");
+}
+
+#[test]
+fn a_valid_table_is_kept_as_declared_and_no_vtable_function_is_called() {
+    let mut b = ok_entry("acme.lint", 1);
+    b.2 = 32;
+    b.3 = VTABLE_B.as_ptr() as usize;
+    let v = Table::of(vec![ok_entry("acme.fmt", 1), ok_entry("acme.fmt", 2), b])
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed: Vec<String> = v.info.interfaces.iter().map(|i| i.to_string()).collect();
+    assert_eq!(listed, ["acme.fmt 1.3", "acme.fmt 2.3", "acme.lint 1.3"]);
+    assert_eq!(
+        v.vtables,
+        [
+            &VTABLE_A as *const CounterV2 as usize,
+            &VTABLE_A as *const CounterV2 as usize,
+            VTABLE_B.as_ptr() as usize
+        ]
+    );
+    // No interfaces at all is valid too, with a NULL table.
+    let none = Table {
+        table: Some(0),
+        ..Table::of(vec![])
+    };
+    assert!(none.validate().unwrap().info.interfaces.is_empty());
+}
+
+#[test]
+fn broken_tables_are_refused_with_one_line_naming_the_file_and_the_field() {
+    let max = abi::CALC_MAX_INTERFACES;
+    refused(
+        Table {
+            count: Some(max + 1),
+            ..Table::of(vec![ok_entry("a.b", 1)])
+        },
+        "invalid_field",
+        &format!(
+            "invalid interfaces: {} interfaces, more than the {max} allowed",
+            max + 1
+        ),
+    );
+    refused(
+        Table {
+            table: Some(0),
+            count: Some(1),
+            ..Table::of(vec![])
+        },
+        "invalid_field",
+        "invalid interfaces: NULL table with interface_count 1",
+    );
+    refused(
+        Table {
+            size: Some(8),
+            ..Table::of(vec![ok_entry("a.b", 1)])
+        },
+        "struct_size",
+        "calc_plugin_t.interface_size is 8 bytes, smaller than the 24 bytes ABI 1.4 requires",
+    );
+    refused(
+        Table {
+            size: Some(0x4000_0000),
+            ..Table::of(vec![ok_entry("a.b", 1)])
+        },
+        "invalid_field",
+        "invalid calc_plugin_t.interface_size: 1073741824 bytes, more than the 4096",
+    );
+    refused(
+        Table {
+            table: Some(0x3000),
+            count: Some(2),
+            ..Table::of(vec![])
+        },
+        "unreadable_memory",
+        "interfaces[0] at 0x3000 is not readable memory",
+    );
+    refused(
+        Table::of(vec![Entry(None, (1, 0), 8, VTABLE_B.as_ptr() as usize)]),
+        "invalid_field",
+        "invalid interfaces[0].id: NULL",
+    );
+    for bad in [
+        "formatter",
+        "Acme.fmt",
+        "acme..fmt",
+        "acme.fmt.",
+        "acme fmt.x",
+    ] {
+        refused(
+            Table::of(vec![ok_entry(bad, 1)]),
+            "invalid_field",
+            &format!("invalid interfaces[0].id: {bad:?} is not an interface id"),
+        );
+    }
+    let long: &'static str = Box::leak(format!("a.{}", "b".repeat(127)).into_boxed_str());
+    refused(
+        Table::of(vec![ok_entry(long, 1)]),
+        "invalid_field",
+        "is not an interface id",
+    );
+    refused(
+        Table::of(vec![
+            ok_entry("a.b", 1),
+            ok_entry("a.c", 1),
+            ok_entry("a.b", 1),
+        ]),
+        "invalid_field",
+        "invalid interfaces[2] (a.b).id: declared twice for major 1 in this plugin",
+    );
+    let vtable = VTABLE_B.as_ptr() as usize;
+    for size in [0, abi::CALC_MAX_VTABLE_SIZE + 1, u32::MAX] {
+        refused(
+            Table::of(vec![Entry(Some("a.b"), (1, 0), size, vtable)]),
+            "invalid_field",
+            &format!("invalid interfaces[0] (a.b).vtable_size: {size} bytes, not 1 to 4096"),
+        );
+    }
+    refused(
+        Table::of(vec![Entry(Some("a.b"), (1, 0), 8, 0)]),
+        "invalid_field",
+        "invalid interfaces[0] (a.b).vtable: NULL",
+    );
+    refused(
+        Table::of(vec![Entry(Some("a.b"), (1, 0), 16, 0x3000)]),
+        "invalid_field",
+        "invalid interfaces[0] (a.b).vtable: 16 bytes at 0x3000, of which only 0 are readable",
+    );
+}
+
+#[test]
+fn an_older_descriptor_declares_no_interfaces_whatever_follows_it() {
+    // A 1.3 descriptor is 112 bytes: whatever lies after it (here a table that would be
+    // refused) is not part of it.
+    let text = |s: &str| CString::new(s).unwrap();
+    let strings = [text("old"), text("1.0.0"), text("1.0.0"), text("^1")];
+    let p = |i: usize| strings[i].as_ptr() as *const c_char;
+    let desc = calc_plugin_t {
+        magic: abi::CALC_PLUGIN_MAGIC,
+        struct_size: offset_of!(calc_plugin_t, interfaces) as u32,
+        abi_version: calc_abi_version_t {
+            major: abi::CALC_ABI_VERSION_MAJOR,
+            minor: 3,
+        },
+        name: p(0),
+        version: p(1),
+        author: ptr::null(),
+        description: ptr::null(),
+        sdk_version: p(2),
+        api_requirement: p(3),
+        flags: 0,
+        init: None,
+        shutdown: None,
+        operations: ptr::null(),
+        operation_count: 0,
+        operation_size: 0,
+        save_state: None,
+        interfaces: 0x3000 as *const calc_interface_t,
+        interface_count: u32::MAX,
+        interface_size: u32::MAX,
+    };
+    let v = validate_descriptor(Path::new(PATH), &desc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.info.abi_version, "1.3");
+    assert!(v.info.interfaces.is_empty());
+    assert!(v.vtables.is_empty());
+}
+
+#[test]
+fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
+    let dir = scratch_dir(&format!("interfaces-cli-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_cli", &[]);
+    let out = calc_tests::run_calc(&["plugins", "check", lib.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("shapes 1.0.0 (ABI 1.4)")
+            && text.contains("\n  - interface calc-tests.shape 1.1\n")
+            && text.contains("\n  - interface calc-tests.counter 2.0\n"),
+        "{text}"
+    );
+    let out = calc_tests::run_calc(&["plugins", "check", "--json", lib.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json[0]["plugin"]["interfaces"],
+        serde_json::json!([
+            {"id": "calc-tests.shape", "major": 1, "minor": 1, "vtable_size": 16},
+            {"id": "calc-tests.counter", "major": 2, "minor": 0, "vtable_size": 8},
+        ])
+    );
+}
