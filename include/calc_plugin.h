@@ -172,6 +172,26 @@ typedef int32_t (*calc_deadline_expired_fn)(void *context);
 // Since ABI 1.3.
 typedef uint64_t (*calc_deadline_remaining_fn)(void *context);
 
+// Looks up an interface the host (the application) offers plugins: its own table of
+// functions under an id and version, as `calc_interface_t` is for a plugin's.
+//
+// `id` is the interface's id (`"vendor.name"`), a NUL-terminated string owned by the caller;
+// `major` the major version the plugin speaks. Returns the host's vtable for that interface
+// and major, or NULL when the host offers none (also for a NULL `id`). When it returns a
+// vtable it writes the interface's minor to `*out_minor` and the vtable's size in bytes to
+// `*out_size` (each may be NULL): use a field only when it ends within that size, as the
+// host does with a plugin's vtable. The vtable is owned by the host and valid until the
+// plugin's `shutdown` returns; its functions' contract (first argument, threads, ownership)
+// is the interface's definition. Only in-process plugins are offered interfaces: a plugin in
+// a runner process gets NULL. `[any-thread]`
+//
+// Since ABI 1.4.
+typedef const void *(*calc_get_interface_fn)(void *context,
+                                             const char *id,
+                                             uint16_t major,
+                                             uint16_t *out_minor,
+                                             uint32_t *out_size);
+
 // Services the host offers to a plugin, passed to `init`.
 //
 // The table and everything it points to are owned by the host and stay valid from the call to
@@ -207,6 +227,9 @@ typedef struct calc_host_api_t {
     // Time left before that deadline, in nanoseconds; never NULL in a 1.3 host, and absent in an
     // older one as `deadline_expired`. Since ABI 1.3.
     calc_deadline_remaining_fn deadline_remaining_ns;
+    // The interfaces the application offers plugins; never NULL in a 1.4 host, and absent in
+    // an older one (check with `CALC_HOST_HAS(host, get_interface)`). Since ABI 1.4.
+    calc_get_interface_fn get_interface;
 } calc_host_api_t;
 
 // Creates the plugin's instance state.
@@ -511,7 +534,8 @@ typedef const struct calc_plugin_t *(*calc_plugin_entry_fn)(void);
 /* Nonzero when the host table `host` (a non-NULL const calc_host_api_t *) offers the service
  * `field`: the field ends within the host's struct_size and is not NULL. Check it before calling
  * a service added after the minor the plugin requires (get_state: 1.1, deadline_expired and
- * deadline_remaining_ns: 1.3), since a plugin may run in a host older than its headers.
+ * deadline_remaining_ns: 1.3, get_interface: 1.4), since a plugin may run in a host older
+ * than its headers.
  * `host` is evaluated more than once. */
 #define CALC_HOST_HAS(host, field)                                                                \
     ((size_t)(host)->struct_size >= offsetof(calc_host_api_t, field) + sizeof((host)->field) &&   \

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::info::{InterfaceInfo, PluginInfo};
 use crate::loader::LoadedPlugin;
+pub use crate::services::{HostInterface, InterfaceError};
 
 /// One plugin's implementation of one interface, pinned to the loaded version it came from.
 ///

@@ -683,13 +683,24 @@ impl OpenedPlugin {
         config: &BTreeMap<String, String>,
         state: Option<Vec<u8>>,
     ) -> Result<LoadedPlugin, LoadError> {
+        self.initialise_offering(config, state, Default::default())
+    }
+
+    /// As [`Self::initialise_with_state`], offering the plugin the application's `interfaces`
+    /// through the `get_interface` host service.
+    pub(crate) fn initialise_offering(
+        self,
+        config: &BTreeMap<String, String>,
+        state: Option<Vec<u8>>,
+        interfaces: crate::services::Offered,
+    ) -> Result<LoadedPlugin, LoadError> {
         let OpenedPlugin {
             validated,
             library,
             copy,
         } = self;
         let path = validated.info.path.clone();
-        let services = HostServices::new(&validated.info.name, config);
+        let services = HostServices::with_interfaces(&validated.info.name, config, interfaces);
         services.set_state(state);
         let mut instance: *mut c_void = ptr::null_mut();
         if let Some(init) = validated.init {

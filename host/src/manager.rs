@@ -80,6 +80,8 @@ pub struct PluginManager {
     /// Validates each file in a child before it is opened here (`[isolation] vet`,
     /// [`Self::vet_with`]), and remembers the verdicts.
     vetting: std::sync::Mutex<Vetting>,
+    /// The interfaces the application offers plugins (ABI 1.4, [`Self::offer_interface`]).
+    offered: crate::services::Offered,
 }
 
 /// The manager's vetting child and what it found.
@@ -395,7 +397,9 @@ impl PluginManager {
             .cloned()
             .unwrap_or_default();
         let mut plugin = match opened {
-            Opened::Native(opened) => opened.initialise_with_state(&config, state)?,
+            Opened::Native(opened) => {
+                opened.initialise_offering(&config, state, Arc::clone(&self.offered))?
+            }
             Opened::Isolated(mut pending) => {
                 let isolation = &self.settings.isolation;
                 let name = &pending.info().name;
@@ -1115,6 +1119,34 @@ impl PluginManager {
     /// Metadata of the loaded (enabled) plugins, in load order.
     pub fn plugins(&self) -> impl Iterator<Item = &PluginInfo> {
         self.plugins.iter().map(|e| e.plugin.info())
+    }
+
+    /// Offers plugins loaded from now on the application's `interface` through the host
+    /// service `get_interface` (ABI 1.4, `docs/INTERFACES.md`). Plugins already loaded keep
+    /// what was offered when they were loaded (a reload sees the new offer), and a plugin in a
+    /// runner process is offered nothing. Refused when an interface of the same id and major is
+    /// already offered.
+    pub fn offer_interface(
+        &mut self,
+        interface: crate::HostInterface,
+    ) -> Result<(), crate::InterfaceError> {
+        if self
+            .offered
+            .iter()
+            .any(|i| i.id() == interface.id() && i.major() == interface.major())
+        {
+            return Err(crate::InterfaceError {
+                id: interface.id().to_string(),
+                reason: format!("major {} is already offered", interface.major()),
+            });
+        }
+        self.offered = self.offered.iter().cloned().chain([interface]).collect();
+        Ok(())
+    }
+
+    /// The interfaces offered to plugins, in the order they were offered.
+    pub fn offered_interfaces(&self) -> &[crate::HostInterface] {
+        &self.offered
     }
 
     /// Every loaded (enabled) plugin in this process that implements the interface `id` at

@@ -149,6 +149,33 @@ impl Host {
         (ns != abi::CALC_DEADLINE_NONE).then(|| std::time::Duration::from_nanos(ns))
     }
 
+    /// The vtable of the interface `id` at major `major` that the application offers plugins
+    /// (ABI 1.4), or `None` when it offers none, the id holds a NUL byte, or the host is older
+    /// than ABI 1.4. The vtable's memory is the host's, valid until the plugin's shutdown.
+    pub fn interface(&self, id: &str, major: u16) -> Option<OfferedInterface> {
+        let end = std::mem::offset_of!(calc_host_api_t, get_interface)
+            + std::mem::size_of::<abi::calc_get_interface_fn>();
+        let get = self.api().get_interface.filter(|_| self.has_field(end))?;
+        let id = CString::new(id).ok()?;
+        let (mut minor, mut size) = (0u16, 0u32);
+        // SAFETY: valid host table; `id` is NUL-terminated and outlives the call; the
+        // out-pointers are live locals.
+        let vtable = unsafe {
+            get(
+                self.api().context,
+                id.as_ptr(),
+                major,
+                &mut minor,
+                &mut size,
+            )
+        };
+        (!vtable.is_null()).then_some(OfferedInterface {
+            vtable,
+            minor,
+            size: size as usize,
+        })
+    }
+
     /// Reads a configuration value the host holds for this plugin, or `None` when it is not set
     /// (or is not UTF-8, or the key contains a NUL byte).
     pub fn config(&self, key: &str) -> Option<String> {
@@ -164,6 +191,56 @@ impl Host {
         // SAFETY: the host returns a NUL-terminated string valid until shutdown; we copy it now.
         let value = unsafe { CStr::from_ptr(value) };
         value.to_str().ok().map(str::to_owned)
+    }
+}
+
+/// An interface the application offers plugins, found with [`Host::interface`].
+#[derive(Clone, Copy, Debug)]
+pub struct OfferedInterface {
+    vtable: *const std::ffi::c_void,
+    minor: u16,
+    size: usize,
+}
+
+// SAFETY: the host's vtable is `[any-thread]` and lives until the plugin's shutdown, like the
+// host table itself.
+unsafe impl Send for OfferedInterface {}
+// SAFETY: as above.
+unsafe impl Sync for OfferedInterface {}
+
+impl OfferedInterface {
+    /// The interface's minor version as the host offers it.
+    pub fn minor(&self) -> u16 {
+        self.minor
+    }
+
+    /// The size of the host's vtable in bytes: a field that does not end within it is absent.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The vtable's address.
+    pub fn vtable(&self) -> *const std::ffi::c_void {
+        self.vtable
+    }
+
+    /// The vtable as the interface's type `T`, when the host's vtable holds all of it and is
+    /// aligned for it.
+    ///
+    /// # Safety
+    /// `T` must be the `#[repr(C)]` vtable type of this interface's id and major (at a minor
+    /// the size check proves present), valid for any bytes the host may have put there
+    /// (function pointers as `Option<...>`), and the reference must not be used after the
+    /// plugin's shutdown.
+    pub unsafe fn vtable_as<T>(&self) -> Option<&T> {
+        if self.size < std::mem::size_of::<T>()
+            || !(self.vtable as usize).is_multiple_of(std::mem::align_of::<T>())
+        {
+            return None;
+        }
+        // SAFETY: the host guarantees `size >= size_of::<T>()` readable bytes (checked), aligned
+        // (checked), valid until shutdown; the caller vouches for the type.
+        Some(unsafe { &*self.vtable.cast::<T>() })
     }
 }
 
@@ -197,7 +274,56 @@ mod tests {
             get_state: None,
             deadline_expired: Some(expired),
             deadline_remaining_ns: Some(remaining),
+            get_interface: None,
         }
+    }
+
+    static OFFERED: [u64; 2] = [7, 8];
+
+    unsafe extern "C" fn get_interface(
+        _context: *mut c_void,
+        id: *const std::ffi::c_char,
+        major: u16,
+        out_minor: *mut u16,
+        out_size: *mut u32,
+    ) -> *const c_void {
+        // SAFETY: the SDK passes a NUL-terminated id and live out-pointers.
+        unsafe {
+            if CStr::from_ptr(id) != c"acme.host" || major != 1 {
+                return std::ptr::null();
+            }
+            *out_minor = 2;
+            *out_size = 16;
+        }
+        OFFERED.as_ptr().cast()
+    }
+
+    #[test]
+    fn interfaces_are_looked_up_only_in_a_host_table_that_has_the_service() {
+        let api = calc_host_api_t {
+            get_interface: Some(get_interface),
+            ..table(std::mem::size_of::<calc_host_api_t>())
+        };
+        // SAFETY: `api` outlives `host`.
+        let host = unsafe { Host::from_raw(&api) };
+        let found = host.interface("acme.host", 1).expect("offered");
+        assert_eq!((found.minor(), found.size()), (2, 16));
+        // SAFETY: `[u64; 2]` is the test interface's vtable type.
+        assert_eq!(unsafe { found.vtable_as::<[u64; 2]>() }, Some(&[7, 8]));
+        // SAFETY: as above; a larger type is refused by the size check.
+        assert!(unsafe { found.vtable_as::<[u64; 3]>() }.is_none());
+        assert!(host.interface("acme.host", 2).is_none());
+        assert!(host.interface("acme.other", 1).is_none());
+        assert!(host.interface("acme\0host", 1).is_none());
+
+        // A 1.3 host's table ends before `get_interface`: not called.
+        let old = calc_host_api_t {
+            get_interface: Some(get_interface),
+            ..table(std::mem::offset_of!(calc_host_api_t, get_interface))
+        };
+        // SAFETY: `old` outlives `host`.
+        let host = unsafe { Host::from_raw(&old) };
+        assert!(host.interface("acme.host", 1).is_none());
     }
 
     #[test]

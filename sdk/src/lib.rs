@@ -37,7 +37,7 @@ mod plugin;
 mod version;
 
 pub use error::{CalcError, Status};
-pub use host::{Host, LogLevel};
+pub use host::{Host, LogLevel, OfferedInterface};
 pub use plugin::{Associativity, Operation, OperationKind, Plugin};
 
 /// The version of this SDK, which is also the version of the calc API it implements

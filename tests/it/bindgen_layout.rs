@@ -31,7 +31,7 @@ fn sdk_layouts() -> RustLayouts {
     let mut m = RustLayouts::default();
     layout!(m, calc_abi_version_t: major, minor);
     layout!(m, calc_host_api_t: struct_size, abi_version, host_version, context, log, get_config, get_state,
-        deadline_expired, deadline_remaining_ns);
+        deadline_expired, deadline_remaining_ns, get_interface);
     layout!(m, calc_operation_t: name, description, symbol, execute, kind, associativity,
         precedence, min_arity, max_arity, execute_batch);
     layout!(m, calc_plugin_t: magic, struct_size, abi_version, name, version, author, description,
@@ -133,10 +133,10 @@ fn bindgen_sees_every_struct_and_field_of_calc_plugin_h() {
     assert!(header.typedefs.contains_key("calc_deadline_expired_fn"));
     assert!(header.typedefs.contains_key("calc_deadline_remaining_fn"));
     let host = &header.structs["calc_host_api_t"];
-    assert_eq!(host.fields.len(), 9);
+    assert_eq!(host.fields.len(), 10);
     assert_eq!(
         host.fields.last().map(|f| f.name.as_str()),
-        Some("deadline_remaining_ns")
+        Some("get_interface")
     );
     let operation = &header.structs["calc_operation_t"];
     assert_eq!(operation.fields.len(), 10);

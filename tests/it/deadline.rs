@@ -241,7 +241,7 @@ fn run_with_table(lib: &Path, struct_size: usize) -> (Result<f64, String>, f64, 
         struct_size: struct_size as u32,
         abi_version: abi::calc_abi_version_t {
             major: 1,
-            minor: if struct_size >= std::mem::size_of::<calc_host_api_t>() {
+            minor: if struct_size >= std::mem::offset_of!(calc_host_api_t, deadline_expired) {
                 3
             } else {
                 2
@@ -254,6 +254,7 @@ fn run_with_table(lib: &Path, struct_size: usize) -> (Result<f64, String>, f64, 
         get_state: Some(fake_state),
         deadline_expired: Some(fake_expired),
         deadline_remaining_ns: Some(fake_remaining),
+        get_interface: None,
     };
     FAKE_CALLS.store(0, Ordering::SeqCst);
     // SAFETY: `lib` is one of this test's fixtures, a valid calc plugin built for ABI 1.3: its

@@ -470,3 +470,82 @@ fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
         ])
     );
 }
+
+/// `calc-tests.host` 1.0, the interface this test's host offers (tests/fixtures/c/shapes.c).
+#[repr(C)]
+struct TestHostV1 {
+    step: unsafe extern "C" fn() -> u64,
+}
+
+unsafe extern "C" fn step_by_ten() -> u64 {
+    10
+}
+
+static TEST_HOST: TestHostV1 = TestHostV1 { step: step_by_ten };
+
+/// Three calls of the shapes plugin's counter, through the manager's provider.
+fn three_counts(m: &PluginManager) -> Vec<u64> {
+    let counter = m
+        .interface_providers("calc-tests.counter", 2)
+        .pop()
+        .unwrap();
+    // SAFETY: `CounterV2` is calc-tests.counter 2.0, which the plugin declares in full.
+    let vtable = unsafe { counter.vtable_as::<CounterV2>() }.unwrap();
+    (0..3)
+        .map(|_| {
+            // SAFETY: the fixture's `next` takes the instance the handle gives.
+            unsafe { vtable.next.unwrap()(counter.instance()) }
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_finds_the_interface_the_application_offers() {
+    let dir = scratch_dir(&format!("interfaces-host-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_host", &[]);
+    let offer = calc_host::HostInterface::new("calc-tests.host", 1, 0, &TEST_HOST).unwrap();
+    assert_eq!(offer.to_string(), "calc-tests.host 1.0");
+
+    // Not offered: the plugin steps by its own 1.
+    let mut m = PluginManager::new();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(three_counts(&m), [1, 2, 3]);
+
+    // Offered before the load: the plugin's init found it and steps by the host's 10.
+    let mut m = PluginManager::new();
+    m.offer_interface(offer.clone()).unwrap();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(three_counts(&m), [10, 20, 30]);
+    assert_eq!(m.offered_interfaces().len(), 1);
+
+    // Another major of the same id is another interface: the plugin asks for 1 only.
+    let mut m = PluginManager::new();
+    m.offer_interface(calc_host::HostInterface::new("calc-tests.host", 2, 0, &TEST_HOST).unwrap())
+        .unwrap();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(three_counts(&m), [1, 2, 3]);
+
+    // The same id and major twice, and malformed offers, are refused.
+    let error = m
+        .offer_interface(
+            calc_host::HostInterface::new("calc-tests.host", 2, 1, &TEST_HOST).unwrap(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "interface \"calc-tests.host\": major 2 is already offered"
+    );
+    let error = calc_host::HostInterface::new("host", 1, 0, &TEST_HOST).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("interface \"host\": not an interface id"),
+        "{error}"
+    );
+    static HUGE: [u8; 4097] = [0; 4097];
+    let error = calc_host::HostInterface::new("a.b", 1, 0, &HUGE).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "interface \"a.b\": a vtable of 4097 bytes, not 1 to 4096"
+    );
+}

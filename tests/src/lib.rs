@@ -429,6 +429,8 @@ pub mod docs {
     pub mod architecture {}
     #[doc = include_str!("../../docs/CONFIG.md")]
     pub mod config {}
+    #[doc = include_str!("../../docs/INTERFACES.md")]
+    pub mod interfaces {}
     #[doc = include_str!("../../docs/ISOLATION.md")]
     pub mod isolation {}
     #[doc = include_str!("../../docs/PERFORMANCE.md")]

@@ -71,6 +71,30 @@ pub const CALC_DEADLINE_NONE: u64 = u64::MAX;
 /// Since ABI 1.3.
 pub type calc_deadline_remaining_fn = Option<unsafe extern "C" fn(context: *mut c_void) -> u64>;
 
+/// Looks up an interface the host (the application) offers plugins: its own table of
+/// functions under an id and version, as `calc_interface_t` is for a plugin's.
+///
+/// `id` is the interface's id (`"vendor.name"`), a NUL-terminated string owned by the caller;
+/// `major` the major version the plugin speaks. Returns the host's vtable for that interface
+/// and major, or NULL when the host offers none (also for a NULL `id`). When it returns a
+/// vtable it writes the interface's minor to `*out_minor` and the vtable's size in bytes to
+/// `*out_size` (each may be NULL): use a field only when it ends within that size, as the
+/// host does with a plugin's vtable. The vtable is owned by the host and valid until the
+/// plugin's `shutdown` returns; its functions' contract (first argument, threads, ownership)
+/// is the interface's definition. Only in-process plugins are offered interfaces: a plugin in
+/// a runner process gets NULL. `[any-thread]`
+///
+/// Since ABI 1.4.
+pub type calc_get_interface_fn = Option<
+    unsafe extern "C" fn(
+        context: *mut c_void,
+        id: *const c_char,
+        major: u16,
+        out_minor: *mut u16,
+        out_size: *mut u32,
+    ) -> *const c_void,
+>;
+
 /// Services the host offers to a plugin, passed to `init`.
 ///
 /// The table and everything it points to are owned by the host and stay valid from the call to
@@ -109,4 +133,8 @@ pub struct calc_host_api_t {
     /// Time left before that deadline, in nanoseconds; never NULL in a 1.3 host, and absent in an
     /// older one as `deadline_expired`. Since ABI 1.3.
     pub deadline_remaining_ns: calc_deadline_remaining_fn,
+    /* Since ABI 1.4 */
+    /// The interfaces the application offers plugins; never NULL in a 1.4 host, and absent in
+    /// an older one (check with `CALC_HOST_HAS(host, get_interface)`). Since ABI 1.4.
+    pub get_interface: calc_get_interface_fn,
 }

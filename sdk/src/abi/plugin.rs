@@ -250,7 +250,8 @@ const _: () = {
     assert!(core::mem::size_of::<calc_interface_t>() == 24);
     assert!(core::mem::size_of::<calc_operation_t>() == 64);
     assert!(core::mem::offset_of!(calc_operation_t, execute_batch) == 56); // the 1.0/1.1 size
-    assert!(core::mem::size_of::<calc_host_api_t>() == 64);
+    assert!(core::mem::size_of::<calc_host_api_t>() == 72);
+    assert!(core::mem::offset_of!(calc_host_api_t, get_interface) == 64); // the 1.3 size
     assert!(core::mem::offset_of!(calc_host_api_t, get_state) == 40); // the 1.0 size
     assert!(core::mem::offset_of!(calc_host_api_t, deadline_expired) == 48); // the 1.1/1.2 size
 };
