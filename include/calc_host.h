@@ -56,6 +56,14 @@ typedef struct calc_expr_t calc_expr_t;
 // plugin directories change (`calc_host_watch`, `calc_host_poll_changes`).
 typedef struct calc_host_t calc_host_t;
 
+// One plugin's vtable for one interface, pinned to the plugin version it came from: the
+// vtable, the functions it points to and the plugin's instance stay valid until
+// `calc_iface_free`, even after the plugin is unloaded or reloaded, or the host freed.
+//
+// Opaque; wraps the Rust `calc_host::InterfaceHandle`. The accessors may run concurrently
+// from any threads; the handle may be moved between threads. Since calc_host 1.3.
+typedef struct calc_iface_t calc_iface_t;
+
 // An operation resolved by name: calling it does no name lookup, lock or allocation, and it
 // follows hot reloads (each call goes to the version serving at that moment).
 //
@@ -445,6 +453,78 @@ calc_status_t calc_expr_eval(const struct calc_expr_t *expr,
 // # Safety
 // `expr` must be NULL or a handle from `calc_expr_new` that is not used again.
 void calc_expr_free(struct calc_expr_t *expr);
+
+// Number of loaded plugins that implement the interface `id` at major `major` (ABI 1.4);
+// 0 for a NULL host or id. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `host` must be NULL or live; `id` NULL or NUL-terminated.
+size_t calc_host_interface_count(const struct calc_host_t *host, const char *id, uint16_t major);
+
+// Writes to `*out_iface` a new handle to the `index`-th (0-based, load order) loaded plugin
+// that implements the interface `id` at major `major`; free it with `calc_iface_free`.
+// Returns `CALC_STATUS_NOT_FOUND` when there is no such plugin; `*out_iface` is then
+// unchanged. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `host` must be NULL or live; `id` NULL or NUL-terminated; `out_iface` NULL or writable.
+calc_status_t calc_iface_new(const struct calc_host_t *host,
+                             const char *id,
+                             uint16_t major,
+                             size_t index,
+                             struct calc_iface_t **out_iface);
+
+// The plugin's vtable for the interface: `*out_size` bytes (a field that does not end within
+// them is absent: the plugin was built against an older minor), at the interface version
+// `major.*out_minor`. Either out-pointer may be NULL. Owned by the plugin, valid until
+// `calc_iface_free`. NULL for a NULL handle. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `iface` must be NULL or live; `out_minor` and `out_size` NULL or writable.
+const void *calc_iface_vtable(const struct calc_iface_t *iface,
+                              uint16_t *out_minor,
+                              uint32_t *out_size);
+
+// The plugin's instance (what its `init` produced, NULL for a plugin without `init`): the
+// first argument of the vtable's functions by convention. Valid until `calc_iface_free`.
+// NULL for a NULL handle. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `iface` must be NULL or live.
+void *calc_iface_instance(const struct calc_iface_t *iface);
+
+// The name of the plugin that implements it; owned by the handle, valid until
+// `calc_iface_free`. NULL for a NULL handle. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `iface` must be NULL or live.
+const char *calc_iface_plugin_name(const struct calc_iface_t *iface);
+
+// Frees a handle from `calc_iface_new` (unloading its plugin's library if nothing else uses
+// it). NULL does nothing; freeing twice is undefined. `[exclusive]` Since calc_host 1.3.
+//
+// # Safety
+// `iface` must be NULL or a handle from `calc_iface_new` that is not used again.
+void calc_iface_free(struct calc_iface_t *iface);
+
+// Offers plugins loaded from now on the application's interface `id` at version
+// `major.minor`, whose vtable is `vtable_size` bytes at `vtable`: plugins find it with the
+// host service `get_interface` (ABI 1.4). Offer before loading the plugins that use it;
+// plugins already loaded see it once reloaded. Returns `CALC_STATUS_INVALID_ARGUMENT` for an
+// id that is not `"vendor.name"`, a NULL vtable, a size of 0 or over `CALC_MAX_VTABLE_SIZE`,
+// or an id and major already offered. `[exclusive]` Since calc_host 1.3.
+//
+// # Safety
+// `host` must be NULL or live and not used by another thread during the call; `id` NULL or
+// NUL-terminated (it is copied); `vtable` valid for `vtable_size` bytes, unchanged and
+// callable from any thread until the host is freed and every plugin loaded from it is gone
+// (in practice: static data of the application).
+calc_status_t calc_host_offer_interface(struct calc_host_t *host,
+                                        const char *id,
+                                        uint16_t major,
+                                        uint16_t minor,
+                                        const void *vtable,
+                                        size_t vtable_size);
 
 #ifdef __cplusplus
 }  // extern "C"

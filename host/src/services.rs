@@ -295,6 +295,26 @@ impl HostInterface {
         minor: u16,
         vtable: &'static T,
     ) -> Result<HostInterface, InterfaceError> {
+        let address = vtable as *const T as *const c_void;
+        // SAFETY: a `'static` reference to a `Sync` value: valid, unchanged (no interior
+        // mutability is reachable without `Sync` synchronisation) and shareable across threads
+        // for the rest of the process.
+        unsafe { Self::from_raw(id, major, minor, address, std::mem::size_of::<T>()) }
+    }
+
+    /// As [`Self::new`], for a vtable given by address and size (the C API's offers).
+    ///
+    /// # Safety
+    /// `vtable` must point to `size` bytes that stay valid and unchanged, and whose functions
+    /// may be called from any thread, for as long as any plugin of any manager it is offered
+    /// to may use them (until the host and every plugin loaded with the offer are gone).
+    pub(crate) unsafe fn from_raw(
+        id: &str,
+        major: u16,
+        minor: u16,
+        vtable: *const c_void,
+        size: usize,
+    ) -> Result<HostInterface, InterfaceError> {
         let refused = |reason: String| InterfaceError {
             id: id.to_string(),
             reason,
@@ -304,17 +324,19 @@ impl HostInterface {
                 "not an interface id (\"vendor.name\": dot-separated parts of [a-z0-9_-])".into(),
             ));
         }
-        let size = std::mem::size_of::<T>();
         let max = calc_sdk::abi::CALC_MAX_VTABLE_SIZE as usize;
         if size == 0 || size > max {
             return Err(refused(format!("a vtable of {size} bytes, not 1 to {max}")));
+        }
+        if vtable.is_null() {
+            return Err(refused("a NULL vtable".into()));
         }
         Ok(HostInterface {
             id: std::ffi::CString::new(id).expect("an interface id has no NUL"),
             major,
             minor,
             size: size as u32,
-            vtable: vtable as *const T as usize,
+            vtable: vtable as usize,
         })
     }
 

@@ -453,7 +453,7 @@ fn libcalc_host_exports_exactly_the_c_api() {
     );
     let exported: BTreeSet<String> = symbols.into_iter().collect();
     let declared = header_functions();
-    assert_eq!(declared.len(), 28, "{declared:?}");
+    assert_eq!(declared.len(), 35, "{declared:?}");
     assert_eq!(exported, declared);
 }
 
@@ -463,4 +463,38 @@ fn cpp_plugin_exports_only_plugin_entry() {
         defined_dynamic_symbols(&fixture().cpp_plugin),
         vec!["plugin_entry".to_string()]
     );
+}
+
+/// `tests/c/capi_iface_test.c`: interfaces (ABI 1.4) through the C API, against the shared
+/// library, normally and under valgrind (when installed).
+#[test]
+fn capi_iface_test_passes_and_is_valgrind_clean() {
+    let f = fixture();
+    let dir = scratch_dir(&format!("capi-iface-{}", std::process::id()));
+    let plugins = dir.join("plugins");
+    build_c_plugin(
+        &workspace_root().join("tests/fixtures/c/shapes.c"),
+        &plugins.join(library_file_name("shapes")),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let program = dir.join("capi_iface_test");
+    build_c_program(
+        &workspace_root().join("tests/c/capi_iface_test.c"),
+        &program,
+        &f.lib_dir,
+        false,
+    );
+    let check = |out: &Output| {
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.ends_with("all interface checks passed\n") && !stdout.contains("FAILED"),
+            "{stdout}{}",
+            text(&out.stderr)
+        );
+        assert_eq!(stdout.matches("\nok ").count() + 1, 26, "{stdout}");
+    };
+    check(&run(Command::new(&program).arg(&plugins)));
+    calc_tests::require_tools!(Valgrind);
+    check(&assert_valgrind_clean(&program, &[plugins.as_path()]));
 }

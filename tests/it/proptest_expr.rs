@@ -714,9 +714,19 @@ fn c_api_string_inputs_take_arbitrary_bytes() {
                 let b_msg = message();
                 let c = calc_op_new(host, s.as_ptr(), &mut op);
                 let c_msg = message();
+                let mut iface = std::ptr::null_mut();
+                let d = calc_iface_new(host, s.as_ptr(), 1, 0, &mut iface);
+                let d_msg = message();
+                // Static, as an offer's vtable must be: a valid id is accepted and kept.
+                static VTABLE: [u64; 1] = [0];
+                let e =
+                    calc_host_offer_interface(host, s.as_ptr(), 1, 0, VTABLE.as_ptr().cast(), 8);
+                let e_msg = message();
+                let _ = calc_host_interface_count(host, s.as_ptr(), 1);
                 calc_expr_free(expr);
                 calc_op_free(op);
-                [(a, a_msg), (b, b_msg), (c, c_msg)]
+                calc_iface_free(iface);
+                [(a, a_msg), (b, b_msg), (c, c_msg), (d, d_msg), (e, e_msg)]
             };
             for (status, msg) in statuses {
                 prop_assert_ne!(status, CALC_STATUS_INTERNAL, "{:?}: {}", s, msg);

@@ -142,7 +142,7 @@ pub fn generate_host_header(root: &Path) -> Result<String, String> {
     let mut config = cbindgen::Config::from_file(host.join("cbindgen.toml"))?;
     config.after_includes = Some(HOST_HEADER_PRELUDE.to_string());
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for module in ["error", "host", "op", "expr"] {
+    for module in ["error", "host", "op", "expr", "iface"] {
         builder = builder.with_src(host.join("src/capi").join(format!("{module}.rs")));
     }
     let bindings = builder.generate().map_err(|e| format!("cbindgen: {e}"))?;

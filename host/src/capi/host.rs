@@ -246,6 +246,11 @@ impl calc_host_t {
     pub fn manager(&self) -> &PluginManager {
         &self.manager
     }
+
+    /// The manager, to change.
+    pub(crate) fn manager_mut(&mut self) -> &mut PluginManager {
+        &mut self.manager
+    }
 }
 
 fn eval_error(e: EvalError) -> ApiError {

@@ -21,9 +21,11 @@ mod error;
 mod expr;
 mod ffi;
 mod host;
+mod iface;
 mod op;
 
 pub use error::*;
 pub use expr::*;
 pub use host::*;
+pub use iface::*;
 pub use op::*;
