@@ -358,6 +358,7 @@ fn batch_trampoline<P: Plugin>(index: usize) -> calc_execute_batch_fn {
 struct Built {
     descriptor: calc_plugin_t,
     _operations: Vec<calc_operation_t>,
+    _interfaces: Vec<abi::calc_interface_t>,
     _strings: Vec<CString>,
 }
 
@@ -473,6 +474,23 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
             execute_batch: batch_trampoline::<P>(i),
         });
     }
+    if P::INTERFACES.len() > abi::CALC_MAX_INTERFACES as usize {
+        return Err(CalcError::invalid_argument("too many interfaces"));
+    }
+    let interfaces: Vec<abi::calc_interface_t> = P::INTERFACES
+        .iter()
+        .map(|i| abi::calc_interface_t {
+            // A `&'static CStr`: lives as long as the library.
+            id: i.id.as_ptr(),
+            version: abi::calc_abi_version_t {
+                major: i.major,
+                minor: i.minor,
+            },
+            // An oversized vtable is refused by the host, which reads the size first.
+            vtable_size: u32::try_from(i.size).unwrap_or(u32::MAX),
+            vtable: i.vtable,
+        })
+        .collect();
     let descriptor = calc_plugin_t {
         magic: abi::CALC_PLUGIN_MAGIC,
         struct_size: std::mem::size_of::<calc_plugin_t>() as u32,
@@ -493,13 +511,14 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
         operation_count: operations.len() as u32,
         operation_size: std::mem::size_of::<calc_operation_t>() as u32,
         save_state: Some(save_state_trampoline::<P>),
-        interfaces: std::ptr::null(),
-        interface_count: 0,
+        interfaces: interfaces.as_ptr(),
+        interface_count: interfaces.len() as u32,
         interface_size: std::mem::size_of::<abi::calc_interface_t>() as u32,
     };
     Ok(Built {
         descriptor,
         _operations: operations,
+        _interfaces: interfaces,
         _strings: strings,
     })
 }

@@ -33,11 +33,13 @@ mod error;
 #[doc(hidden)]
 pub mod export;
 mod host;
+pub mod interface;
 mod plugin;
 mod version;
 
 pub use error::{CalcError, Status};
 pub use host::{Host, LogLevel, OfferedInterface};
+pub use interface::Interface;
 pub use plugin::{Associativity, Operation, OperationKind, Plugin};
 
 /// The version of this SDK, which is also the version of the calc API it implements

@@ -317,6 +317,9 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const ABI_MINOR: u16 = abi::CALC_ABI_VERSION_MINOR;
     /// The operations, at most [`crate::export::MAX_OPERATIONS`].
     const OPERATIONS: &'static [Operation<Self>];
+    /// The application-defined interfaces it implements (ABI 1.4; see [`crate::interface`]), at
+    /// most `CALC_MAX_INTERFACES`. None by default.
+    const INTERFACES: &'static [crate::Interface] = &[];
 
     /// Creates the instance. An error rejects the plugin with its message. On a hot reload,
     /// [`Host::handover_state`] returns what the previous version's [`Plugin::save_state`]

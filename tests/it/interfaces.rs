@@ -549,3 +549,60 @@ fn a_plugin_finds_the_interface_the_application_offers() {
         "interface \"a.b\": a vtable of 4097 bytes, not 1 to 4096"
     );
 }
+
+/// The Rust fixture (`tests/fixtures/rust-shapes`), built once per process.
+fn rust_shapes() -> PathBuf {
+    let dir =
+        calc_tests::cargo_build(&["calc-fixture-rust-shapes"]).unwrap_or_else(|e| panic!("{e}"));
+    dir.join(library_file_name("rust_shapes"))
+}
+
+#[test]
+fn a_rust_plugin_implements_interfaces_through_safe_traits() {
+    let source =
+        std::fs::read_to_string(workspace_root().join("tests/fixtures/rust-shapes/src/lib.rs"))
+            .unwrap();
+    let code: Vec<&str> = source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect();
+    assert!(
+        code.iter().all(|l| !l.contains("unsafe")),
+        "the plugin itself needs no unsafe"
+    );
+    let lib = rust_shapes();
+    for offer in [false, true] {
+        let mut m = PluginManager::new();
+        if offer {
+            m.offer_interface(
+                calc_host::HostInterface::new("calc-tests.host", 1, 0, &TEST_HOST).unwrap(),
+            )
+            .unwrap();
+        }
+        let info = m.load_file(&lib).unwrap_or_else(|e| panic!("{e}")).clone();
+        let listed: Vec<String> = info.interfaces.iter().map(|i| i.to_string()).collect();
+        assert_eq!(listed, ["calc-tests.shape 1.1", "calc-tests.counter 2.0"]);
+        assert_eq!(
+            info.interfaces[0].vtable_size as usize,
+            size_of::<ShapeV1_1>()
+        );
+
+        let shape = m.interface_providers("calc-tests.shape", 1).pop().unwrap();
+        assert_eq!(area(&shape, 2.5, 4.0), (abi::CALC_STATUS_OK, 10.0));
+        assert_eq!(area(&shape, -1.0, 4.0).0, abi::CALC_STATUS_DOMAIN_ERROR);
+        // SAFETY: `ShapeV1_1` is calc-tests.shape 1.1, which the plugin declares in full.
+        let v11 = unsafe { shape.vtable_as::<ShapeV1_1>() }.unwrap();
+        // SAFETY: the glue takes the instance; a NULL one is refused, not dereferenced.
+        unsafe {
+            assert_eq!(v11.sides.unwrap()(shape.instance()), 4);
+            assert_eq!(v11.sides.unwrap()(ptr::null_mut()), -1);
+            let mut out = 0.0;
+            assert_eq!(
+                v11.area.unwrap()(ptr::null_mut(), 1.0, 1.0, &mut out),
+                abi::CALC_STATUS_INVALID_ARGUMENT
+            );
+        }
+        let expected: [u64; 3] = if offer { [10, 20, 30] } else { [1, 2, 3] };
+        assert_eq!(three_counts(&m), expected, "offered: {offer}");
+    }
+}

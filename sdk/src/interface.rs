@@ -1,0 +1,160 @@
+//! Application-defined interfaces for Rust plugins (ABI 1.4).
+//!
+//! An application that defines an interface publishes, besides its C header, a small Rust
+//! crate (or module) with three things: the vtable type (`#[repr(C)]`), a safe trait that plugin
+//! authors implement, and the glue: one `extern "C"` function per vtable slot, generic over the
+//! plugin type, that turns the instance pointer back into the plugin with [`with_plugin`] and
+//! calls the trait. The plugin author then writes no `unsafe` at all: implement the trait, and
+//! list the interface in [`crate::Plugin::INTERFACES`] with [`Interface::new`].
+//!
+//! ```
+//! use std::ffi::c_void;
+//!
+//! use calc_sdk::abi::calc_status_t;
+//! use calc_sdk::interface::{status_of, with_plugin, Interface};
+//! use calc_sdk::{CalcError, Plugin};
+//!
+//! // --- The application's interface crate: vtable, safe trait, glue. ---
+//!
+//! /// `acme.shape` 1.0.
+//! #[repr(C)]
+//! pub struct ShapeVtable {
+//!     pub area: unsafe extern "C" fn(*mut c_void, f64, f64, *mut f64) -> calc_status_t,
+//! }
+//!
+//! /// What a plugin implements.
+//! pub trait Shape: Plugin {
+//!     fn area(&self, w: f64, h: f64) -> Result<f64, CalcError>;
+//!
+//!     /// The vtable that calls this implementation.
+//!     const VTABLE: ShapeVtable = ShapeVtable { area: area::<Self> };
+//! }
+//!
+//! /// The entry for [`Plugin::INTERFACES`].
+//! pub const fn shape<P: Shape>() -> Interface {
+//!     Interface::new(c"acme.shape", 1, 0, &P::VTABLE)
+//! }
+//!
+//! unsafe extern "C" fn area<P: Shape>(
+//!     instance: *mut c_void,
+//!     w: f64,
+//!     h: f64,
+//!     out: *mut f64,
+//! ) -> calc_status_t {
+//!     // SAFETY: the host passes the instance this plugin's `init` made, and a writable `out`
+//!     // (the interface's contract).
+//!     status_of(unsafe { with_plugin::<P, _>(instance, "area", |p| p.area(w, h)) }, |v| unsafe {
+//!         *out = v
+//!     })
+//! }
+//!
+//! // --- A plugin: no unsafe. ---
+//!
+//! pub struct Squares;
+//!
+//! impl Shape for Squares {
+//!     fn area(&self, w: f64, h: f64) -> Result<f64, CalcError> {
+//!         Ok(w * h)
+//!     }
+//! }
+//!
+//! impl Plugin for Squares {
+//!     const NAME: &'static str = "squares";
+//!     const VERSION: &'static str = "1.0.0";
+//!     const OPERATIONS: &'static [calc_sdk::Operation<Self>] = &[];
+//!     const INTERFACES: &'static [Interface] = &[shape::<Self>()];
+//!     fn init(_host: &calc_sdk::Host) -> Result<Self, CalcError> {
+//!         Ok(Squares)
+//!     }
+//! }
+//!
+//! calc_sdk::export_plugin!(Squares);
+//! ```
+
+use std::ffi::{c_void, CStr};
+
+use crate::abi::{self, calc_status_t};
+use crate::error::{CalcError, Status};
+use crate::plugin::Plugin;
+
+/// One interface a Rust plugin implements: what becomes its `calc_interface_t`.
+#[derive(Clone, Copy, Debug)]
+pub struct Interface {
+    pub(crate) id: &'static CStr,
+    pub(crate) major: u16,
+    pub(crate) minor: u16,
+    pub(crate) vtable: *const c_void,
+    pub(crate) size: usize,
+}
+
+// SAFETY: `vtable` points to a `'static`, `Sync` value (`Interface::new`'s bound).
+unsafe impl Sync for Interface {}
+// SAFETY: as above.
+unsafe impl Send for Interface {}
+
+impl Interface {
+    /// The interface `id` (`"vendor.name"`) at version `major.minor`, implemented by `vtable`:
+    /// a `'static` value of the interface's `#[repr(C)]` vtable type. The host checks the id
+    /// and the size when it loads the plugin.
+    pub const fn new<V: Sync>(
+        id: &'static CStr,
+        major: u16,
+        minor: u16,
+        vtable: &'static V,
+    ) -> Interface {
+        Interface {
+            id,
+            major,
+            minor,
+            vtable: vtable as *const V as *const c_void,
+            size: std::mem::size_of::<V>(),
+        }
+    }
+
+    /// The interface's id.
+    pub fn id(&self) -> &'static CStr {
+        self.id
+    }
+
+    /// Its major and minor version.
+    pub fn version(&self) -> (u16, u16) {
+        (self.major, self.minor)
+    }
+}
+
+/// Runs `f` on the plugin behind `instance`, for the glue of an interface's vtable: a NULL
+/// instance is an `InvalidArgument` error, and a panic in `f` becomes a [`Status::Panic`]
+/// error naming `what`, so nothing unwinds into the host.
+///
+/// # Safety
+/// `instance` must be NULL or the instance the host received from this plugin's `init` (the
+/// SDK's `init` makes it a `P`), valid for the call: what the host passes as the first
+/// argument of an interface function.
+pub unsafe fn with_plugin<P: Plugin, R>(
+    instance: *mut c_void,
+    what: &str,
+    f: impl FnOnce(&P) -> Result<R, CalcError>,
+) -> Result<R, CalcError> {
+    crate::export::ffi_boundary(what, || {
+        if instance.is_null() {
+            return Err(CalcError::new(
+                Status::InvalidArgument,
+                format!("{what}: NULL instance"),
+            ));
+        }
+        // SAFETY: per the contract, a live `P` made by `init_trampoline::<P>`.
+        f(unsafe { &*instance.cast::<P>() })
+    })
+}
+
+/// The status for a result of [`with_plugin`]: `CALC_STATUS_OK` after handing the value to
+/// `write` (which stores it where the interface says), else the error's status.
+pub fn status_of<R>(result: Result<R, CalcError>, write: impl FnOnce(R)) -> calc_status_t {
+    match result {
+        Ok(value) => {
+            write(value);
+            abi::CALC_STATUS_OK
+        }
+        Err(e) => e.status.code(),
+    }
+}
