@@ -460,6 +460,22 @@ fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
             && text.contains("\n  - interface calc-tests.counter 2.0\n"),
         "{text}"
     );
+    // A directory listing shows them too, from the metadata cache as well as without it.
+    for cache in [&[][..], &["--no-cache"][..]] {
+        let mut args = vec!["--plugin-dir", dir.to_str().unwrap(), "plugins", "list"];
+        args.extend_from_slice(cache);
+        let out = calc_tests::run_calc(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("shapes 1.0.0 (ABI 1.4)"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("\n  - interface calc-tests.counter 2.0\n"),
+            "{args:?}: {text}"
+        );
+    }
     let out = calc_tests::run_calc(&["plugins", "check", "--json", lib.to_str().unwrap()]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
