@@ -401,6 +401,22 @@ impl PluginManager {
                 opened.initialise_offering(&config, state, Arc::clone(&self.offered))?
             }
             Opened::Isolated(mut pending) => {
+                let info = pending.info();
+                if !info.interfaces.is_empty() {
+                    // An interface's functions are called by the application in its own
+                    // process: a vtable in a runner cannot be called from here.
+                    let list: Vec<String> = info.interfaces.iter().map(|i| i.to_string()).collect();
+                    return Err(LoadError::Isolation {
+                        path: info.path.clone(),
+                        kind: "isolation",
+                        reason: format!(
+                            "plugin {} implements interfaces ({}), which cannot run in a runner \
+                             process; load it in process (not isolated)",
+                            info.name,
+                            list.join(", ")
+                        ),
+                    });
+                }
                 let isolation = &self.settings.isolation;
                 let name = &pending.info().name;
                 let timeout = isolation.call_timeout(name, true);

@@ -622,3 +622,29 @@ fn a_rust_plugin_implements_interfaces_through_safe_traits() {
         assert_eq!(three_counts(&m), expected, "offered: {offer}");
     }
 }
+
+#[test]
+fn a_plugin_with_interfaces_is_refused_for_isolation_with_one_line() {
+    let dir = scratch_dir(&format!("interfaces-iso-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_iso", &[]);
+    let mut settings = calc_host::config::Settings::default();
+    settings.isolation.all = true;
+    settings.isolation.runner = Some(calc_tests::runner_binary().to_path_buf());
+    let mut m = PluginManager::with_settings(settings);
+    let error = m.load_file(&lib).expect_err("refused isolated");
+    let line = error.to_string();
+    assert_eq!(error.kind(), "isolation", "{line}");
+    assert_eq!(
+        line,
+        format!(
+            "{}: plugin shapes implements interfaces (calc-tests.shape 1.1, calc-tests.counter \
+             2.0), which cannot run in a runner process; load it in process (not isolated)",
+            lib.display()
+        )
+    );
+    assert!(m.interface_providers("calc-tests.shape", 1).is_empty());
+    // The same file in process.
+    let mut m = PluginManager::new();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.interface_providers("calc-tests.shape", 1).len(), 1);
+}
