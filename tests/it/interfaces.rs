@@ -648,3 +648,35 @@ fn a_plugin_with_interfaces_is_refused_for_isolation_with_one_line() {
     m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m.interface_providers("calc-tests.shape", 1).len(), 1);
 }
+
+#[test]
+fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
+    let dir = scratch_dir(&format!("interfaces-reload-{}", std::process::id()));
+    let v1 = build_shapes(&dir.join("v1"), "shapes", &[]);
+    let v2 = build_shapes(&dir.join("v2"), "shapes", &["-DSHAPES_SCALE=3"]);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let path = plugins.join(library_file_name("shapes"));
+    xtask::build::copy_fresh(&v1, &path).unwrap_or_else(|e| panic!("{e}"));
+    let mut m = PluginManager::new();
+    m.enable_hot_reload(dir.join("copies"));
+    m.load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let old = m.interface_providers("calc-tests.shape", 1).pop().unwrap();
+    assert_eq!(area(&old, 2.0, 2.0), (abi::CALC_STATUS_OK, 4.0));
+
+    xtask::build::copy_fresh(&v2, &path).unwrap_or_else(|e| panic!("{e}"));
+    m.reload_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let new = m.interface_providers("calc-tests.shape", 1);
+    assert_eq!(new.len(), 1, "one provider after the reload");
+    assert_eq!(
+        area(&new[0], 2.0, 2.0),
+        (abi::CALC_STATUS_OK, 12.0),
+        "v2 serves"
+    );
+    assert_eq!(
+        area(&old, 2.0, 2.0),
+        (abi::CALC_STATUS_OK, 4.0),
+        "the pinned v1 still"
+    );
+    assert_ne!(old.instance(), new[0].instance());
+}
