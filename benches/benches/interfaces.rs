@@ -89,6 +89,26 @@ fn main() {
         black_box((status == abi::CALC_STATUS_OK).then_some(out));
     });
 
+    // A handle that follows hot reloads: pin the providers serving now, call the first.
+    let live = manager
+        .live_interface("calc-tests.shape", 1)
+        .expect("live interface");
+    let mut live_call = timed_loop(
+        #[inline(always)]
+        |i: u64| {
+            let mut out = 0.0;
+            let pinned = live.pin();
+            let handle = pinned.first();
+            // SAFETY: as above; the pin keeps the provider's version loaded during the call.
+            let status = unsafe {
+                let handle = handle.unwrap_unchecked();
+                let vtable = handle.vtable_as::<Shape>().unwrap_unchecked();
+                (vtable.area.unwrap_unchecked())(handle.instance(), i as f64, 2.0, &mut out)
+            };
+            black_box((status == abi::CALC_STATUS_OK).then_some(out));
+        },
+    );
+
     let (t, r) = compare_loops(
         rounds,
         iters,
@@ -96,6 +116,7 @@ fn main() {
             ("raw", &mut raw),
             ("pinned", &mut pinned),
             ("per call", &mut per_call),
+            ("live", &mut live_call),
         ],
     );
     println!(
@@ -117,6 +138,14 @@ fn main() {
         r[2],
         "ns",
         Some(1.05),
+    );
+    row_paired(
+        "LiveInterface::pin + first + call (follows reloads)",
+        ("raw vtable slot", t[0]),
+        t[3],
+        r[3],
+        "ns",
+        Some(1.5),
     );
     // SAFETY: the raw instance came from this library's `init`; no call is running.
     unsafe { desc.shutdown.unwrap()(raw_instance) };

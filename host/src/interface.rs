@@ -118,3 +118,68 @@ impl InterfaceHandle {
         Some(unsafe { &*(self.vtable as *const T) })
     }
 }
+
+/// The providers of one interface (an id and a major) at one moment, in load order.
+#[derive(Debug, Default)]
+pub struct InterfaceSlot {
+    pub(crate) providers: Vec<InterfaceHandle>,
+}
+
+impl InterfaceSlot {
+    /// Every provider, in load order.
+    pub fn providers(&self) -> &[InterfaceHandle] {
+        &self.providers
+    }
+
+    /// The first provider, the one an application that wants one uses.
+    #[inline]
+    pub fn first(&self) -> Option<&InterfaceHandle> {
+        self.providers.first()
+    }
+}
+
+/// The live providers of one interface: published anew by the manager whenever a plugin is
+/// loaded, unloaded or reloaded.
+pub(crate) type LiveInterfaceSlot = Arc<crate::rcu::RcuCell<InterfaceSlot>>;
+
+/// The providers of an interface as they are when used: follows loads, unloads and hot reloads
+/// (from [`crate::PluginManager::live_interface`]). Cheap to clone; `Send` and `Sync`.
+#[derive(Clone)]
+pub struct LiveInterface {
+    pub(crate) slot: LiveInterfaceSlot,
+}
+
+impl std::fmt::Debug for LiveInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveInterface")
+            .field("providers", &self.slot.load().providers)
+            .finish()
+    }
+}
+
+impl LiveInterface {
+    /// The providers serving now, held for as long as the guard lives: a reload meanwhile does
+    /// not unload them (keep the guard for a run of calls, not for long: an old version is
+    /// freed only after every guard that saw it is gone). Costs one read-side mark of the RCU
+    /// (`docs/PERFORMANCE.md`).
+    #[inline]
+    pub fn pin(&self) -> PinnedInterface<'_> {
+        PinnedInterface {
+            slot: self.slot.load(),
+        }
+    }
+}
+
+/// The providers of an interface at the moment [`LiveInterface::pin`] was called.
+pub struct PinnedInterface<'a> {
+    slot: crate::rcu::RcuGuard<'a, InterfaceSlot>,
+}
+
+impl std::ops::Deref for PinnedInterface<'_> {
+    type Target = InterfaceSlot;
+
+    #[inline]
+    fn deref(&self) -> &InterfaceSlot {
+        &self.slot
+    }
+}

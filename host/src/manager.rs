@@ -82,6 +82,8 @@ pub struct PluginManager {
     vetting: std::sync::Mutex<Vetting>,
     /// The interfaces the application offers plugins (ABI 1.4, [`Self::offer_interface`]).
     offered: crate::services::Offered,
+    /// The live providers of every interface (id, major) a loaded plugin ever implemented.
+    by_interface: HashMap<(String, u16), crate::interface::LiveInterfaceSlot>,
 }
 
 /// The manager's vetting child and what it found.
@@ -453,8 +455,40 @@ impl PluginManager {
             let handle = OpHandle::new(&plugin, index).expect("index is in range");
             self.register(handle, load_rank);
         }
+        let has_interfaces = !plugin.info().interfaces.is_empty();
         self.plugins.push(Entry { plugin, load_rank });
+        if has_interfaces {
+            let mut retired = Vec::new();
+            self.rebuild_interfaces(&mut retired);
+            crate::rcu::retire_all(retired);
+        }
         Ok(Loaded::Enabled(self.plugins.len() - 1))
+    }
+
+    /// Publishes the providers of every interface anew, from the loaded plugins in load order;
+    /// the old slot contents go to `retired`. An interface no plugin implements any more keeps
+    /// its (empty) slot, so live handles to it see a provider that comes back.
+    fn rebuild_interfaces(&mut self, retired: &mut Vec<crate::rcu::Retired>) {
+        use crate::interface::{InterfaceHandle, InterfaceSlot};
+        let mut fresh: HashMap<(String, u16), Vec<InterfaceHandle>> = HashMap::new();
+        for e in &self.plugins {
+            for i in &e.plugin.info().interfaces {
+                if let Some(handle) = InterfaceHandle::new(&e.plugin, &i.id, i.major) {
+                    fresh
+                        .entry((i.id.clone(), i.major))
+                        .or_default()
+                        .push(handle);
+                }
+            }
+        }
+        for (key, live) in &self.by_interface {
+            let providers = fresh.remove(key).unwrap_or_default();
+            retired.push(live.swap(Arc::new(InterfaceSlot { providers })));
+        }
+        for (key, providers) in fresh {
+            let slot = crate::rcu::RcuCell::from_pointee(InterfaceSlot { providers });
+            self.by_interface.insert(key, Arc::new(slot));
+        }
     }
 
     fn register(&mut self, handle: OpHandle, load_rank: u64) {
@@ -610,6 +644,14 @@ impl PluginManager {
                     }
                 }
             }
+        }
+        if !self.by_interface.is_empty()
+            || self
+                .plugins
+                .iter()
+                .any(|e| !e.plugin.info().interfaces.is_empty())
+        {
+            self.rebuild_interfaces(&mut retired);
         }
         crate::rcu::retire_all(retired);
     }
@@ -1163,6 +1205,17 @@ impl PluginManager {
     /// The interfaces offered to plugins, in the order they were offered.
     pub fn offered_interfaces(&self) -> &[crate::HostInterface] {
         &self.offered
+    }
+
+    /// The providers of the interface `id` at major `major` as they are whenever used: a handle
+    /// that follows loads, unloads and hot reloads (`docs/INTERFACES.md`). `None` when no
+    /// plugin loaded by this manager ever implemented it.
+    pub fn live_interface(&self, id: &str, major: u16) -> Option<crate::interface::LiveInterface> {
+        self.by_interface.get(&(id.to_string(), major)).map(|slot| {
+            crate::interface::LiveInterface {
+                slot: Arc::clone(slot),
+            }
+        })
     }
 
     /// Every loaded (enabled) plugin in this process that implements the interface `id` at

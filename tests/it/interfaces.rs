@@ -680,3 +680,56 @@ fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
     );
     assert_ne!(old.instance(), new[0].instance());
 }
+
+#[test]
+fn a_live_interface_follows_reloads_unloads_and_returns() {
+    let dir = scratch_dir(&format!("interfaces-live-{}", std::process::id()));
+    let v1 = build_shapes(&dir.join("v1"), "shapes", &[]);
+    let v2 = build_shapes(&dir.join("v2"), "shapes", &["-DSHAPES_SCALE=3"]);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let path = plugins.join(library_file_name("shapes"));
+    xtask::build::copy_fresh(&v1, &path).unwrap_or_else(|e| panic!("{e}"));
+    let mut m = PluginManager::new();
+    m.enable_hot_reload(dir.join("copies"));
+    assert!(
+        m.live_interface("calc-tests.shape", 1).is_none(),
+        "never provided"
+    );
+    m.load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let live = m.live_interface("calc-tests.shape", 1).expect("provided");
+    let area_now = |live: &calc_host::LiveInterface| {
+        let pinned = live.pin();
+        pinned.first().map(|h| area(h, 2.0, 2.0).1)
+    };
+    assert_eq!(area_now(&live), Some(4.0));
+    assert_eq!(live.pin().providers().len(), 1);
+
+    xtask::build::copy_fresh(&v2, &path).unwrap_or_else(|e| panic!("{e}"));
+    m.reload_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(area_now(&live), Some(12.0), "follows the reload");
+
+    let copies = dir.join("copies");
+    let mapped = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains(copies.to_str().unwrap())
+    };
+    assert!(mapped(), "v2 is loaded from a private copy");
+    assert!(m.unload("shapes"));
+    assert_eq!(area_now(&live), None, "no provider after the unload");
+    assert!(
+        !mapped(),
+        "a live handle pins nothing: the copy is unmapped"
+    );
+
+    m.load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        area_now(&live),
+        Some(12.0),
+        "a provider that comes back is seen"
+    );
+    // Other interfaces of the same plugin have their own live handles.
+    let counter = m.live_interface("calc-tests.counter", 2).unwrap();
+    assert_eq!(counter.pin().providers()[0].plugin().name, "shapes");
+}
