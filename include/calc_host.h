@@ -500,6 +500,25 @@ void *calc_iface_instance(const struct calc_iface_t *iface);
 // `iface` must be NULL or live.
 const char *calc_iface_plugin_name(const struct calc_iface_t *iface);
 
+// Calls function number `slot` (0-based, in vtable order) of a bytes interface
+// (`CALC_INTERFACE_FLAG_BYTES`) with the `input_len` bytes at `input`, in this process or in
+// the plugin's runner process, and hands the output to `write(writer, data, len)` (called
+// once, with the whole output, when it is not empty; `data` is the library's, valid during
+// that call only). On failure returns the plugin's status (or `CALC_STATUS_INVALID_ARGUMENT`
+// for a slot out of range or an interface that is not a bytes interface, `CALC_STATUS_ERROR`
+// for a runner that crashed or timed out) with the message in `calc_last_error_message`, and
+// `write` is not called. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `iface` must be NULL or live; `input` valid for `input_len` bytes (may be NULL when 0);
+// `write` NULL or a function that may be called with `writer` during this call.
+calc_status_t calc_iface_call_bytes(const struct calc_iface_t *iface,
+                                    size_t slot,
+                                    const void *input,
+                                    size_t input_len,
+                                    calc_bytes_write_fn write,
+                                    void *writer);
+
 // Frees a handle from `calc_iface_new` (unloading its plugin's library if nothing else uses
 // it). NULL does nothing; freeing twice is undefined. `[exclusive]` Since calc_host 1.3.
 //

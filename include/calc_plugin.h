@@ -72,6 +72,14 @@ CALC_PLUGIN_ENTRY;
 // Since ABI 1.4.
 #define CALC_MAX_INTERFACE_ID_LEN 128
 
+// `calc_interface_t.flags`: every field of the vtable is a `calc_bytes_fn` (so `vtable_size`
+// is a multiple of the pointer size, and no field is NULL). The host knows how to carry such
+// an interface to a runner process: its plugins may run isolated, and hosts call its functions
+// by slot number (`InterfaceHandle::call_bytes` in Rust).
+//
+// Since ABI 1.4.
+#define CALC_INTERFACE_FLAG_BYTES 1
+
 // `max_arity` value meaning "any number of operands, at least `min_arity`".
 #define CALC_ARITY_VARIADIC 4294967295
 
@@ -398,6 +406,9 @@ typedef struct calc_interface_t {
     // instance (what `init` produced) as their first argument by convention. Never NULL.
     // Since ABI 1.4.
     const void *vtable;
+    // `CALC_INTERFACE_FLAG_*` bits: `CALC_INTERFACE_FLAG_BYTES`, or 0. Other bits are
+    // refused. Since ABI 1.4.
+    uint32_t flags;
 } calc_interface_t;
 
 // What `plugin_entry` returns: who the plugin is, what it needs and what it provides.
@@ -470,6 +481,33 @@ typedef struct calc_plugin_t {
 //
 // Since ABI 1.0.
 typedef const struct calc_plugin_t *(*calc_plugin_entry_fn)(void);
+
+// Receives bytes a `calc_bytes_fn` produces: the host copies `len` bytes from `data` before
+// returning (`data` stays the caller's; it may be NULL only when `len` is 0). Call it any
+// number of times, only during the call it was passed to, on that call's thread. The host
+// bounds what it keeps (32 MiB in all): past that, the call fails.
+//
+// Since ABI 1.4.
+typedef void (*calc_bytes_write_fn)(void *writer, const void *data, size_t len);
+
+// The one function shape of a bytes interface (`CALC_INTERFACE_FLAG_BYTES`): bytes in, bytes
+// out, a status and a message.
+//
+// `instance` is the plugin's instance. `input` points to `input_len` bytes owned by the host,
+// valid during the call (NULL when `input_len` is 0). The result goes out through
+// `write(writer, data, len)`, in any number of pieces; nothing is allocated on one side and
+// freed on the other. On success return `CALC_STATUS_OK`; on failure another status, with a
+// NUL-terminated UTF-8 message of at most `error_buf_size` bytes in `error_buf` (owned by the
+// host); what was written is then dropped. Must not unwind, longjmp or exit. `[any-thread]`
+//
+// Since ABI 1.4.
+typedef calc_status_t (*calc_bytes_fn)(void *instance,
+                                       const void *input,
+                                       size_t input_len,
+                                       calc_bytes_write_fn write,
+                                       void *writer,
+                                       char *error_buf,
+                                       size_t error_buf_size);
 
 // Success. Since ABI 1.0.
 #define CALC_STATUS_OK 0

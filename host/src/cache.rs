@@ -483,6 +483,7 @@ mod tests {
                 major: 1,
                 minor: 2,
                 vtable_size: 24,
+                bytes: true,
             }],
         };
         for verdict in [

@@ -117,12 +117,20 @@ pub struct InterfaceInfo {
     pub minor: u16,
     /// The size of the plugin's vtable, in bytes: fields that do not end within it are absent.
     pub vtable_size: u32,
+    /// A bytes interface (`CALC_INTERFACE_FLAG_BYTES`): every field is a `calc_bytes_fn`, which
+    /// hosts call by slot ([`crate::InterfaceHandle::call_bytes`]), in process or isolated.
+    #[serde(default)]
+    pub bytes: bool,
 }
 
 impl std::fmt::Display for InterfaceInfo {
-    /// `id major.minor`, as listings show it.
+    /// `id major.minor`, and ` (bytes)` for a bytes interface, as listings show it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}.{}", self.id, self.major, self.minor)
+        write!(f, "{} {}.{}", self.id, self.major, self.minor)?;
+        if self.bytes {
+            f.write_str(" (bytes)")?;
+        }
+        Ok(())
     }
 }
 

@@ -40,14 +40,20 @@ impl std::fmt::Debug for InterfaceHandle {
 
 impl InterfaceHandle {
     /// The handle to the interface `id` of major `major` that `plugin` declares, if it declares
-    /// one and runs in this process (an isolated plugin's vtable is in its runner).
+    /// one and runs in this process, or it is a bytes interface (an isolated plugin's vtable
+    /// is in its runner, which [`Self::call_bytes`] reaches).
     pub fn new(plugin: &Arc<LoadedPlugin>, id: &str, major: u16) -> Option<InterfaceHandle> {
         let index = plugin
             .info()
             .interfaces
             .iter()
             .position(|i| i.id == id && i.major == major)?;
-        let vtable = plugin.vtable_address(index)?;
+        // A plugin in a runner has no vtable here; its bytes interfaces are called through it.
+        let vtable = match plugin.vtable_address(index) {
+            Some(vtable) => vtable,
+            None if plugin.is_isolated() && plugin.info().interfaces[index].bytes => 0,
+            None => return None,
+        };
         Some(InterfaceHandle {
             plugin: Arc::clone(plugin),
             index,
@@ -68,7 +74,7 @@ impl InterfaceHandle {
     }
 
     /// The vtable's address: `vtable_size` readable bytes, valid while this handle lives. What
-    /// they hold is the interface's definition.
+    /// they hold is the interface's definition. NULL for a plugin in a runner process.
     #[inline]
     pub fn vtable(&self) -> *const c_void {
         self.vtable as *const c_void
@@ -95,8 +101,34 @@ impl InterfaceHandle {
         self.instance as *mut c_void
     }
 
+    /// Whether the plugin runs in a runner process: only [`Self::call_bytes`] reaches it.
+    pub fn is_isolated(&self) -> bool {
+        self.vtable == 0
+    }
+
+    /// Calls function number `slot` (0-based, in vtable order) of a bytes interface
+    /// (`CALC_INTERFACE_FLAG_BYTES`) with `input`, in this process or in the plugin's runner,
+    /// and returns its output: the same call either way, with a runner's crashes, hangs and
+    /// limits reported as for operations (`docs/ISOLATION.md`). Input and output are bounded
+    /// at [`crate::loader::MAX_BYTES`].
+    pub fn call_bytes(&self, slot: usize, input: &[u8]) -> Result<Vec<u8>, crate::CallError> {
+        self.plugin
+            .call_bytes(self.index, slot, input)
+            .map_err(|(status, message)| {
+                let plugin = self.plugin.info();
+                crate::CallError::new(crate::CallErrorDetails {
+                    operation: format!("{}[{slot}]", self.info().id),
+                    plugin: plugin.name.clone(),
+                    path: plugin.path.clone(),
+                    status,
+                    message,
+                })
+            })
+    }
+
     /// The vtable as the application's type `T`, when the plugin's vtable holds all of `T`
-    /// (`vtable_size >= size_of::<T>()`) and its address suits `T`'s alignment.
+    /// (`vtable_size >= size_of::<T>()`), is in this process, and its address suits `T`'s
+    /// alignment.
     ///
     /// # Safety
     /// `T` must be the `#[repr(C)]` vtable type of this interface's id and major, at a minor no
@@ -106,7 +138,8 @@ impl InterfaceHandle {
     /// only be called as the interface's definition says, with [`Self::instance`].
     #[inline]
     pub unsafe fn vtable_as<T>(&self) -> Option<&T> {
-        if self.vtable_size() < std::mem::size_of::<T>()
+        if self.vtable == 0
+            || self.vtable_size() < std::mem::size_of::<T>()
             || !self.vtable.is_multiple_of(std::mem::align_of::<T>())
         {
             return None;

@@ -58,6 +58,59 @@ pub(crate) type ExecuteBatchFn = unsafe extern "C" fn(
     usize,
 ) -> abi::calc_status_t;
 
+/// The signature of a bytes interface's functions (`calc_bytes_fn`).
+type BytesFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_void,
+    usize,
+    abi::calc_bytes_write_fn,
+    *mut c_void,
+    *mut c_char,
+    usize,
+) -> abi::calc_status_t;
+
+/// The most bytes one call of a bytes interface may take in or give out: half the runner
+/// protocol's largest frame, so that an isolated call's request and reply always fit.
+pub const MAX_BYTES: usize = 32 << 20;
+
+/// What a bytes interface's function wrote, and what it did wrong.
+#[derive(Default)]
+struct ByteSink {
+    out: Vec<u8>,
+    fault: Option<String>,
+}
+
+/// `calc_bytes_write_fn`: appends to the [`ByteSink`] behind `writer`, up to
+/// [`MAX_BYTES`]; never unwinds (no allocation failure panics: `try_reserve`).
+///
+/// # Safety
+/// `writer` must be the live `ByteSink` passed with it, `data` NULL or readable for `len`
+/// bytes (the `calc_bytes_write_fn` contract).
+unsafe extern "C" fn write_bytes(writer: *mut c_void, data: *const c_void, len: usize) {
+    if writer.is_null() || len == 0 {
+        return;
+    }
+    // SAFETY: per the contract, the caller's live `ByteSink`, used by nothing else meanwhile.
+    let sink = unsafe { &mut *writer.cast::<ByteSink>() };
+    if sink.fault.is_some() {
+        return;
+    }
+    if data.is_null() {
+        sink.fault = Some(format!("the plugin wrote {len} bytes from NULL"));
+        return;
+    }
+    if sink.out.len().saturating_add(len) > MAX_BYTES || sink.out.try_reserve(len).is_err() {
+        sink.fault = Some(format!(
+            "the plugin's output is over {} MiB",
+            MAX_BYTES >> 20
+        ));
+        return;
+    }
+    // SAFETY: per the contract, `data` is readable for `len` bytes; the sink's buffer is ours.
+    sink.out
+        .extend_from_slice(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) });
+}
+
 /// Operands per row that [`OpHandle::call_batch`] handles without allocating: the column
 /// pointers it hands to `execute_batch`, or the row it gathers for the scalar fallback.
 const STACK_OPERANDS: usize = 16;
@@ -100,6 +153,14 @@ pub(crate) trait Remote: Send + Sync + std::any::Any {
     /// Asks the plugin to save its state for its next version: the bytes, or the status and
     /// message of the failure.
     fn save_state(&self) -> Result<Option<Vec<u8>>, (calc_sdk::Status, String)>;
+    /// Calls function `slot` of the plugin's bytes interface number `interface` with `input`:
+    /// its output, or the status and message of the failure.
+    fn call_bytes(
+        &self,
+        interface: u32,
+        slot: u32,
+        input: &[u8],
+    ) -> Result<Vec<u8>, (calc_sdk::Status, String)>;
     /// Itself, for the layer that made it to look at.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -205,6 +266,89 @@ impl LoadedPlugin {
     /// The instance `init` produced (NULL without `init`, and for a plugin in a runner).
     pub(crate) fn instance(&self) -> *mut c_void {
         self.instance
+    }
+
+    /// Calls function `slot` of the plugin's bytes interface number `interface` (in the order
+    /// of `info().interfaces`) with `input`: in this process, or in its runner. Returns the
+    /// output, or the status and message of the failure.
+    pub(crate) fn call_bytes(
+        &self,
+        interface: usize,
+        slot: usize,
+        input: &[u8],
+    ) -> Result<Vec<u8>, (Status, String)> {
+        let Some(declared) = self.info.interfaces.get(interface) else {
+            return Err((
+                Status::InvalidArgument,
+                format!("no interface #{interface}"),
+            ));
+        };
+        if !declared.bytes {
+            return Err((
+                Status::InvalidArgument,
+                format!("{declared} is not a bytes interface"),
+            ));
+        }
+        let word = std::mem::size_of::<usize>();
+        let slots = declared.vtable_size as usize / word;
+        if slot >= slots {
+            return Err((
+                Status::InvalidArgument,
+                format!("{declared} has {slots} functions, no function #{slot}"),
+            ));
+        }
+        if let Some(remote) = self.remote() {
+            if input.len() > MAX_BYTES {
+                return Err((
+                    Status::InvalidArgument,
+                    format!(
+                        "an input of {} bytes, over {} MiB",
+                        input.len(),
+                        MAX_BYTES >> 20
+                    ),
+                ));
+            }
+            return remote.call_bytes(interface as u32, slot as u32, input);
+        }
+        let vtable = self.vtables.get(interface).copied().ok_or_else(|| {
+            (
+                Status::Error,
+                format!("{declared}: no vtable in this process"),
+            )
+        })?;
+        // SAFETY: the vtable is `vtable_size` readable bytes of the loaded library (validated at
+        // load, and `self` keeps the library loaded); `slot` is within it (checked above).
+        let address = unsafe { ((vtable + slot * word) as *const usize).read_unaligned() };
+        // SAFETY: validation found every field of a bytes interface's vtable to be non-NULL
+        // code of the process; the ABI gives it the `calc_bytes_fn` signature.
+        let function: BytesFn = unsafe { std::mem::transmute::<usize, BytesFn>(address) };
+        let mut sink = ByteSink::default();
+        let mut buf = [0u8; ERROR_BUF];
+        // SAFETY: the `calc_bytes_fn` contract: the plugin's instance, `input` readable for its
+        // length (NULL when empty), our writer with a live `ByteSink`, a writable buffer.
+        let status = unsafe {
+            function(
+                self.instance,
+                if input.is_empty() {
+                    ptr::null()
+                } else {
+                    input.as_ptr().cast()
+                },
+                input.len(),
+                Some(write_bytes),
+                (&mut sink as *mut ByteSink).cast(),
+                buf.as_mut_ptr().cast(),
+                ERROR_BUF,
+            )
+        };
+        if status != abi::CALC_STATUS_OK {
+            let status = Status::from_code(status).unwrap_or(Status::Error);
+            return Err((status, message_from(&buf, status)));
+        }
+        match sink.fault {
+            Some(fault) => Err((Status::Error, fault)),
+            None => Ok(sink.out),
+        }
     }
 
     /// What serves the plugin when it runs outside this process.
@@ -511,7 +655,8 @@ fn open_from(path: &Path, copy: Option<PrivateCopy>) -> Result<OpenedPlugin, Loa
     // `calc_plugin_entry_fn` signature by the ABI contract; calling it is the one call the ABI
     // allows before validation.
     let desc: *const calc_plugin_t = unsafe { entry() };
-    let validated = validate_with(&path, desc, Reader::new(&map))?;
+    let is_code = |f: usize| map.is_executable(f) || crate::memory::is_executable_mapping(f);
+    let validated = validate_with(&path, desc, Reader::new(&map), &is_code)?;
     Ok(OpenedPlugin {
         validated,
         library,
@@ -534,7 +679,12 @@ pub fn validate_descriptor(
     path: &Path,
     desc: *const calc_plugin_t,
 ) -> Result<Validated, LoadError> {
-    validate_with(path, desc, Reader::checked())
+    validate_with(
+        path,
+        desc,
+        Reader::checked(),
+        &crate::memory::is_executable_mapping,
+    )
 }
 
 /// [`validate_descriptor`] with a reader that may copy directly from the library's segments.
@@ -542,6 +692,7 @@ fn validate_with(
     path: &Path,
     desc: *const calc_plugin_t,
     reader: Reader<'_>,
+    is_code: &dyn Fn(usize) -> bool,
 ) -> Result<Validated, LoadError> {
     if desc.is_null() {
         return Err(LoadError::EntryReturnedNull {
@@ -632,11 +783,28 @@ fn validate_with(
         }
         .ok_or_else(|| unreadable(format!("interfaces[{i}]"), at))?;
         let vtable = entry.vtable as usize;
+        let size = entry.vtable_size as usize;
         // Only a size within the bound is measured, so a garbage size costs nothing.
         let vtable_readable = if vtable != 0 && entry.vtable_size <= abi::CALC_MAX_VTABLE_SIZE {
-            reader.readable(vtable, entry.vtable_size as usize)
+            reader.readable(vtable, size)
         } else {
             0
+        };
+        // A bytes interface's fields are all functions: each must be code of the process.
+        let word = std::mem::size_of::<usize>();
+        let slot_not_code = if entry.flags & abi::CALC_INTERFACE_FLAG_BYTES != 0
+            && vtable_readable == size
+            && size.is_multiple_of(word)
+        {
+            let mut words = vec![0u8; size];
+            reader.read(vtable, &mut words);
+            words
+                .chunks_exact(word)
+                .map(|w| usize::from_ne_bytes(w.try_into().expect("a whole word")))
+                .enumerate()
+                .find(|&(_, f)| f == 0 || !is_code(f))
+        } else {
+            None
         };
         interfaces.push(RawInterface {
             id: reader.read_str(entry.id),
@@ -644,6 +812,8 @@ fn validate_with(
             vtable_size: entry.vtable_size,
             vtable,
             vtable_readable,
+            flags: entry.flags,
+            slot_not_code,
         });
     }
     let raw = RawDescriptor {

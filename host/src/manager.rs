@@ -404,18 +404,24 @@ impl PluginManager {
             }
             Opened::Isolated(mut pending) => {
                 let info = pending.info();
-                if !info.interfaces.is_empty() {
-                    // An interface's functions are called by the application in its own
-                    // process: a vtable in a runner cannot be called from here.
-                    let list: Vec<String> = info.interfaces.iter().map(|i| i.to_string()).collect();
+                let in_process_only: Vec<String> = info
+                    .interfaces
+                    .iter()
+                    .filter(|i| !i.bytes)
+                    .map(|i| i.to_string())
+                    .collect();
+                if !in_process_only.is_empty() {
+                    // The application calls such an interface's functions in its own process:
+                    // a vtable in a runner cannot be called from here. Bytes interfaces can.
                     return Err(LoadError::Isolation {
                         path: info.path.clone(),
                         kind: "isolation",
                         reason: format!(
-                            "plugin {} implements interfaces ({}), which cannot run in a runner \
-                             process; load it in process (not isolated)",
+                            "plugin {} implements interfaces that cannot run in a runner \
+                             process ({}: not bytes interfaces); load it in process (not \
+                             isolated)",
                             info.name,
-                            list.join(", ")
+                            in_process_only.join(", ")
                         ),
                     });
                 }

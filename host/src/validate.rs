@@ -207,6 +207,11 @@ pub struct RawInterface {
     /// How many bytes of the vtable are readable (a prefix); only measured when `vtable` is not
     /// NULL and `vtable_size` is within [`abi::CALC_MAX_VTABLE_SIZE`], else 0.
     pub vtable_readable: usize,
+    /// `flags`.
+    pub flags: u32,
+    /// For a bytes interface whose whole vtable was readable: the first field that is not a
+    /// function of the process's code (its index and value), if any.
+    pub slot_not_code: Option<(usize, usize)>,
 }
 
 /// The descriptor's fields after the header, as copied from the plugin.
@@ -622,11 +627,34 @@ pub fn check_descriptor(path: &Path, raw: &RawDescriptor) -> Result<Validated, L
                 ),
             ));
         }
+        if iface.flags & !abi::CALC_INTERFACE_FLAG_BYTES != 0 {
+            return Err(c.invalid(
+                field("flags"),
+                format!("{:#x} has bits no ABI 1.4 flag defines", iface.flags),
+            ));
+        }
+        let bytes = iface.flags & abi::CALC_INTERFACE_FLAG_BYTES != 0;
+        if bytes && !(iface.vtable_size as usize).is_multiple_of(std::mem::size_of::<usize>()) {
+            return Err(c.invalid(
+                field("vtable_size"),
+                format!(
+                    "{} bytes, not a whole number of functions (a bytes interface)",
+                    iface.vtable_size
+                ),
+            ));
+        }
+        if let Some((slot, value)) = iface.slot_not_code.filter(|_| bytes) {
+            return Err(c.invalid(
+                field(&format!("vtable[{slot}]")),
+                format!("{value:#x} is not code (every function of a bytes interface is set)"),
+            ));
+        }
         interfaces.push(InterfaceInfo {
             id,
             major,
             minor,
             vtable_size: iface.vtable_size,
+            bytes,
         });
         vtables.push(iface.vtable);
     }
@@ -701,7 +729,7 @@ mod tests {
         assert_eq!(plugin_struct_size(4), 128);
         assert_eq!(operation_struct_size(4), 64);
         assert_eq!(interface_struct_size(3), 0);
-        assert_eq!(interface_struct_size(4), 24);
+        assert_eq!(interface_struct_size(4), 32);
         assert_eq!(
             plugin_struct_size(HOST_ABI.minor),
             std::mem::size_of::<calc_plugin_t>()

@@ -489,6 +489,7 @@ fn build<P: Plugin>() -> Result<Built, CalcError> {
             // An oversized vtable is refused by the host, which reads the size first.
             vtable_size: u32::try_from(i.size).unwrap_or(u32::MAX),
             vtable: i.vtable,
+            flags: i.flags,
         })
         .collect();
     let descriptor = calc_plugin_t {

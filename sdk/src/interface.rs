@@ -85,6 +85,7 @@ pub struct Interface {
     pub(crate) minor: u16,
     pub(crate) vtable: *const c_void,
     pub(crate) size: usize,
+    pub(crate) flags: u32,
 }
 
 // SAFETY: `vtable` points to a `'static`, `Sync` value (`Interface::new`'s bound).
@@ -108,7 +109,22 @@ impl Interface {
             minor,
             vtable: vtable as *const V as *const c_void,
             size: std::mem::size_of::<V>(),
+            flags: 0,
         }
+    }
+
+    /// As [`Interface::new`], for a bytes interface (`CALC_INTERFACE_FLAG_BYTES`): `V` holds
+    /// nothing but `calc_bytes_fn`s, none of them `None`, so hosts may call it by slot and
+    /// carry it to a runner process.
+    pub const fn bytes<V: Sync>(
+        id: &'static CStr,
+        major: u16,
+        minor: u16,
+        vtable: &'static V,
+    ) -> Interface {
+        let mut interface = Interface::new(id, major, minor, vtable);
+        interface.flags = abi::CALC_INTERFACE_FLAG_BYTES;
+        interface
     }
 
     /// The interface's id.

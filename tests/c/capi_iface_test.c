@@ -32,6 +32,19 @@ static uint64_t step_by_five(void) { return 5; }
 
 static const test_host_vtable_t host_vtable = {step_by_five};
 
+/* Collects what calc_iface_call_bytes writes. */
+typedef struct sink {
+    char data[256];
+    size_t len;
+} sink;
+
+static void collect(void *writer, const void *data, size_t len) {
+    sink *s = (sink *)writer;
+    if (len > sizeof s->data - s->len) len = sizeof s->data - s->len;
+    memcpy(s->data + s->len, data, len);
+    s->len += len;
+}
+
 static int failures = 0;
 
 #define CHECK(cond, what)                                                                     \
@@ -113,6 +126,32 @@ int main(int argc, char **argv) {
     CHECK(counter_vtable->next(calc_iface_instance(counter)) == 5 &&
               counter_vtable->next(calc_iface_instance(counter)) == 10,
           "the plugin steps by what the application's interface returns");
+
+    /* A bytes interface, called by slot. */
+    {
+        calc_iface_t *text = NULL;
+        sink out = {{0}, 0};
+        CHECK(calc_iface_new(host, "calc-tests.text", 1, 0, &text) == CALC_STATUS_OK, "text");
+        CHECK(calc_iface_call_bytes(text, 0, "shout", 5, collect, &out) == CALC_STATUS_OK &&
+                  out.len == 5 && memcmp(out.data, "SHOUT", 5) == 0,
+              "call_bytes");
+        out.len = 0;
+        CHECK(calc_iface_call_bytes(text, 1, "x", 1, collect, &out) == CALC_STATUS_DOMAIN_ERROR &&
+                  out.len == 0,
+              "call_bytes failure writes nothing");
+        CHECK(strstr(calc_last_error_message(), "refused: x") != NULL,
+              "call_bytes failure message");
+        CHECK(calc_iface_call_bytes(text, 9, NULL, 0, collect, &out) == CALC_STATUS_INVALID_ARGUMENT,
+              "call_bytes slot out of range");
+        CHECK(calc_iface_call_bytes(shape, 0, NULL, 0, collect, &out) ==
+                  CALC_STATUS_INVALID_ARGUMENT,
+              "call_bytes on an interface that is not bytes");
+        CHECK(calc_iface_call_bytes(text, 0, NULL, 3, collect, &out) == CALC_STATUS_NULL_ARGUMENT,
+              "call_bytes NULL input");
+        CHECK(calc_iface_call_bytes(text, 0, "a", 1, NULL, &out) == CALC_STATUS_NULL_ARGUMENT,
+              "call_bytes NULL writer");
+        calc_iface_free(text);
+    }
 
     /* The handles outlive the host: the plugin stays loaded until the last is freed. */
     calc_host_free(host);

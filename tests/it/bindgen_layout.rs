@@ -37,7 +37,7 @@ fn sdk_layouts() -> RustLayouts {
     layout!(m, calc_plugin_t: magic, struct_size, abi_version, name, version, author, description,
         sdk_version, api_requirement, flags, init, shutdown, operations, operation_count,
         operation_size, save_state, interfaces, interface_count, interface_size);
-    layout!(m, calc_interface_t: id, version, vtable_size, vtable);
+    layout!(m, calc_interface_t: id, version, vtable_size, vtable, flags);
     m
 }
 

@@ -70,12 +70,21 @@ fn a_plugin_lists_its_interfaces_and_handles_call_its_vtables_with_its_instance(
                 major: 1,
                 minor: 1,
                 vtable_size: size_of::<ShapeV1_1>() as u32,
+                bytes: false,
             },
             InterfaceInfo {
                 id: "calc-tests.counter".into(),
                 major: 2,
                 minor: 0,
                 vtable_size: size_of::<CounterV2>() as u32,
+                bytes: false,
+            },
+            InterfaceInfo {
+                id: "calc-tests.text".into(),
+                major: 1,
+                minor: 0,
+                vtable_size: 4 * size_of::<usize>() as u32,
+                bytes: true,
             },
         ]
     );
@@ -206,6 +215,8 @@ struct Table {
     table: Option<usize>,
     count: Option<u32>,
     size: Option<u32>,
+    /// The `flags` of every entry.
+    flags: u32,
 }
 
 impl Table {
@@ -215,6 +226,7 @@ impl Table {
             table: None,
             count: None,
             size: None,
+            flags: 0,
         }
     }
 
@@ -237,6 +249,7 @@ impl Table {
                 },
                 vtable_size: e.2,
                 vtable: e.3 as *const c_void,
+                flags: self.flags,
             })
             .collect();
         let desc = calc_plugin_t {
@@ -334,7 +347,7 @@ fn broken_tables_are_refused_with_one_line_naming_the_file_and_the_field() {
             ..Table::of(vec![ok_entry("a.b", 1)])
         },
         "struct_size",
-        "calc_plugin_t.interface_size is 8 bytes, smaller than the 24 bytes ABI 1.4 requires",
+        "calc_plugin_t.interface_size is 8 bytes, smaller than the 32 bytes ABI 1.4 requires",
     );
     refused(
         Table {
@@ -404,6 +417,64 @@ fn broken_tables_are_refused_with_one_line_naming_the_file_and_the_field() {
         "invalid_field",
         "invalid interfaces[0] (a.b).vtable: 16 bytes at 0x3000, of which only 0 are readable",
     );
+    refused(
+        Table {
+            flags: 6,
+            ..Table::of(vec![ok_entry("a.b", 1)])
+        },
+        "invalid_field",
+        "invalid interfaces[0] (a.b).flags: 0x6 has bits no ABI 1.4 flag defines",
+    );
+    // A bytes interface: whole functions, all of them code.
+    refused(
+        Table {
+            flags: abi::CALC_INTERFACE_FLAG_BYTES,
+            ..Table::of(vec![Entry(
+                Some("a.b"),
+                (1, 0),
+                12,
+                VTABLE_B.as_ptr() as usize,
+            )])
+        },
+        "invalid_field",
+        "invalid interfaces[0] (a.b).vtable_size: 12 bytes, not a whole number of functions",
+    );
+    refused(
+        Table {
+            flags: abi::CALC_INTERFACE_FLAG_BYTES,
+            ..Table::of(vec![Entry(
+                Some("a.b"),
+                (1, 0),
+                16,
+                VTABLE_B.as_ptr() as usize,
+            )])
+        },
+        "invalid_field",
+        "invalid interfaces[0] (a.b).vtable[0]: 0x1 is not code",
+    );
+    static HALF_SET: [Option<unsafe extern "C" fn(*mut c_void) -> u64>; 2] = [Some(never), None];
+    refused(
+        Table {
+            flags: abi::CALC_INTERFACE_FLAG_BYTES,
+            ..Table::of(vec![Entry(
+                Some("a.b"),
+                (1, 0),
+                16,
+                HALF_SET.as_ptr() as usize,
+            )])
+        },
+        "invalid_field",
+        "invalid interfaces[0] (a.b).vtable[1]: 0x0 is not code",
+    );
+    // The same vtable of functions is a valid bytes interface.
+    let v = Table {
+        flags: abi::CALC_INTERFACE_FLAG_BYTES,
+        ..Table::of(vec![ok_entry("a.b", 1)])
+    }
+    .validate()
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(v.info.interfaces[0].bytes);
+    assert_eq!(v.info.interfaces[0].to_string(), "a.b 1.3 (bytes)");
 }
 
 #[test]
@@ -457,7 +528,8 @@ fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
     assert!(
         text.contains("shapes 1.0.0 (ABI 1.4)")
             && text.contains("\n  - interface calc-tests.shape 1.1\n")
-            && text.contains("\n  - interface calc-tests.counter 2.0\n"),
+            && text.contains("\n  - interface calc-tests.counter 2.0\n")
+            && text.contains("\n  - interface calc-tests.text 1.0 (bytes)\n"),
         "{text}"
     );
     // A directory listing shows them too, from the metadata cache as well as without it.
@@ -481,8 +553,9 @@ fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
     assert_eq!(
         json[0]["plugin"]["interfaces"],
         serde_json::json!([
-            {"id": "calc-tests.shape", "major": 1, "minor": 1, "vtable_size": 16},
-            {"id": "calc-tests.counter", "major": 2, "minor": 0, "vtable_size": 8},
+            {"id": "calc-tests.shape", "major": 1, "minor": 1, "vtable_size": 16, "bytes": false},
+            {"id": "calc-tests.counter", "major": 2, "minor": 0, "vtable_size": 8, "bytes": false},
+            {"id": "calc-tests.text", "major": 1, "minor": 0, "vtable_size": 32, "bytes": true},
         ])
     );
 }
@@ -637,8 +710,9 @@ fn a_plugin_with_interfaces_is_refused_for_isolation_with_one_line() {
     assert_eq!(
         line,
         format!(
-            "{}: plugin shapes implements interfaces (calc-tests.shape 1.1, calc-tests.counter \
-             2.0), which cannot run in a runner process; load it in process (not isolated)",
+            "{}: plugin shapes implements interfaces that cannot run in a runner process \
+             (calc-tests.shape 1.1, calc-tests.counter 2.0: not bytes interfaces); load it in \
+             process (not isolated)",
             lib.display()
         )
     );
@@ -732,4 +806,88 @@ fn a_live_interface_follows_reloads_unloads_and_returns() {
     // Other interfaces of the same plugin have their own live handles.
     let counter = m.live_interface("calc-tests.counter", 2).unwrap();
     assert_eq!(counter.pin().providers()[0].plugin().name, "shapes");
+}
+
+/// The four functions of `calc-tests.text` 1.0 (tests/fixtures/c/shapes.c).
+const UPPER: usize = 0;
+const REFUSE: usize = 1;
+const CRASH: usize = 2;
+const NULL_WRITE: usize = 3;
+
+/// The checks every bytes call must pass, in process or isolated.
+fn bytes_calls_behave(text: &calc_host::InterfaceHandle) {
+    let long: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    assert_eq!(
+        text.call_bytes(UPPER, &long).unwrap(),
+        long.to_ascii_uppercase(),
+        "output in pieces is kept whole"
+    );
+    assert_eq!(text.call_bytes(UPPER, b"").unwrap(), b"");
+    let error = text.call_bytes(REFUSE, b"no").unwrap_err();
+    assert_eq!(error.status, calc_sdk::Status::DomainError);
+    assert_eq!(error.message, "refused: no");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "calc-tests.text[1] (plugin {}): refused: no",
+            text.plugin().name
+        )
+    );
+    assert_eq!(text.call_bytes(CRASH, b"fine").unwrap(), b"fine");
+    let error = text.call_bytes(NULL_WRITE, b"").unwrap_err();
+    assert_eq!(error.message, "the plugin wrote 5 bytes from NULL");
+    let error = text.call_bytes(4, b"").unwrap_err();
+    assert_eq!(error.status, calc_sdk::Status::InvalidArgument);
+    assert_eq!(
+        error.message,
+        "calc-tests.text 1.0 (bytes) has 4 functions, no function #4"
+    );
+}
+
+#[test]
+fn a_bytes_interface_is_called_by_slot_in_process() {
+    let dir = scratch_dir(&format!("interfaces-bytes-{}", std::process::id()));
+    let lib = build_shapes(&dir, "shapes_bytes", &[]);
+    let mut m = PluginManager::new();
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    let text = m.interface_providers("calc-tests.text", 1).pop().unwrap();
+    assert!(!text.is_isolated());
+    assert!(!text.vtable().is_null());
+    bytes_calls_behave(&text);
+    // An interface that is not a bytes interface is not called by slot.
+    let shape = m.interface_providers("calc-tests.shape", 1).pop().unwrap();
+    let error = shape.call_bytes(0, b"").unwrap_err();
+    assert_eq!(
+        error.message,
+        "calc-tests.shape 1.1 is not a bytes interface"
+    );
+}
+
+#[test]
+fn a_plugin_with_only_bytes_interfaces_runs_isolated_and_survives_its_crash() {
+    let dir = scratch_dir(&format!("interfaces-bytes-iso-{}", std::process::id()));
+    let lib = build_shapes(&dir, "text", &["-DTEXT_ONLY"]);
+    let mut settings = calc_host::config::Settings::default();
+    settings.isolation.all = true;
+    settings.isolation.runner = Some(calc_tests::runner_binary().to_path_buf());
+    let mut m = PluginManager::with_settings(settings);
+    m.load_file(&lib).unwrap_or_else(|e| panic!("{e}"));
+    assert!(m.is_isolated("text"));
+    let text = m.interface_providers("calc-tests.text", 1).pop().unwrap();
+    assert!(text.is_isolated());
+    assert!(text.vtable().is_null());
+    // SAFETY: no vtable in this process: refused before any read.
+    assert!(unsafe { text.vtable_as::<[usize; 4]>() }.is_none());
+    bytes_calls_behave(&text);
+
+    // The plugin crashes: the runner dies, the host reports it and goes on.
+    let error = text.call_bytes(CRASH, b"crash").unwrap_err();
+    assert_eq!(error.status, calc_sdk::Status::Error, "{error}");
+    assert!(
+        error.message.contains("crashed") && error.message.contains("SIGSEGV"),
+        "{error}"
+    );
+    assert_eq!(m.health("text").unwrap().crashes, 1);
+    // The next call goes to a restarted runner.
+    assert_eq!(text.call_bytes(UPPER, b"again").unwrap(), b"AGAIN");
 }

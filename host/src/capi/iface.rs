@@ -3,10 +3,10 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use calc_sdk::abi::{calc_status_t, CALC_STATUS_INVALID_ARGUMENT};
+use calc_sdk::abi::{calc_bytes_write_fn, calc_status_t, CALC_STATUS_INVALID_ARGUMENT};
 
 use super::error::CALC_STATUS_NOT_FOUND;
-use super::ffi::{ffi_status, ffi_value, handle, handle_mut, out, str_arg, ApiError};
+use super::ffi::{ffi_status, ffi_value, handle, handle_mut, out, slice_arg, str_arg, ApiError};
 use super::host::calc_host_t;
 use crate::interface::{HostInterface, InterfaceHandle};
 
@@ -141,6 +141,48 @@ pub unsafe extern "C" fn calc_iface_plugin_name(iface: *const calc_iface_t) -> *
     ffi_value(std::ptr::null(), || {
         // SAFETY: forwarded contract.
         unsafe { handle(iface, "iface") }.map_or(std::ptr::null(), |i| i.plugin.as_ptr())
+    })
+}
+
+/// Calls function number `slot` (0-based, in vtable order) of a bytes interface
+/// (`CALC_INTERFACE_FLAG_BYTES`) with the `input_len` bytes at `input`, in this process or in
+/// the plugin's runner process, and hands the output to `write(writer, data, len)` (called
+/// once, with the whole output, when it is not empty; `data` is the library's, valid during
+/// that call only). On failure returns the plugin's status (or `CALC_STATUS_INVALID_ARGUMENT`
+/// for a slot out of range or an interface that is not a bytes interface, `CALC_STATUS_ERROR`
+/// for a runner that crashed or timed out) with the message in `calc_last_error_message`, and
+/// `write` is not called. `[thread-safe]` Since calc_host 1.3.
+///
+/// # Safety
+/// `iface` must be NULL or live; `input` valid for `input_len` bytes (may be NULL when 0);
+/// `write` NULL or a function that may be called with `writer` during this call.
+#[no_mangle]
+pub unsafe extern "C" fn calc_iface_call_bytes(
+    iface: *const calc_iface_t,
+    slot: usize,
+    input: *const c_void,
+    input_len: usize,
+    write: calc_bytes_write_fn,
+    writer: *mut c_void,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (iface, input) = unsafe {
+            (
+                handle(iface, "iface")?,
+                slice_arg(input.cast::<u8>(), input_len, "input")?,
+            )
+        };
+        let write = write.ok_or_else(|| ApiError::null("write"))?;
+        let output = iface
+            .handle
+            .call_bytes(slot, input)
+            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
+        if !output.is_empty() {
+            // SAFETY: the caller's writer, called during this call with our live buffer.
+            unsafe { write(writer, output.as_ptr().cast(), output.len()) };
+        }
+        Ok(())
     })
 }
 

@@ -278,6 +278,9 @@ impl Connection {
                 protocol: protocol::PROTOCOL_VERSION,
                 ..
             } => Ok(()),
+            Reply::Hello { protocol, .. } => {
+                Err(self.kill(Death::Broken(other_protocol(protocol))))
+            }
             other => Err(self.kill(Death::Broken(format!("unexpected {other:?}")))),
         }
     }
@@ -986,6 +989,67 @@ impl RunnerClient {
                 *guard = None;
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 Err((0, self.died(death)))
+            }
+        }
+    }
+
+    /// Calls function `slot` of the plugin's bytes interface number `interface` in the runner.
+    pub(crate) fn call_bytes(
+        &self,
+        interface: u32,
+        slot: u32,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        if self.tripped() {
+            return Err(self.fail_fast());
+        }
+        let mut guard = self.lock();
+        // Started before the call's time limit runs.
+        self.connect(&mut guard).inspect_err(|_| {
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        })?;
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let (timeout_us, deadline, started) = self.deadlines();
+        let conn = self
+            .send_request(&mut guard, |buf| {
+                Request::CallBytes {
+                    interface,
+                    slot,
+                    timeout_us,
+                    input: input.to_vec(),
+                }
+                .encode(buf)
+            })
+            .inspect_err(|_| {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            })?;
+        match conn.receive(deadline) {
+            Ok(Reply::Bytes {
+                status,
+                output,
+                message,
+            }) => {
+                self.answered(started, status == abi::CALC_STATUS_OK);
+                if status == abi::CALC_STATUS_OK {
+                    Ok(output)
+                } else {
+                    Err(Failure {
+                        status: Status::from_code(status).unwrap_or(Status::Error),
+                        message,
+                    })
+                }
+            }
+            Ok(other) => {
+                let death = conn.kill(Death::Broken(format!("unexpected {other:?}")));
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(self.died(death))
+            }
+            Err(death) => {
+                *guard = None;
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(self.died(death))
             }
         }
     }

@@ -276,6 +276,17 @@ impl loader::Remote for Isolated {
         self.client.save_state().map_err(|f| (f.status, f.message))
     }
 
+    fn call_bytes(
+        &self,
+        interface: u32,
+        slot: u32,
+        input: &[u8],
+    ) -> Result<Vec<u8>, (calc_sdk::Status, String)> {
+        self.client
+            .call_bytes(interface, slot, input)
+            .map_err(|f| (f.status, f.message))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -59,7 +59,7 @@ use crate::info::PluginInfo;
 use crate::verdict::Verdict;
 
 /// Bumped whenever a message changes; the host refuses a runner that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest payload either side accepts (a batch of about 8 million values), so that a corrupt
 /// length cannot make the other side allocate without bound.
@@ -111,6 +111,18 @@ pub enum Request {
         /// The file, as raw bytes (`OsStr`).
         #[serde(with = "bytes")]
         path: Vec<u8>,
+    },
+    /// Call function `slot` of the plugin's bytes interface number `interface` (ABI 1.4).
+    CallBytes {
+        /// Index of the interface in the plugin's table.
+        interface: u32,
+        /// The function's index in the vtable.
+        slot: u32,
+        /// Microseconds the call may take (0: no limit).
+        timeout_us: u64,
+        /// The input.
+        #[serde(with = "bytes")]
+        input: Vec<u8>,
     },
 }
 
@@ -184,6 +196,16 @@ pub enum Reply {
     Trial {
         /// The findings.
         report: TrialUnload,
+    },
+    /// The result of a `CallBytes`.
+    Bytes {
+        /// `CALC_STATUS_*`.
+        status: i32,
+        /// The output (empty unless `status` is OK).
+        #[serde(with = "bytes")]
+        output: Vec<u8>,
+        /// The error message (empty on success).
+        message: String,
     },
 }
 
@@ -572,6 +594,7 @@ mod wire {
         major: u16,
         minor: u16,
         vtable_size: u32,
+        bytes: bool,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -663,6 +686,7 @@ mod wire {
                             major: i.major,
                             minor: i.minor,
                             vtable_size: i.vtable_size,
+                            bytes: i.bytes,
                         })
                         .collect(),
                 ),
@@ -722,6 +746,7 @@ mod wire {
                         major: i.major,
                         minor: i.minor,
                         vtable_size: i.vtable_size,
+                        bytes: i.bytes,
                     })
                     .collect(),
             })
@@ -842,12 +867,14 @@ mod tests {
                     major: 2,
                     minor: 7,
                     vtable_size: 40,
+                    bytes: false,
                 },
                 crate::info::InterfaceInfo {
                     id: "acme.lint".into(),
                     major: 0,
                     minor: 0,
                     vtable_size: 4096,
+                    bytes: true,
                 },
             ],
         }
@@ -879,6 +906,18 @@ mod tests {
             Request::Shutdown,
             Request::Vet {
                 path: b"/p/lib\xffx.so".to_vec(),
+            },
+            Request::CallBytes {
+                interface: 2,
+                slot: 3,
+                timeout_us: 0,
+                input: b"\0bytes\xff".to_vec(),
+            },
+            Request::CallBytes {
+                interface: 0,
+                slot: 0,
+                timeout_us: 1,
+                input: Vec::new(),
             },
         ];
         for request in cases {
@@ -918,6 +957,16 @@ mod tests {
                 failed_row: 1,
                 values: vec![7.0],
                 message: "division by zero".into(),
+            },
+            Reply::Bytes {
+                status: 0,
+                output: b"out\x00put".to_vec(),
+                message: String::new(),
+            },
+            Reply::Bytes {
+                status: 3,
+                output: Vec::new(),
+                message: "refused: x".into(),
             },
             Reply::State {
                 status: 0,
@@ -1109,11 +1158,11 @@ mod tests {
             }
         }
         assert_eq!(
-            Request::decode(&[6]),
+            Request::decode(&[7]),
             Err(DecodeError("unknown tag or invalid value"))
         );
         assert_eq!(
-            Reply::decode(&[9]),
+            Reply::decode(&[10]),
             Err(DecodeError("unknown tag or invalid value"))
         );
         assert!(Request::decode(&[200]).is_err());

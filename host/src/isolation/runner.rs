@@ -444,6 +444,28 @@ fn serve(
                     }
                 }
             },
+            Some(Request::CallBytes {
+                interface,
+                slot,
+                timeout_us,
+                input,
+            }) => {
+                let result = crate::deadline::with_timeout(timeout(timeout_us), || {
+                    plugin.call_bytes(interface as usize, slot as usize, &input)
+                });
+                match result {
+                    Ok(output) => Reply::Bytes {
+                        status: abi::CALC_STATUS_OK,
+                        output,
+                        message: String::new(),
+                    },
+                    Err((status, message)) => Reply::Bytes {
+                        status: status.code(),
+                        output: Vec::new(),
+                        message,
+                    },
+                }
+            }
             Some(Request::SaveState) => match plugin.save_state() {
                 Ok(state) => Reply::State {
                     status: abi::CALC_STATUS_OK,

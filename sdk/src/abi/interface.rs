@@ -9,6 +9,7 @@
 
 use core::ffi::{c_char, c_void};
 
+use super::status::calc_status_t;
 use super::version::calc_abi_version_t;
 
 /// The most interfaces one plugin may declare.
@@ -26,6 +27,46 @@ pub const CALC_MAX_VTABLE_SIZE: u32 = 4096;
 ///
 /// Since ABI 1.4.
 pub const CALC_MAX_INTERFACE_ID_LEN: u32 = 128;
+
+/// `calc_interface_t.flags`: every field of the vtable is a `calc_bytes_fn` (so `vtable_size`
+/// is a multiple of the pointer size, and no field is NULL). The host knows how to carry such
+/// an interface to a runner process: its plugins may run isolated, and hosts call its functions
+/// by slot number (`InterfaceHandle::call_bytes` in Rust).
+///
+/// Since ABI 1.4.
+pub const CALC_INTERFACE_FLAG_BYTES: u32 = 1;
+
+/// Receives bytes a `calc_bytes_fn` produces: the host copies `len` bytes from `data` before
+/// returning (`data` stays the caller's; it may be NULL only when `len` is 0). Call it any
+/// number of times, only during the call it was passed to, on that call's thread. The host
+/// bounds what it keeps (32 MiB in all): past that, the call fails.
+///
+/// Since ABI 1.4.
+pub type calc_bytes_write_fn =
+    Option<unsafe extern "C" fn(writer: *mut c_void, data: *const c_void, len: usize)>;
+
+/// The one function shape of a bytes interface (`CALC_INTERFACE_FLAG_BYTES`): bytes in, bytes
+/// out, a status and a message.
+///
+/// `instance` is the plugin's instance. `input` points to `input_len` bytes owned by the host,
+/// valid during the call (NULL when `input_len` is 0). The result goes out through
+/// `write(writer, data, len)`, in any number of pieces; nothing is allocated on one side and
+/// freed on the other. On success return `CALC_STATUS_OK`; on failure another status, with a
+/// NUL-terminated UTF-8 message of at most `error_buf_size` bytes in `error_buf` (owned by the
+/// host); what was written is then dropped. Must not unwind, longjmp or exit. `[any-thread]`
+///
+/// Since ABI 1.4.
+pub type calc_bytes_fn = Option<
+    unsafe extern "C" fn(
+        instance: *mut c_void,
+        input: *const c_void,
+        input_len: usize,
+        write: calc_bytes_write_fn,
+        writer: *mut c_void,
+        error_buf: *mut c_char,
+        error_buf_size: usize,
+    ) -> calc_status_t,
+>;
 
 /// One interface a plugin implements: its id, its version, and the plugin's vtable for it.
 ///
@@ -55,4 +96,7 @@ pub struct calc_interface_t {
     /// instance (what `init` produced) as their first argument by convention. Never NULL.
     /// Since ABI 1.4.
     pub vtable: *const c_void,
+    /// `CALC_INTERFACE_FLAG_*` bits: `CALC_INTERFACE_FLAG_BYTES`, or 0. Other bits are
+    /// refused. Since ABI 1.4.
+    pub flags: u32,
 }

@@ -247,7 +247,7 @@ const _: () = {
     assert!(core::mem::size_of::<calc_plugin_t>() == 128);
     assert!(core::mem::offset_of!(calc_plugin_t, save_state) == 104); // the 1.0 size
     assert!(core::mem::offset_of!(calc_plugin_t, interfaces) == 112); // the 1.1-1.3 size
-    assert!(core::mem::size_of::<calc_interface_t>() == 24);
+    assert!(core::mem::size_of::<calc_interface_t>() == 32);
     assert!(core::mem::size_of::<calc_operation_t>() == 64);
     assert!(core::mem::offset_of!(calc_operation_t, execute_batch) == 56); // the 1.0/1.1 size
     assert!(core::mem::size_of::<calc_host_api_t>() == 72);
