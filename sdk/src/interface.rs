@@ -163,6 +163,82 @@ pub unsafe fn with_plugin<P: Plugin, R>(
     })
 }
 
+/// The body of one function of a bytes interface (`calc_bytes_fn`), for an interface crate's
+/// glue: runs `f` on the plugin behind `instance` with the input, writes its output through
+/// the host's writer, and on failure writes the message into the host's buffer and returns the
+/// status. Panics are caught (they become [`Status::Panic`]).
+///
+/// ```
+/// use std::ffi::{c_char, c_void};
+///
+/// use calc_sdk::abi::{calc_bytes_write_fn, calc_status_t};
+/// use calc_sdk::interface::bytes_call;
+/// use calc_sdk::Plugin;
+///
+/// pub trait Upper: Plugin {
+///     fn upper(&self, text: &[u8]) -> Vec<u8>;
+/// }
+///
+/// /// Slot 0 of a bytes interface whose plugins implement `Upper`.
+/// pub unsafe extern "C" fn upper<P: Upper>(
+///     instance: *mut c_void,
+///     input: *const c_void,
+///     input_len: usize,
+///     write: calc_bytes_write_fn,
+///     writer: *mut c_void,
+///     error_buf: *mut c_char,
+///     error_buf_size: usize,
+/// ) -> calc_status_t {
+///     // SAFETY: the host calls it under the `calc_bytes_fn` contract.
+///     unsafe {
+///         bytes_call::<P>(
+///             instance, input, input_len, write, writer, error_buf, error_buf_size, "upper",
+///             |p, text| Ok(p.upper(text)),
+///         )
+///     }
+/// }
+/// ```
+///
+/// # Safety
+/// The `calc_bytes_fn` contract: `instance` NULL or this plugin's instance (a `P`), `input`
+/// readable for `input_len` bytes (or NULL when 0), `write` with `writer` callable during the
+/// call, `error_buf` NULL or writable for `error_buf_size` bytes.
+#[allow(clippy::too_many_arguments)] // the ABI's signature, plus the name and the body
+pub unsafe fn bytes_call<P: Plugin>(
+    instance: *mut c_void,
+    input: *const c_void,
+    input_len: usize,
+    write: abi::calc_bytes_write_fn,
+    writer: *mut c_void,
+    error_buf: *mut std::ffi::c_char,
+    error_buf_size: usize,
+    what: &str,
+    f: impl FnOnce(&P, &[u8]) -> Result<Vec<u8>, CalcError>,
+) -> calc_status_t {
+    let input = if input_len == 0 || input.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: per the contract, readable for `input_len` bytes during the call.
+        unsafe { std::slice::from_raw_parts(input.cast::<u8>(), input_len) }
+    };
+    // SAFETY: forwarded contract on `instance`.
+    let result = unsafe { with_plugin::<P, _>(instance, what, |p| f(p, input)) };
+    match result {
+        Ok(output) => {
+            if let Some(write) = write.filter(|_| !output.is_empty()) {
+                // SAFETY: the host's writer, called during the call with a live buffer.
+                unsafe { write(writer, output.as_ptr().cast(), output.len()) };
+            }
+            abi::CALC_STATUS_OK
+        }
+        Err(e) => {
+            // SAFETY: per the contract, NULL or writable for `error_buf_size` bytes.
+            unsafe { crate::export::write_message(error_buf, error_buf_size, &e.message) };
+            e.status.code()
+        }
+    }
+}
+
 /// The status for a result of [`with_plugin`]: `CALC_STATUS_OK` after handing the value to
 /// `write` (which stores it where the interface says), else the error's status.
 pub fn status_of<R>(result: Result<R, CalcError>, write: impl FnOnce(R)) -> calc_status_t {

@@ -670,7 +670,24 @@ fn a_rust_plugin_implements_interfaces_through_safe_traits() {
         }
         let info = m.load_file(&lib).unwrap_or_else(|e| panic!("{e}")).clone();
         let listed: Vec<String> = info.interfaces.iter().map(|i| i.to_string()).collect();
-        assert_eq!(listed, ["calc-tests.shape 1.1", "calc-tests.counter 2.0"]);
+        assert_eq!(
+            listed,
+            [
+                "calc-tests.shape 1.1",
+                "calc-tests.counter 2.0",
+                "calc-tests.rust-text 1.0 (bytes)"
+            ]
+        );
+        let text = m
+            .interface_providers("calc-tests.rust-text", 1)
+            .pop()
+            .unwrap();
+        assert_eq!(text.call_bytes(0, b"rust").unwrap(), b"RUST");
+        let error = text.call_bytes(1, b"no").unwrap_err();
+        assert_eq!(
+            (error.status, error.message.as_str()),
+            (calc_sdk::Status::DomainError, "refused: no")
+        );
         assert_eq!(
             info.interfaces[0].vtable_size as usize,
             size_of::<ShapeV1_1>()
