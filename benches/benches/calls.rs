@@ -4,8 +4,10 @@
 use std::ffi::{c_char, c_void};
 use std::hint::black_box;
 
-use calc_benches::{compare_loops, example_plugins, plugin, quick, row_paired, timed_loop};
-use calc_sdk::abi::{calc_execute_fn, calc_plugin_entry_fn, calc_plugin_t};
+use calc_benches::{
+    compare_loops, example_plugins, plugin, quick, raw_descriptor, row_paired, timed_loop,
+};
+use calc_sdk::abi::calc_execute_fn;
 
 #[inline(never)]
 fn rust_add(a: f64, b: f64) -> f64 {
@@ -22,12 +24,8 @@ fn main() {
     };
 
     // Reference: the plugin's execute pointer straight from its vtable.
-    // SAFETY: a trusted example plugin; the descriptor stays valid while `lib` lives.
-    let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen");
-    // SAFETY: `plugin_entry` has this signature by the ABI.
-    let entry = unsafe { lib.get::<calc_plugin_entry_fn>(b"plugin_entry\0") }.expect("dlsym");
-    // SAFETY: calling the entry point of a valid plugin.
-    let desc: &calc_plugin_t = unsafe { &*(entry.unwrap())() };
+    // The descriptor stays valid while `_lib` lives (to the end of `main`).
+    let (_lib, desc) = raw_descriptor(&path);
     // SAFETY: the example `add` has one operation.
     let execute: calc_execute_fn = unsafe { (*desc.operations).execute };
     let execute = execute.expect("execute");

@@ -9,8 +9,8 @@ use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 
-use calc_benches::{compare_loops, quick, row_paired, timed_loop};
-use calc_sdk::abi::{self, calc_interface_t, calc_plugin_entry_fn, calc_plugin_t, calc_status_t};
+use calc_benches::{compare_loops, quick, raw_descriptor, row_paired, timed_loop};
+use calc_sdk::abi::{self, calc_interface_t, calc_status_t};
 
 type AreaFn = unsafe extern "C" fn(*mut c_void, f64, f64, *mut f64) -> calc_status_t;
 
@@ -37,12 +37,8 @@ fn main() {
 
     // Reference: the vtable slot read from the descriptor of the dlopen'ed library, called with
     // an instance from the plugin's own `init`.
-    // SAFETY: a trusted test fixture; the descriptor stays valid while `lib` lives.
-    let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen");
-    // SAFETY: `plugin_entry` has this signature by the ABI.
-    let entry = unsafe { lib.get::<calc_plugin_entry_fn>(b"plugin_entry\0") }.expect("dlsym");
-    // SAFETY: calling the entry point of a valid plugin.
-    let desc: &calc_plugin_t = unsafe { &*(entry.unwrap())() };
+    // The descriptor stays valid while `_lib` lives (to the end of `main`).
+    let (_lib, desc) = raw_descriptor(&path);
     // SAFETY: the fixture declares two interfaces, the shape first.
     let shape: &calc_interface_t = unsafe { &*desc.interfaces };
     // SAFETY: its vtable is a `calc-tests.shape` 1.1 vtable, which starts with `area`.

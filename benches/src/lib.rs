@@ -317,3 +317,20 @@ pub fn release_runner() -> PathBuf {
         })
         .clone()
 }
+
+/// A trusted plugin opened with plain `dlopen` and its descriptor, as the raw references of the
+/// benchmarks read it: `plugin_entry` called once, nothing validated. The descriptor is valid
+/// while the returned library is loaded (the `'static` is the caller's to keep true: keep the
+/// library alive as long as the descriptor is used).
+pub fn raw_descriptor(path: &Path) -> (libloading::Library, &'static calc_sdk::abi::calc_plugin_t) {
+    // SAFETY: the benchmark's own plugins, whose initialisers are trusted.
+    let lib = unsafe { libloading::Library::new(path) }.expect("dlopen");
+    // SAFETY: `plugin_entry` has this signature by the ABI.
+    let entry = unsafe { lib.get::<calc_sdk::abi::calc_plugin_entry_fn>(b"plugin_entry\0") }
+        .expect("dlsym");
+    let entry = (*entry).expect("plugin_entry is not NULL");
+    // SAFETY: calling a valid plugin's entry point; its descriptor lives as long as the library
+    // (the caller keeps the library).
+    let desc = unsafe { &*entry() };
+    (lib, desc)
+}

@@ -245,42 +245,55 @@ pub struct RawDescriptor {
     pub interfaces: Vec<RawInterface>,
 }
 
-/// Checks the operation table's shape before the loader reads it: count bounded, element size
-/// large enough, pointer present when the count is not zero.
-pub fn check_operation_table(
+/// A table of the descriptor, as [`check_table`] checks it.
+struct Table {
+    /// The pointer field, e.g. `operations`.
+    field: &'static str,
+    /// The count field, e.g. `operation_count`.
+    count_field: &'static str,
+    /// The element size field, e.g. `calc_plugin_t.operation_size`.
+    size_field: &'static str,
+    /// The most elements allowed.
+    max: u32,
+    /// The element size the declared ABI minor requires.
+    expected: usize,
+}
+
+/// Checks a table's shape before the loader reads it: count bounded, element size large enough
+/// and bounded, pointer present when the count is not zero.
+fn check_table(
     path: &Path,
     abi_version: calc_abi_version_t,
     is_null: bool,
     count: u32,
     element_size: u32,
+    table: Table,
 ) -> Result<(), LoadError> {
     let invalid = |reason: String| LoadError::InvalidField {
         path: path.to_path_buf(),
-        field: "operations".into(),
+        field: table.field.into(),
         reason,
     };
-    if count > abi::CALC_MAX_OPERATIONS {
+    if count > table.max {
         return Err(invalid(format!(
-            "{count} operations, more than the {} allowed",
-            abi::CALC_MAX_OPERATIONS
+            "{count} {}, more than the {} allowed",
+            table.field, table.max
         )));
     }
     if count > 0 && is_null {
-        return Err(invalid(format!("NULL table with operation_count {count}")));
+        return Err(invalid(format!(
+            "NULL table with {} {count}",
+            table.count_field
+        )));
     }
     if count > 0 && element_size > MAX_STRUCT_SIZE {
-        return Err(oversized(
-            path,
-            "calc_plugin_t.operation_size",
-            element_size,
-        ));
+        return Err(oversized(path, table.size_field, element_size));
     }
-    let expected = operation_struct_size(abi_version.minor);
-    if count > 0 && (element_size as usize) < expected {
+    if count > 0 && (element_size as usize) < table.expected {
         return Err(LoadError::StructSize {
             path: path.to_path_buf(),
-            what: "calc_plugin_t.operation_size",
-            expected,
+            what: table.size_field,
+            expected: table.expected,
             found: element_size,
             abi: abi_version,
         });
@@ -288,8 +301,26 @@ pub fn check_operation_table(
     Ok(())
 }
 
-/// Checks the interface table's shape before the loader reads it (ABI 1.4): count bounded,
-/// element size large enough and bounded, pointer present when the count is not zero.
+/// Checks the operation table's shape before the loader reads it (see [`check_table`]).
+pub fn check_operation_table(
+    path: &Path,
+    abi_version: calc_abi_version_t,
+    is_null: bool,
+    count: u32,
+    element_size: u32,
+) -> Result<(), LoadError> {
+    let table = Table {
+        field: "operations",
+        count_field: "operation_count",
+        size_field: "calc_plugin_t.operation_size",
+        max: abi::CALC_MAX_OPERATIONS,
+        expected: operation_struct_size(abi_version.minor),
+    };
+    check_table(path, abi_version, is_null, count, element_size, table)
+}
+
+/// Checks the interface table's shape before the loader reads it (ABI 1.4, see
+/// [`check_table`]).
 pub fn check_interface_table(
     path: &Path,
     abi_version: calc_abi_version_t,
@@ -297,38 +328,14 @@ pub fn check_interface_table(
     count: u32,
     element_size: u32,
 ) -> Result<(), LoadError> {
-    let invalid = |reason: String| LoadError::InvalidField {
-        path: path.to_path_buf(),
-        field: "interfaces".into(),
-        reason,
+    let table = Table {
+        field: "interfaces",
+        count_field: "interface_count",
+        size_field: "calc_plugin_t.interface_size",
+        max: abi::CALC_MAX_INTERFACES,
+        expected: interface_struct_size(abi_version.minor),
     };
-    if count > abi::CALC_MAX_INTERFACES {
-        return Err(invalid(format!(
-            "{count} interfaces, more than the {} allowed",
-            abi::CALC_MAX_INTERFACES
-        )));
-    }
-    if count > 0 && is_null {
-        return Err(invalid(format!("NULL table with interface_count {count}")));
-    }
-    if count > 0 && element_size > MAX_STRUCT_SIZE {
-        return Err(oversized(
-            path,
-            "calc_plugin_t.interface_size",
-            element_size,
-        ));
-    }
-    let expected = interface_struct_size(abi_version.minor);
-    if count > 0 && (element_size as usize) < expected {
-        return Err(LoadError::StructSize {
-            path: path.to_path_buf(),
-            what: "calc_plugin_t.interface_size",
-            expected,
-            found: element_size,
-            abi: abi_version,
-        });
-    }
-    Ok(())
+    check_table(path, abi_version, is_null, count, element_size, table)
 }
 
 /// An interface id: `"vendor.name"`, two or more dot-separated parts of `[a-z0-9_-]` each

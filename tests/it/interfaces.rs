@@ -426,46 +426,26 @@ fn broken_tables_are_refused_with_one_line_naming_the_file_and_the_field() {
         "invalid interfaces[0] (a.b).flags: 0x6 has bits no ABI 1.4 flag defines",
     );
     // A bytes interface: whole functions, all of them code.
-    refused(
-        Table {
-            flags: abi::CALC_INTERFACE_FLAG_BYTES,
-            ..Table::of(vec![Entry(
-                Some("a.b"),
-                (1, 0),
-                12,
-                VTABLE_B.as_ptr() as usize,
-            )])
-        },
-        "invalid_field",
-        "invalid interfaces[0] (a.b).vtable_size: 12 bytes, not a whole number of functions",
-    );
-    refused(
-        Table {
-            flags: abi::CALC_INTERFACE_FLAG_BYTES,
-            ..Table::of(vec![Entry(
-                Some("a.b"),
-                (1, 0),
-                16,
-                VTABLE_B.as_ptr() as usize,
-            )])
-        },
-        "invalid_field",
-        "invalid interfaces[0] (a.b).vtable[0]: 0x1 is not code",
-    );
     static HALF_SET: [Option<unsafe extern "C" fn(*mut c_void) -> u64>; 2] = [Some(never), None];
-    refused(
-        Table {
-            flags: abi::CALC_INTERFACE_FLAG_BYTES,
-            ..Table::of(vec![Entry(
-                Some("a.b"),
-                (1, 0),
-                16,
-                HALF_SET.as_ptr() as usize,
-            )])
-        },
-        "invalid_field",
-        "invalid interfaces[0] (a.b).vtable[1]: 0x0 is not code",
-    );
+    let data = VTABLE_B.as_ptr() as usize;
+    for (size, vtable, part) in [
+        (
+            12,
+            data,
+            "vtable_size: 12 bytes, not a whole number of functions",
+        ),
+        (16, data, "vtable[0]: 0x1 is not code"),
+        (16, HALF_SET.as_ptr() as usize, "vtable[1]: 0x0 is not code"),
+    ] {
+        refused(
+            Table {
+                flags: abi::CALC_INTERFACE_FLAG_BYTES,
+                ..Table::of(vec![Entry(Some("a.b"), (1, 0), size, vtable)])
+            },
+            "invalid_field",
+            &format!("invalid interfaces[0] (a.b).{part}"),
+        );
+    }
     // The same vtable of functions is a valid bytes interface.
     let v = Table {
         flags: abi::CALC_INTERFACE_FLAG_BYTES,
@@ -740,9 +720,10 @@ fn a_plugin_with_interfaces_is_refused_for_isolation_with_one_line() {
     assert_eq!(m.interface_providers("calc-tests.shape", 1).len(), 1);
 }
 
-#[test]
-fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
-    let dir = scratch_dir(&format!("interfaces-reload-{}", std::process::id()));
+/// A manager in hot-reload mode (private copies in `dir/copies`) and the plugin file
+/// `dir/plugins/libshapes.so`, installed from the fixture's v1 build (areas as they are), not yet
+/// loaded; and the v2 build (areas times 3) to install over it.
+fn hot_reload_shapes(dir: &Path) -> (PluginManager, PathBuf, PathBuf) {
     let v1 = build_shapes(&dir.join("v1"), "shapes", &[]);
     let v2 = build_shapes(&dir.join("v2"), "shapes", &["-DSHAPES_SCALE=3"]);
     let plugins = dir.join("plugins");
@@ -751,6 +732,13 @@ fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
     xtask::build::copy_fresh(&v1, &path).unwrap_or_else(|e| panic!("{e}"));
     let mut m = PluginManager::new();
     m.enable_hot_reload(dir.join("copies"));
+    (m, path, v2)
+}
+
+#[test]
+fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
+    let dir = scratch_dir(&format!("interfaces-reload-{}", std::process::id()));
+    let (mut m, path, v2) = hot_reload_shapes(&dir);
     m.load_file(&path).unwrap_or_else(|e| panic!("{e}"));
     let old = m.interface_providers("calc-tests.shape", 1).pop().unwrap();
     assert_eq!(area(&old, 2.0, 2.0), (abi::CALC_STATUS_OK, 4.0));
@@ -775,14 +763,7 @@ fn a_reloaded_plugin_serves_new_lookups_while_old_handles_keep_their_version() {
 #[test]
 fn a_live_interface_follows_reloads_unloads_and_returns() {
     let dir = scratch_dir(&format!("interfaces-live-{}", std::process::id()));
-    let v1 = build_shapes(&dir.join("v1"), "shapes", &[]);
-    let v2 = build_shapes(&dir.join("v2"), "shapes", &["-DSHAPES_SCALE=3"]);
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let path = plugins.join(library_file_name("shapes"));
-    xtask::build::copy_fresh(&v1, &path).unwrap_or_else(|e| panic!("{e}"));
-    let mut m = PluginManager::new();
-    m.enable_hot_reload(dir.join("copies"));
+    let (mut m, path, v2) = hot_reload_shapes(&dir);
     assert!(
         m.live_interface("calc-tests.shape", 1).is_none(),
         "never provided"

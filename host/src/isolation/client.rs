@@ -880,8 +880,15 @@ impl RunnerClient {
         tripped
     }
 
-    /// Calls operation `op` in the runner.
-    pub(crate) fn call(&self, op: u32, args: &[f64]) -> Result<f64, Failure> {
+    /// One request and its reply, for a call: counted, timed and limited as every call is.
+    /// `encode` writes the request (given the call's time limit in microseconds); `answer`
+    /// takes the reply the request expects apart into its status, value and message, or says
+    /// what else came (which kills the runner as broken).
+    fn call_with<T>(
+        &self,
+        encode: impl Fn(&mut Vec<u8>, u64),
+        answer: impl FnOnce(Reply) -> Result<(i32, T, String), String>,
+    ) -> Result<T, Failure> {
         if self.tripped() {
             return Err(self.fail_fast());
         }
@@ -894,40 +901,43 @@ impl RunnerClient {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let (timeout_us, deadline, started) = self.deadlines();
         let conn = self
-            .send_request(&mut guard, |buf| {
-                protocol::encode_call(buf, op, timeout_us, args)
-            })
+            .send_request(&mut guard, |buf| encode(buf, timeout_us))
             .inspect_err(|_| {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
             })?;
-        match conn.receive(deadline) {
-            Ok(Reply::Value {
-                status,
-                value,
-                message,
-            }) => {
+        let death = match conn.receive(deadline).map(answer) {
+            Ok(Ok((status, value, message))) => {
                 self.answered(started, status == abi::CALC_STATUS_OK);
-                if status == abi::CALC_STATUS_OK {
+                return if status == abi::CALC_STATUS_OK {
                     Ok(value)
                 } else {
                     Err(Failure {
                         status: Status::from_code(status).unwrap_or(Status::Error),
                         message,
                     })
-                }
+                };
             }
-            Ok(other) => {
-                let death = conn.kill(Death::Broken(format!("unexpected {other:?}")));
-                *guard = None;
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(self.died(death))
-            }
-            Err(death) => {
-                *guard = None;
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(self.died(death))
-            }
-        }
+            Ok(Err(unexpected)) => conn.kill(Death::Broken(unexpected)),
+            Err(death) => death,
+        };
+        *guard = None;
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        Err(self.died(death))
+    }
+
+    /// Calls operation `op` in the runner.
+    pub(crate) fn call(&self, op: u32, args: &[f64]) -> Result<f64, Failure> {
+        self.call_with(
+            |buf, timeout_us| protocol::encode_call(buf, op, timeout_us, args),
+            |reply| match reply {
+                Reply::Value {
+                    status,
+                    value,
+                    message,
+                } => Ok((status, value, message)),
+                other => Err(format!("unexpected {other:?}")),
+            },
+        )
     }
 
     /// Calls operation `op` in the runner over columns; on failure, the failing row.
@@ -1000,19 +1010,8 @@ impl RunnerClient {
         slot: u32,
         input: &[u8],
     ) -> Result<Vec<u8>, Failure> {
-        if self.tripped() {
-            return Err(self.fail_fast());
-        }
-        let mut guard = self.lock();
-        // Started before the call's time limit runs.
-        self.connect(&mut guard).inspect_err(|_| {
-            self.counters.calls.fetch_add(1, Ordering::Relaxed);
-            self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        })?;
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let (timeout_us, deadline, started) = self.deadlines();
-        let conn = self
-            .send_request(&mut guard, |buf| {
+        self.call_with(
+            |buf, timeout_us| {
                 Request::CallBytes {
                     interface,
                     slot,
@@ -1020,38 +1019,16 @@ impl RunnerClient {
                     input: input.to_vec(),
                 }
                 .encode(buf)
-            })
-            .inspect_err(|_| {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            })?;
-        match conn.receive(deadline) {
-            Ok(Reply::Bytes {
-                status,
-                output,
-                message,
-            }) => {
-                self.answered(started, status == abi::CALC_STATUS_OK);
-                if status == abi::CALC_STATUS_OK {
-                    Ok(output)
-                } else {
-                    Err(Failure {
-                        status: Status::from_code(status).unwrap_or(Status::Error),
-                        message,
-                    })
-                }
-            }
-            Ok(other) => {
-                let death = conn.kill(Death::Broken(format!("unexpected {other:?}")));
-                *guard = None;
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(self.died(death))
-            }
-            Err(death) => {
-                *guard = None;
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(self.died(death))
-            }
-        }
+            },
+            |reply| match reply {
+                Reply::Bytes {
+                    status,
+                    output,
+                    message,
+                } => Ok((status, output, message)),
+                other => Err(format!("unexpected {other:?}")),
+            },
+        )
     }
 
     /// Asks the plugin to save its state (hot reload). `Ok(None)`: nothing saved.
