@@ -24,6 +24,9 @@
  *   HOSTILE_IFACE_COUNT_HUGE      interface_count is 2^32 - 1
  *   HOSTILE_IFACE_ID_RUNS_OFF     an interface id has no NUL before an inaccessible page
  *   HOSTILE_VTABLE_RUNS_OFF       a vtable of 16 bytes whose last 8 lie in an inaccessible page
+ *   HOSTILE_BYTES_SLOT_DATA       a bytes interface (every field a function) whose vtable holds
+ *                                 data, which a host calling it by slot would execute
+ *   HOSTILE_IFACE_FLAGS_UNKNOWN   an interface with flag bits no ABI defines
  *
  * Load-time faults, which kill or hang the process that opens the file (so only a vetting child
  * may open these; see tests/it/vetting.rs):
@@ -84,7 +87,8 @@
     defined(HOSTILE_CTOR_STACK) + defined(HOSTILE_CTOR_CLOSE_STDIN) +                             \
     defined(HOSTILE_CTOR_WRITE_STDIN) + defined(HOSTILE_CTOR_FORK) + defined(HOSTILE_ENTRY_ABORT) + \
     defined(HOSTILE_CTOR_FORGE) + defined(HOSTILE_IFACES_WILD) + defined(HOSTILE_IFACE_COUNT_HUGE) + \
-    defined(HOSTILE_IFACE_ID_RUNS_OFF) + defined(HOSTILE_VTABLE_RUNS_OFF) != 1
+    defined(HOSTILE_IFACE_ID_RUNS_OFF) + defined(HOSTILE_VTABLE_RUNS_OFF) +                        \
+    defined(HOSTILE_BYTES_SLOT_DATA) + defined(HOSTILE_IFACE_FLAGS_UNKNOWN) != 1
 #error "define exactly one HOSTILE_* macro"
 #endif
 
@@ -294,9 +298,14 @@ CALC_PLUGIN_ENTRY {
 #elif defined(HOSTILE_ENTRY_MISALIGNED)
     return (const calc_plugin_t *)(const void *)((const unsigned char *)&descriptor + 1);
 #elif defined(HOSTILE_IFACES_WILD) || defined(HOSTILE_IFACE_COUNT_HUGE) || \
-    defined(HOSTILE_IFACE_ID_RUNS_OFF) || defined(HOSTILE_VTABLE_RUNS_OFF)
+    defined(HOSTILE_IFACE_ID_RUNS_OFF) || defined(HOSTILE_VTABLE_RUNS_OFF) ||  \
+    defined(HOSTILE_BYTES_SLOT_DATA) || defined(HOSTILE_IFACE_FLAGS_UNKNOWN)
     descriptor.interface_count = 1;
-#if defined(HOSTILE_IFACES_WILD)
+#if defined(HOSTILE_BYTES_SLOT_DATA)
+    interfaces[0].flags = CALC_INTERFACE_FLAG_BYTES; /* `vtable` is two integers, not code */
+#elif defined(HOSTILE_IFACE_FLAGS_UNKNOWN)
+    interfaces[0].flags = 0x80000000u;
+#elif defined(HOSTILE_IFACES_WILD)
     descriptor.interfaces = (const calc_interface_t *)(uintptr_t)0x3000;
 #elif defined(HOSTILE_IFACE_COUNT_HUGE)
     descriptor.interface_count = 0xffffffffu;

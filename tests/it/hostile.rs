@@ -65,6 +65,16 @@ fn expected(case: &str) -> (&'static str, String) {
             "invalid_field",
             "invalid interfaces[0].id: string at 0x".into(),
         ),
+        "bytes_slot_data" => (
+            "invalid_field",
+            "invalid interfaces[0] (calc-tests.hostile).vtable[0]: 0x1 is not code".into(),
+        ),
+        "iface_flags_unknown" => (
+            "invalid_field",
+            "invalid interfaces[0] (calc-tests.hostile).flags: 0x80000000 has bits no ABI 1.4 \
+             flag defines"
+                .into(),
+        ),
         "vtable_runs_off" => (
             "invalid_field",
             "invalid interfaces[0] (calc-tests.hostile).vtable: 16 bytes at 0x".into(),

@@ -341,6 +341,8 @@ pub const HOSTILE_CASES: &[&str] = &[
     "IFACE_COUNT_HUGE",
     "IFACE_ID_RUNS_OFF",
     "VTABLE_RUNS_OFF",
+    "BYTES_SLOT_DATA",
+    "IFACE_FLAGS_UNKNOWN",
 ];
 
 /// The load-time cases of `tests/broken/hostile.c`: files whose initialisers or `plugin_entry`
