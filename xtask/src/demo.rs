@@ -67,9 +67,48 @@ pub fn run() -> Result<(), String> {
             println!("(exit status {})", status.code().unwrap_or(-1));
         }
     }
+    textlint(&debug)?;
     println!(
         "\nTry it: {} eval \"2 ^ 10 - max(3, 4) / 2\"",
         calc.display()
     );
+    Ok(())
+}
+
+/// The second application on the same runtime: textlint and its plugins (C and Rust), in
+/// `target/debug/textlint-plugins`, run on a sample file in process and isolated.
+fn textlint(debug: &std::path::Path) -> Result<(), String> {
+    build::cargo_build(&["calc-textlint", "calc-textlint-trailing"])?;
+    let root = xtask::workspace_root();
+    let plugins = debug.join("textlint-plugins");
+    let include = root.join("apps/textlint/include");
+    build::build_c_plugin(
+        &root.join("apps/textlint/plugins/tabs.c"),
+        &plugins.join(build::library_file_name("tabs")),
+        &["-I", &include.to_string_lossy()],
+    )?;
+    let trailing = build::library_file_name("trailing");
+    build::copy_fresh(&debug.join(&trailing), &plugins.join(&trailing))?;
+    let sample = debug.join("textlint-sample.txt");
+    std::fs::write(&sample, "fine\n\tindented with a tab \n")
+        .map_err(|e| format!("{}: {e}", sample.display()))?;
+    let textlint = debug.join(format!("textlint{}", std::env::consts::EXE_SUFFIX));
+    for isolate in [false, true] {
+        let mut args = vec!["--plugin-dir".to_string(), plugins.display().to_string()];
+        if isolate {
+            args.push("--isolate".into());
+        }
+        args.push(sample.display().to_string());
+        println!("\n$ textlint {}", args.join(" "));
+        let _ = std::io::stdout().flush();
+        let status = Command::new(&textlint)
+            .args(&args)
+            .status()
+            .map_err(|e| format!("{}: {e}", textlint.display()))?;
+        // 1: findings, as this sample has; anything else is a failure.
+        if status.code() != Some(1) {
+            return Err(format!("textlint exited with {status}"));
+        }
+    }
     Ok(())
 }

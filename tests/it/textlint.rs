@@ -1,0 +1,168 @@
+//! textlint, the second application on calc (`apps/textlint`): its plugins, in C and Rust,
+//! implement textlint's own interface (`calc-apps.lint` 1.0, a bytes interface), and the
+//! `textlint` binary checks files with them, in process and isolated, with their
+//! configuration; refused plugin files are reported and skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use calc_tests::{build_c_plugin, cargo_build, library_file_name, scratch_dir, workspace_root};
+
+/// The `textlint` binary and a directory with its two plugins (`tabs` in C, `trailing` in
+/// Rust), built once per process.
+fn setup() -> &'static (PathBuf, PathBuf) {
+    static SETUP: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let bin = cargo_build(&[
+            "calc-textlint",
+            "calc-textlint-trailing",
+            "calc-plugin-runner",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let dir = scratch_dir(&format!("textlint-{}", std::process::id()));
+        let plugins = dir.join("plugins");
+        let include = workspace_root().join("apps/textlint/include");
+        build_c_plugin(
+            &workspace_root().join("apps/textlint/plugins/tabs.c"),
+            &plugins.join(library_file_name("tabs")),
+            &["-I", include.to_str().unwrap()],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let trailing = library_file_name("trailing");
+        xtask::build::copy_fresh(&bin.join(&trailing), &plugins.join(&trailing))
+            .unwrap_or_else(|e| panic!("{e}"));
+        (bin.join("textlint"), plugins)
+    })
+}
+
+fn textlint(args: &[&str]) -> Output {
+    let (bin, _) = setup();
+    Command::new(bin)
+        .args(args)
+        .output()
+        .expect("textlint runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A file with a tab on line 2 and trailing spaces after it, and a clean one.
+fn files(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let dirty = dir.join("dirty.txt");
+    std::fs::write(&dirty, "ok\n\tindented  \nclean\n").unwrap();
+    let clean = dir.join("clean.c");
+    std::fs::write(&clean, "int x;\n").unwrap();
+    (dirty, clean)
+}
+
+#[test]
+fn textlint_checks_files_with_c_and_rust_plugins_in_process_and_isolated() {
+    let (_, plugins) = setup();
+    let dir = scratch_dir(&format!("textlint-files-{}", std::process::id()));
+    let (dirty, clean) = files(&dir);
+    let plugins = plugins.to_str().unwrap();
+    for isolate in [false, true] {
+        let mut args = vec!["--plugin-dir", plugins];
+        if isolate {
+            args.push("--isolate");
+        }
+        args.extend(["--set", "tabs.indent=4 spaces"]);
+        args.extend([dirty.to_str().unwrap(), clean.to_str().unwrap()]);
+        let out = textlint(&args);
+        assert_eq!(
+            text(&out.stdout),
+            format!(
+                "{d}:2:1: tab character (use 4 spaces) [tabs]\n\
+                 {d}:2:10: trailing whitespace [trailing]\n",
+                d = dirty.display()
+            ),
+            "isolated: {isolate}; stderr: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "findings: exit 1");
+        assert_eq!(text(&out.stderr), "");
+
+        let out = textlint(&[&args[..args.len() - 2], &[clean.to_str().unwrap()]].concat());
+        assert_eq!(
+            (out.status.code(), text(&out.stdout)),
+            (Some(0), String::new())
+        );
+    }
+}
+
+#[test]
+fn textlint_lists_its_plugins_and_skips_broken_files_with_one_line() {
+    let (_, plugins) = setup();
+    let out = textlint(&["--plugin-dir", plugins.to_str().unwrap(), "--list"]);
+    let listing = text(&out.stdout);
+    assert!(out.status.success(), "{listing}{}", text(&out.stderr));
+    assert!(
+        listing.contains("tabs 1.0.0 (") && listing.contains("trailing 1.0.0 ("),
+        "{listing}"
+    );
+    let out = textlint(&[
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--isolate",
+        "--list",
+    ]);
+    assert_eq!(
+        text(&out.stdout).matches(", isolated): *").count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A directory with a broken file beside a good plugin: the file is named and skipped.
+    let dir = scratch_dir(&format!("textlint-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tabs = library_file_name("tabs");
+    std::fs::copy(plugins.join(&tabs), dir.join(&tabs)).unwrap();
+    let garbage = dir.join(library_file_name("garbage"));
+    std::fs::write(&garbage, "not a library\n").unwrap();
+    let (dirty, _) = files(&dir.join("files"));
+    let out = textlint(&[
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        dirty.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("textlint: skipped ") && stderr.contains(garbage.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}:2:1: tab character (use spaces) [tabs]\n",
+            dirty.display()
+        )
+    );
+}
+
+#[test]
+fn a_plugin_refusing_its_configuration_is_reported() {
+    let (_, plugins) = setup();
+    let long = format!("tabs.indent={}", "x".repeat(100));
+    let out = textlint(&[
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--set",
+        &long,
+        "--list",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("plugin tabs refused to start: indent: longer than 63 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        !text(&out.stdout).contains("tabs 1.0.0"),
+        "{}",
+        text(&out.stdout)
+    );
+}
