@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use calc_tests::{build_c_plugin, cargo_build, library_file_name, scratch_dir, workspace_root};
 
-/// The `textlint` binary and a directory with its two plugins (`tabs` in C, `trailing` in
-/// Rust), built once per process.
+/// The `textlint` binary and a directory with its three plugins (`tabs` in C, `long_lines` in
+/// C++, `trailing` in Rust), built once per process.
 fn setup() -> &'static (PathBuf, PathBuf) {
     static SETUP: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     SETUP.get_or_init(|| {
@@ -27,6 +27,12 @@ fn setup() -> &'static (PathBuf, PathBuf) {
             &workspace_root().join("apps/textlint/plugins/tabs.c"),
             &plugins.join(library_file_name("tabs")),
             &["-I", include.to_str().unwrap()],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        xtask::build::build_cpp_plugin_in(
+            &workspace_root().join("apps/textlint/plugins/long_lines"),
+            &[&include],
+            &plugins.join(library_file_name("long_lines")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let trailing = library_file_name("trailing");
@@ -52,7 +58,7 @@ fn text(bytes: &[u8]) -> String {
 fn files(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let dirty = dir.join("dirty.txt");
-    std::fs::write(&dirty, "ok\n\tindented  \nclean\n").unwrap();
+    std::fs::write(&dirty, format!("{}\n\tindented  \nclean\n", "x".repeat(90))).unwrap();
     let clean = dir.join("clean.c");
     std::fs::write(&clean, "int x;\n").unwrap();
     (dirty, clean)
@@ -69,13 +75,19 @@ fn textlint_checks_files_with_c_and_rust_plugins_in_process_and_isolated() {
         if isolate {
             args.push("--isolate");
         }
-        args.extend(["--set", "tabs.indent=4 spaces"]);
+        args.extend([
+            "--set",
+            "tabs.indent=4 spaces",
+            "--set",
+            "long_lines.max=80",
+        ]);
         args.extend([dirty.to_str().unwrap(), clean.to_str().unwrap()]);
         let out = textlint(&args);
         assert_eq!(
             text(&out.stdout),
             format!(
-                "{d}:2:1: tab character (use 4 spaces) [tabs]\n\
+                "{d}:1:81: line of 90 bytes, over 80 [long_lines]\n\
+                 {d}:2:1: tab character (use 4 spaces) [tabs]\n\
                  {d}:2:10: trailing whitespace [trailing]\n",
                 d = dirty.display()
             ),
@@ -99,10 +111,9 @@ fn textlint_lists_its_plugins_and_skips_broken_files_with_one_line() {
     let out = textlint(&["--plugin-dir", plugins.to_str().unwrap(), "--list"]);
     let listing = text(&out.stdout);
     assert!(out.status.success(), "{listing}{}", text(&out.stderr));
-    assert!(
-        listing.contains("tabs 1.0.0 (") && listing.contains("trailing 1.0.0 ("),
-        "{listing}"
-    );
+    for plugin in ["long_lines", "tabs", "trailing"] {
+        assert!(listing.contains(&format!("{plugin} 1.0.0 (")), "{listing}");
+    }
     let out = textlint(&[
         "--plugin-dir",
         plugins.to_str().unwrap(),
@@ -111,7 +122,7 @@ fn textlint_lists_its_plugins_and_skips_broken_files_with_one_line() {
     ]);
     assert_eq!(
         text(&out.stdout).matches(", isolated): *").count(),
-        2,
+        3,
         "{}",
         text(&out.stdout)
     );
@@ -164,5 +175,20 @@ fn a_plugin_refusing_its_configuration_is_reported() {
         !text(&out.stdout).contains("tabs 1.0.0"),
         "{}",
         text(&out.stdout)
+    );
+    // The C++ plugin, likewise, through its exception guard.
+    let out = textlint(&[
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--set",
+        "long_lines.max=abc",
+        "--list",
+    ]);
+    assert!(
+        text(&out.stderr).contains(
+            "plugin long_lines refused to start: max: not a whole number from 1 to 100000"
+        ),
+        "{}",
+        text(&out.stderr)
     );
 }

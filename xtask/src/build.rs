@@ -131,15 +131,23 @@ pub fn build_c_plugin(source: &Path, out: &Path, extra: &[&str]) -> Result<(), S
 /// Compiles the C++ plugin in `examples-c/<name>/` (its `plugin.cpp` and `plugin.map`) into the
 /// shared library `out`.
 pub fn build_cpp_plugin(name: &str, out: &Path) -> Result<(), String> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    build_cpp_plugin_in(&workspace_root().join("examples-c").join(name), &[], out)
+}
+
+/// Compiles the C++ plugin in `dir` (its `plugin.cpp` and `plugin.map`) into the shared
+/// library `out`, with `include/` and `includes` as `-I` directories.
+pub fn build_cpp_plugin_in(dir: &Path, includes: &[&Path], out: &Path) -> Result<(), String> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
-    let root = workspace_root();
-    let dir = root.join("examples-c").join(name);
-    run(Command::new(cxx_compiler())
-        .args(CPP_PLUGIN_FLAGS)
+    let mut cmd = Command::new(cxx_compiler());
+    cmd.args(CPP_PLUGIN_FLAGS)
         .arg("-I")
-        .arg(root.join("include"))
+        .arg(workspace_root().join("include"));
+    for include in includes {
+        cmd.arg("-I").arg(include);
+    }
+    run(cmd
         .arg(dir.join("plugin.cpp"))
         .arg(format!(
             "-Wl,--version-script={}",

@@ -75,7 +75,7 @@ pub fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The second application on the same runtime: textlint and its plugins (C and Rust), in
+/// The second application on the same runtime: textlint and its plugins (C, C++ and Rust), in
 /// `target/debug/textlint-plugins`, run on a sample file in process and isolated.
 fn textlint(debug: &std::path::Path) -> Result<(), String> {
     build::cargo_build(&["calc-textlint", "calc-textlint-trailing"])?;
@@ -86,6 +86,11 @@ fn textlint(debug: &std::path::Path) -> Result<(), String> {
         &root.join("apps/textlint/plugins/tabs.c"),
         &plugins.join(build::library_file_name("tabs")),
         &["-I", &include.to_string_lossy()],
+    )?;
+    build::build_cpp_plugin_in(
+        &root.join("apps/textlint/plugins/long_lines"),
+        &[&include],
+        &plugins.join(build::library_file_name("long_lines")),
     )?;
     let trailing = build::library_file_name("trailing");
     build::copy_fresh(&debug.join(&trailing), &plugins.join(&trailing))?;

@@ -29,12 +29,11 @@ typedef struct textlint_vtable_t {
     calc_bytes_fn check;
 } textlint_vtable_t;
 
-/* The entry of calc_plugin_t.interfaces for a vtable `v` of this interface. */
+/* The entry of calc_plugin_t.interfaces for a vtable `v` of this interface (C99 and C++11). */
 #define TEXTLINT_INTERFACE(v)                                                                   \
     {                                                                                           \
-        .id = TEXTLINT_INTERFACE_ID, .version = {TEXTLINT_INTERFACE_MAJOR, TEXTLINT_INTERFACE_MINOR}, \
-        .vtable_size = sizeof(textlint_vtable_t), .vtable = &(v),                               \
-        .flags = CALC_INTERFACE_FLAG_BYTES                                                      \
+        TEXTLINT_INTERFACE_ID, {TEXTLINT_INTERFACE_MAJOR, TEXTLINT_INTERFACE_MINOR},             \
+            sizeof(textlint_vtable_t), &(v), CALC_INTERFACE_FLAG_BYTES                          \
     }
 
 #endif /* TEXTLINT_H */

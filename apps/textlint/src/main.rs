@@ -7,7 +7,7 @@
 //! textlint --plugin-dir DIR --list
 //! ```
 //!
-//! Findings go to standard output as `FILE:LINE:COLUMN: message [plugin]`; plugin files that
+//! Findings go to standard output as `FILE:LINE:COLUMN: message [plugin]`, in line order; plugin files that
 //! were refused, and checks that failed, to standard error. Exit status: 0 when no finding, 1
 //! when there are findings, 2 when a file, a plugin directory or a check failed.
 
@@ -129,12 +129,14 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        // Every plugin's findings for the file, printed in line and column order.
+        let mut found: Vec<((usize, usize), String)> = Vec::new();
         for checker in checkers.iter().filter(|c| c.checks(file)) {
             match checker.handle.call_bytes(CHECK, &text) {
                 Ok(out) => {
                     for line in String::from_utf8_lossy(&out).lines() {
-                        println!("{}:{line} [{}]", file.display(), checker.name());
-                        findings += 1;
+                        let at = position(line);
+                        found.push((at, format!("{line} [{}]", checker.name())));
                     }
                 }
                 Err(e) => {
@@ -143,6 +145,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        found.sort_by_key(|(at, _)| *at);
+        for (_, finding) in &found {
+            println!("{}:{finding}", file.display());
+        }
+        findings += found.len();
     }
     ExitCode::from(if failed {
         2
@@ -151,4 +158,17 @@ fn main() -> ExitCode {
     } else {
         0
     })
+}
+
+/// The `(line, column)` a finding starts with (`LINE:COLUMN: message`); findings without one
+/// sort first.
+fn position(finding: &str) -> (usize, usize) {
+    let mut parts = finding.splitn(3, ':');
+    let mut number = || {
+        parts
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (number(), number())
 }
