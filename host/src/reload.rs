@@ -248,10 +248,12 @@ impl DirWatcher {
         }
     }
 
-    /// Records a batch of debounced events: every library file they name becomes pending.
+    /// Records a batch of debounced events: every library file they name becomes pending, quiet
+    /// since the event (not since this call: a caller that asks once, after the file has been
+    /// quiet long enough, gets the change at once).
     fn note(&self, state: &mut State, result: DebounceEventResult) {
         let now = Instant::now();
-        let mut touch = |state: &mut State, path: &Path| {
+        let touch = |state: &mut State, path: &Path, at: Instant| {
             let watched = path
                 .parent()
                 .is_some_and(|d| self.dirs.iter().any(|w| w == d));
@@ -259,7 +261,7 @@ impl DirWatcher {
                 state.pending.insert(
                     path.to_path_buf(),
                     Pending {
-                        since: now,
+                        since: at.min(now),
                         seen: fingerprint(path),
                     },
                 );
@@ -270,14 +272,14 @@ impl DirWatcher {
                 for event in events {
                     if event.need_rescan() {
                         tracing::debug!("file events were lost; rescanning the plugin directories");
-                        self.rescan(state, &mut touch);
+                        self.rescan(state, &mut |s, p| touch(s, p, now));
                         continue;
                     }
                     if is_read_only(&event) {
                         continue;
                     }
                     for path in &event.paths {
-                        touch(state, path);
+                        touch(state, path, event.time);
                     }
                 }
             }
@@ -285,7 +287,7 @@ impl DirWatcher {
                 for e in &errors {
                     tracing::warn!("watching plugin directories: {e}");
                 }
-                self.rescan(state, &mut touch);
+                self.rescan(state, &mut |s, p| touch(s, p, now));
             }
         }
     }

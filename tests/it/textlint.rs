@@ -87,7 +87,7 @@ fn textlint_checks_files_with_c_and_rust_plugins_in_process_and_isolated() {
             text(&out.stdout),
             format!(
                 "{d}:1:81: line of 90 bytes, over 80 [long_lines]\n\
-                 {d}:2:1: tab character (use 4 spaces) [tabs]\n\
+                 {d}:2:1: tab character #1 (use 4 spaces) [tabs]\n\
                  {d}:2:10: trailing whitespace [trailing]\n",
                 d = dirty.display()
             ),
@@ -149,7 +149,7 @@ fn textlint_lists_its_plugins_and_skips_broken_files_with_one_line() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}:2:1: tab character (use spaces) [tabs]\n",
+            "{}:2:1: tab character #1 (use spaces) [tabs]\n",
             dirty.display()
         )
     );
@@ -190,5 +190,80 @@ fn a_plugin_refusing_its_configuration_is_reported() {
         ),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn textlint_stdin_reloads_a_rebuilt_plugin_and_its_count_carries_over() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let (bin, plugins) = setup();
+    let dir = scratch_dir(&format!("textlint-reload-{}", std::process::id()));
+    let live = dir.join("plugins");
+    std::fs::create_dir_all(&live).unwrap();
+    let tabs = library_file_name("tabs");
+    std::fs::copy(plugins.join(&tabs), live.join(&tabs)).unwrap();
+    let include = workspace_root().join("apps/textlint/include");
+    let v2 = dir.join("v2").join(&tabs);
+    build_c_plugin(
+        &workspace_root().join("apps/textlint/plugins/tabs.c"),
+        &v2,
+        &["-I", include.to_str().unwrap(), "-DTABS_VERSION=\"2.0.0\""],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("one-tab.txt");
+    std::fs::write(&file, "\tx\n").unwrap();
+
+    let mut child = Command::new(bin)
+        .args(["--plugin-dir", live.to_str().unwrap(), "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("textlint starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let summary = format!("{}: 1 findings", file.display());
+    // Checks the file once; returns its finding.
+    let mut check = || {
+        writeln!(stdin, "{}", file.display()).unwrap();
+        stdin.flush().unwrap();
+        let mut finding = String::new();
+        stdout.read_line(&mut finding).unwrap();
+        let mut last = String::new();
+        stdout.read_line(&mut last).unwrap();
+        assert_eq!(last.trim_end(), summary, "after {finding:?}");
+        finding.trim_end().to_string()
+    };
+    let at = format!("{}:1:1: tab character", file.display());
+    assert_eq!(check(), format!("{at} #1 (use spaces) [tabs]"));
+    xtask::build::copy_fresh(&v2, &live.join(&tabs)).unwrap_or_else(|e| panic!("{e}"));
+    // Checks go on with v1 until the watcher has seen the file quiet; then v2 answers, and its
+    // numbering goes on from where v1 stopped: the count was handed over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut checks = 1;
+    let reloaded = loop {
+        let finding = check();
+        checks += 1;
+        if finding.contains("; tabs 2.0.0") {
+            break finding;
+        }
+        assert_eq!(finding, format!("{at} #{checks} (use spaces) [tabs]"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload within 20 s"
+        );
+    };
+    assert_eq!(
+        reloaded,
+        format!("{at} #{checks} (use spaces; tabs 2.0.0) [tabs]")
+    );
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("textlint: reloaded tabs 1.0.0 -> 2.0.0")
+            && stderr.contains("of state handed over"),
+        "{stderr}"
     );
 }

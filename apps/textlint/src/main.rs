@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! textlint --plugin-dir DIR [--isolate] [--set PLUGIN.KEY=VALUE]... FILE...
+//! textlint --plugin-dir DIR [--isolate] --stdin     (paths on standard input; hot reload)
 //! textlint --plugin-dir DIR --list
 //! ```
 //!
@@ -14,7 +15,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::Write;
+use std::time::Duration;
+
 use calc_host::config::Settings;
+use calc_host::reload::{apply, DirWatcher};
 use calc_host::{InterfaceHandle, PluginManager};
 use clap::Parser;
 
@@ -24,6 +29,8 @@ const MAJOR: u16 = 1;
 /// Slots of `textlint_vtable_t`.
 const EXTENSIONS: usize = 0;
 const CHECK: usize = 1;
+/// How long a changed plugin file must be quiet before `--stdin` reloads it.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Parser, Debug)]
 #[command(name = "textlint", version, about = "Checks text files with plugins")]
@@ -41,6 +48,11 @@ struct Cli {
     /// List the plugins and the extensions each checks, instead of checking files.
     #[arg(long)]
     list: bool,
+    /// Read the files to check from standard input, one path per line, and follow the plugin
+    /// directories meanwhile: a plugin rebuilt, added or deleted is reloaded (its state handed
+    /// to the new version) before the next file. After each file, prints `FILE: N findings`.
+    #[arg(long)]
+    stdin: bool,
     /// The files to check.
     files: Vec<PathBuf>,
 }
@@ -77,6 +89,20 @@ fn main() -> ExitCode {
         };
         manager.set_plugin_config(plugin, key, value);
     }
+    // With --stdin: plugins loaded from private copies, so that a rebuilt file can be
+    // reloaded, and the directories watched from before they are read.
+    let watcher = if cli.stdin {
+        manager.enable_hot_reload(PluginManager::default_copy_dir());
+        match DirWatcher::new(&cli.plugin_dirs, WATCH_DEBOUNCE) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("textlint: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let mut failed = false;
     for dir in &cli.plugin_dirs {
         if let Err(e) = manager.load_dir(dir) {
@@ -87,20 +113,7 @@ fn main() -> ExitCode {
     for failure in manager.failures() {
         eprintln!("textlint: skipped {}", failure.error);
     }
-    let mut checkers = Vec::new();
-    for handle in manager.interface_providers(INTERFACE, MAJOR) {
-        match handle.call_bytes(EXTENSIONS, b"") {
-            Ok(list) => {
-                let list = String::from_utf8_lossy(&list);
-                let extensions = list.split(',').map(|e| e.trim().to_string()).collect();
-                checkers.push(Checker { handle, extensions });
-            }
-            Err(e) => {
-                eprintln!("textlint: skipped plugin {}: {e}", handle.plugin().name);
-                failed = true;
-            }
-        }
-    }
+    let mut checkers = checkers_of(&manager, &mut failed);
     if cli.list {
         for c in &checkers {
             let p = c.handle.plugin();
@@ -121,35 +134,28 @@ fn main() -> ExitCode {
     }
     let mut findings = 0usize;
     for file in &cli.files {
-        let text = match std::fs::read(file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("textlint: {}: {e}", file.display());
-                failed = true;
-                continue;
-            }
-        };
-        // Every plugin's findings for the file, printed in line and column order.
-        let mut found: Vec<((usize, usize), String)> = Vec::new();
-        for checker in checkers.iter().filter(|c| c.checks(file)) {
-            match checker.handle.call_bytes(CHECK, &text) {
-                Ok(out) => {
-                    for line in String::from_utf8_lossy(&out).lines() {
-                        let at = position(line);
-                        found.push((at, format!("{line} [{}]", checker.name())));
+        findings += check_file(&checkers, file, &mut failed);
+    }
+    if let Some(watcher) = watcher {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            let changes = watcher.try_changes();
+            if !changes.is_empty() {
+                // Handles pin the versions they came from: let go before reloading.
+                drop(checkers);
+                for change in &changes {
+                    if let Some(event) = apply(&mut manager, change) {
+                        eprintln!("textlint: {event}");
                     }
                 }
-                Err(e) => {
-                    eprintln!("textlint: {}: {e}", file.display());
-                    failed = true;
-                }
+                checkers = checkers_of(&manager, &mut failed);
             }
+            let file = PathBuf::from(line);
+            let n = check_file(&checkers, &file, &mut failed);
+            findings += n;
+            println!("{}: {n} findings", file.display());
+            let _ = std::io::stdout().flush();
         }
-        found.sort_by_key(|(at, _)| *at);
-        for (_, finding) in &found {
-            println!("{}:{finding}", file.display());
-        }
-        findings += found.len();
     }
     ExitCode::from(if failed {
         2
@@ -171,4 +177,56 @@ fn position(finding: &str) -> (usize, usize) {
             .unwrap_or(0)
     };
     (number(), number())
+}
+
+/// The loaded checkers, each with the extensions it checks; a plugin whose `extensions` fails
+/// is reported and left out.
+fn checkers_of(manager: &PluginManager, failed: &mut bool) -> Vec<Checker> {
+    let mut checkers = Vec::new();
+    for handle in manager.interface_providers(INTERFACE, MAJOR) {
+        match handle.call_bytes(EXTENSIONS, b"") {
+            Ok(list) => {
+                let list = String::from_utf8_lossy(&list);
+                let extensions = list.split(',').map(|e| e.trim().to_string()).collect();
+                checkers.push(Checker { handle, extensions });
+            }
+            Err(e) => {
+                eprintln!("textlint: skipped plugin {}: {e}", handle.plugin().name);
+                *failed = true;
+            }
+        }
+    }
+    checkers
+}
+
+/// Checks `file` with every checker of its extension and prints the findings in line order;
+/// returns how many there were.
+fn check_file(checkers: &[Checker], file: &Path, failed: &mut bool) -> usize {
+    let text = match std::fs::read(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("textlint: {}: {e}", file.display());
+            *failed = true;
+            return 0;
+        }
+    };
+    let mut found: Vec<((usize, usize), String)> = Vec::new();
+    for checker in checkers.iter().filter(|c| c.checks(file)) {
+        match checker.handle.call_bytes(CHECK, &text) {
+            Ok(out) => {
+                for line in String::from_utf8_lossy(&out).lines() {
+                    found.push((position(line), format!("{line} [{}]", checker.name())));
+                }
+            }
+            Err(e) => {
+                eprintln!("textlint: {}: {e}", file.display());
+                *failed = true;
+            }
+        }
+    }
+    found.sort_by_key(|(at, _)| *at);
+    for (_, finding) in &found {
+        println!("{}:{finding}", file.display());
+    }
+    found.len()
 }
