@@ -979,6 +979,9 @@ fn a_runner_over_its_memory_limit_is_killed_and_reported_as_such() {
     let path = std::fs::canonicalize(crashy_file("crashy")).unwrap();
     let m = crashy_manager(|s| {
         s.isolation.memory_limit_mb = Some(256);
+        // Touching 400 MB can take longer than the other tests' 300 ms call limit on a loaded
+        // machine (seen in CI: the timeout fired first); this test is about the memory limit.
+        s.isolation.timeout = Some(Duration::from_secs(10));
     });
     let runner = pid(&m);
     // Within the limit: fine.
