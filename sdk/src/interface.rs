@@ -239,6 +239,69 @@ pub unsafe fn bytes_call<P: Plugin>(
     }
 }
 
+/// Defines one function of a bytes interface for an interface crate: an `unsafe extern "C"`
+/// function with the `calc_bytes_fn` signature, generic over the plugin type, whose body gets
+/// the plugin and the input and returns the output or a [`CalcError`](crate::CalcError)
+/// (through [`bytes_call`]: panics caught, the message written for the host).
+///
+/// ```
+/// use calc_sdk::abi::calc_bytes_fn;
+/// use calc_sdk::{bytes_fn, Plugin};
+///
+/// pub trait Upper: Plugin {
+///     fn upper(&self, text: &[u8]) -> Vec<u8>;
+/// }
+///
+/// bytes_fn!(
+///     /// Slot 0: the input in upper case.
+///     pub fn upper<P: Upper>(plugin, text) {
+///         Ok(plugin.upper(text))
+///     }
+/// );
+///
+/// /// A vtable of that interface for plugin `P`.
+/// pub fn vtable<P: Upper>() -> [calc_bytes_fn; 1] {
+///     [Some(upper::<P>)]
+/// }
+/// ```
+#[macro_export]
+macro_rules! bytes_fn {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident<$p:ident: $bound:path>($plugin:ident, $input:ident) $body:block
+    ) => {
+        $(#[$attr])*
+        ///
+        /// # Safety
+        /// The `calc_bytes_fn` contract: called by the host with this plugin's instance.
+        $vis unsafe extern "C" fn $name<$p: $bound>(
+            instance: *mut ::core::ffi::c_void,
+            input: *const ::core::ffi::c_void,
+            input_len: usize,
+            write: $crate::abi::calc_bytes_write_fn,
+            writer: *mut ::core::ffi::c_void,
+            error_buf: *mut ::core::ffi::c_char,
+            error_buf_size: usize,
+        ) -> $crate::abi::calc_status_t {
+            // SAFETY: the host calls it under the `calc_bytes_fn` contract, which is what
+            // `bytes_call` requires.
+            unsafe {
+                $crate::interface::bytes_call::<$p>(
+                    instance,
+                    input,
+                    input_len,
+                    write,
+                    writer,
+                    error_buf,
+                    error_buf_size,
+                    ::core::stringify!($name),
+                    |$plugin: &$p, $input: &[u8]| $body,
+                )
+            }
+        }
+    };
+}
+
 /// The status for a result of [`with_plugin`]: `CALC_STATUS_OK` after handing the value to
 /// `write` (which stores it where the interface says), else the error's status.
 pub fn status_of<R>(result: Result<R, CalcError>, write: impl FnOnce(R)) -> calc_status_t {

@@ -2,10 +2,8 @@
 //! `apps/textlint/include/textlint.h`): implement [`Lint`] and list [`lint::<Self>()`](lint) in
 //! `Plugin::INTERFACES`, with no `unsafe` of your own.
 
-use std::ffi::{c_char, c_void};
-
-use calc_sdk::abi::{calc_bytes_fn, calc_bytes_write_fn, calc_status_t};
-use calc_sdk::interface::{bytes_call, Interface};
+use calc_sdk::abi::calc_bytes_fn;
+use calc_sdk::interface::Interface;
 use calc_sdk::{CalcError, Plugin};
 
 /// The interface's id.
@@ -52,58 +50,20 @@ pub const fn lint<P: Lint>() -> Interface {
     Interface::bytes(c"calc-apps.lint", MAJOR, 0, &P::LINT_VTABLE)
 }
 
-unsafe extern "C" fn extensions<P: Lint>(
-    instance: *mut c_void,
-    input: *const c_void,
-    input_len: usize,
-    write: calc_bytes_write_fn,
-    writer: *mut c_void,
-    error_buf: *mut c_char,
-    error_buf_size: usize,
-) -> calc_status_t {
-    // SAFETY: the host calls it under the `calc_bytes_fn` contract.
-    unsafe {
-        bytes_call::<P>(
-            instance,
-            input,
-            input_len,
-            write,
-            writer,
-            error_buf,
-            error_buf_size,
-            "extensions",
-            |p, _| Ok(p.extensions().join(",").into_bytes()),
-        )
+calc_sdk::bytes_fn!(
+    /// Slot 0: the extensions, comma-separated.
+    fn extensions<P: Lint>(plugin, _input) {
+        Ok(plugin.extensions().join(",").into_bytes())
     }
-}
+);
 
-unsafe extern "C" fn check<P: Lint>(
-    instance: *mut c_void,
-    input: *const c_void,
-    input_len: usize,
-    write: calc_bytes_write_fn,
-    writer: *mut c_void,
-    error_buf: *mut c_char,
-    error_buf_size: usize,
-) -> calc_status_t {
-    // SAFETY: as in `extensions`.
-    unsafe {
-        bytes_call::<P>(
-            instance,
-            input,
-            input_len,
-            write,
-            writer,
-            error_buf,
-            error_buf_size,
-            "check",
-            |p, text| {
-                let mut out = String::new();
-                for f in p.check(text)? {
-                    out.push_str(&format!("{}:{}: {}\n", f.line, f.column, f.message));
-                }
-                Ok(out.into_bytes())
-            },
-        )
+calc_sdk::bytes_fn!(
+    /// Slot 1: the findings, one per line.
+    fn check<P: Lint>(plugin, text) {
+        let mut out = String::new();
+        for f in plugin.check(text)? {
+            out.push_str(&format!("{}:{}: {}\n", f.line, f.column, f.message));
+        }
+        Ok(out.into_bytes())
     }
-}
+);
