@@ -178,7 +178,8 @@ pub struct KnownPlugins {
     pub disabled: BTreeSet<String>,
     /// Plugins that described themselves and then failed (e.g. their `init` refused).
     pub failed: BTreeSet<String>,
-    /// Every operation name and infix symbol some enabled or disabled plugin provides.
+    /// Every operation name and infix symbol some enabled or disabled plugin provides, and
+    /// every interface id one implements.
     pub operations: BTreeSet<String>,
     /// The plugin serving each operation name or infix symbol.
     pub serving: BTreeMap<String, String>,

@@ -487,6 +487,9 @@ impl PluginManager {
                 }
             }
         }
+        for ((id, _), providers) in &mut fresh {
+            self.rank_providers(id, providers);
+        }
         for (key, live) in &self.by_interface {
             let providers = fresh.remove(key).unwrap_or_default();
             retired.push(live.swap(Arc::new(InterfaceSlot { providers })));
@@ -1224,14 +1227,35 @@ impl PluginManager {
         })
     }
 
-    /// Every loaded (enabled) plugin in this process that implements the interface `id` at
-    /// major `major`, in load order: each handle pins the plugin's current version (ABI 1.4,
-    /// `docs/INTERFACES.md`). A plugin in a runner process is not among them.
+    /// Every loaded (enabled) plugin that implements the interface `id` at major `major`, best
+    /// first: the provider the settings name for `id` (`[providers]`), then the plugins in
+    /// `prefer` order, then load order, as for an operation. Each handle pins the plugin's
+    /// current version (ABI 1.4, `docs/INTERFACES.md`). A plugin in a runner process is among
+    /// them only for a bytes interface.
     pub fn interface_providers(&self, id: &str, major: u16) -> Vec<crate::InterfaceHandle> {
-        self.plugins
+        let mut providers: Vec<crate::InterfaceHandle> = self
+            .plugins
             .iter()
             .filter_map(|e| crate::InterfaceHandle::new(&e.plugin, id, major))
-            .collect()
+            .collect();
+        self.rank_providers(id, &mut providers);
+        providers
+    }
+
+    /// Orders the providers of the interface `id` as operations' providers are ranked: the
+    /// provider the settings name for `id`, then the plugins in `prefer` order, then load
+    /// order ([`Settings::rank`]).
+    fn rank_providers(&self, id: &str, providers: &mut [crate::InterfaceHandle]) {
+        let load_rank = |name: &str| {
+            self.plugins
+                .iter()
+                .find(|e| e.plugin.info().name == name)
+                .map_or(u64::MAX, |e| e.load_rank)
+        };
+        providers.sort_by_cached_key(|h| {
+            let name = &h.plugin().name;
+            self.settings.rank(&[id], name, load_rank(name)).0
+        });
     }
 
     /// Plugins found and validated but not initialised because the settings disable them.
@@ -1288,10 +1312,16 @@ impl PluginManager {
             it.map(|p| p.name.clone())
                 .collect::<std::collections::BTreeSet<_>>()
         };
+        // Interface ids too: `[providers]` may name the provider of an interface.
         let operations = self
             .listed()
             .flat_map(|p| &p.operations)
             .flat_map(|op| std::iter::once(op.name.clone()).chain(op.symbol().map(str::to_string)))
+            .chain(
+                self.listed()
+                    .flat_map(|p| &p.interfaces)
+                    .map(|i| i.id.clone()),
+            )
             .collect();
         let serving = self
             .by_name

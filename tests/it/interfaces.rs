@@ -889,3 +889,54 @@ fn a_plugin_with_only_bytes_interfaces_runs_isolated_and_survives_its_crash() {
     // The next call goes to a restarted runner.
     assert_eq!(text.call_bytes(UPPER, b"again").unwrap(), b"AGAIN");
 }
+
+#[test]
+fn providers_of_an_interface_are_ranked_as_operations_are() {
+    let dir = scratch_dir(&format!("interfaces-rank-{}", std::process::id()));
+    let c = build_shapes(&dir, "shapes_rank", &[]);
+    let rust = rust_shapes();
+    let names = |handles: Vec<calc_host::InterfaceHandle>| -> Vec<String> {
+        handles.iter().map(|h| h.plugin().name.clone()).collect()
+    };
+    let load = |settings: calc_host::config::Settings| {
+        let mut m = PluginManager::with_settings(settings);
+        m.load_file(&c).unwrap_or_else(|e| panic!("{e}"));
+        m.load_file(&rust).unwrap_or_else(|e| panic!("{e}"));
+        m
+    };
+    // Load order.
+    let m = load(calc_host::config::Settings::default());
+    assert_eq!(
+        names(m.interface_providers("calc-tests.shape", 1)),
+        ["shapes", "rust_shapes"]
+    );
+    // `prefer` wins over load order, for every interface, live handles too.
+    let mut settings = calc_host::config::Settings::default();
+    settings.prefer = vec!["rust_shapes".into()];
+    let m = load(settings.clone());
+    for (id, major) in [("calc-tests.shape", 1), ("calc-tests.counter", 2)] {
+        assert_eq!(
+            names(m.interface_providers(id, major)),
+            ["rust_shapes", "shapes"]
+        );
+        let live = m.live_interface(id, major).unwrap();
+        assert_eq!(live.pin().first().unwrap().plugin().name, "rust_shapes");
+    }
+    // A provider named for an interface id wins over `prefer`, for that interface only.
+    settings
+        .providers
+        .insert("calc-tests.shape".into(), "shapes".into());
+    let m = load(settings);
+    assert_eq!(
+        names(m.interface_providers("calc-tests.shape", 1)),
+        ["shapes", "rust_shapes"]
+    );
+    assert_eq!(
+        names(m.interface_providers("calc-tests.counter", 2)),
+        ["rust_shapes", "shapes"]
+    );
+    let live = m.live_interface("calc-tests.shape", 1).unwrap();
+    assert_eq!(live.pin().first().unwrap().plugin().name, "shapes");
+    // Naming an interface's provider is not warned about as an unknown operation.
+    assert_eq!(m.notices(), Vec::<String>::new());
+}
