@@ -80,6 +80,7 @@ impl std::fmt::Display for HostEvent {
             } => {
                 write!(f, "reloaded {name} {old_version} -> {new_version} in {:.1} ms", elapsed.as_secs_f64() * 1e3)?;
                 match state_bytes {
+                    Some(1) => write!(f, " (1 byte of state handed over)"),
                     Some(n) => write!(f, " ({n} bytes of state handed over)"),
                     None => Ok(()),
                 }
@@ -95,5 +96,35 @@ impl std::fmt::Display for HostEvent {
                 None => write!(f, "unloaded {name} {version}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_says_how_much_state_was_handed_over_in_words_that_agree() {
+        let reloaded = |state_bytes| HostEvent::Reloaded {
+            name: "tabs".into(),
+            old_version: "1.0.0".into(),
+            new_version: "2.0.0".into(),
+            state_bytes,
+            elapsed: Duration::from_micros(1500),
+        };
+        let base = "reloaded tabs 1.0.0 -> 2.0.0 in 1.5 ms";
+        assert_eq!(reloaded(None).to_string(), base);
+        assert_eq!(
+            reloaded(Some(1)).to_string(),
+            format!("{base} (1 byte of state handed over)")
+        );
+        assert_eq!(
+            reloaded(Some(0)).to_string(),
+            format!("{base} (0 bytes of state handed over)")
+        );
+        assert_eq!(
+            reloaded(Some(24)).to_string(),
+            format!("{base} (24 bytes of state handed over)")
+        );
     }
 }
