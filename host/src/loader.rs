@@ -737,19 +737,21 @@ fn validate_with(
         d.operation_count,
         d.operation_size,
     )?;
-    let mut operations = Vec::with_capacity(d.operation_count as usize);
-    for i in 0..d.operation_count as usize {
-        // The table holds `operation_count` (at most `CALC_MAX_OPERATIONS`) elements of
-        // `operation_size` (at most `MAX_STRUCT_SIZE`) bytes, so this cannot overflow.
-        let at = (d.operations as usize).wrapping_add(i * d.operation_size as usize);
-        // SAFETY: as above, for `calc_operation_t`.
-        let op: calc_operation_t = unsafe {
-            reader.read_prefix(
-                at as *const calc_operation_t,
-                validate::operation_fields_within(d.operation_size as usize),
-            )
-        }
-        .ok_or_else(|| unreadable(format!("operations[{i}]"), at))?;
+    // SAFETY: `calc_operation_t` holds pointers, integers and optional function pointers;
+    // the table passed `check_operation_table`.
+    let table: Vec<calc_operation_t> = unsafe {
+        read_table(
+            &reader,
+            d.operations as usize,
+            d.operation_count,
+            d.operation_size,
+            validate::operation_fields_within(d.operation_size as usize),
+            "operations",
+            &unreadable,
+        )
+    }?;
+    let mut operations = Vec::with_capacity(table.len());
+    for op in table {
         operations.push(RawOperation {
             name: reader.read_str(op.name),
             description: reader.read_str(op.description),
@@ -770,18 +772,21 @@ fn validate_with(
         d.interface_count,
         d.interface_size,
     )?;
-    let mut interfaces = Vec::with_capacity(d.interface_count as usize);
-    for i in 0..d.interface_count as usize {
-        // At most `CALC_MAX_INTERFACES` elements of at most `MAX_STRUCT_SIZE` bytes: no overflow.
-        let at = (d.interfaces as usize).wrapping_add(i * d.interface_size as usize);
-        // SAFETY: as above, for `calc_interface_t` (a pointer, integers and a pointer).
-        let entry: calc_interface_t = unsafe {
-            reader.read_prefix(
-                at as *const calc_interface_t,
-                validate::interface_fields_within(d.interface_size as usize),
-            )
-        }
-        .ok_or_else(|| unreadable(format!("interfaces[{i}]"), at))?;
+    // SAFETY: `calc_interface_t` holds pointers and integers; the table passed
+    // `check_interface_table`.
+    let table: Vec<calc_interface_t> = unsafe {
+        read_table(
+            &reader,
+            d.interfaces as usize,
+            d.interface_count,
+            d.interface_size,
+            validate::interface_fields_within(d.interface_size as usize),
+            "interfaces",
+            &unreadable,
+        )
+    }?;
+    let mut interfaces = Vec::with_capacity(table.len());
+    for entry in table {
         let vtable = entry.vtable as usize;
         let size = entry.vtable_size as usize;
         // Only a size within the bound is measured, so a garbage size costs nothing.
@@ -832,6 +837,33 @@ fn validate_with(
         interfaces,
     };
     validate::check_descriptor(path, &raw)
+}
+
+/// The `count` elements of a descriptor table at `base`, `size` bytes apart, each copied as far
+/// as its first `available` bytes into a zeroed `T` (fields of later minors read as zero); an
+/// element that is not readable is refused as `field[i]`.
+///
+/// # Safety
+/// As [`Reader::read_prefix`]: `T` is an ABI struct for which any bytes are a valid value. The
+/// table must have passed its shape check: `count` at most the table's maximum and `size` at
+/// most `MAX_STRUCT_SIZE`, so that no address computation overflows.
+unsafe fn read_table<T>(
+    reader: &Reader<'_>,
+    base: usize,
+    count: u32,
+    size: u32,
+    available: usize,
+    field: &str,
+    unreadable: &dyn Fn(String, usize) -> LoadError,
+) -> Result<Vec<T>, LoadError> {
+    (0..count as usize)
+        .map(|i| {
+            let at = base.wrapping_add(i * size as usize);
+            // SAFETY: forwarded contract; the read is checked, so any address is safe.
+            unsafe { reader.read_prefix(at as *const T, available) }
+                .ok_or_else(|| unreadable(format!("{field}[{i}]"), at))
+        })
+        .collect()
 }
 
 impl OpenedPlugin {
