@@ -471,25 +471,25 @@ impl PluginManager {
         Ok(Loaded::Enabled(self.plugins.len() - 1))
     }
 
-    /// Publishes the providers of every interface anew, from the loaded plugins in load order;
-    /// the old slot contents go to `retired`. An interface no plugin implements any more keeps
-    /// its (empty) slot, so live handles to it see a provider that comes back.
+    /// Publishes the providers of every interface anew, from the loaded plugins, ranked as
+    /// [`Self::interface_providers`] ranks them; the old slot contents go to `retired`. An
+    /// interface no plugin implements any more keeps its (empty) slot, so live handles to it
+    /// see a provider that comes back.
     fn rebuild_interfaces(&mut self, retired: &mut Vec<crate::rcu::Retired>) {
-        use crate::interface::{InterfaceHandle, InterfaceSlot};
-        let mut fresh: HashMap<(String, u16), Vec<InterfaceHandle>> = HashMap::new();
-        for e in &self.plugins {
-            for i in &e.plugin.info().interfaces {
-                if let Some(handle) = InterfaceHandle::new(&e.plugin, &i.id, i.major) {
-                    fresh
-                        .entry((i.id.clone(), i.major))
-                        .or_default()
-                        .push(handle);
-                }
-            }
-        }
-        for ((id, _), providers) in &mut fresh {
-            self.rank_providers(id, providers);
-        }
+        use crate::interface::InterfaceSlot;
+        let keys: HashSet<(String, u16)> = self
+            .plugins
+            .iter()
+            .flat_map(|e| &e.plugin.info().interfaces)
+            .map(|i| (i.id.clone(), i.major))
+            .collect();
+        let mut fresh: HashMap<(String, u16), Vec<crate::InterfaceHandle>> = keys
+            .into_iter()
+            .map(|(id, major)| {
+                let providers = self.interface_providers(&id, major);
+                ((id, major), providers)
+            })
+            .collect();
         for (key, live) in &self.by_interface {
             let providers = fresh.remove(key).unwrap_or_default();
             retired.push(live.swap(Arc::new(InterfaceSlot { providers })));
@@ -1233,29 +1233,18 @@ impl PluginManager {
     /// current version (ABI 1.4, `docs/INTERFACES.md`). A plugin in a runner process is among
     /// them only for a bytes interface.
     pub fn interface_providers(&self, id: &str, major: u16) -> Vec<crate::InterfaceHandle> {
-        let mut providers: Vec<crate::InterfaceHandle> = self
+        let mut ranked: Vec<(u64, crate::InterfaceHandle)> = self
             .plugins
             .iter()
-            .filter_map(|e| crate::InterfaceHandle::new(&e.plugin, id, major))
+            .filter_map(|e| {
+                let handle = crate::InterfaceHandle::new(&e.plugin, id, major)?;
+                let name = &e.plugin.info().name;
+                Some((self.settings.rank(&[id], name, e.load_rank).0, handle))
+            })
             .collect();
-        self.rank_providers(id, &mut providers);
-        providers
-    }
-
-    /// Orders the providers of the interface `id` as operations' providers are ranked: the
-    /// provider the settings name for `id`, then the plugins in `prefer` order, then load
-    /// order ([`Settings::rank`]).
-    fn rank_providers(&self, id: &str, providers: &mut [crate::InterfaceHandle]) {
-        let load_rank = |name: &str| {
-            self.plugins
-                .iter()
-                .find(|e| e.plugin.info().name == name)
-                .map_or(u64::MAX, |e| e.load_rank)
-        };
-        providers.sort_by_cached_key(|h| {
-            let name = &h.plugin().name;
-            self.settings.rank(&[id], name, load_rank(name)).0
-        });
+        // Stable: equal ranks keep load order.
+        ranked.sort_by_key(|(rank, _)| *rank);
+        ranked.into_iter().map(|(_, handle)| handle).collect()
     }
 
     /// Plugins found and validated but not initialised because the settings disable them.
