@@ -1035,7 +1035,13 @@ fn an_address_space_limit_makes_allocations_fail_where_cgroups_are_not_used() {
     let dir = crashy_dir();
     let config =
         calc_tests::scratch_dir(&format!("memlimit-{}", std::process::id())).join("calc.toml");
-    std::fs::write(&config, "[isolation]\nmemory_limit_mb = 256\n").unwrap();
+    // Calls get 10 s: touching 400 MB can outrun the default 1000 ms limit on a loaded
+    // machine (seen in a full test run), and this test is about the memory limit.
+    std::fs::write(
+        &config,
+        "[isolation]\nmemory_limit_mb = 256\ntimeout_ms = 10000\n",
+    )
+    .unwrap();
     // `hog(400)` in an isolated runner, with `CALC_MEMORY_LIMIT` set to `forced` if given.
     let hog = |forced: Option<&str>| {
         let mut calc = std::process::Command::new(calc_tests::calc_binary());
@@ -1056,7 +1062,7 @@ fn an_address_space_limit_makes_allocations_fail_where_cgroups_are_not_used() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("hog: out of memory"), "{err}");
     // Without the limit the same call succeeds: the limit, not the machine, refused it.
-    std::fs::write(&config, "[isolation]\n").unwrap();
+    std::fs::write(&config, "[isolation]\ntimeout_ms = 10000\n").unwrap();
     let out = hog(None);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
