@@ -461,8 +461,10 @@ void calc_expr_free(struct calc_expr_t *expr);
 // `host` must be NULL or live; `id` NULL or NUL-terminated.
 size_t calc_host_interface_count(const struct calc_host_t *host, const char *id, uint16_t major);
 
-// Writes to `*out_iface` a new handle to the `index`-th (0-based, load order) loaded plugin
-// that implements the interface `id` at major `major`; free it with `calc_iface_free`.
+// Writes to `*out_iface` a new handle to the `index`-th (0-based, best first) loaded plugin
+// that implements the interface `id` at major `major`; free it with `calc_iface_free`. Best
+// first: the provider the settings name for `id`, then the preferred plugins, then load
+// order, as for an operation.
 // Returns `CALC_STATUS_NOT_FOUND` when there is no such plugin; `*out_iface` is then
 // unchanged. `[thread-safe]` Since calc_host 1.3.
 //
@@ -518,6 +520,31 @@ calc_status_t calc_iface_call_bytes(const struct calc_iface_t *iface,
                                     size_t input_len,
                                     calc_bytes_write_fn write,
                                     void *writer);
+
+// Calls function number `slot` of the bytes interface `id` at major `major` (see
+// `calc_iface_call_bytes`) on the provider that serves the rollout key `key` (`key_len`
+// bytes: a user id, a file name; an empty key is a key like any other), and when that
+// provider fails internally (`CALC_STATUS_ERROR`: a crash, a hang, a limit;
+// `CALC_STATUS_PANIC`) on the next providers, best first, as an operation falls back (each
+// fallback logged). The providers are those serving at the time of the call, ranked as
+// `calc_iface_new` ranks them, with the rollout the settings configure for `id`. Output and
+// errors as for `calc_iface_call_bytes`; `CALC_STATUS_NOT_FOUND` when no loaded plugin
+// implements the interface. `[thread-safe]` Since calc_host 1.3.
+//
+// # Safety
+// `host` must be NULL or live; `id` NULL or NUL-terminated; `key` valid for `key_len` bytes
+// and `input` for `input_len` bytes (either may be NULL when its length is 0); `write` NULL
+// or a function that may be called with `writer` during this call.
+calc_status_t calc_host_interface_call_bytes(const struct calc_host_t *host,
+                                             const char *id,
+                                             uint16_t major,
+                                             size_t slot,
+                                             const void *key,
+                                             size_t key_len,
+                                             const void *input,
+                                             size_t input_len,
+                                             calc_bytes_write_fn write,
+                                             void *writer);
 
 // Frees a handle from `calc_iface_new` (unloading its plugin's library if nothing else uses
 // it). NULL does nothing; freeing twice is undefined. `[exclusive]` Since calc_host 1.3.

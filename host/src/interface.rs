@@ -152,22 +152,106 @@ impl InterfaceHandle {
     }
 }
 
-/// The providers of one interface (an id and a major) at one moment, in load order.
+/// The providers of one interface (an id and a major) at one moment, best first (ranked as an
+/// operation's providers are: the provider the settings name for the interface id, then
+/// `prefer`, then load order), with the rollout the settings configure for the interface id.
 #[derive(Debug, Default)]
 pub struct InterfaceSlot {
+    pub(crate) id: String,
     pub(crate) providers: Vec<InterfaceHandle>,
+    /// The rollout in force: the candidate's index in `providers` and the percent of rollout
+    /// keys it serves (`[operations."ID"] rollout`); only when the candidate provides it.
+    pub(crate) rollout: Option<(usize, f64)>,
 }
 
 impl InterfaceSlot {
-    /// Every provider, in load order.
+    /// Every provider, best first.
     pub fn providers(&self) -> &[InterfaceHandle] {
         &self.providers
     }
 
-    /// The first provider, the one an application that wants one uses.
+    /// The best provider, the one an application that wants one uses when it has no rollout
+    /// key (a rollout in force does not change it; see [`Self::serving`]).
     #[inline]
     pub fn first(&self) -> Option<&InterfaceHandle> {
         self.providers.first()
+    }
+
+    /// The rollout in force: the candidate plugin and the percent of rollout keys it serves.
+    pub fn rollout(&self) -> Option<(&str, f64)> {
+        self.rollout
+            .map(|(candidate, percent)| (self.providers[candidate].plugin().name.as_str(), percent))
+    }
+
+    fn choose(&self, key: u64) -> usize {
+        self.rollout.map_or(0, |(candidate, percent)| {
+            crate::slots::choose(candidate, percent, &self.id, self.providers.len(), key)
+        })
+    }
+
+    /// The provider that serves rollout key hash `key` (from [`crate::manager::rollout_hash`] of a user
+    /// id, a file name, a request's key): the rollout's candidate for its share of keys, else
+    /// the best provider (or the next one, when the candidate is the best). The same key gets
+    /// the same provider in every process and on every machine, as for operations.
+    #[inline]
+    pub fn serving(&self, key: u64) -> Option<&InterfaceHandle> {
+        self.providers.get(self.choose(key))
+    }
+
+    /// The providers in the order to try them for rollout key hash `key`: the one that
+    /// [`Self::serving`] names, then the others best first. An application whose interface
+    /// is not a bytes interface falls back along this order itself when a call fails.
+    pub fn in_order(&self, key: u64) -> impl Iterator<Item = &InterfaceHandle> {
+        let first = self.choose(key);
+        let rest = self
+            .providers
+            .iter()
+            .enumerate()
+            .filter(move |&(i, _)| i != first)
+            .map(|(_, p)| p);
+        self.providers.get(first).into_iter().chain(rest)
+    }
+
+    /// Calls function number `slot` of a bytes interface (see [`InterfaceHandle::call_bytes`])
+    /// on the provider that serves rollout key hash `key`, and when it fails internally
+    /// (`CALC_STATUS_ERROR` or `CALC_STATUS_PANIC`: a crash, a hang, a limit, a caught panic)
+    /// on the next providers in [`Self::in_order`] order, each fallback logged as a warning.
+    /// Other failures (a domain error, an invalid argument) are the answer and are returned
+    /// as they are. Returns the output and the provider that produced it, or the last
+    /// failure; with no provider, an error naming the interface.
+    pub fn call_bytes(
+        &self,
+        slot: usize,
+        input: &[u8],
+        key: u64,
+    ) -> Result<(Vec<u8>, &InterfaceHandle), crate::CallError> {
+        let mut last = None;
+        for provider in self.in_order(key) {
+            if let Some(e) = &last {
+                let e: &crate::CallError = e;
+                tracing::warn!(
+                    "{}[{slot}]: {} failed ({}); falling back to {}",
+                    self.id,
+                    e.plugin,
+                    e.message,
+                    provider.plugin().name
+                );
+            }
+            match provider.call_bytes(slot, input) {
+                Ok(output) => return Ok((output, provider)),
+                Err(e) if crate::slots::is_internal(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            crate::CallError::new(crate::CallErrorDetails {
+                operation: format!("{}[{slot}]", self.id),
+                plugin: String::new(),
+                path: std::path::PathBuf::new(),
+                status: calc_sdk::Status::Error,
+                message: "no plugin provides the interface".into(),
+            })
+        }))
     }
 }
 

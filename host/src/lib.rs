@@ -54,6 +54,8 @@ pub mod vet;
 
 pub use error::{CallError, CallErrorDetails, EvalError, LoadError};
 pub use info::{InterfaceInfo, OperationInfo, OperationKind, PluginInfo};
-pub use interface::{HostInterface, InterfaceError, InterfaceHandle, LiveInterface};
+pub use interface::{
+    HostInterface, InterfaceError, InterfaceHandle, InterfaceSlot, LiveInterface, PinnedInterface,
+};
 pub use loader::{BinaryOp, OpHandle};
 pub use manager::{Conflict, LiveOp, LoadFailure, PinnedLiveOp, PluginManager};

@@ -476,26 +476,27 @@ impl PluginManager {
     /// interface no plugin implements any more keeps its (empty) slot, so live handles to it
     /// see a provider that comes back.
     fn rebuild_interfaces(&mut self, retired: &mut Vec<crate::rcu::Retired>) {
-        use crate::interface::InterfaceSlot;
         let keys: HashSet<(String, u16)> = self
             .plugins
             .iter()
             .flat_map(|e| &e.plugin.info().interfaces)
             .map(|i| (i.id.clone(), i.major))
             .collect();
-        let mut fresh: HashMap<(String, u16), Vec<crate::InterfaceHandle>> = keys
+        let mut fresh: HashMap<(String, u16), crate::InterfaceSlot> = keys
             .into_iter()
             .map(|(id, major)| {
-                let providers = self.interface_providers(&id, major);
-                ((id, major), providers)
+                let slot = self.interface(&id, major);
+                ((id, major), slot)
             })
             .collect();
-        for (key, live) in &self.by_interface {
-            let providers = fresh.remove(key).unwrap_or_default();
-            retired.push(live.swap(Arc::new(InterfaceSlot { providers })));
+        for ((id, major), live) in &self.by_interface {
+            let slot = fresh
+                .remove(&(id.clone(), *major))
+                .unwrap_or_else(|| self.interface(id, *major));
+            retired.push(live.swap(Arc::new(slot)));
         }
-        for (key, providers) in fresh {
-            let slot = crate::rcu::RcuCell::from_pointee(InterfaceSlot { providers });
+        for (key, slot) in fresh {
+            let slot = crate::rcu::RcuCell::from_pointee(slot);
             self.by_interface.insert(key, Arc::new(slot));
         }
     }
@@ -1233,6 +1234,15 @@ impl PluginManager {
     /// current version (ABI 1.4, `docs/INTERFACES.md`). A plugin in a runner process is among
     /// them only for a bytes interface.
     pub fn interface_providers(&self, id: &str, major: u16) -> Vec<crate::InterfaceHandle> {
+        self.interface(id, major).providers
+    }
+
+    /// The providers of the interface `id` at major `major` now, best first as
+    /// [`Self::interface_providers`] ranks them, with the rollout the settings configure for
+    /// `id` (`[operations."ID"] rollout`) when its candidate is among them: choose one by
+    /// rollout key and fall back to the next with [`crate::InterfaceSlot`]. Each handle pins
+    /// the plugin's current version; with no provider, the slot is empty.
+    pub fn interface(&self, id: &str, major: u16) -> crate::InterfaceSlot {
         let mut ranked: Vec<(u64, crate::InterfaceHandle)> = self
             .plugins
             .iter()
@@ -1244,7 +1254,18 @@ impl PluginManager {
             .collect();
         // Stable: equal ranks keep load order.
         ranked.sort_by_key(|(rank, _)| *rank);
-        ranked.into_iter().map(|(_, handle)| handle).collect()
+        let providers: Vec<_> = ranked.into_iter().map(|(_, handle)| handle).collect();
+        let rollout = self.settings.rollout(id, None).and_then(|(_, r)| {
+            let candidate = providers
+                .iter()
+                .position(|p| p.plugin().name == r.candidate)?;
+            Some((candidate, r.percent))
+        });
+        crate::InterfaceSlot {
+            id: id.to_string(),
+            providers,
+            rollout,
+        }
     }
 
     /// Plugins found and validated but not initialised because the settings disable them.

@@ -218,6 +218,24 @@ pub fn rollout_bucket(key: u64, id: &str) -> u64 {
     fnv1a(rollout_hash(&key.to_le_bytes()), id.as_bytes()) % 10_000
 }
 
+/// Index of the provider, among `providers` best first, that serves rollout key hash `key`
+/// under a rollout of the provider at index `candidate` to `percent` of keys, configured under
+/// `id`: the candidate for the keys whose bucket is below the percent, else the control.
+pub(crate) fn choose(
+    candidate: usize,
+    percent: f64,
+    id: &str,
+    providers: usize,
+    key: u64,
+) -> usize {
+    let bucket = rollout_bucket(key, id) as f64 / 100.0;
+    if bucket < percent {
+        candidate
+    } else {
+        control(candidate, providers)
+    }
+}
+
 /// Statuses that mean the implementation itself failed, so another provider may serve.
 pub(crate) fn is_internal(e: &CallError) -> bool {
     matches!(e.status, Status::Panic | Status::Error)
@@ -261,15 +279,9 @@ impl OpSlot {
 
     /// Index of the provider that serves rollout key hash `key`.
     fn choose(&self, key: u64) -> usize {
-        let Some(rollout) = &self.rollout else {
-            return 0;
-        };
-        let bucket = rollout_bucket(key, &rollout.id) as f64 / 100.0;
-        if bucket < rollout.percent {
-            rollout.candidate
-        } else {
-            control(rollout.candidate, self.providers.len())
-        }
+        self.rollout.as_ref().map_or(0, |r| {
+            choose(r.candidate, r.percent, &r.id, self.providers.len(), key)
+        })
     }
 
     /// The plugin that serves rollout key hash `key` (before any fallback), if any.

@@ -151,6 +151,20 @@ int main(int argc, char **argv) {
         CHECK(calc_iface_call_bytes(text, 0, "a", 1, NULL, &out) == CALC_STATUS_NULL_ARGUMENT,
               "call_bytes NULL writer");
         calc_iface_free(text);
+
+        /* By interface id: the provider the rollout key chooses, with fallback. */
+        out.len = 0;
+        CHECK(calc_host_interface_call_bytes(host, "calc-tests.text", 1, 0, "user-1", 6, "hey", 3,
+                                             collect, &out) == CALC_STATUS_OK &&
+                  out.len == 3 && memcmp(out.data, "HEY", 3) == 0,
+              "interface_call_bytes");
+        CHECK(calc_host_interface_call_bytes(host, "calc-tests.text", 1, 1, NULL, 0, "y", 1,
+                                             collect, &out) == CALC_STATUS_DOMAIN_ERROR &&
+                  strstr(calc_last_error_message(), "refused: y") != NULL,
+              "interface_call_bytes failure, no key");
+        CHECK(calc_host_interface_call_bytes(host, "calc-tests.none", 1, 0, NULL, 0, NULL, 0,
+                                             collect, &out) == CALC_STATUS_NOT_FOUND,
+              "interface_call_bytes without a provider");
     }
 
     /* The handles outlive the host: the plugin stays loaded until the last is freed. */

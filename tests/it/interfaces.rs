@@ -940,3 +940,103 @@ fn providers_of_an_interface_are_ranked_as_operations_are() {
     // Naming an interface's provider is not warned about as an unknown operation.
     assert_eq!(m.notices(), Vec::<String>::new());
 }
+
+#[test]
+fn a_rollout_splits_an_interface_by_key_and_a_failing_provider_falls_back_to_the_next() {
+    use calc_host::manager::{rollout_bucket, rollout_hash};
+    let dir = scratch_dir(&format!("interfaces-rollout-{}", std::process::id()));
+    let a = build_shapes(&dir, "text_a", &["-DTEXT_ONLY", "-DTEXT_NAME=\"text_a\""]);
+    let b = build_shapes(&dir, "text_b", &["-DTEXT_ONLY", "-DTEXT_NAME=\"text_b\""]);
+    // Configured as an operation's rollout is, under the interface id.
+    let mut settings = calc_host::config::Settings::parse(
+        "[operations.\"calc-tests.text\"]\nrollout = { candidate = \"text_b\", percent = 30 }\n",
+        Path::new("test.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    settings.isolation.all = true;
+    settings.isolation.runner = Some(calc_tests::runner_binary().to_path_buf());
+    let mut m = PluginManager::with_settings(settings);
+    m.load_file(&a).unwrap_or_else(|e| panic!("{e}"));
+    m.load_file(&b).unwrap_or_else(|e| panic!("{e}"));
+    let text = m.interface("calc-tests.text", 1);
+    assert_eq!(text.rollout(), Some(("text_b", 30.0)));
+    assert_eq!(text.first().unwrap().plugin().name, "text_a");
+    // A rollout under an interface id is not warned about as one of an unknown operation.
+    assert_eq!(m.notices(), Vec::<String>::new());
+
+    // Each key goes where its bucket says, as an operation's keys do.
+    let mut to_b = 0;
+    for i in 0..2000 {
+        let key = rollout_hash(format!("user-{i}").as_bytes());
+        let want = if rollout_bucket(key, "calc-tests.text") < 3000 {
+            "text_b"
+        } else {
+            "text_a"
+        };
+        assert_eq!(text.serving(key).unwrap().plugin().name, want);
+        let order: Vec<_> = text
+            .in_order(key)
+            .map(|p| p.plugin().name.clone())
+            .collect();
+        let other = if want == "text_a" { "text_b" } else { "text_a" };
+        assert_eq!(order, [want, other]);
+        to_b += usize::from(want == "text_b");
+    }
+    assert!((500..700).contains(&to_b), "{to_b} of 2000 keys to text_b");
+    let key_a = (0..)
+        .map(|i| rollout_hash(format!("user-{i}").as_bytes()))
+        .find(|&k| text.serving(k).unwrap().plugin().name == "text_a")
+        .unwrap();
+    let key_b = (0..)
+        .map(|i| rollout_hash(format!("user-{i}").as_bytes()))
+        .find(|&k| text.serving(k).unwrap().plugin().name == "text_b")
+        .unwrap();
+    let (out, by) = text.call_bytes(UPPER, b"hi", key_b).unwrap();
+    assert_eq!(
+        (out.as_slice(), by.plugin().name.as_str()),
+        (&b"HI"[..], "text_b")
+    );
+
+    // text_a crashes on this input: the call falls back to text_b, which answers.
+    let (out, by) = text.call_bytes(CRASH, b"crash text_a", key_a).unwrap();
+    assert_eq!(out, b"crash text_a");
+    assert_eq!(by.plugin().name, "text_b");
+    assert_eq!(m.health("text_a").unwrap().crashes, 1);
+    assert_eq!(m.health("text_b").unwrap().crashes, 0);
+    // Every provider fails internally: the last failure is the answer.
+    let error = text.call_bytes(CRASH, b"crash", key_b).unwrap_err();
+    assert_eq!(
+        (error.plugin.as_str(), error.status),
+        ("text_a", calc_sdk::Status::Error)
+    );
+    assert_eq!(m.health("text_b").unwrap().crashes, 1);
+    // A domain error is the provider's answer, not a failure: no fallback.
+    let error = text.call_bytes(REFUSE, b"no", key_a).unwrap_err();
+    assert_eq!(
+        (error.plugin.as_str(), error.message.as_str()),
+        ("text_a", "refused: no")
+    );
+
+    // Live handles see the same rollout.
+    let live = m.live_interface("calc-tests.text", 1).unwrap();
+    assert_eq!(live.pin().serving(key_b).unwrap().plugin().name, "text_b");
+    // A rollout whose candidate does not provide the interface is not in force.
+    let mut settings = m.settings().clone();
+    settings
+        .rollouts
+        .get_mut("calc-tests.text")
+        .unwrap()
+        .candidate = "nobody".into();
+    m.set_settings(settings);
+    let text = m.interface("calc-tests.text", 1);
+    assert_eq!(text.rollout(), None);
+    assert_eq!(text.serving(key_b).unwrap().plugin().name, "text_a");
+    // No provider: the slot is empty and a call says so.
+    let none = m.interface("calc-tests.nothing", 1);
+    assert!(none.serving(key_a).is_none());
+    let error = none.call_bytes(UPPER, b"", key_a).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "calc-tests.nothing[0]: no plugin provides the interface"
+    );
+}

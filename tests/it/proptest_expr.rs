@@ -723,10 +723,36 @@ fn c_api_string_inputs_take_arbitrary_bytes() {
                     calc_host_offer_interface(host, s.as_ptr(), 1, 0, VTABLE.as_ptr().cast(), 8);
                 let e_msg = message();
                 let _ = calc_host_interface_count(host, s.as_ptr(), 1);
+                unsafe extern "C" fn sink(
+                    _: *mut std::ffi::c_void,
+                    _: *const std::ffi::c_void,
+                    _: usize,
+                ) {
+                }
+                let f = calc_host_interface_call_bytes(
+                    host,
+                    s.as_ptr(),
+                    1,
+                    0,
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    Some(sink),
+                    std::ptr::null_mut(),
+                );
+                let f_msg = message();
                 calc_expr_free(expr);
                 calc_op_free(op);
                 calc_iface_free(iface);
-                [(a, a_msg), (b, b_msg), (c, c_msg), (d, d_msg), (e, e_msg)]
+                [
+                    (a, a_msg),
+                    (b, b_msg),
+                    (c, c_msg),
+                    (d, d_msg),
+                    (e, e_msg),
+                    (f, f_msg),
+                ]
             };
             for (status, msg) in statuses {
                 prop_assert_ne!(status, CALC_STATUS_INTERNAL, "{:?}: {}", s, msg);

@@ -43,8 +43,10 @@ pub unsafe extern "C" fn calc_host_interface_count(
     })
 }
 
-/// Writes to `*out_iface` a new handle to the `index`-th (0-based, load order) loaded plugin
-/// that implements the interface `id` at major `major`; free it with `calc_iface_free`.
+/// Writes to `*out_iface` a new handle to the `index`-th (0-based, best first) loaded plugin
+/// that implements the interface `id` at major `major`; free it with `calc_iface_free`. Best
+/// first: the provider the settings name for `id`, then the preferred plugins, then load
+/// order, as for an operation.
 /// Returns `CALC_STATUS_NOT_FOUND` when there is no such plugin; `*out_iface` is then
 /// unchanged. `[thread-safe]` Since calc_host 1.3.
 ///
@@ -177,6 +179,73 @@ pub unsafe extern "C" fn calc_iface_call_bytes(
         let output = iface
             .handle
             .call_bytes(slot, input)
+            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
+        if !output.is_empty() {
+            // SAFETY: the caller's writer, called during this call with our live buffer.
+            unsafe { write(writer, output.as_ptr().cast(), output.len()) };
+        }
+        Ok(())
+    })
+}
+
+/// Calls function number `slot` of the bytes interface `id` at major `major` (see
+/// `calc_iface_call_bytes`) on the provider that serves the rollout key `key` (`key_len`
+/// bytes: a user id, a file name; an empty key is a key like any other), and when that
+/// provider fails internally (`CALC_STATUS_ERROR`: a crash, a hang, a limit;
+/// `CALC_STATUS_PANIC`) on the next providers, best first, as an operation falls back (each
+/// fallback logged). The providers are those serving at the time of the call, ranked as
+/// `calc_iface_new` ranks them, with the rollout the settings configure for `id`. Output and
+/// errors as for `calc_iface_call_bytes`; `CALC_STATUS_NOT_FOUND` when no loaded plugin
+/// implements the interface. `[thread-safe]` Since calc_host 1.3.
+///
+/// # Safety
+/// `host` must be NULL or live; `id` NULL or NUL-terminated; `key` valid for `key_len` bytes
+/// and `input` for `input_len` bytes (either may be NULL when its length is 0); `write` NULL
+/// or a function that may be called with `writer` during this call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn calc_host_interface_call_bytes(
+    host: *const calc_host_t,
+    id: *const c_char,
+    major: u16,
+    slot: usize,
+    key: *const c_void,
+    key_len: usize,
+    input: *const c_void,
+    input_len: usize,
+    write: calc_bytes_write_fn,
+    writer: *mut c_void,
+) -> calc_status_t {
+    ffi_status(|| {
+        // SAFETY: forwarded contract.
+        let (host, id, key, input) = unsafe {
+            (
+                handle(host, "host")?,
+                str_arg(id, "id")?,
+                slice_arg(key.cast::<u8>(), key_len, "key")?,
+                slice_arg(input.cast::<u8>(), input_len, "input")?,
+            )
+        };
+        let write = write.ok_or_else(|| ApiError::null("write"))?;
+        let not_found = || {
+            ApiError::new(
+                CALC_STATUS_NOT_FOUND,
+                format!(
+                    "no loaded plugin implements interface '{}' major {major}",
+                    id.escape_debug()
+                ),
+            )
+        };
+        let live = host
+            .manager()
+            .live_interface(id, major)
+            .ok_or_else(not_found)?;
+        let providers = live.pin();
+        if providers.providers().is_empty() {
+            return Err(not_found());
+        }
+        let (output, _) = providers
+            .call_bytes(slot, input, crate::manager::rollout_hash(key))
             .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
         if !output.is_empty() {
             // SAFETY: the caller's writer, called during this call with our live buffer.
