@@ -267,3 +267,162 @@ fn textlint_stdin_reloads_a_rebuilt_plugin_and_its_count_carries_over() {
         "{stderr}"
     );
 }
+
+/// `calc-abi`, the tool an application runs on its own interface's headers.
+fn calc_abi(args: &[&std::ffi::OsStr]) -> Output {
+    let dir = cargo_build(&["calc-abi"]).unwrap_or_else(|e| panic!("{e}"));
+    Command::new(dir.join(format!("calc-abi{}", std::env::consts::EXE_SUFFIX)))
+        .current_dir(workspace_root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+#[test]
+fn textlint_h_is_generated_from_the_rust_definition_by_calc_abi() {
+    let config = "apps/textlint/interface/cbindgen.toml";
+    let source = "apps/textlint/interface/src/abi.rs";
+    let header = "apps/textlint/include/textlint.h";
+    let out = calc_abi(&[
+        os("header"),
+        os("--config"),
+        os(config),
+        os("--out"),
+        os(header),
+        os("--check"),
+        os(source),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A header that differs is reported, not written.
+    let stale = scratch_dir(&format!("textlint-abi-stale-{}", std::process::id())).join("t.h");
+    std::fs::write(&stale, "/* old */\n").unwrap();
+    let out = calc_abi(&[
+        os("header"),
+        os("--config"),
+        os(config),
+        os("--out"),
+        stale.as_os_str(),
+        os("--check"),
+        os(source),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "calc-abi: {}: out of date (run calc-abi header without --check)\n",
+            stale.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&stale).unwrap(), "/* old */\n");
+    // Written when asked, the same text as the checked-in header.
+    let out = calc_abi(&[
+        os("header"),
+        os("--config"),
+        os(config),
+        os("--out"),
+        stale.as_os_str(),
+        os(source),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&stale).unwrap(),
+        std::fs::read_to_string(workspace_root().join(header)).unwrap()
+    );
+}
+
+/// `calc-abi check` on textlint's headers: `frozen` against the headers in `today`.
+fn abi_check(today: &Path) -> Output {
+    calc_abi(&[
+        os("check"),
+        os("--frozen"),
+        os("apps/textlint/abi"),
+        os("--today"),
+        today.as_os_str(),
+        os("-I"),
+        os("include"),
+        os("--growing"),
+        os("TEXTLINT_INTERFACE_MINOR"),
+    ])
+}
+
+#[test]
+fn textlint_h_only_appends_to_its_released_versions() {
+    calc_tests::require_tools!(Libclang);
+    let out = abi_check(&workspace_root().join("apps/textlint/include"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("1 frozen header(s): today's only append"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Edits that break plugins built against 1.0 are refused, one line each; an appended
+    // function with a new minor is not.
+    let today = workspace_root().join("apps/textlint/include/textlint.h");
+    let today = std::fs::read_to_string(today).unwrap();
+    let dir = scratch_dir(&format!("textlint-abi-{}", std::process::id()));
+    let cases = [
+        (
+            "check removed",
+            today.replace("    calc_bytes_fn check;\n", ""),
+            "field textlint_vtable_t.check was removed",
+        ),
+        (
+            "a function inserted before check",
+            today.replace(
+                "    calc_bytes_fn check;\n",
+                "    calc_bytes_fn fix;\n    calc_bytes_fn check;\n",
+            ),
+            "field textlint_vtable_t.check moved from offset 8 to 16",
+        ),
+        (
+            "the major changed",
+            today.replace(
+                "#define TEXTLINT_INTERFACE_MAJOR 1",
+                "#define TEXTLINT_INTERFACE_MAJOR 2",
+            ),
+            "constant TEXTLINT_INTERFACE_MAJOR changed from 1 to 2",
+        ),
+        (
+            "the id changed",
+            today.replace("\"calc-apps.lint\"", "\"calc-apps.lint2\""),
+            "constant TEXTLINT_INTERFACE_ID changed",
+        ),
+        (
+            "an appended function with a new minor",
+            today
+                .replace(
+                    "    calc_bytes_fn check;\n",
+                    "    calc_bytes_fn check;\n    calc_bytes_fn fix;\n",
+                )
+                .replace(
+                    "#define TEXTLINT_INTERFACE_MINOR 0",
+                    "#define TEXTLINT_INTERFACE_MINOR 1",
+                ),
+            "",
+        ),
+    ];
+    for (i, (case, header, expect)) in cases.iter().enumerate() {
+        assert_ne!(header, &today, "{case}: the edit applied");
+        let include = dir.join(i.to_string());
+        std::fs::create_dir_all(&include).unwrap();
+        std::fs::write(include.join("textlint.h"), header).unwrap();
+        let out = abi_check(&include);
+        let stderr = text(&out.stderr);
+        if expect.is_empty() {
+            assert!(out.status.success(), "{case}: {stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.starts_with("calc-abi: ") && l.contains(expect)),
+                "{case}: expected {expect:?} in\n{stderr}"
+            );
+        }
+    }
+}

@@ -151,6 +151,20 @@ pub fn generate_host_header(root: &Path) -> Result<String, String> {
     String::from_utf8(out).map_err(|e| format!("cbindgen wrote non-UTF-8: {e}"))
 }
 
+/// textlint's plugin interface header (the second application's, apps/textlint).
+pub const TEXTLINT_HEADER: &str = "apps/textlint/include/textlint.h";
+
+/// Generates textlint's header from `apps/textlint/interface/src/abi.rs` and its
+/// `cbindgen.toml`, as an application does with `calc-abi header` (docs/INTERFACES.md).
+pub fn generate_textlint_header(root: &Path) -> Result<String, String> {
+    let crate_dir = root.join("apps/textlint/interface");
+    calc_abi::generate::header(
+        &[crate_dir.join("src/abi.rs")],
+        &crate_dir.join("cbindgen.toml"),
+        None,
+    )
+}
+
 /// Every generated header: its path relative to the workspace root, and its expected text.
 pub fn generated_headers(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     Ok(vec![
@@ -161,6 +175,10 @@ pub fn generated_headers(root: &Path) -> Result<Vec<(PathBuf, String)>, String> 
         (
             PathBuf::from("include/calc_host.h"),
             generate_host_header(root)?,
+        ),
+        (
+            PathBuf::from(TEXTLINT_HEADER),
+            generate_textlint_header(root)?,
         ),
     ])
 }

@@ -10,8 +10,9 @@ tasks:
   demo            build the calc CLI, libcalc_host (.so and .a, the C API) and every example
                   plugin (C, C++ and Rust) into target/debug/, put the plugins in
                   target/debug/plugins/ and run the calculator on them
-  headers         regenerate include/*.h from the Rust ABI definitions
-  headers --check fail if include/*.h differ from what the Rust definitions generate
+  headers         regenerate include/*.h and apps/textlint/include/textlint.h from their Rust
+                  definitions
+  headers --check fail if those headers differ from what the Rust definitions generate
   install --prefix DIR [--debug]
                   build libcalc_host (shared and static) and the calc CLI (release, or debug
                   with --debug) and install them with the headers, the CMake package

@@ -1,24 +1,12 @@
-//! The Rust side of textlint's plugin interface, `calc-apps.lint` 1.0 (the C side is
-//! `apps/textlint/include/textlint.h`): implement [`Lint`] and list [`lint::<Self>()`](lint) in
+//! The Rust side of textlint's plugin interface, `calc-apps.lint` 1.0 (the C side,
+//! `apps/textlint/include/textlint.h`, is generated from [`abi`]): implement [`Lint`] and list [`lint::<Self>()`](lint) in
 //! `Plugin::INTERFACES`, with no `unsafe` of your own.
 
-use calc_sdk::abi::calc_bytes_fn;
 use calc_sdk::interface::Interface;
 use calc_sdk::{CalcError, Plugin};
 
-/// The interface's id.
-pub const ID: &str = "calc-apps.lint";
-/// The interface's major version.
-pub const MAJOR: u16 = 1;
-
-/// `textlint_vtable_t`.
-#[repr(C)]
-pub struct LintVtable {
-    /// Slot 0: the extensions the plugin checks.
-    pub extensions: calc_bytes_fn,
-    /// Slot 1: checks one file.
-    pub check: calc_bytes_fn,
-}
+pub mod abi;
+pub use abi::{LintVtable, ID, ID_C, MAJOR, MINOR};
 
 /// One finding in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +35,7 @@ pub trait Lint: Plugin {
 
 /// The entry of `Plugin::INTERFACES` for `calc-apps.lint` 1.0.
 pub const fn lint<P: Lint>() -> Interface {
-    Interface::bytes(c"calc-apps.lint", MAJOR, 0, &P::LINT_VTABLE)
+    Interface::bytes(ID_C, MAJOR, MINOR, &P::LINT_VTABLE)
 }
 
 calc_sdk::bytes_fn!(
@@ -67,3 +55,16 @@ calc_sdk::bytes_fn!(
         Ok(out.into_bytes())
     }
 );
+
+#[cfg(test)]
+mod tests {
+    /// The header's id is written in its cbindgen configuration (cbindgen writes no string
+    /// constants): it must be [`super::ID`], as the C string the SDK entry uses is.
+    #[test]
+    fn the_c_header_and_the_entry_name_the_interface_id() {
+        let header = include_str!("../../include/textlint.h");
+        let define = format!("#define TEXTLINT_INTERFACE_ID \"{}\"\n", super::ID);
+        assert!(header.contains(&define), "textlint.h lacks {define:?}");
+        assert_eq!(super::ID_C.to_str(), Ok(super::ID));
+    }
+}

@@ -6,8 +6,7 @@
 //! carry clang's numbers. That source is parsed with `syn`, so nothing here depends on how
 //! bindgen formats or wraps its output.
 //!
-//! Shared by the `bindgen_layout` and `abi_stability` test binaries (each uses part of it).
-#![allow(dead_code)]
+//! libclang is loaded at run time: without it, [`parse_header`] returns an error that says so.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,8 +84,9 @@ fn regex_escape(text: &str) -> String {
 }
 
 /// Runs bindgen over `header` (with layout tests) and returns the generated Rust source,
-/// restricted to the items the header itself declares.
-pub fn bindgen_source(header: &Path) -> Result<String, String> {
+/// restricted to the items the header itself declares. The header's own folder and `search`
+/// are searched for what it includes.
+pub fn bindgen_source(header: &Path, search: &[std::path::PathBuf]) -> Result<String, String> {
     let header = header
         .canonicalize()
         .map_err(|e| format!("{}: {e}", header.display()))?;
@@ -95,6 +95,7 @@ pub fn bindgen_source(header: &Path) -> Result<String, String> {
     let bindings = bindgen::Builder::default()
         .header(text)
         .clang_arg(format!("-I{}", dir.display()))
+        .clang_args(search.iter().map(|d| format!("-I{}", d.display())))
         .allowlist_file(regex_escape(text))
         .allowlist_recursively(false)
         .layout_tests(true)
@@ -104,9 +105,26 @@ pub fn bindgen_source(header: &Path) -> Result<String, String> {
     Ok(bindings.to_string())
 }
 
+/// Loads libclang (which bindgen needs, and would panic without), or says how to install it.
+pub fn ensure_libclang() -> Result<(), String> {
+    if clang_sys::is_loaded() {
+        return Ok(());
+    }
+    clang_sys::load().map_err(|e| {
+        format!("reading C headers needs libclang (Debian/Ubuntu package libclang-dev): {e}")
+    })
+}
+
 /// Parses `header` with clang (through bindgen).
 pub fn parse_header(header: &Path) -> Result<Header, String> {
-    let source = bindgen_source(header)?;
+    parse_header_in(header, &[])
+}
+
+/// Parses `header` with clang (through bindgen), searching `search` too for what it includes
+/// (the folder of `calc_plugin.h`, for an interface's header).
+pub fn parse_header_in(header: &Path, search: &[std::path::PathBuf]) -> Result<Header, String> {
+    ensure_libclang()?;
+    let source = bindgen_source(header, search)?;
     parse_bindings(&source).map_err(|e| format!("{}: {e}", header.display()))
 }
 
@@ -295,12 +313,15 @@ pub fn parse_bindings(source: &str) -> Result<Header, String> {
 }
 
 /// Every `*.h` directly in `dir`, sorted.
-pub fn headers_in(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut headers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "h"))
-        .collect();
+pub fn headers_in(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut headers = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        if path.extension().is_some_and(|x| x == "h") {
+            headers.push(path);
+        }
+    }
     headers.sort();
-    headers
+    Ok(headers)
 }
