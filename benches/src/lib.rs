@@ -138,22 +138,52 @@ pub fn compare_loops(
 
 /// Runs `time(i)` for each of `n` candidates in turn, `rounds` times, and returns each
 /// candidate's median and its median paired ratio to candidate 0 (see [`compare_paired`]).
-fn paired_rounds(
-    rounds: usize,
-    n: usize,
-    mut time: impl FnMut(usize) -> f64,
-) -> (Vec<f64>, Vec<f64>) {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
-    for _ in 0..rounds {
-        for (i, s) in samples.iter_mut().enumerate() {
-            s.push(time(i));
+fn paired_rounds(rounds: usize, n: usize, time: impl FnMut(usize) -> f64) -> (Vec<f64>, Vec<f64>) {
+    let rounds = Rounds::run(rounds, n, time);
+    let ratios = (0..n).map(|i| rounds.ratio(i, 0)).collect();
+    ((0..n).map(|i| rounds.median(i)).collect(), ratios)
+}
+
+/// Every round's figure of every candidate, for ratios to any of them.
+pub struct Rounds(Vec<Vec<f64>>);
+
+impl Rounds {
+    /// Runs `time(i)` for each of `n` candidates in turn, `rounds` times.
+    pub fn run(rounds: usize, n: usize, mut time: impl FnMut(usize) -> f64) -> Rounds {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
+        for _ in 0..rounds {
+            for (i, s) in samples.iter_mut().enumerate() {
+                s.push(time(i));
+            }
         }
+        Rounds(samples)
     }
-    let ratios = samples
-        .iter()
-        .map(|s| median(s.iter().zip(&samples[0]).map(|(t, r)| t / r).collect()))
-        .collect();
-    (samples.into_iter().map(median).collect(), ratios)
+
+    /// Candidate `i`'s median figure.
+    pub fn median(&self, i: usize) -> f64 {
+        median(self.0[i].clone())
+    }
+
+    /// The median over rounds of candidate `i`'s figure over candidate `reference`'s in the
+    /// same round.
+    pub fn ratio(&self, i: usize, reference: usize) -> f64 {
+        median(
+            self.0[i]
+                .iter()
+                .zip(&self.0[reference])
+                .map(|(t, r)| t / r)
+                .collect(),
+        )
+    }
+}
+
+/// As [`compare_loops`], returning every round's figures (see [`Rounds`]).
+pub fn compare_loops_rounds(
+    rounds: usize,
+    iters: u64,
+    candidates: &mut [(&str, &mut dyn FnMut(u64) -> f64)],
+) -> Rounds {
+    Rounds::run(rounds, candidates.len(), |i| (candidates[i].1)(iters))
 }
 
 /// Prints one table row with a paired ratio (see [`compare_paired`]).

@@ -974,6 +974,9 @@ pub struct OpHandle {
     /// `max_arity - min_arity` (`usize::MAX - min_arity` when variadic): one unsigned
     /// comparison, `len - min <= span` (wrapping), checks both bounds.
     arity_span: usize,
+    /// Bit `n` set when `n` operands (`n < 64`) are within the arity: with the count known
+    /// where the call is inlined (`&[a, b]`), the check is one bit test of this word.
+    accepts: u64,
     index: usize,
     plugin: Arc<LoadedPlugin>,
 }
@@ -1010,6 +1013,9 @@ impl OpHandle {
             // Variadic: `usize::MAX - min`, so that a count below `min`, which wraps to at least
             // `usize::MAX - min + 1`, is still refused.
             arity_span: max.map_or(usize::MAX - min as usize, |m| (m - min) as usize),
+            accepts: (0..64u32)
+                .filter(|&n| n >= min && max.is_none_or(|m| n <= m))
+                .fold(0, |bits, n| bits | 1 << n),
             index,
             plugin: Arc::clone(plugin),
         })
@@ -1034,8 +1040,14 @@ impl OpHandle {
     /// plugin.
     #[inline]
     pub fn call(&self, args: &[f64]) -> Result<f64, CallError> {
-        if args.len().wrapping_sub(self.min_arity) > self.arity_span {
-            return Err(self.arity_error(args.len()));
+        let n = args.len();
+        let accepted = if n < 64 {
+            self.accepts >> n & 1 != 0
+        } else {
+            n.wrapping_sub(self.min_arity) <= self.arity_span
+        };
+        if !accepted {
+            return Err(self.arity_error(n));
         }
         // SAFETY: the operand count was just checked against the operation's arity.
         unsafe { self.call_checked(args) }

@@ -262,6 +262,8 @@ impl OpSlot {
         self.providers.is_empty()
     }
 
+    #[cold]
+    #[inline(never)]
     fn gone(&self) -> CallError {
         CallError::new(crate::error::CallErrorDetails {
             operation: self.key.clone(),
@@ -349,13 +351,12 @@ impl std::fmt::Debug for LiveOp {
 impl LiveOp {
     /// Calls the version serving now (its primary implementation). A call in flight keeps its
     /// version loaded until it returns.
-    #[inline]
+    #[inline(always)]
     pub fn call(&self, args: &[f64]) -> Result<f64, CallError> {
-        let slot = self.slot.load();
-        match &slot.first {
+        self.slot.read(|slot| match &slot.first {
             Some(handle) => handle.call(args),
             None => Err(slot.gone()),
-        }
+        })
     }
 
     /// Calls the version serving now over whole columns (see [`OpHandle::call_batch`]): one

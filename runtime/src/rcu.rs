@@ -2,14 +2,15 @@
 //! cheap as a pinned one.
 //!
 //! A reader (a call through a `LiveOp` or a compiled expression) marks its thread as "inside"
-//! with two stores to a thread-local sequence number (plain moves on x86) and a compiler fence,
-//! then loads the cell's pointer; no lock, no allocation, no reference count and no shared cache
-//! line is written. A writer (a reload) swaps the pointer and waits for a grace period: after a
+//! by storing the process's grace-period counter into its thread's mark (a plain move on x86)
+//! behind a compiler fence, then loads the cell's pointer, and stores 0 when it leaves; no
+//! lock, no allocation, no reference count and no shared cache line is written. A writer (a
+//! reload) swaps the pointer, raises the counter and waits for a grace period: after a
 //! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` system call, which makes every thread of the
 //! process execute a full memory barrier, every reader that could still see the old value is
-//! one whose sequence number was odd at that moment; the writer waits until each of those has
-//! moved on, then drops the old value (which may unload a library). This is the "memb" flavour
-//! of userspace RCU. Where `membarrier` is unavailable, readers use a real fence instead
+//! one whose mark held a counter older than the writer's at that moment; the writer waits until
+//! each of those has left, then drops the old value (which may unload a library). This is the
+//! "memb" flavour of userspace RCU, with liburcu's 64-bit counter. Where `membarrier` is unavailable, readers use a real fence instead
 //! (slower, same guarantees). A reader stuck in a plugin for longer than
 //! [`GRACE_WAIT`] does not block the writer: the old value is handed to a reclaimer thread that
 //! drops it once the reader has left.
@@ -66,49 +67,88 @@ mod sync {
 /// How long a writer waits for readers before handing the old value to the reclaimer thread.
 pub const GRACE_WAIT: Duration = Duration::from_millis(50);
 
+/// [`Reader::ctr`] outside any read-side section.
+const OUTSIDE: u64 = 0;
+
 /// One reading thread's state.
 struct Reader {
-    /// Even: outside any read-side section; odd: inside. Written only by its thread.
-    seq: AtomicU64,
-    /// Copy of the process-wide membarrier flag, next to `seq` so the fast path reads one line.
+    /// [`OUTSIDE`], or inside a section: this reader's copy of the grace-period counter
+    /// ([`Reader::gp`]) as it was when the outermost section began. Written only by its thread.
+    ctr: AtomicU64,
+    /// This reader's copy of the domain's grace-period counter ([`Domain::gp`]), raised by
+    /// every writer before its barrier: on the line the fast path touches anyway, so a section
+    /// reads no shared line (and, in a position-independent program, no address table) to
+    /// take its mark.
+    gp: AtomicU64,
+    /// Copy of the process-wide membarrier flag, next to `ctr` so the fast path reads one line.
     membarrier: bool,
     /// Set when the thread has exited; it can no longer be inside a section.
     dead: AtomicBool,
 }
 
 impl Reader {
-    /// Marks this thread inside a read-side section; returns the sequence number that
-    /// [`Reader::leave`] publishes when the section ends. Sections nest.
-    #[inline]
+    /// Marks this thread inside a read-side section; returns what
+    /// [`Reader::leave`] needs: 1 for an outermost section, 0 for one nested in another
+    /// section of this thread (whose mark already protects it).
+    ///
+    /// A reader stores only the domain's counter and a constant, never a value computed from
+    /// its previous store, so a loop of sections carries no dependency from one section's last
+    /// store to the next one's first (a store-to-load forwarding each time); the counter tells
+    /// a writer one section from the next (liburcu's scheme). The nesting test reads this
+    /// thread's own mark, but only to branch, which the processor predicts.
+    ///
+    /// The model checks' entry: they run readers with fences (`membarrier` is beyond loom),
+    /// whereas every reader a program registers has `membarrier` and enters through
+    /// [`Reader::enter_outermost`] (from `Section` and [`RcuCell::read`]), the same steps with
+    /// a compiler fence for the real one.
+    #[cfg(all(test, loom))]
     fn enter(&self) -> u64 {
-        // Branch-free nesting: entering marks the sequence odd (a no-op store when an outer
-        // section on this thread already did), and leaving publishes `seq + 2` for an outermost
-        // section but restores the outer section's odd mark for a nested one.
-        let seq = self.seq.load(Ordering::Relaxed);
-        // Release (a plain store on x86, like Relaxed): a writer that reads this mark must also
-        // see everything this thread did in its previous section, which ended with a release
-        // store of its own that this one overwrites. With Relaxed, a writer waiting for that
-        // section to end could read this mark, see the sequence move on, and free the value the
-        // section used without the reads of it happening before the free (a data race in the
-        // memory model; found by `loom_tests`).
-        self.seq.store(seq | 1, Ordering::Release);
+        if self.ctr.load(Ordering::Relaxed) != OUTSIDE {
+            return 0;
+        }
+        self.mark();
         if self.membarrier {
             // The writer's membarrier supplies the StoreLoad barrier: only keep the compiler
             // from moving the pointer load above the store.
             compiler_fence(Ordering::SeqCst);
         } else {
             // Pairs with the writer's fence in `global_barrier`: either this thread's next
-            // pointer load sees the writer's swap, or the writer sees the odd mark.
+            // pointer load sees the writer's swap, or the writer sees the mark.
             fence(Ordering::SeqCst);
         }
-        seq + ((!seq & 1) << 1)
+        1
+    }
+
+    /// Stores the mark of an outermost section.
+    #[inline(always)]
+    fn mark(&self) {
+        // Acquire: a reader that sees a writer's raise sees the swap made before it, so its
+        // pointer load returns the new value (and the writer need not wait for it).
+        let snapshot = self.gp.load(Ordering::Acquire);
+        // Release (a plain store on x86, like Relaxed): a writer that reads this mark must also
+        // see everything this thread did in its previous section, which ended with a release
+        // store of its own that this one overwrites (found by `loom_tests`).
+        self.ctr.store(snapshot, Ordering::Release);
+    }
+
+    /// [`Reader::enter`] for a thread outside any section whose writers use `membarrier`
+    /// (every reader [`RcuCell::read`] sees: only such readers are registered for threads);
+    /// leave with `leave(1)`.
+    #[inline(always)]
+    fn enter_outermost(&self) {
+        debug_assert!(self.membarrier && self.ctr.load(Ordering::Relaxed) == OUTSIDE);
+        self.mark();
+        // As in `enter`.
+        compiler_fence(Ordering::SeqCst);
     }
 
     /// Ends the section [`Reader::enter`] opened, given what it returned.
     #[inline]
-    fn leave(&self, exit_seq: u64) {
-        // Release: every read of the old value happens before a writer sees us leave.
-        self.seq.store(exit_seq, Ordering::Release);
+    fn leave(&self, outermost: u64) {
+        if outermost != 0 {
+            // Release: every read of the old value happens before a writer sees us leave.
+            self.ctr.store(OUTSIDE, Ordering::Release);
+        }
     }
 }
 
@@ -117,8 +157,13 @@ impl Reader {
 struct Domain {
     /// Every reader that ever registered (pruned of dead ones by writers).
     readers: sync::Mutex<Vec<sync::Arc<Reader>>>,
-    /// Readers without a registered `Reader` (threads being torn down): counted here.
+    /// Readers without a registered `Reader` (threads being torn down, or every thread of a
+    /// process without `membarrier`): counted here.
     fallback: AtomicUsize,
+    /// The grace-period counter: odd, never 0, raised by 2 by each writer's wait. A reader
+    /// inside holds the value it had when its section began; one that holds a value older than
+    /// a writer's increment may see the value that writer swapped out.
+    gp: AtomicU64,
 }
 
 impl Domain {
@@ -127,6 +172,7 @@ impl Domain {
         Domain {
             readers: sync::Mutex::new(Vec::new()),
             fallback: AtomicUsize::new(0),
+            gp: AtomicU64::new(1),
         }
     }
 
@@ -136,21 +182,23 @@ impl Domain {
         Domain {
             readers: sync::Mutex::new(Vec::new()),
             fallback: AtomicUsize::new(0),
+            gp: AtomicU64::new(1),
         }
     }
 
     /// A new reader in this domain; `membarrier` says whether writers' barriers are
     /// `membarrier` system calls (see `global_barrier`).
     fn register(&self, membarrier: bool) -> sync::Arc<Reader> {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock writers raise copies under: a writer raises this copy, or this load
+        // sees its raise of the domain's counter (and so its swap: SeqCst on both sides).
         let reader = sync::Arc::new(Reader {
-            seq: AtomicU64::new(0),
+            ctr: AtomicU64::new(OUTSIDE),
+            gp: AtomicU64::new(self.gp.load(Ordering::SeqCst)),
             membarrier,
             dead: AtomicBool::new(false),
         });
-        self.readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sync::Arc::clone(&reader));
+        readers.push(sync::Arc::clone(&reader));
         reader
     }
 
@@ -172,20 +220,33 @@ impl Domain {
     /// runs each time a reader is still inside (it backs off), and returns false to give up,
     /// making this return false.
     fn synchronize(&self, mut keep_waiting: impl FnMut() -> bool) -> bool {
-        global_barrier();
-        let inside: Vec<(sync::Arc<Reader>, u64)> = {
+        // SeqCst, after the caller's swap: a reader whose section takes this value (or a later
+        // one) also sees the swap; a reader with an older value may not.
+        let target = self.gp.fetch_add(2, Ordering::SeqCst) + 2;
+        let old = |r: &Reader| {
+            let c = r.ctr.load(Ordering::Acquire);
+            c != OUTSIDE && c < target
+        };
+        let inside: Vec<sync::Arc<Reader>> = {
             let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             readers.retain(|r| !r.dead.load(Ordering::Acquire));
+            // Each reader's copy, before the barrier: a section that begins after it reads
+            // `target` or later. A maximum, as writers may get here out of order.
+            for r in readers.iter() {
+                r.gp.fetch_max(target, Ordering::AcqRel);
+            }
+            global_barrier();
             readers
                 .iter()
-                .filter_map(|r| {
-                    let s = r.seq.load(Ordering::Acquire);
-                    (s & 1 == 1).then(|| (sync::Arc::clone(r), s))
-                })
+                .filter(|r| old(r))
+                .map(sync::Arc::clone)
                 .collect()
         };
-        for (r, s) in inside {
-            while r.seq.load(Ordering::Acquire) == s && !r.dead.load(Ordering::Acquire) {
+        // A reader that left and entered again took a counter of `target` or later (after the
+        // barrier above, its loads see the increment), so "older than target" ends once the
+        // section the barrier saw has ended.
+        for r in inside {
+            while old(&r) && !r.dead.load(Ordering::Acquire) {
                 if !keep_waiting() {
                     return false;
                 }
@@ -301,6 +362,12 @@ impl Drop for Registration {
 
 #[cold]
 fn register_reader() -> *const Reader {
+    // Without membarrier a registered reader would have to fence in every section; the
+    // global count does that too, so such a process registers none, and the fast path of
+    // `RcuCell::read` can leave the fence out. (Decided before the first cell existed.)
+    if !membarrier_ready() {
+        return std::ptr::null();
+    }
     let r = OWNER
         .try_with(|o| sync::Arc::as_ptr(&o.0))
         .unwrap_or(std::ptr::null());
@@ -310,34 +377,59 @@ fn register_reader() -> *const Reader {
 
 /// An open read-side section; the value read under it stays valid while it lives.
 struct Section {
-    /// This thread's reader, or NULL for the global fallback count.
+    /// This thread's reader when this section is its outermost one (it leaves on drop); NULL
+    /// for a nested section (nothing to do) or a counted one (`counted`).
     reader: *const Reader,
-    /// What [`Reader::enter`] returned. Unused for the fallback.
-    exit_seq: u64,
+    /// Whether the section is in the global fallback count.
+    counted: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Section {
     #[inline]
     fn enter() -> Section {
-        let mut reader = LOCAL.with(|local| local.reader.get());
+        let reader = LOCAL.with(|local| local.reader.get());
         if reader.is_null() {
-            reader = register_reader();
-            if reader.is_null() {
-                DOMAIN.enter_fallback();
-                return Section {
-                    reader,
-                    exit_seq: 0,
-                    _not_send: PhantomData,
-                };
-            }
+            return Self::enter_unregistered();
         }
         // SAFETY: `reader` points to this thread's registered `Reader`, kept alive by the `OWNER`
         // registration (and the global list) for the life of the thread.
-        let exit_seq = unsafe { &*reader }.enter();
+        let r = unsafe { &*reader };
+        if r.ctr.load(Ordering::Relaxed) != OUTSIDE {
+            // Nested: the outer section's mark protects this one.
+            return Section {
+                reader: std::ptr::null(),
+                counted: false,
+                _not_send: PhantomData,
+            };
+        }
+        r.enter_outermost();
         Section {
             reader,
-            exit_seq,
+            counted: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The first section of a thread (which registers it), or one on a thread that cannot
+    /// have a reader (being torn down, or a process without `membarrier`).
+    #[cold]
+    #[inline(never)]
+    fn enter_unregistered() -> Section {
+        let reader = register_reader();
+        if reader.is_null() {
+            DOMAIN.enter_fallback();
+            return Section {
+                reader,
+                counted: true,
+                _not_send: PhantomData,
+            };
+        }
+        // SAFETY: as in `enter`; a thread's first section is its outermost.
+        unsafe { &*reader }.enter_outermost();
+        Section {
+            reader,
+            counted: false,
             _not_send: PhantomData,
         }
     }
@@ -346,11 +438,11 @@ impl Section {
 impl Drop for Section {
     #[inline]
     fn drop(&mut self) {
-        if self.reader.is_null() {
-            DOMAIN.leave_fallback();
-        } else {
+        if !self.reader.is_null() {
             // SAFETY: as in `enter`.
-            unsafe { &*self.reader }.leave(self.exit_seq);
+            unsafe { &*self.reader }.leave(1);
+        } else if self.counted {
+            DOMAIN.leave_fallback();
         }
     }
 }
@@ -477,6 +569,41 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
             value,
             _section: section,
         }
+    }
+
+    /// Calls `f` with the current value, inside a read-side section that ends when `f`
+    /// returns (or unwinds): what [`Self::load`] does, with the common case (an outermost
+    /// section on a registered thread) compiled straight through, so that a hot call through a
+    /// cell costs a few plain moves more than a pinned one (`docs/PERFORMANCE.md`). Nested
+    /// sections and threads being torn down take [`Self::load`]'s path.
+    #[inline(always)]
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let reader = LOCAL.with(|local| local.reader.get());
+        // SAFETY: a non-null `reader` is this thread's registered `Reader` (see `Section`).
+        if reader.is_null() || unsafe { &*reader }.ctr.load(Ordering::Relaxed) != 0 {
+            return self.read_slow(f);
+        }
+        // SAFETY: as above.
+        let reader = unsafe { &*reader };
+        reader.enter_outermost();
+        /// Leaves the section, also when `f` unwinds.
+        struct Leave<'r>(&'r Reader);
+        impl Drop for Leave<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.0.leave(1);
+            }
+        }
+        let _leave = Leave(reader);
+        // SAFETY: as in `load`: `p` is the live `Arc` allocation the cell owns, released only
+        // after a grace period, which waits for this section to end.
+        f(unsafe { &*self.current() })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_slow<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.load())
     }
 
     /// A strong reference to the current value (for keeping it beyond a short read).
