@@ -50,8 +50,33 @@ struct Repl {
     manager: Arc<Mutex<PluginManager>>,
     /// The plugin directories, for `:reload`.
     dirs: Vec<PathBuf>,
+    /// What the event printer has printed, for `:reload` to print its summary after them.
+    printed: Arc<Printed>,
     vars: BTreeMap<String, f64>,
     rollout_key: Option<String>,
+}
+
+/// How many of the manager's own events (see `PluginManager::events_sent`) the event printer
+/// has printed.
+#[derive(Default)]
+struct Printed {
+    count: Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Printed {
+    fn one_more(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `sent` events are printed, or `limit` passed (the printer may be gone).
+    fn wait_for(&self, sent: u64, limit: std::time::Duration) {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(count, limit, |printed| *printed < sent);
+    }
 }
 
 fn lock(manager: &Mutex<PluginManager>) -> MutexGuard<'_, PluginManager> {
@@ -228,6 +253,11 @@ impl Repl {
                 None => {}
             }
         }
+        let sent = manager.events_sent();
+        drop(manager);
+        // The events print on the printer's thread: the summary comes after them.
+        self.printed
+            .wait_for(sent, std::time::Duration::from_secs(5));
         println!("reloaded {ok} files, {failed} failed, {removed} removed");
     }
 }
@@ -247,6 +277,7 @@ fn print_events(
     events: Receiver<HostEvent>,
     mut print: Box<dyn FnMut(String) + Send>,
     quitting: Arc<AtomicBool>,
+    printed: Arc<Printed>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("calc-events".into())
@@ -256,10 +287,14 @@ fn print_events(
                     break;
                 }
                 // The manager logs the others when it reports them.
-                if matches!(event, HostEvent::Unloaded { .. }) {
+                let unloaded = matches!(event, HostEvent::Unloaded { .. });
+                if unloaded {
                     tracing::info!("{event}");
                 }
                 print(format!("calc: {event}"));
+                if !unloaded {
+                    printed.one_more();
+                }
             }
         });
     if let Err(e) = spawned {
@@ -319,7 +354,13 @@ pub(crate) fn run(cli: &Cli, watch: bool) -> u8 {
     } else {
         plain_printer()
     };
-    print_events(received, printer, Arc::clone(&quitting));
+    let printed = Arc::new(Printed::default());
+    print_events(
+        received,
+        printer,
+        Arc::clone(&quitting),
+        Arc::clone(&printed),
+    );
 
     let auto_reload: Option<AutoReload> = watch
         .then(|| {
@@ -350,6 +391,7 @@ pub(crate) fn run(cli: &Cli, watch: bool) -> u8 {
     let mut repl = Repl {
         manager,
         dirs,
+        printed,
         vars: BTreeMap::new(),
         rollout_key: cli.rollout_key.clone(),
     };

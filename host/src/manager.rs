@@ -77,6 +77,8 @@ pub struct PluginManager {
     /// Per-call limits of in-process plugins with a configured timeout, by plugin name.
     limits: BTreeMap<String, Arc<CallLimit>>,
     events: Option<Sender<HostEvent>>,
+    /// How many events [`Self::emit`] sent (see [`Self::events_sent`]).
+    events_sent: std::sync::atomic::AtomicU64,
     /// Validates each file in a child before it is opened here (`[isolation] vet`,
     /// [`Self::vet_with`]), and remembers the verdicts.
     vetting: std::sync::Mutex<Vetting>,
@@ -181,8 +183,19 @@ impl PluginManager {
     fn emit(&self, event: HostEvent) {
         tracing::info!("{event}");
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            if tx.send(event).is_ok() {
+                self.events_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
+    }
+
+    /// How many events this manager has sent to the channel of [`Self::report_events_to`] so
+    /// far, unloads aside (an old version's library reports its own unload when it goes, maybe
+    /// later, from another thread). A consumer that counts what it received can wait for it
+    /// to reach this figure, to print a command's events before the command's own summary.
+    pub fn events_sent(&self) -> u64 {
+        self.events_sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The settings in force.

@@ -187,6 +187,15 @@ fn two_hundred_swaps_under_four_calling_threads_fail_no_call_and_unload_every_ol
             .count(),
         200
     );
+    // The manager counts what it sent itself: everything but the libraries' own unloads
+    // (the 200 reloads; `load_file` reports nothing).
+    assert_eq!(
+        m.events_sent(),
+        seen.iter()
+            .filter(|e| !matches!(e, HostEvent::Unloaded { .. }))
+            .count() as u64
+    );
+    assert_eq!(m.events_sent(), 200);
     assert_eq!(files_in(&copies).len(), 2, "only the serving copies remain");
 
     drop(m);
