@@ -284,31 +284,26 @@ fn os(s: &str) -> &std::ffi::OsStr {
 
 #[test]
 fn textlint_h_is_generated_from_the_rust_definition_by_calc_abi() {
-    let config = "apps/textlint/interface/cbindgen.toml";
-    let source = "apps/textlint/interface/src/abi.rs";
     let header = "apps/textlint/include/textlint.h";
-    let out = calc_abi(&[
-        os("header"),
-        os("--config"),
-        os(config),
-        os("--out"),
-        os(header),
-        os("--check"),
-        os(source),
-    ]);
+    // `calc-abi header` writing `out`, or with `--check` comparing it.
+    let run = |out: &std::ffi::OsStr, check: bool| {
+        let mut args = vec![
+            os("header"),
+            os("--config"),
+            os("apps/textlint/interface/cbindgen.toml"),
+            os("--out"),
+            out,
+        ];
+        args.extend(check.then(|| os("--check")));
+        args.push(os("apps/textlint/interface/src/abi.rs"));
+        calc_abi(&args)
+    };
+    let out = run(os(header), true);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // A header that differs is reported, not written.
     let stale = scratch_dir(&format!("textlint-abi-stale-{}", std::process::id())).join("t.h");
     std::fs::write(&stale, "/* old */\n").unwrap();
-    let out = calc_abi(&[
-        os("header"),
-        os("--config"),
-        os(config),
-        os("--out"),
-        stale.as_os_str(),
-        os("--check"),
-        os(source),
-    ]);
+    let out = run(stale.as_os_str(), true);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -319,14 +314,7 @@ fn textlint_h_is_generated_from_the_rust_definition_by_calc_abi() {
     );
     assert_eq!(std::fs::read_to_string(&stale).unwrap(), "/* old */\n");
     // Written when asked, the same text as the checked-in header.
-    let out = calc_abi(&[
-        os("header"),
-        os("--config"),
-        os(config),
-        os("--out"),
-        stale.as_os_str(),
-        os(source),
-    ]);
+    let out = run(stale.as_os_str(), false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(&stale).unwrap(),

@@ -176,15 +176,9 @@ pub unsafe extern "C" fn calc_iface_call_bytes(
             )
         };
         let write = write.ok_or_else(|| ApiError::null("write"))?;
-        let output = iface
-            .handle
-            .call_bytes(slot, input)
-            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
-        if !output.is_empty() {
-            // SAFETY: the caller's writer, called during this call with our live buffer.
-            unsafe { write(writer, output.as_ptr().cast(), output.len()) };
-        }
-        Ok(())
+        let output = iface.handle.call_bytes(slot, input);
+        // SAFETY: forwarded contract: `write` may be called with `writer` during this call.
+        unsafe { hand_over(output, write, writer) }
     })
 }
 
@@ -244,15 +238,30 @@ pub unsafe extern "C" fn calc_host_interface_call_bytes(
         if providers.providers().is_empty() {
             return Err(not_found());
         }
-        let (output, _) = providers
+        let output = providers
             .call_bytes(slot, input, crate::manager::rollout_hash(key))
-            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
-        if !output.is_empty() {
-            // SAFETY: the caller's writer, called during this call with our live buffer.
-            unsafe { write(writer, output.as_ptr().cast(), output.len()) };
-        }
-        Ok(())
+            .map(|(output, _)| output);
+        // SAFETY: forwarded contract: `write` may be called with `writer` during this call.
+        unsafe { hand_over(output, write, writer) }
     })
+}
+
+/// Hands a bytes call's output to the caller's writer (once, when not empty), or its failure
+/// to the caller as a status and message.
+///
+/// # Safety
+/// `write` must be callable with `writer` now.
+unsafe fn hand_over(
+    output: Result<Vec<u8>, crate::CallError>,
+    write: unsafe extern "C" fn(*mut c_void, *const c_void, usize),
+    writer: *mut c_void,
+) -> Result<(), ApiError> {
+    let output = output.map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
+    if !output.is_empty() {
+        // SAFETY: the caller's writer, called during this call with our live buffer.
+        unsafe { write(writer, output.as_ptr().cast(), output.len()) };
+    }
+    Ok(())
 }
 
 /// Frees a handle from `calc_iface_new` (unloading its plugin's library if nothing else uses
