@@ -16,7 +16,10 @@
  *   the ones below). Out-parameters (out_*) are written only on success.
  * - After each such call, calc_last_error_message() describes it on that thread (empty on
  *   success): the file and reason of a failed load, the column of a parse error, the operation
- *   and plugin of a failed call.
+ *   and plugin of a failed call. Each such function NAME also has NAME_err, which takes one
+ *   more argument, calc_error_t **out_error, and hands a failure to the caller as an error
+ *   object it frees (calc_error_status, calc_error_message, calc_error_free): for callers whose
+ *   consecutive calls may run on different threads, such as Go's goroutines. Since calc_host 1.4.
  * - Handles are opaque and come in _new/_free pairs. _free(NULL) does nothing. Freeing twice is
  *   undefined: set the pointer to NULL after freeing; any function given a NULL handle returns
  *   CALC_STATUS_NULL_ARGUMENT (or NULL / 0) instead of crashing.
@@ -25,6 +28,11 @@
  * - Strings in and out are NUL-terminated UTF-8. Returned strings and structs are owned by the
  *   library; each function says until when they are valid. No panic or exception crosses the API.
  */
+
+// A failed call's status and message, owned by the caller: from an `_err` function, freed
+// with `calc_error_free`. Opaque. Its accessors may run on any thread; the error may be moved
+// between threads. Since calc_host 1.4.
+typedef struct calc_error_t calc_error_t;
 
 // An expression compiled for evaluation over arrays: its variables are named input columns,
 // and `calc_expr_eval` runs it over many rows at once, operation by operation in batches
@@ -571,6 +579,240 @@ calc_status_t calc_host_offer_interface(struct calc_host_t *host,
                                         uint16_t minor,
                                         const void *vtable,
                                         size_t vtable_size);
+
+// The status of the failed call (never `CALC_STATUS_OK`); `CALC_STATUS_OK` for NULL.
+// `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// `error` must be NULL or an error from an `_err` function, not yet freed.
+calc_status_t calc_error_status(const struct calc_error_t *error);
+
+// The failure in one line (the file and reason of a failed load, the column of a parse
+// error, the operation and plugin of a failed call); "" for NULL. Owned by the error, valid
+// until `calc_error_free`. `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// `error` must be NULL or an error from an `_err` function, not yet freed.
+const char *calc_error_message(const struct calc_error_t *error);
+
+// Frees an error. NULL does nothing; freeing twice is undefined. `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// `error` must be NULL or an error from an `_err` function that is not used again.
+void calc_error_free(struct calc_error_t *error);
+
+// `calc_host_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_new`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_new_err(struct calc_host_t **out_host, struct calc_error_t **out_error);
+
+// `calc_host_set_plugin_config`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_set_plugin_config`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_set_plugin_config_err(struct calc_host_t *host,
+                                              const char *plugin,
+                                              const char *key,
+                                              const char *value,
+                                              struct calc_error_t **out_error);
+
+// `calc_host_load_config`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_load_config`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_load_config_err(struct calc_host_t *host,
+                                        const char *path,
+                                        struct calc_error_t **out_error);
+
+// `calc_host_load_file`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_load_file`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_load_file_err(struct calc_host_t *host,
+                                      const char *path,
+                                      struct calc_error_t **out_error);
+
+// `calc_host_load_dir`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_load_dir`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_load_dir_err(struct calc_host_t *host,
+                                     const char *dir,
+                                     size_t *out_loaded,
+                                     struct calc_error_t **out_error);
+
+// `calc_host_call`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_call`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_call_err(const struct calc_host_t *host,
+                                 const char *operation,
+                                 const double *args,
+                                 size_t arg_count,
+                                 double *out_result,
+                                 struct calc_error_t **out_error);
+
+// `calc_host_eval`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_eval`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_eval_err(const struct calc_host_t *host,
+                                 const char *expression,
+                                 double *out_result,
+                                 struct calc_error_t **out_error);
+
+// `calc_host_enable_hot_reload`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_enable_hot_reload`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_enable_hot_reload_err(struct calc_host_t *host,
+                                              struct calc_error_t **out_error);
+
+// `calc_host_reload_file`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_reload_file`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_reload_file_err(struct calc_host_t *host,
+                                        const char *path,
+                                        struct calc_error_t **out_error);
+
+// `calc_host_remove_file`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_remove_file`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_remove_file_err(struct calc_host_t *host,
+                                        const char *path,
+                                        struct calc_error_t **out_error);
+
+// `calc_host_watch`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_watch`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_watch_err(struct calc_host_t *host,
+                                  int enable,
+                                  struct calc_error_t **out_error);
+
+// `calc_host_poll_changes`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_poll_changes`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_poll_changes_err(struct calc_host_t *host,
+                                         size_t *out_applied,
+                                         struct calc_error_t **out_error);
+
+// `calc_op_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_op_new`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_op_new_err(const struct calc_host_t *host,
+                              const char *operation,
+                              struct calc_op_t **out_op,
+                              struct calc_error_t **out_error);
+
+// `calc_op_call`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_op_call`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_op_call_err(const struct calc_op_t *op,
+                               const double *args,
+                               size_t arg_count,
+                               double *out_result,
+                               struct calc_error_t **out_error);
+
+// `calc_expr_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_expr_new`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_expr_new_err(const struct calc_host_t *host,
+                                const char *expression,
+                                const char *const *variables,
+                                size_t variable_count,
+                                struct calc_expr_t **out_expr,
+                                struct calc_error_t **out_error);
+
+// `calc_expr_eval`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_expr_eval`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_expr_eval_err(const struct calc_expr_t *expr,
+                                 const double *const *columns,
+                                 size_t rows,
+                                 double *out,
+                                 size_t *out_failed_row,
+                                 struct calc_error_t **out_error);
+
+// `calc_iface_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_iface_new`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_iface_new_err(const struct calc_host_t *host,
+                                 const char *id,
+                                 uint16_t major,
+                                 size_t index,
+                                 struct calc_iface_t **out_iface,
+                                 struct calc_error_t **out_error);
+
+// `calc_iface_call_bytes`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_iface_call_bytes`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_iface_call_bytes_err(const struct calc_iface_t *iface,
+                                        size_t slot,
+                                        const void *input,
+                                        size_t input_len,
+                                        calc_bytes_write_fn write,
+                                        void *writer,
+                                        struct calc_error_t **out_error);
+
+// `calc_host_interface_call_bytes`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_interface_call_bytes`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_interface_call_bytes_err(const struct calc_host_t *host,
+                                                 const char *id,
+                                                 uint16_t major,
+                                                 size_t slot,
+                                                 const void *key,
+                                                 size_t key_len,
+                                                 const void *input,
+                                                 size_t input_len,
+                                                 calc_bytes_write_fn write,
+                                                 void *writer,
+                                                 struct calc_error_t **out_error);
+
+// `calc_host_offer_interface`, with its failure in `*out_error` (see `calc_error_t`). `[exclusive]` Since
+// calc_host 1.4.
+//
+// # Safety
+// As for `calc_host_offer_interface`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_host_offer_interface_err(struct calc_host_t *host,
+                                            const char *id,
+                                            uint16_t major,
+                                            uint16_t minor,
+                                            const void *vtable,
+                                            size_t vtable_size,
+                                            struct calc_error_t **out_error);
 
 #ifdef __cplusplus
 }  // extern "C"

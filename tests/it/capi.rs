@@ -20,7 +20,14 @@ use calc_tests::{
 const CAPI_TEST_CHECKS: usize = 149;
 
 /// Flags of the C programs: as in the build commands of their top comments.
-const C_FLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+const C_FLAGS: &[&str] = &[
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-pthread",
+];
 
 /// What `cargo rustc -p calc-host-capi --crate-type staticlib -- --print native-static-libs`
 /// prints on Linux: the system libraries the static archive needs.
@@ -453,7 +460,7 @@ fn libcalc_host_exports_exactly_the_c_api() {
     );
     let exported: BTreeSet<String> = symbols.into_iter().collect();
     let declared = header_functions();
-    assert_eq!(declared.len(), 37, "{declared:?}");
+    assert_eq!(declared.len(), 60, "{declared:?}");
     assert_eq!(exported, declared);
 }
 
@@ -463,6 +470,34 @@ fn cpp_plugin_exports_only_plugin_entry() {
         defined_dynamic_symbols(&fixture().cpp_plugin),
         vec!["plugin_entry".to_string()]
     );
+}
+
+/// `tests/c/capi_err_test.c`: every kind of failure handed over as a `calc_error_t` by the
+/// `_err` functions, from two threads at once too, against the shared library, normally and
+/// under valgrind (when installed): no error object leaks.
+#[test]
+fn capi_err_test_passes_and_is_valgrind_clean() {
+    let f = fixture();
+    let dir = scratch_dir(&format!("capi-err-{}", std::process::id()));
+    let program = dir.join("capi_err_test");
+    build_c_program(
+        &workspace_root().join("tests/c/capi_err_test.c"),
+        &program,
+        &f.lib_dir,
+        false,
+    );
+    let check = |out: &Output| {
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.ends_with("all error-object checks passed\n") && !stdout.contains("FAILED"),
+            "{stdout}{}",
+            text(&out.stderr)
+        );
+        assert_eq!(stdout.matches("\nok ").count() + 1, 16, "{stdout}");
+    };
+    check(&run(Command::new(&program).arg(&f.plugins)));
+    calc_tests::require_tools!(Valgrind);
+    check(&assert_valgrind_clean(&program, &[f.plugins.as_path()]));
 }
 
 /// `tests/c/capi_iface_test.c`: interfaces (ABI 1.4) through the C API, against the shared

@@ -126,7 +126,10 @@ const HOST_HEADER_PRELUDE: &str = r#"
  *   the ones below). Out-parameters (out_*) are written only on success.
  * - After each such call, calc_last_error_message() describes it on that thread (empty on
  *   success): the file and reason of a failed load, the column of a parse error, the operation
- *   and plugin of a failed call.
+ *   and plugin of a failed call. Each such function NAME also has NAME_err, which takes one
+ *   more argument, calc_error_t **out_error, and hands a failure to the caller as an error
+ *   object it frees (calc_error_status, calc_error_message, calc_error_free): for callers whose
+ *   consecutive calls may run on different threads, such as Go's goroutines. Since calc_host 1.4.
  * - Handles are opaque and come in _new/_free pairs. _free(NULL) does nothing. Freeing twice is
  *   undefined: set the pointer to NULL after freeing; any function given a NULL handle returns
  *   CALC_STATUS_NULL_ARGUMENT (or NULL / 0) instead of crashing.
@@ -142,7 +145,7 @@ pub fn generate_host_header(root: &Path) -> Result<String, String> {
     let mut config = cbindgen::Config::from_file(host.join("cbindgen.toml"))?;
     config.after_includes = Some(HOST_HEADER_PRELUDE.to_string());
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for module in ["error", "host", "op", "expr", "iface"] {
+    for module in ["error", "host", "op", "expr", "iface", "err"] {
         builder = builder.with_src(host.join("src/capi").join(format!("{module}.rs")));
     }
     let bindings = builder.generate().map_err(|e| format!("cbindgen: {e}"))?;

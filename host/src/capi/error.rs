@@ -55,6 +55,17 @@ pub(crate) fn set_last_error(code: calc_status_t, message: &str) {
     });
 }
 
+/// A copy of this thread's last error message (for `calc_error_t`).
+pub(crate) fn last_error_message() -> CString {
+    LAST_ERROR
+        .try_with(|e| {
+            e.try_borrow()
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
 /// The message of the most recent status-returning call on this thread: empty after success,
 /// one line naming what failed and why otherwise.
 ///

@@ -7,7 +7,9 @@
 //!   are written through `out_*` parameters only on success.
 //! - After every call that returns a status, `calc_last_error_message()` describes it (empty on
 //!   success) until the next such call on the same thread: e.g. the file and the reason of a
-//!   failed load, or the column of a parse error.
+//!   failed load, or the column of a parse error. Each such call `NAME` also has a `NAME_err`
+//!   twin that hands the failure to the caller as a `calc_error_t` it frees (see `err`), for
+//!   callers whose calls may run on different threads (Go).
 //! - Handles are opaque, created by `_new` and destroyed by `_free`. `_free(NULL)` does nothing;
 //!   freeing twice is undefined, so set the pointer to NULL after freeing: every function given a
 //!   NULL handle returns `CALC_STATUS_NULL_ARGUMENT` (or NULL / 0) instead of crashing.
@@ -17,6 +19,7 @@
 
 #![allow(non_camel_case_types)]
 
+mod err;
 mod error;
 mod expr;
 mod ffi;
@@ -24,6 +27,7 @@ mod host;
 mod iface;
 mod op;
 
+pub use err::*;
 pub use error::*;
 pub use expr::*;
 pub use host::*;
