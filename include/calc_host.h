@@ -103,6 +103,9 @@ typedef struct calc_plugin_info_t {
     const char *api_requirement;
     // Number of operations; read them with `calc_host_operation_info`.
     size_t operation_count;
+    // Number of application-defined interfaces it implements (ABI 1.4); read them with
+    // `calc_host_interface_info`. Since calc_host 1.4.
+    size_t interface_count;
 } calc_plugin_info_t;
 
 // Declaration of one operation of a loaded plugin. Owned by the host and valid until
@@ -127,6 +130,24 @@ typedef struct calc_operation_info_t {
     // Most operands, or `CALC_ARITY_VARIADIC`.
     uint32_t max_arity;
 } calc_operation_info_t;
+
+// One application-defined interface a loaded plugin implements (ABI 1.4,
+// docs/INTERFACES.md). Owned by the host and valid until `calc_host_free`. Fields may be
+// appended in later versions.
+//
+// Since calc_host 1.4.
+typedef struct calc_interface_info_t {
+    // The interface id, `"vendor.name"`.
+    const char *id;
+    // The interface's major version.
+    uint16_t major;
+    // The minor the plugin was built against.
+    uint16_t minor;
+    // The size of its vtable in bytes.
+    uint32_t vtable_size;
+    // Nonzero for a bytes interface (`CALC_INTERFACE_FLAG_BYTES`), which can run isolated.
+    int bytes;
+} calc_interface_info_t;
 
 // A file that failed to load. Owned by the host and valid until `calc_host_free`.
 //
@@ -272,6 +293,16 @@ const struct calc_plugin_info_t *calc_host_plugin_info(const struct calc_host_t 
 const struct calc_operation_info_t *calc_host_operation_info(const struct calc_host_t *host,
                                                              size_t plugin_index,
                                                              size_t op_index);
+
+// Interface `index` of plugin `plugin_index` (see `calc_plugin_info_t.interface_count`), or
+// NULL when out of range or `host` is NULL. Owned by the host, valid until `calc_host_free`.
+// `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// `host` must be NULL or live.
+const struct calc_interface_info_t *calc_host_interface_info(const struct calc_host_t *host,
+                                                             size_t plugin_index,
+                                                             size_t index);
 
 // Number of files that failed to load so far; 0 for a NULL host. `[thread-safe]`
 //

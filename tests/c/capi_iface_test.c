@@ -127,6 +127,21 @@ int main(int argc, char **argv) {
               counter_vtable->next(calc_iface_instance(counter)) == 10,
           "the plugin steps by what the application's interface returns");
 
+    /* The plugin's metadata lists its interfaces (calc_host 1.4). */
+    {
+        const calc_plugin_info_t *info = calc_host_plugin_info(host, 0);
+        const calc_interface_info_t *text_info = calc_host_interface_info(host, 0, 2);
+        CHECK(info != NULL && info->interface_count == 3 &&
+                  strcmp(calc_host_interface_info(host, 0, 0)->id, "calc-tests.shape") == 0 &&
+                  calc_host_interface_info(host, 0, 0)->minor == 1 &&
+                  calc_host_interface_info(host, 0, 3) == NULL,
+              "plugin metadata lists the interfaces");
+        CHECK(text_info != NULL && strcmp(text_info->id, "calc-tests.text") == 0 &&
+                  text_info->major == 1 && text_info->bytes != 0 &&
+                  calc_host_interface_info(host, 0, 1)->bytes == 0,
+              "an interface's version and kind");
+    }
+
     /* A bytes interface, called by slot. */
     {
         calc_iface_t *text = NULL;

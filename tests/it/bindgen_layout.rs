@@ -56,10 +56,11 @@ fn host_layouts() -> RustLayouts {
     use calc_host::capi::*;
     let mut m = RustLayouts::default();
     layout!(m, calc_plugin_info_t: name, version, author, description, path, abi_version,
-        sdk_version, api_requirement, operation_count);
+        sdk_version, api_requirement, operation_count, interface_count);
     layout!(m, calc_operation_info_t: name, description, symbol, kind, associativity, precedence,
         min_arity, max_arity);
     layout!(m, calc_load_failure_t: path, message);
+    layout!(m, calc_interface_info_t: id, major, minor, vtable_size, bytes);
     m
 }
 

@@ -460,7 +460,7 @@ fn libcalc_host_exports_exactly_the_c_api() {
     );
     let exported: BTreeSet<String> = symbols.into_iter().collect();
     let declared = header_functions();
-    assert_eq!(declared.len(), 60, "{declared:?}");
+    assert_eq!(declared.len(), 61, "{declared:?}");
     assert_eq!(exported, declared);
 }
 
@@ -527,7 +527,7 @@ fn capi_iface_test_passes_and_is_valgrind_clean() {
             "{stdout}{}",
             text(&out.stderr)
         );
-        assert_eq!(stdout.matches("\nok ").count() + 1, 37, "{stdout}");
+        assert_eq!(stdout.matches("\nok ").count() + 1, 39, "{stdout}");
     };
     check(&run(Command::new(&program).arg(&plugins)));
     calc_tests::require_tools!(Valgrind);

@@ -71,6 +71,9 @@ pub struct calc_plugin_info_t {
     pub api_requirement: *const c_char,
     /// Number of operations; read them with `calc_host_operation_info`.
     pub operation_count: usize,
+    /// Number of application-defined interfaces it implements (ABI 1.4); read them with
+    /// `calc_host_interface_info`. Since calc_host 1.4.
+    pub interface_count: usize,
 }
 
 /// Declaration of one operation of a loaded plugin. Owned by the host and valid until
@@ -97,6 +100,25 @@ pub struct calc_operation_info_t {
     pub max_arity: u32,
 }
 
+/// One application-defined interface a loaded plugin implements (ABI 1.4,
+/// docs/INTERFACES.md). Owned by the host and valid until `calc_host_free`. Fields may be
+/// appended in later versions.
+///
+/// Since calc_host 1.4.
+#[repr(C)]
+pub struct calc_interface_info_t {
+    /// The interface id, `"vendor.name"`.
+    pub id: *const c_char,
+    /// The interface's major version.
+    pub major: u16,
+    /// The minor the plugin was built against.
+    pub minor: u16,
+    /// The size of its vtable in bytes.
+    pub vtable_size: u32,
+    /// Nonzero for a bytes interface (`CALC_INTERFACE_FLAG_BYTES`), which can run isolated.
+    pub bytes: c_int,
+}
+
 /// A file that failed to load. Owned by the host and valid until `calc_host_free`.
 ///
 /// Since calc_host 1.0.
@@ -115,6 +137,7 @@ struct PluginView {
     source: PluginInfo,
     info: Box<calc_plugin_info_t>,
     operations: Vec<calc_operation_info_t>,
+    interfaces: Vec<calc_interface_info_t>,
     _strings: Vec<CString>,
 }
 
@@ -198,11 +221,24 @@ impl PluginView {
             sdk_version: s.add(&p.sdk_version.to_string()),
             api_requirement: s.add(&p.api_requirement.to_string()),
             operation_count: p.operations.len(),
+            interface_count: p.interfaces.len(),
         });
+        let interfaces = p
+            .interfaces
+            .iter()
+            .map(|i| calc_interface_info_t {
+                id: s.add(&i.id),
+                major: i.major,
+                minor: i.minor,
+                vtable_size: i.vtable_size,
+                bytes: c_int::from(i.bytes),
+            })
+            .collect();
         PluginView {
             source: p.clone(),
             info,
             operations,
+            interfaces,
             _strings: s.0,
         }
     }
@@ -487,6 +523,30 @@ pub unsafe extern "C" fn calc_host_operation_info(
             .get(plugin_index)
             .and_then(|p| p.operations.get(op_index))
             .map_or(std::ptr::null(), |o| o)
+    })
+}
+
+/// Interface `index` of plugin `plugin_index` (see `calc_plugin_info_t.interface_count`), or
+/// NULL when out of range or `host` is NULL. Owned by the host, valid until `calc_host_free`.
+/// `[thread-safe]` Since calc_host 1.4.
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_interface_info(
+    host: *const calc_host_t,
+    plugin_index: usize,
+    index: usize,
+) -> *const calc_interface_info_t {
+    ffi_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(host) = (unsafe { handle(host, "host") }) else {
+            return std::ptr::null();
+        };
+        host.plugins
+            .get(plugin_index)
+            .and_then(|p| p.interfaces.get(index))
+            .map_or(std::ptr::null(), |i| i)
     })
 }
 
