@@ -29,6 +29,30 @@
  *   library; each function says until when they are valid. No panic or exception crosses the API.
  */
 
+// Loaded (`calc_event_t.kind`): a new plugin file was loaded by a reload or a poll.
+// Since calc_host 1.4.
+#define CALC_EVENT_LOADED 0
+
+// Reloaded: a changed file replaced the running version (`old_version` -> `version`).
+// Since calc_host 1.4.
+#define CALC_EVENT_RELOADED 1
+
+// Removed: a plugin's file disappeared; its operations are no longer offered.
+// Since calc_host 1.4.
+#define CALC_EVENT_REMOVED 2
+
+// Failed: a file could not be (re)loaded (`message`); whatever served keeps serving.
+// Since calc_host 1.4.
+#define CALC_EVENT_FAILED 3
+
+// Unloaded: an old version was shut down and closed after its last call returned.
+// Since calc_host 1.4.
+#define CALC_EVENT_UNLOADED 4
+
+// Disabled: a plugin file was found but the settings disable that plugin.
+// Since calc_host 1.4.
+#define CALC_EVENT_DISABLED 5
+
 // A failed call's status and message, owned by the caller: from an `_err` function, freed
 // with `calc_error_free`. Opaque. Its accessors may run on any thread; the error may be moved
 // between threads. Since calc_host 1.4.
@@ -148,6 +172,28 @@ typedef struct calc_interface_info_t {
     // Nonzero for a bytes interface (`CALC_INTERFACE_FLAG_BYTES`), which can run isolated.
     int bytes;
 } calc_interface_info_t;
+
+// One thing that happened to the host's plugins: what `calc host` prints as `calc: reloaded
+// ...`. Owned by the host and valid until `calc_host_free`. Fields may be appended in later
+// versions.
+//
+// Since calc_host 1.4.
+typedef struct calc_event_t {
+    // `CALC_EVENT_LOADED`, `_RELOADED`, `_REMOVED`, `_FAILED`, `_UNLOADED` or `_DISABLED`;
+    // -1 for a kind this header does not know (a later version's): read `message`.
+    int kind;
+    // The plugin's name; "" for `CALC_EVENT_FAILED`.
+    const char *plugin;
+    // The version concerned (loaded, serving after a reload, unloaded); "" when none.
+    const char *version;
+    // The version a reload replaced; "" otherwise.
+    const char *old_version;
+    // The file; "" for `CALC_EVENT_UNLOADED`.
+    const char *path;
+    // The whole event in one line, e.g. `"reloaded add 1.0.0 -> 1.1.0 in 0.4 ms"`, the reason
+    // included for a failure.
+    const char *message;
+} calc_event_t;
 
 // A file that failed to load. Owned by the host and valid until `calc_host_free`.
 //
@@ -303,6 +349,23 @@ const struct calc_operation_info_t *calc_host_operation_info(const struct calc_h
 const struct calc_interface_info_t *calc_host_interface_info(const struct calc_host_t *host,
                                                              size_t plugin_index,
                                                              size_t index);
+
+// Number of events so far: what reloads, removals and polls did (loads, reloads, removals,
+// failures, unloads of old versions), oldest first; 0 for a NULL host. The list grows during
+// the `[exclusive]` calls only (an unload that happens later, when an old version's last call
+// returns, is listed by the next one), so a program that remembers how many it has seen reads
+// the new ones after each reload or poll. `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// `host` must be NULL or live.
+size_t calc_host_event_count(const struct calc_host_t *host);
+
+// Event `index` (0-based, oldest first), or NULL when out of range or `host` is NULL. Owned
+// by the host, valid until `calc_host_free`. `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// `host` must be NULL or live.
+const struct calc_event_t *calc_host_event(const struct calc_host_t *host, size_t index);
 
 // Number of files that failed to load so far; 0 for a NULL host. `[thread-safe]`
 //

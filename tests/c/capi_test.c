@@ -47,6 +47,31 @@ static int contains(const char *haystack, const char *needle)
     return haystack != NULL && needle != NULL && strstr(haystack, needle) != NULL;
 }
 
+/* The hot-reload scenario's event log (calc_host 1.4): by hand a reload and a refused one,
+ * watched a reload and a removal, by hand a load and a removal, each with its one-line
+ * message; old versions' unloads interleaved wherever their last call returned. */
+static int events_are(const calc_host_t *host)
+{
+    static const int expected[] = {CALC_EVENT_RELOADED, CALC_EVENT_FAILED, CALC_EVENT_RELOADED,
+                                   CALC_EVENT_REMOVED,  CALC_EVENT_LOADED, CALC_EVENT_REMOVED};
+    size_t i, n = calc_host_event_count(host), seen = 0, unloads = 0;
+    for (i = 0; i < n; i++) {
+        const calc_event_t *e = calc_host_event(host, i);
+        if (e == NULL || e->message[0] == '\0') return 0;
+        if (e->kind == CALC_EVENT_UNLOADED) {
+            if (strcmp(e->plugin, "lifecycle") != 0) return 0;
+            unloads++;
+            continue;
+        }
+        if (seen >= sizeof expected / sizeof expected[0] || e->kind != expected[seen]) return 0;
+        if (e->kind != CALC_EVENT_FAILED && strcmp(e->plugin, "lifecycle") != 0) return 0;
+        if (e->kind == CALC_EVENT_FAILED && !contains(e->message, "liblifecycle.so")) return 0;
+        seen++;
+    }
+    return seen == sizeof expected / sizeof expected[0] && unloads >= 2 &&
+           calc_host_event(host, n) == NULL && calc_host_event_count(NULL) == 0;
+}
+
 static int eq(const char *a, const char *b)
 {
     return a != NULL && b != NULL && strcmp(a, b) == 0;
@@ -771,6 +796,7 @@ static void test_reload(const char *lifecycle_lib, const char *reload_dir)
                              calc_host_plugin_count(host) == 0 &&
                              failed_with(calc_host_remove_file(host, lib), CALC_STATUS_NOT_FOUND,
                                          "liblifecycle.so"));
+    CHECK("event_log", events_are(host));
     calc_host_free(host);
     host = NULL;
     /* The handle outlives the host, with nothing behind it. */

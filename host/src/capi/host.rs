@@ -45,6 +45,134 @@ pub struct calc_host_t {
     /// Directories loaded with `calc_host_load_dir`, in order: what `calc_host_watch` watches.
     dirs: Vec<PathBuf>,
     watcher: Option<DirWatcher>,
+    /// The manager's events, drained into `events` whenever the views are brought up to date.
+    event_rx: std::sync::mpsc::Receiver<HostEvent>,
+    events: Vec<EventView>,
+}
+
+/// Loaded (`calc_event_t.kind`): a new plugin file was loaded by a reload or a poll.
+/// Since calc_host 1.4.
+pub const CALC_EVENT_LOADED: c_int = 0;
+/// Reloaded: a changed file replaced the running version (`old_version` -> `version`).
+/// Since calc_host 1.4.
+pub const CALC_EVENT_RELOADED: c_int = 1;
+/// Removed: a plugin's file disappeared; its operations are no longer offered.
+/// Since calc_host 1.4.
+pub const CALC_EVENT_REMOVED: c_int = 2;
+/// Failed: a file could not be (re)loaded (`message`); whatever served keeps serving.
+/// Since calc_host 1.4.
+pub const CALC_EVENT_FAILED: c_int = 3;
+/// Unloaded: an old version was shut down and closed after its last call returned.
+/// Since calc_host 1.4.
+pub const CALC_EVENT_UNLOADED: c_int = 4;
+/// Disabled: a plugin file was found but the settings disable that plugin.
+/// Since calc_host 1.4.
+pub const CALC_EVENT_DISABLED: c_int = 5;
+
+/// One thing that happened to the host's plugins: what `calc host` prints as `calc: reloaded
+/// ...`. Owned by the host and valid until `calc_host_free`. Fields may be appended in later
+/// versions.
+///
+/// Since calc_host 1.4.
+#[repr(C)]
+pub struct calc_event_t {
+    /// `CALC_EVENT_LOADED`, `_RELOADED`, `_REMOVED`, `_FAILED`, `_UNLOADED` or `_DISABLED`;
+    /// -1 for a kind this header does not know (a later version's): read `message`.
+    pub kind: c_int,
+    /// The plugin's name; "" for `CALC_EVENT_FAILED`.
+    pub plugin: *const c_char,
+    /// The version concerned (loaded, serving after a reload, unloaded); "" when none.
+    pub version: *const c_char,
+    /// The version a reload replaced; "" otherwise.
+    pub old_version: *const c_char,
+    /// The file; "" for `CALC_EVENT_UNLOADED`.
+    pub path: *const c_char,
+    /// The whole event in one line, e.g. `"reloaded add 1.0.0 -> 1.1.0 in 0.4 ms"`, the reason
+    /// included for a failure.
+    pub message: *const c_char,
+}
+
+struct EventView {
+    event: Box<calc_event_t>,
+    _strings: Vec<CString>,
+}
+
+// SAFETY: as for `PluginView`: immutable, pointing into the `CString`s it owns.
+unsafe impl Send for EventView {}
+// SAFETY: as above.
+unsafe impl Sync for EventView {}
+
+impl EventView {
+    fn new(e: &HostEvent) -> EventView {
+        let mut s = Strings::default();
+        let (kind, plugin, version, old_version, path) = match e {
+            HostEvent::Loaded {
+                name,
+                version,
+                path,
+            } => (
+                CALC_EVENT_LOADED,
+                name.as_str(),
+                version.clone(),
+                "",
+                Some(path),
+            ),
+            HostEvent::Reloaded {
+                name,
+                old_version,
+                new_version,
+                ..
+            } => (
+                CALC_EVENT_RELOADED,
+                name.as_str(),
+                new_version.clone(),
+                old_version.as_str(),
+                None,
+            ),
+            HostEvent::Removed { name, path } => (
+                CALC_EVENT_REMOVED,
+                name.as_str(),
+                String::new(),
+                "",
+                Some(path),
+            ),
+            HostEvent::Failed { path, .. } => {
+                (CALC_EVENT_FAILED, "", String::new(), "", Some(path))
+            }
+            HostEvent::Unloaded { name, version, .. } => (
+                CALC_EVENT_UNLOADED,
+                name.as_str(),
+                version.clone(),
+                "",
+                None,
+            ),
+            HostEvent::Disabled { name, path } => (
+                CALC_EVENT_DISABLED,
+                name.as_str(),
+                String::new(),
+                "",
+                Some(path),
+            ),
+            // A kind added later: described by its message alone.
+            _ => (-1, "", String::new(), "", None),
+        };
+        let event = Box::new(calc_event_t {
+            kind,
+            plugin: s.add(plugin),
+            version: s.add(&version),
+            old_version: s.add(old_version),
+            path: s.add(
+                &path
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            message: s.add(&e.to_string()),
+        });
+        EventView {
+            event,
+            _strings: s.0,
+        }
+    }
 }
 
 /// Metadata of one loaded plugin. Owned by the host and valid until `calc_host_free`.
@@ -265,6 +393,8 @@ impl calc_host_t {
             }
             self.retired.extend(old);
         }
+        self.events
+            .extend(self.event_rx.try_iter().map(|e| EventView::new(&e)));
         for f in self.manager.failures().iter().skip(self.failures.len()) {
             let mut s = Strings::default();
             let failure = Box::new(calc_load_failure_t {
@@ -319,14 +449,19 @@ pub unsafe extern "C" fn calc_host_new(out_host: *mut *mut calc_host_t) -> calc_
     ffi_status(|| {
         // SAFETY: forwarded contract.
         let out_host = unsafe { out(out_host, "out_host") }?;
+        let (tx, event_rx) = std::sync::mpsc::channel();
+        let mut manager = PluginManager::new();
+        manager.report_events_to(tx);
         let host = Box::new(calc_host_t {
-            manager: PluginManager::new(),
+            manager,
             plugins: Vec::new(),
             retired: Vec::new(),
             failures: Vec::new(),
             hot_reload: false,
             dirs: Vec::new(),
             watcher: None,
+            event_rx,
+            events: Vec::new(),
         });
         out_host.write(Box::into_raw(host));
         Ok(())
@@ -547,6 +682,43 @@ pub unsafe extern "C" fn calc_host_interface_info(
             .get(plugin_index)
             .and_then(|p| p.interfaces.get(index))
             .map_or(std::ptr::null(), |i| i)
+    })
+}
+
+/// Number of events so far: what reloads, removals and polls did (loads, reloads, removals,
+/// failures, unloads of old versions), oldest first; 0 for a NULL host. The list grows during
+/// the `[exclusive]` calls only (an unload that happens later, when an old version's last call
+/// returns, is listed by the next one), so a program that remembers how many it has seen reads
+/// the new ones after each reload or poll. `[thread-safe]` Since calc_host 1.4.
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_event_count(host: *const calc_host_t) -> usize {
+    ffi_value(0, || {
+        // SAFETY: forwarded contract.
+        unsafe { handle(host, "host") }.map_or(0, |h| h.events.len())
+    })
+}
+
+/// Event `index` (0-based, oldest first), or NULL when out of range or `host` is NULL. Owned
+/// by the host, valid until `calc_host_free`. `[thread-safe]` Since calc_host 1.4.
+///
+/// # Safety
+/// `host` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn calc_host_event(
+    host: *const calc_host_t,
+    index: usize,
+) -> *const calc_event_t {
+    ffi_value(std::ptr::null(), || {
+        // SAFETY: forwarded contract.
+        let Ok(host) = (unsafe { handle(host, "host") }) else {
+            return std::ptr::null();
+        };
+        host.events
+            .get(index)
+            .map_or(std::ptr::null(), |e| &*e.event)
     })
 }
 

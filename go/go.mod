@@ -1,0 +1,3 @@
+module calchost
+
+go 1.18
