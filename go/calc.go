@@ -40,6 +40,23 @@ static calc_status_t calc_go_expr_eval(const calc_expr_t *expr, size_t ncols,
     (void)ncols;
     return calc_expr_eval_err(expr, columns, rows, out, failed_row, error);
 }
+
+// A call's outcome by value, so that Go passes no pointer to its own memory (which would
+// make the values escape to the heap and cgo check them on every call).
+typedef struct calc_go_result {
+    calc_status_t status;
+    double value;
+    calc_error_t *error;
+} calc_go_result;
+
+// calc_op_call_err with up to 4 operands passed by value.
+static calc_go_result calc_go_op_call(const calc_op_t *op, size_t n, double a0, double a1,
+                                      double a2, double a3) {
+    double args[4] = {a0, a1, a2, a3};
+    calc_go_result r = {0, 0, NULL};
+    r.status = calc_op_call_err(op, args, n, &r.value, &r.error);
+    return r;
+}
 */
 import "C"
 
@@ -241,6 +258,16 @@ func (h *Host) Op(operation string) (*Op, error) {
 func (o *Op) Call(args ...float64) (float64, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	if len(args) <= 4 {
+		var a [4]float64
+		copy(a[:], args)
+		r := C.calc_go_op_call(o.op, C.size_t(len(args)), C.double(a[0]), C.double(a[1]),
+			C.double(a[2]), C.double(a[3]))
+		if e := check(r.status, r.error); e != nil {
+			return 0, e
+		}
+		return float64(r.value), nil
+	}
 	var out C.double
 	var err *C.calc_error_t
 	if e := check(C.calc_op_call_err(o.op, doubles(args), C.size_t(len(args)), &out, &err), err); e != nil {

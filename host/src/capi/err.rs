@@ -5,16 +5,21 @@
 //! arguments of `NAME` and one more, `calc_error_t **out_error`: NULL after success; after a
 //! failure a new error holding the status and the message, which the caller frees with
 //! `calc_error_free`. Status, thread rules and everything else are `NAME`'s; the plain
-//! functions are unchanged. Since calc_host 1.4.
+//! functions are unchanged. An `_err` call may leave this thread's last error as it was: read
+//! the error object instead. Since calc_host 1.4.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 
 use calc_sdk::abi::{calc_bytes_write_fn, calc_status_t, CALC_STATUS_OK};
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use super::error::last_error_message;
 use super::expr::*;
+use super::ffi::ApiError;
 use super::host::*;
 use super::iface::*;
+use super::op::op_call;
 use super::op::*;
 
 /// A failed call's status and message, owned by the caller: from an `_err` function, freed
@@ -59,6 +64,36 @@ pub unsafe extern "C" fn calc_error_free(error: *mut calc_error_t) {
         // SAFETY: the unique owner per the contract, created by `Box::into_raw`.
         drop(unsafe { Box::from_raw(error) });
     }
+}
+
+/// Runs `body` (the body of a plain function of the C API) and hands its failure to the
+/// caller as a new `calc_error_t` in `*out_error`, leaving this thread's last error alone.
+///
+/// # Safety
+/// `out_error` must be NULL or valid for writing a pointer.
+unsafe fn into_error(
+    out_error: *mut *mut calc_error_t,
+    body: impl FnOnce() -> Result<(), ApiError>,
+) -> calc_status_t {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| Err(ApiError::internal()));
+    let (status, error) = match result {
+        Ok(()) => (CALC_STATUS_OK, std::ptr::null_mut()),
+        Err(e) => (
+            e.code,
+            Box::into_raw(Box::new(calc_error_t {
+                status: e.code,
+                message: CString::new(e.message.replace('\0', " ")).unwrap_or_default(),
+            })),
+        ),
+    };
+    if out_error.is_null() {
+        // SAFETY: created just above by `Box::into_raw`, or NULL.
+        unsafe { calc_error_free(error) };
+    } else {
+        // SAFETY: per the contract, writable.
+        unsafe { out_error.write(error) };
+    }
+    status
 }
 
 /// Runs `call` (a plain function of the C API, which reports through this thread's last
@@ -309,8 +344,9 @@ pub unsafe extern "C" fn calc_op_call_err(
     out_result: *mut f64,
     out_error: *mut *mut calc_error_t,
 ) -> calc_status_t {
+    // The hot path: straight to the error object, without the thread-local last error.
     // SAFETY: forwarded contracts.
-    unsafe { with_error(out_error, || calc_op_call(op, args, arg_count, out_result)) }
+    unsafe { into_error(out_error, || op_call(op, args, arg_count, out_result)) }
 }
 
 /// `calc_expr_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since

@@ -46,6 +46,18 @@ thread_local! {
 }
 
 pub(crate) fn set_last_error(code: calc_status_t, message: &str) {
+    if message.is_empty() {
+        // Every successful call comes here: no allocation when the message is empty already.
+        let _ = LAST_ERROR.try_with(|e| {
+            if let Ok(mut e) = e.try_borrow_mut() {
+                e.code = code;
+                if !e.message.is_empty() {
+                    e.message = CString::default();
+                }
+            }
+        });
+        return;
+    }
     let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
     // Ignore the error of a thread that is being torn down: there is nobody left to read it.
     let _ = LAST_ERROR.try_with(|e| {

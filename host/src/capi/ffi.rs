@@ -17,6 +17,14 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// A caught panic: a bug in the library.
+    pub(crate) fn internal() -> Self {
+        ApiError::new(
+            CALC_STATUS_INTERNAL,
+            "internal error in libcalc_host (a bug: please report it)",
+        )
+    }
+
     pub(crate) fn new(code: calc_status_t, message: impl Into<String>) -> Self {
         ApiError {
             code,
@@ -32,12 +40,7 @@ impl ApiError {
 /// Runs the body of a status-returning function: records the outcome as the thread's last
 /// error and turns a panic into `CALC_STATUS_INTERNAL`.
 pub(crate) fn ffi_status(f: impl FnOnce() -> Result<(), ApiError>) -> calc_status_t {
-    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        Err(ApiError::new(
-            CALC_STATUS_INTERNAL,
-            "internal error in libcalc_host (a bug: please report it)",
-        ))
-    });
+    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(ApiError::internal()));
     match result {
         Ok(()) => {
             set_last_error(CALC_STATUS_OK, "");

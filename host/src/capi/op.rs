@@ -67,22 +67,34 @@ pub unsafe extern "C" fn calc_op_call(
     arg_count: usize,
     out_result: *mut f64,
 ) -> calc_status_t {
-    ffi_status(|| {
-        // SAFETY: forwarded contract.
-        let (op, args, out_result) = unsafe {
-            (
-                handle(op, "op")?,
-                slice_arg(args, arg_count, "args")?,
-                out(out_result, "out_result")?,
-            )
-        };
-        let value = op
-            .op
-            .call(args)
-            .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
-        out_result.write(value);
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    ffi_status(|| unsafe { op_call(op, args, arg_count, out_result) })
+}
+
+/// The body of `calc_op_call` (and `calc_op_call_err`).
+///
+/// # Safety
+/// As for `calc_op_call`.
+pub(super) unsafe fn op_call(
+    op: *const calc_op_t,
+    args: *const f64,
+    arg_count: usize,
+    out_result: *mut f64,
+) -> Result<(), ApiError> {
+    // SAFETY: forwarded contract.
+    let (op, args, out_result) = unsafe {
+        (
+            handle(op, "op")?,
+            slice_arg(args, arg_count, "args")?,
+            out(out_result, "out_result")?,
+        )
+    };
+    let value = op
+        .op
+        .call(args)
+        .map_err(|e| ApiError::new(e.status.code(), e.to_string()))?;
+    out_result.write(value);
+    Ok(())
 }
 
 /// Frees a handle from `calc_op_new` (unloading its plugin if nothing else uses it). NULL does
