@@ -181,6 +181,18 @@ func (h *Host) LoadFile(path string) error {
 	return check(C.calc_host_load_file_err(h.h, p, &err), err)
 }
 
+// LoadConfig reads a calc configuration file (docs/CONFIG.md): plugin settings, which
+// plugins are enabled or preferred, rollouts, isolation in runner processes, the trust
+// policy. It applies to plugins loaded afterwards.
+func (h *Host) LoadConfig(path string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := cstr(path)
+	defer C.free(unsafe.Pointer(p))
+	var err *C.calc_error_t
+	return check(C.calc_host_load_config_err(h.h, p, &err), err)
+}
+
 // SetPluginConfig sets the configuration value key of plugin for plugins loaded afterwards.
 func (h *Host) SetPluginConfig(plugin, key, value string) error {
 	h.mu.Lock()

@@ -327,3 +327,34 @@ func TestHotReloadReportsLoadsReloadsAndRemovals(t *testing.T) {
 		t.Errorf("sub still serves: %v, %v", got, err)
 	}
 }
+
+// Isolated through the configuration file: the plugins run in runner processes, and the
+// calls give the same answers.
+func TestPluginsRunIsolatedWhenTheConfigurationSaysSo(t *testing.T) {
+	runner := os.Getenv("CALC_RUNNER")
+	if runner == "" {
+		t.Skip("CALC_RUNNER is not set")
+	}
+	config := filepath.Join(t.TempDir(), "calc.toml")
+	text := "[isolation]\nall = true\nrunner = \"" + runner + "\"\n"
+	if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LoadConfig(config); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.LoadDir(pluginDir(t)); err != nil || n < 8 {
+		t.Fatalf("LoadDir: %d, %v", n, err)
+	}
+	if got, err := h.Eval("2 ^ 10 - max(3, 4) / 2"); err != nil || got != 1022 {
+		t.Errorf("isolated: %v, %v", got, err)
+	}
+	_, err = h.Eval("1 / 0")
+	wantError(t, err, StatusDivisionByZero, "div")
+	wantError(t, h.LoadConfig(filepath.Join(t.TempDir(), "none.toml")), StatusInvalidArgument, "none.toml")
+}

@@ -46,6 +46,7 @@ fn the_go_package_passes_go_vet_and_go_test() {
     let out = go(&["test", "-count=1", "-v", "./..."])
         .env("CALC_PLUGIN_DIR", examples_dir())
         .env("CALC_SHAPES_PLUGIN", &shapes)
+        .env("CALC_RUNNER", calc_tests::runner_binary())
         .output()
         .unwrap();
     let stdout = text(&out.stdout);
@@ -56,7 +57,7 @@ fn the_go_package_passes_go_vet_and_go_test() {
     );
     // Every test ran, none skipped.
     assert!(!stdout.contains("--- SKIP"), "{stdout}");
-    assert!(stdout.matches("--- PASS").count() >= 7, "{stdout}");
+    assert!(stdout.matches("--- PASS").count() >= 8, "{stdout}");
 }
 
 /// The example calculator, running on a copy of the example plugins, with its standard input
