@@ -34,13 +34,15 @@ pub enum Tool {
     Go,
     /// `python3`.
     Python3,
+    /// numpy, pytest and cffi for `python3` (the Python package's tests).
+    PythonTest,
     /// GNU `make`.
     Make,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 8] = [
+    pub const ALL: [Tool; 9] = [
         Tool::Clang,
         Tool::Libclang,
         Tool::Cmake,
@@ -49,6 +51,7 @@ impl Tool {
         Tool::Make,
         Tool::Go,
         Tool::Python3,
+        Tool::PythonTest,
     ];
 
     /// The tool's name as a skip line prints it.
@@ -61,11 +64,12 @@ impl Tool {
             Tool::PkgConfig => "pkg-config",
             Tool::Go => "go",
             Tool::Python3 => "python3",
+            Tool::PythonTest => "numpy, pytest, cffi and wheel for python3",
             Tool::Make => "make",
         }
     }
 
-    /// The Debian/Ubuntu package that provides the tool.
+    /// The Debian/Ubuntu packages that provide the tool (space-separated).
     pub fn package(self) -> &'static str {
         match self {
             Tool::Libclang => "libclang-dev",
@@ -75,6 +79,7 @@ impl Tool {
             Tool::PkgConfig => "pkg-config",
             Tool::Go => "golang-go",
             Tool::Python3 => "python3",
+            Tool::PythonTest => "python3-numpy python3-pytest python3-cffi python3-wheel",
             Tool::Make => "make",
         }
     }
@@ -84,6 +89,7 @@ impl Tool {
         match self {
             Tool::Libclang => None,
             Tool::Go => Some(("go", &["version"])),
+            Tool::PythonTest => Some(("python3", &["-c", "import numpy, pytest, cffi, wheel"])),
             tool => Some((tool.name(), &["--version"])),
         }
     }
