@@ -61,6 +61,7 @@ fn host_layouts() -> RustLayouts {
         min_arity, max_arity);
     layout!(m, calc_load_failure_t: path, message);
     layout!(m, calc_interface_info_t: id, major, minor, vtable_size, bytes);
+    layout!(m, calc_event_t: kind, plugin, version, old_version, path, message);
     m
 }
 
