@@ -76,6 +76,40 @@ fn the_python_package_installs_with_pip_and_passes_its_tests() {
     // Every test ran: none skipped for a missing variable.
     assert!(!stdout.contains("SKIPPED"), "{stdout}");
     assert!(stdout.contains(" passed"), "{stdout}");
+
+    // The example calculator, with the installed package.
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("python/examples/calculator.py"))
+        .arg(examples_dir())
+        .env("PYTHONPATH", &site)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env(
+            "CALC_HOST_LIB",
+            lib_dir.join(library_file_name("calc_host")),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"1 + 2 * 3 - cos(0)\n2 ^ 10 - max(3, 4) / 2\n1 / 0\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("operators: ") && lines[0].contains("cos (cpp_trig"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        ["6", "1022", "error: div (plugin div): division by zero"]
+    );
 }
 
 /// Copies the files of `from` into `to`, recursively, leaving caches out.
