@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use calc_benches::{example_plugins, quick, release_runner};
+use calc_benches::{example_plugins, quick, release_libcalc_host};
 
 fn main() {
     if !go_available() {
@@ -16,21 +16,7 @@ fn main() {
         return;
     }
     let dir = example_plugins();
-    release_runner();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(xtask::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "calc-host-capi",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building libcalc_host");
-    let lib = xtask::build::target_dir().join("release");
+    let lib = release_libcalc_host();
     let mut cmd = Command::new("go");
     cmd.current_dir(xtask::workspace_root().join("go"))
         .args(["run", "./bench"])

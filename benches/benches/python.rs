@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use calc_benches::{example_plugins, quick, release_runner};
+use calc_benches::{example_plugins, quick, release_libcalc_host};
 
 fn main() {
     let ready = Command::new("python3")
@@ -20,22 +20,9 @@ fn main() {
         return;
     }
     let dir = example_plugins();
-    release_runner();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(xtask::workspace_root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "calc-host-capi",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building libcalc_host");
+    let lib_dir = release_libcalc_host();
     let root = xtask::workspace_root();
-    let lib = xtask::build::target_dir().join("release/libcalc_host.so");
+    let lib = lib_dir.join("libcalc_host.so");
     let mut cmd = Command::new("python3");
     cmd.arg(root.join("python/benchmarks/batch.py"))
         .arg(&dir)

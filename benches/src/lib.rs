@@ -320,32 +320,43 @@ pub fn release_rust_plugin(package: &str, name: &str) -> PathBuf {
         .join(xtask::build::library_file_name(name))
 }
 
+/// Builds `args` (a package and what of it) in release mode.
+fn cargo_release(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(xtask::workspace_root())
+        .args(["build", "--quiet", "--release"])
+        .args(args)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {args:?}");
+}
+
 /// `calc-plugin-runner` in a release build (isolated plugins and vetting), built once.
 pub fn release_runner() -> PathBuf {
     static RUNNER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     RUNNER
         .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .current_dir(xtask::workspace_root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "--release",
-                    "--package",
-                    xtask::build::RUNNER_PACKAGE,
-                    "--bin",
-                    "calc-plugin-runner",
-                ])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building calc-plugin-runner");
+            cargo_release(&[
+                "--package",
+                xtask::build::RUNNER_PACKAGE,
+                "--bin",
+                "calc-plugin-runner",
+            ]);
             xtask::build::target_dir().join("release").join(format!(
                 "calc-plugin-runner{}",
                 std::env::consts::EXE_SUFFIX
             ))
         })
         .clone()
+}
+
+/// The directory of a release `libcalc_host` (with the release runner that vets plugins
+/// beside it), for the Go and Python hosts' benchmarks.
+pub fn release_libcalc_host() -> PathBuf {
+    release_runner();
+    cargo_release(&["--package", "calc-host-capi"]);
+    xtask::build::target_dir().join("release")
 }
 
 /// A trusted plugin opened with plain `dlopen` and its descriptor, as the raw references of the
