@@ -344,6 +344,22 @@ class Host:
         return events
 
 
+_scratch = threading.local()
+
+
+def _cells():
+    """This thread's result, error and operand cells, made once: allocating them on every
+    call was most of a scalar call's cost."""
+    cells = getattr(_scratch, "cells", None)
+    if cells is None:
+        cells = _scratch.cells = (
+            ffi.new("double *"),
+            ffi.new("calc_error_t **"),
+            ffi.new("double[8]"),
+        )
+    return cells
+
+
 class Op:
     """An operation resolved once; call it like a function. Follows hot reloads."""
 
@@ -351,10 +367,15 @@ class Op:
         self._op = handle
 
     def __call__(self, *args):
-        out = ffi.new("double *")
-        err = ffi.new("calc_error_t **")
-        values = ffi.new("double[]", [float(a) for a in args]) if args else ffi.NULL
-        _check(_lib.calc_op_call_err(self._op, values, len(args), out, err), err)
+        out, err, operands = _cells()
+        n = len(args)
+        if n <= 8:
+            operands[0:n] = args
+            values = operands
+        else:
+            values = ffi.new("double[]", [float(a) for a in args])
+        err[0] = ffi.NULL
+        _check(_lib.calc_op_call_err(self._op, values, n, out, err), err)
         return out[0]
 
     def close(self):

@@ -31,6 +31,10 @@ def test_an_op_is_resolved_once_and_checks_its_operands(host):
     add = host.op("+")
     assert add(1.5, 2.25) == 3.75
     raises(calc_host.STATUS_INVALID_ARGUMENT, "expects 2 operands, got 1", add, 1)
+    assert add(2, 3) == 5  # ints are operands too
+    biggest = host.op("max")
+    assert biggest(*range(12)) == 11  # more operands than the per-thread cells hold
+    assert biggest(7) == 7
     add.close()
     add.close()
     raises(calc_host.STATUS_NOT_FOUND, "nosuch", host.op, "nosuch")
