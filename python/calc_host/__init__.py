@@ -97,6 +97,22 @@ def _check(status, err, row=-1):
     raise CalcError(status, message or _text(_lib.calc_status_describe(status)), row)
 
 
+_scratch = threading.local()
+
+
+def _cells():
+    """This thread's result, error and operand cells, made once: allocating them on every
+    call was most of a scalar call's cost."""
+    cells = getattr(_scratch, "cells", None)
+    if cells is None:
+        cells = _scratch.cells = (
+            ffi.new("double *"),
+            ffi.new("calc_error_t **"),
+            ffi.new("double[8]"),
+        )
+    return cells
+
+
 def version():
     """The version of the libcalc_host in use."""
     return _text(_lib.calc_host_version())
@@ -200,17 +216,21 @@ class Host:
 
     def eval(self, expression):
         """Parses and evaluates an expression."""
-        out = ffi.new("double *")
-        err = ffi.new("calc_error_t **")
+        out, err, _ = _cells()
+        err[0] = ffi.NULL
         with self._lock.shared():
             _check(_lib.calc_host_eval_err(self._h, expression.encode(), out, err), err)
         return out[0]
 
     def call(self, operation, *args):
         """Calls an operation by name ("add") or infix symbol ("+")."""
-        out = ffi.new("double *")
-        err = ffi.new("calc_error_t **")
-        values = ffi.new("double[]", [float(a) for a in args]) if args else ffi.NULL
+        out, err, operands = _cells()
+        err[0] = ffi.NULL
+        if len(args) <= 8:
+            operands[0 : len(args)] = args
+            values = operands
+        else:
+            values = ffi.new("double[]", [float(a) for a in args])
         with self._lock.shared():
             _check(
                 _lib.calc_host_call_err(
@@ -342,22 +362,6 @@ class Host:
                 })
             _check(status, err)
         return events
-
-
-_scratch = threading.local()
-
-
-def _cells():
-    """This thread's result, error and operand cells, made once: allocating them on every
-    call was most of a scalar call's cost."""
-    cells = getattr(_scratch, "cells", None)
-    if cells is None:
-        cells = _scratch.cells = (
-            ffi.new("double *"),
-            ffi.new("calc_error_t **"),
-            ffi.new("double[8]"),
-        )
-    return cells
 
 
 class Op:
