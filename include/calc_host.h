@@ -500,6 +500,34 @@ calc_status_t calc_op_call(const struct calc_op_t *op,
                            size_t arg_count,
                            double *out_result);
 
+// Calls the operation once per row over whole columns, in place: `columns[k][r]` is operand
+// `k` of row `r` and the result of row `r` goes to `out[r]`. `column_count` is the number of
+// operands per row (within the operation's arity), each column holds `rows` values, `out`
+// holds `rows` values (`columns` may be NULL when `column_count` is 0, `out` when `rows` is
+// 0). The version serving when the call starts serves every row (a reload meanwhile takes
+// effect at the next call) and uses the plugin's `execute_batch` when it has one (ABI 1.2),
+// else its `execute` once per row: no copy of the columns and no allocation for up to 16
+// operands per row.
+//
+// On failure returns the status of the first failing row with a message naming the row, the
+// operation and its plugin (e.g. `"row 7: div (plugin div): division by zero"`), and writes
+// that row's 0-based index to `*out_failed_row` when `out_failed_row` is not NULL; `out[0..row]`
+// then hold the results of the rows before it and the rest of `out` is unspecified. An operand
+// count outside the operation's arity fails before any row is called: the message names no
+// row and `*out_failed_row` is unchanged, as it is on success. `[thread-safe]` Since
+// calc_host 1.4.
+//
+// # Safety
+// `op` must be NULL or live; `columns` NULL or valid for `column_count` pointers, each valid
+// for `rows` values; `out` NULL or writable for `rows` values, not overlapping a column;
+// `out_failed_row` NULL or writable.
+calc_status_t calc_op_call_batch(const struct calc_op_t *op,
+                                 const double *const *columns,
+                                 size_t column_count,
+                                 size_t rows,
+                                 double *out,
+                                 size_t *out_failed_row);
+
 // Frees a handle from `calc_op_new` (unloading its plugin if nothing else uses it). NULL does
 // nothing; freeing twice is undefined. `[exclusive]`
 //
@@ -828,6 +856,19 @@ calc_status_t calc_op_call_err(const struct calc_op_t *op,
                                size_t arg_count,
                                double *out_result,
                                struct calc_error_t **out_error);
+
+// `calc_op_call_batch`, with its failure in `*out_error` (see `calc_error_t`).
+// `[thread-safe]` Since calc_host 1.4.
+//
+// # Safety
+// As for `calc_op_call_batch`; `out_error` NULL or valid for writing a pointer.
+calc_status_t calc_op_call_batch_err(const struct calc_op_t *op,
+                                     const double *const *columns,
+                                     size_t column_count,
+                                     size_t rows,
+                                     double *out,
+                                     size_t *out_failed_row,
+                                     struct calc_error_t **out_error);
 
 // `calc_expr_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since
 // calc_host 1.4.

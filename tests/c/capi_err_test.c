@@ -101,6 +101,19 @@ int main(int argc, char **argv) {
                   is_error(error, CALC_STATUS_INVALID_ARGUMENT, "expects 2 operands, got 1"),
               "op_call with the wrong operand count");
     }
+    {
+        const double as[3] = {1, 2, 3}, bs[3] = {10, 20, 30};
+        const double *columns[2] = {as, bs};
+        double outs[3] = {0, 0, 0};
+        size_t row = 99;
+        CHECK(calc_op_call_batch_err(op, columns, 2, 3, outs, &row, &error) == CALC_STATUS_OK &&
+                  error == NULL && row == 99 && outs[0] == 11 && outs[1] == 22 && outs[2] == 33,
+              "op_call_batch");
+        CHECK(calc_op_call_batch_err(op, columns, 1, 3, outs, &row, &error) ==
+                      CALC_STATUS_INVALID_ARGUMENT &&
+                  row == 99 && is_error(error, CALC_STATUS_INVALID_ARGUMENT, "got 1"),
+              "op_call_batch with the wrong operand count");
+    }
     calc_op_free(op);
     {
         const char *vars[1] = {"x"};

@@ -480,6 +480,9 @@ static void test_ops(calc_host_t **host_ref)
     const char *x_name[1] = {"x"};
     const double *x_column[1];
     double result = 0.0, args[2] = {2.0, 10.0}, zero[2] = {1.0, 0.0}, results[2];
+    double bases[4], exponents[4], batch_out[4];
+    const double *columns[2];
+    size_t failed = 12345;
 
     CHECK("op_new", succeeded(calc_op_new(*host_ref, "pow", &pow_op)) && pow_op != NULL);
     CHECK("op_call", succeeded(calc_op_call(pow_op, args, 2, &result)) && result == 1024.0);
@@ -508,6 +511,47 @@ static void test_ops(calc_host_t **host_ref)
     CHECK("op_new_cpp_and_rust", succeeded(calc_op_new(*host_ref, "atan2", &atan2_op)) &&
                                      succeeded(calc_op_new(*host_ref, "mul", &mul_op)));
 
+    /* Batches (calc_host 1.4): one call over whole columns, in place. */
+    bases[0] = 2.0; bases[1] = 3.0; bases[2] = -1.0; bases[3] = 10.0;
+    exponents[0] = 10.0; exponents[1] = 2.0; exponents[2] = 3.0; exponents[3] = 0.0;
+    columns[0] = bases;
+    columns[1] = exponents;
+    CHECK("op_call_batch", succeeded(calc_op_call_batch(pow_op, columns, 2, 4, batch_out,
+                                                        &failed)) &&
+                               failed == 12345 && batch_out[0] == 1024.0 &&
+                               batch_out[1] == 9.0 && batch_out[2] == -1.0 &&
+                               batch_out[3] == 1.0);
+    CHECK("op_call_batch_rust", succeeded(calc_op_call_batch(mul_op, columns, 2, 4, batch_out,
+                                                             NULL)) &&
+                                    batch_out[0] == 20.0 && batch_out[1] == 6.0 &&
+                                    batch_out[2] == -3.0 && batch_out[3] == 0.0);
+    CHECK("op_call_batch_reports_first_failed_row",
+          failed_with(calc_op_call_batch(div_op, columns, 2, 4, batch_out, &failed),
+                      CALC_STATUS_DIVISION_BY_ZERO, "row 3: div (plugin div): division by zero") &&
+              failed == 3 && batch_out[0] == 0.2 && batch_out[1] == 1.5 &&
+              batch_out[2] == -1.0 / 3.0);
+    failed = 12345;
+    CHECK("op_call_batch_wrong_arity",
+          failed_with(calc_op_call_batch(pow_op, columns, 1, 4, batch_out, &failed),
+                      CALC_STATUS_INVALID_ARGUMENT, "pow (plugin pow): expects 2 operands, got 1") &&
+              failed == 12345 && !contains(calc_last_error_message(), "row"));
+    CHECK("op_call_batch_no_rows", succeeded(calc_op_call_batch(pow_op, columns, 2, 0, NULL,
+                                                                NULL)));
+    columns[1] = NULL;
+    CHECK("op_call_batch_null_column",
+          failed_with(calc_op_call_batch(pow_op, columns, 2, 4, batch_out, NULL),
+                      CALC_STATUS_NULL_ARGUMENT, "columns[1]"));
+    columns[1] = exponents;
+    CHECK("op_call_batch_null_columns",
+          failed_with(calc_op_call_batch(pow_op, NULL, 2, 4, batch_out, NULL),
+                      CALC_STATUS_NULL_ARGUMENT, "columns"));
+    CHECK("op_call_batch_null_out",
+          failed_with(calc_op_call_batch(pow_op, columns, 2, 4, NULL, NULL),
+                      CALC_STATUS_NULL_ARGUMENT, "out"));
+    CHECK("op_call_batch_null_op",
+          failed_with(calc_op_call_batch(missing, columns, 2, 4, batch_out, NULL),
+                      CALC_STATUS_NULL_ARGUMENT, "op"));
+
     CHECK("expr_new_before_free",
           succeeded(calc_expr_new(*host_ref, "max(x, 1) * 3 ^ 2", x_name, 1, &expr)));
 
@@ -527,6 +571,9 @@ static void test_ops(calc_host_t **host_ref)
                                        result == 20.0);
     CHECK("op_outlives_host_error", failed_with(calc_op_call(div_op, zero, 2, &result),
                                                 CALC_STATUS_DIVISION_BY_ZERO, "division by zero"));
+    CHECK("op_batch_outlives_host", succeeded(calc_op_call_batch(mul_op, columns, 2, 4,
+                                                                  batch_out, NULL)) &&
+                                        batch_out[0] == 20.0 && batch_out[3] == 0.0);
     calc_op_free(pow_op);
     pow_op = NULL;
     calc_op_free(div_op);

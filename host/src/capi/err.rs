@@ -19,8 +19,8 @@ use super::expr::*;
 use super::ffi::ApiError;
 use super::host::*;
 use super::iface::*;
-use super::op::op_call;
 use super::op::*;
+use super::op::{op_call, op_call_batch};
 
 /// A failed call's status and message, owned by the caller: from an `_err` function, freed
 /// with `calc_error_free`. Opaque. Its accessors may run on any thread; the error may be moved
@@ -347,6 +347,30 @@ pub unsafe extern "C" fn calc_op_call_err(
     // The hot path: straight to the error object, without the thread-local last error.
     // SAFETY: forwarded contracts.
     unsafe { into_error(out_error, || op_call(op, args, arg_count, out_result)) }
+}
+
+/// `calc_op_call_batch`, with its failure in `*out_error` (see `calc_error_t`).
+/// `[thread-safe]` Since calc_host 1.4.
+///
+/// # Safety
+/// As for `calc_op_call_batch`; `out_error` NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn calc_op_call_batch_err(
+    op: *const calc_op_t,
+    columns: *const *const f64,
+    column_count: usize,
+    rows: usize,
+    out: *mut f64,
+    out_failed_row: *mut usize,
+    out_error: *mut *mut calc_error_t,
+) -> calc_status_t {
+    // A batch path: straight to the error object, as `calc_op_call_err` does.
+    // SAFETY: forwarded contracts.
+    unsafe {
+        into_error(out_error, || {
+            op_call_batch(op, columns, column_count, rows, out, out_failed_row)
+        })
+    }
 }
 
 /// `calc_expr_new`, with its failure in `*out_error` (see `calc_error_t`). `[thread-safe]` Since

@@ -97,6 +97,114 @@ pub(super) unsafe fn op_call(
     Ok(())
 }
 
+/// Calls the operation once per row over whole columns, in place: `columns[k][r]` is operand
+/// `k` of row `r` and the result of row `r` goes to `out[r]`. `column_count` is the number of
+/// operands per row (within the operation's arity), each column holds `rows` values, `out`
+/// holds `rows` values (`columns` may be NULL when `column_count` is 0, `out` when `rows` is
+/// 0). The version serving when the call starts serves every row (a reload meanwhile takes
+/// effect at the next call) and uses the plugin's `execute_batch` when it has one (ABI 1.2),
+/// else its `execute` once per row: no copy of the columns and no allocation for up to 16
+/// operands per row.
+///
+/// On failure returns the status of the first failing row with a message naming the row, the
+/// operation and its plugin (e.g. `"row 7: div (plugin div): division by zero"`), and writes
+/// that row's 0-based index to `*out_failed_row` when `out_failed_row` is not NULL; `out[0..row]`
+/// then hold the results of the rows before it and the rest of `out` is unspecified. An operand
+/// count outside the operation's arity fails before any row is called: the message names no
+/// row and `*out_failed_row` is unchanged, as it is on success. `[thread-safe]` Since
+/// calc_host 1.4.
+///
+/// # Safety
+/// `op` must be NULL or live; `columns` NULL or valid for `column_count` pointers, each valid
+/// for `rows` values; `out` NULL or writable for `rows` values, not overlapping a column;
+/// `out_failed_row` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn calc_op_call_batch(
+    op: *const calc_op_t,
+    columns: *const *const f64,
+    column_count: usize,
+    rows: usize,
+    out: *mut f64,
+    out_failed_row: *mut usize,
+) -> calc_status_t {
+    // SAFETY: forwarded contract.
+    ffi_status(|| unsafe { op_call_batch(op, columns, column_count, rows, out, out_failed_row) })
+}
+
+/// The body of `calc_op_call_batch` (and `calc_op_call_batch_err`).
+///
+/// # Safety
+/// As for `calc_op_call_batch`.
+pub(super) unsafe fn op_call_batch(
+    op: *const calc_op_t,
+    columns: *const *const f64,
+    column_count: usize,
+    rows: usize,
+    out: *mut f64,
+    out_failed_row: *mut usize,
+) -> Result<(), ApiError> {
+    // SAFETY: forwarded contract: `columns` holds `column_count` pointers.
+    let (op, pointers) = unsafe {
+        (
+            handle(op, "op")?,
+            slice_arg(columns, column_count, "columns")?,
+        )
+    };
+    // The message is formatted only on failure: a batch allocates nothing for up to
+    // `STACK_COLUMNS` columns.
+    let column = |i: usize, c: *const f64| {
+        if rows > 0 && c.is_null() {
+            return Err(ApiError::null(&format!("columns[{i}]")));
+        }
+        // SAFETY: each column is valid for `rows` values per the contract (and non-NULL
+        // when `rows` is not 0).
+        unsafe { slice_arg(c, rows, "") }
+    };
+    let mut stack: [&[f64]; STACK_COLUMNS] = [&[]; STACK_COLUMNS];
+    let heap: Vec<&[f64]>;
+    let columns: &[&[f64]] = if column_count <= STACK_COLUMNS {
+        for (i, (slot, &c)) in stack.iter_mut().zip(pointers).enumerate() {
+            *slot = column(i, c)?;
+        }
+        &stack[..column_count]
+    } else {
+        heap = pointers
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| column(i, c))
+            .collect::<Result<_, _>>()?;
+        &heap
+    };
+    let results = if rows == 0 {
+        &mut [][..]
+    } else if out.is_null() {
+        return Err(ApiError::null("out"));
+    } else {
+        // SAFETY: non-NULL, writable for `rows` values and not overlapping a column per the
+        // contract.
+        unsafe { std::slice::from_raw_parts_mut(out, rows) }
+    };
+    op.op.call_batch(columns, results).map_err(|(row, e)| {
+        // An operand count outside the arity is refused before any row runs.
+        let before_rows = op.op.pin().handle().is_some_and(|h| {
+            let (min, max) = h.info().arity();
+            let n = column_count as u64;
+            n < u64::from(min) || max.is_some_and(|m| n > u64::from(m))
+        });
+        if before_rows {
+            return ApiError::new(e.status.code(), e.to_string());
+        }
+        if !out_failed_row.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { out_failed_row.write(row) };
+        }
+        ApiError::new(e.status.code(), format!("row {row}: {e}"))
+    })
+}
+
+/// Columns of a batch held on the stack (more go to the heap), as the loader does.
+const STACK_COLUMNS: usize = 16;
+
 /// Frees a handle from `calc_op_new` (unloading its plugin if nothing else uses it). NULL does
 /// nothing; freeing twice is undefined. `[exclusive]`
 ///
