@@ -41,6 +41,16 @@ static calc_status_t calc_go_expr_eval(const calc_expr_t *expr, size_t ncols,
     return calc_expr_eval_err(expr, columns, rows, out, failed_row, error);
 }
 
+// Calls an operation over up to 8 columns handed over one by one, as calc_go_expr_eval does.
+static calc_status_t calc_go_op_batch(const calc_op_t *op, size_t ncols, const double *c0,
+                                      const double *c1, const double *c2, const double *c3,
+                                      const double *c4, const double *c5, const double *c6,
+                                      const double *c7, size_t rows, double *out,
+                                      size_t *failed_row, calc_error_t **error) {
+    const double *columns[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
+    return calc_op_call_batch_err(op, columns, ncols, rows, out, failed_row, error);
+}
+
 // A call's outcome by value, so that Go passes no pointer to its own memory (which would
 // make the values escape to the heap and cgo check them on every call).
 typedef struct calc_go_result {
@@ -98,7 +108,7 @@ func (s Status) String() string {
 type Error struct {
 	Status  Status
 	Message string
-	// Row is the first failing row of a batch evaluation (Expr.Eval), else -1.
+	// Row is the first failing row of a batch (Expr.Eval, Op.CallBatch), else -1.
 	Row int
 }
 
@@ -288,6 +298,56 @@ func (o *Op) Call(args ...float64) (float64, error) {
 	return float64(out), nil
 }
 
+// CallBatch calls the operation once per row: out[i] from columns[0][i], columns[1][i], ...
+// (one column per operand, at most MaxColumns). The columns and out are read and written in
+// place, without copying, in one cgo call: the plugin's batch entry runs over them when it has
+// one. The version serving when the call starts serves every row. A failing row stops it with
+// an *Error whose Row is that row (out holds the rows before it); an operand count the
+// operation does not take fails before any row, with Row -1.
+func (o *Op) CallBatch(out []float64, columns ...[]float64) error {
+	c, err := columnPointers(out, columns)
+	if err != nil {
+		return err
+	}
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	failed := noRow
+	var e *C.calc_error_t
+	status := C.calc_go_op_batch(o.op, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4], c[5],
+		c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	return batchError(status, e, failed)
+}
+
+// noRow marks a failed batch row index the library did not write.
+const noRow = ^C.size_t(0)
+
+// columnPointers checks that there are at most MaxColumns columns of len(out) values each and
+// returns their addresses for C.
+func columnPointers(out []float64, columns [][]float64) ([MaxColumns]*C.double, error) {
+	var c [MaxColumns]*C.double
+	if len(columns) > MaxColumns {
+		return c, &Error{Status: StatusInvalidArgument, Row: -1,
+			Message: fmt.Sprintf("%d columns: at most %d", len(columns), MaxColumns)}
+	}
+	for i, col := range columns {
+		if len(col) != len(out) {
+			return c, &Error{Status: StatusInvalidArgument, Row: -1,
+				Message: fmt.Sprintf("column %d has %d rows, out has %d", i, len(col), len(out))}
+		}
+		c[i] = doubles(col)
+	}
+	return c, nil
+}
+
+// batchError is check's result for a batch, with the failing row when the library named one.
+func batchError(status C.calc_status_t, err *C.calc_error_t, failed C.size_t) error {
+	e := check(status, err)
+	if e != nil && failed != noRow {
+		e.(*Error).Row = int(failed)
+	}
+	return e
+}
+
 // Close frees the handle. Calling it again does nothing.
 func (o *Op) Close() {
 	o.mu.Lock()
@@ -299,7 +359,7 @@ func (o *Op) Close() {
 	}
 }
 
-// MaxColumns is the most variables an Expr reads in place (more are refused).
+// MaxColumns is the most columns Expr.Eval and Op.CallBatch read in place (more are refused).
 const MaxColumns = 8
 
 // Expr is an expression compiled once over named variables, evaluated over whole columns.
@@ -346,29 +406,20 @@ func (x *Expr) Eval(out []float64, columns ...[]float64) error {
 		return &Error{Status: StatusInvalidArgument, Row: -1,
 			Message: fmt.Sprintf("%d columns for %d variables", len(columns), x.vars)}
 	}
-	rows := len(out)
-	var c [MaxColumns]*C.double
-	for i, col := range columns {
-		if len(col) != rows {
-			return &Error{Status: StatusInvalidArgument, Row: -1,
-				Message: fmt.Sprintf("column %d has %d rows, out has %d", i, len(col), rows)}
-		}
-		c[i] = doubles(col)
+	c, err := columnPointers(out, columns)
+	if err != nil {
+		return err
 	}
-	if rows == 0 {
+	if len(out) == 0 {
 		return nil
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	var failed C.size_t
-	var err *C.calc_error_t
+	failed := noRow
+	var e *C.calc_error_t
 	status := C.calc_go_expr_eval(x.e, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4], c[5],
-		c[6], c[7], C.size_t(rows), doubles(out), &failed, &err)
-	if e := check(status, err); e != nil {
-		e.(*Error).Row = int(failed)
-		return e
-	}
-	return nil
+		c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	return batchError(status, e, failed)
 }
 
 // Close frees the expression. Calling it again does nothing.

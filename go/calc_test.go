@@ -123,6 +123,74 @@ func TestAnExpressionRunsOverColumnsInPlace(t *testing.T) {
 	wantError(t, err, StatusInvalidArgument, "at most 8")
 }
 
+func TestAnOpRunsOverColumnsInPlace(t *testing.T) {
+	h := loaded(t)
+	// add is C, mul Rust, atan2 C++: each plugin's own batch path, or its scalar fallback.
+	for _, c := range []struct {
+		op   string
+		want func(a, b float64) float64
+	}{
+		{"+", func(a, b float64) float64 { return a + b }},
+		{"*", func(a, b float64) float64 { return a * b }},
+		// Go's math.Atan2 may differ from the C library's in the last bit: the oracle is the
+		// same operation called one row at a time.
+		{"atan2", nil},
+	} {
+		op, err := h.Op(c.op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const rows = 100000
+		a, b, out := make([]float64, rows), make([]float64, rows), make([]float64, rows)
+		for i := range a {
+			a[i], b[i] = float64(i)-500, 0.25*float64(i%7)+1
+		}
+		if err := op.CallBatch(out, a, b); err != nil {
+			t.Fatalf("%s: %v", c.op, err)
+		}
+		for i := range out {
+			want, err := op.Call(a[i], b[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.want != nil && c.want(a[i], b[i]) != want {
+				t.Fatalf("%s row %d: a call gives %v, want %v", c.op, i, want, c.want(a[i], b[i]))
+			}
+			if out[i] != want {
+				t.Fatalf("%s row %d: %v, want %v", c.op, i, out[i], want)
+			}
+		}
+		op.Close()
+	}
+	div, err := h.Op("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer div.Close()
+	out := make([]float64, 4)
+	err = div.CallBatch(out, []float64{1, 2, 3, 4}, []float64{2, 4, 0, 1})
+	if e := wantError(t, err, StatusDivisionByZero, "row 2: div (plugin div)"); e.Row != 2 {
+		t.Errorf("failing row %d, want 2", e.Row)
+	}
+	if out[0] != 0.5 || out[1] != 0.5 {
+		t.Errorf("rows before the failing one: %v", out[:2])
+	}
+	// Refused before any row: no row named.
+	if e := wantError(t, div.CallBatch(out, []float64{1, 2, 3, 4}), StatusInvalidArgument,
+		"expects 2 operands, got 1"); e.Row != -1 {
+		t.Errorf("arity error names row %d", e.Row)
+	}
+	wantError(t, div.CallBatch(out, []float64{1}, []float64{2}), StatusInvalidArgument, "column 0 has 1 rows")
+	nine := make([][]float64, 9)
+	for i := range nine {
+		nine[i] = out
+	}
+	wantError(t, div.CallBatch(out, nine...), StatusInvalidArgument, "at most 8")
+	if err := div.CallBatch(nil, nil, nil); err != nil {
+		t.Errorf("an empty batch: %v", err)
+	}
+}
+
 func TestPluginsAreListedWithTheirOperationsAndInterfaces(t *testing.T) {
 	h := loaded(t)
 	byName := map[string]PluginInfo{}
