@@ -1,8 +1,8 @@
 //! The Go package (`go/`) against its references, measured by its own program `go/bench` in
 //! one run: a scalar call through `Op.Call` against a bare cgo call of the same C function
-//! (the `add` plugin's execute), and 1M pairs through `Expr.Eval` against a Go loop. Linked
-//! with a release libcalc_host (and release runner, which vets the plugins). Prints one line
-//! and skips when Go is missing.
+//! (the `add` plugin's execute), and 1M pairs through `Expr.Eval` and `Op.CallBatch` against a
+//! Go loop. Linked with a release libcalc_host (and release runner, which vets the plugins).
+//! Prints one line and skips when Go is missing.
 //!
 //! `cargo bench -p calc-benches --bench go` (`-- --quick`: a few rounds of 10,000).
 

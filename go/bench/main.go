@@ -1,6 +1,7 @@
 // Command bench measures the Go package against its references in the same run: a scalar
 // call through Op.Call against a bare cgo call of the same C function (the add plugin's
-// execute, found with dlopen), and a batch of 1M pairs through Expr.Eval against a Go loop.
+// execute, found with dlopen), and a batch of 1M pairs through Expr.Eval and through
+// Op.CallBatch against a Go loop.
 // Each figure is the median over rounds; each ratio the median of the two figures of the
 // same round (the machines are shared and noisy: ratios count).
 //
@@ -159,6 +160,18 @@ func main() {
 			}
 			return float64(time.Since(start).Nanoseconds()) / float64(pairs)
 		},
+		func() float64 {
+			out[pairs-1] = 0
+			start := time.Now()
+			if err := op.CallBatch(out, a, b); err != nil {
+				panic(err)
+			}
+			t := float64(time.Since(start).Nanoseconds()) / float64(pairs)
+			if out[pairs-1] != float64(pairs-1)+0.5 {
+				panic("wrong batch results")
+			}
+			return t
+		},
 	})
 	if out[pairs-1] != float64(pairs-1)+0.5 || sink == 0 {
 		panic("wrong results")
@@ -167,4 +180,5 @@ func main() {
 		calc.Version(), n)
 	row("Op.Call (scalar, add)", "bare cgo call of add's execute", scalar[1], scalar[0], "ns")
 	row(fmt.Sprintf("Expr.Eval x + y over %d pairs", pairs), "Go loop out[i] = a[i] + b[i]", batch[1], batch[0], "ns")
+	row(fmt.Sprintf("Op.CallBatch add over %d pairs", pairs), "Go loop out[i] = a[i] + b[i]", batch[2], batch[0], "ns")
 }
