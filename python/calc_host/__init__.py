@@ -364,6 +364,45 @@ class Host:
         return events
 
 
+_NO_ROW = 2**64 - 1 if ffi.sizeof("size_t") == 8 else 2**32 - 1
+
+
+def _batch(call, columns, out):
+    """Checks columns and out (contiguous one-dimensional float64 arrays of one length), hands
+    their own memory to call(pointers, column_count, rows, out, failed_row, error) and returns
+    out (a new array when None)."""
+    import numpy as np
+
+    arrays = [np.asarray(c) for c in columns]
+    rows = len(arrays[0]) if arrays else (len(out) if out is not None else 0)
+    for i, a in enumerate(arrays):
+        if a.dtype != np.float64 or a.ndim != 1 or not a.flags.c_contiguous:
+            raise CalcError(
+                STATUS_INVALID_ARGUMENT,
+                f"column {i} is not a contiguous one-dimensional float64 array "
+                f"(convert it once with numpy.ascontiguousarray(c, dtype=numpy.float64))",
+            )
+        if len(a) != rows:
+            raise CalcError(
+                STATUS_INVALID_ARGUMENT, f"column {i} has {len(a)} rows, not {rows}"
+            )
+    if out is None:
+        out = np.empty(rows, dtype=np.float64)
+    elif out.dtype != np.float64 or out.ndim != 1 or not out.flags.c_contiguous or len(out) != rows:
+        raise CalcError(
+            STATUS_INVALID_ARGUMENT, f"out must be a contiguous float64 array of {rows} rows"
+        )
+    # Views of the arrays' own memory (no copy), alive until the call returns.
+    views = [ffi.from_buffer("double[]", a) for a in arrays]
+    target = ffi.from_buffer("double[]", out, require_writable=True) if rows else ffi.NULL
+    pointers = ffi.new("const double *[]", views or [ffi.NULL])
+    failed = ffi.new("size_t *", _NO_ROW)
+    err = ffi.new("calc_error_t **")
+    status = call(pointers, len(views), rows, target, failed, err)
+    _check(status, err, row=-1 if failed[0] == _NO_ROW else failed[0])
+    return out
+
+
 class Op:
     """An operation resolved once; call it like a function. Follows hot reloads."""
 
@@ -381,6 +420,21 @@ class Op:
         err[0] = ffi.NULL
         _check(_lib.calc_op_call_err(self._op, values, n, out, err), err)
         return out[0]
+
+    def batch(self, *columns, out=None):
+        """Calls the operation once per row: out[i] from columns[0][i], columns[1][i], ...
+        (one column per operand). Columns are numpy float64 arrays (or anything with a
+        contiguous float64 buffer), read in place; out, if given, is written in place, else a
+        new float64 array is returned. One call into the library for the whole batch (the
+        plugin's batch entry when it has one). A failing row raises CalcError with .row set;
+        an operand count the operation does not take raises it with .row -1."""
+        return _batch(
+            lambda pointers, n, rows, target, failed, err: _lib.calc_op_call_batch_err(
+                self._op, pointers, n, rows, target, failed, err
+            ),
+            columns,
+            out,
+        )
 
     def close(self):
         """Frees the handle. Calling it again does nothing."""
@@ -403,43 +457,18 @@ class Expr:
         variable, in compile()'s order). Columns are numpy float64 arrays (or anything with
         a contiguous float64 buffer), read in place; out, if given, is written in place, else
         a new float64 array is returned. A failing row raises CalcError with .row set."""
-        import numpy as np
-
         if len(columns) != self._vars:
             raise CalcError(
                 STATUS_INVALID_ARGUMENT,
                 f"{len(columns)} columns for {self._vars} variables",
             )
-        arrays = [np.asarray(c) for c in columns]
-        rows = len(arrays[0]) if arrays else (len(out) if out is not None else 0)
-        for i, a in enumerate(arrays):
-            if a.dtype != np.float64 or a.ndim != 1 or not a.flags.c_contiguous:
-                raise CalcError(
-                    STATUS_INVALID_ARGUMENT,
-                    f"column {i} is not a contiguous one-dimensional float64 array "
-                    f"(convert it once with numpy.ascontiguousarray(c, dtype=numpy.float64))",
-                )
-            if len(a) != rows:
-                raise CalcError(
-                    STATUS_INVALID_ARGUMENT, f"column {i} has {len(a)} rows, not {rows}"
-                )
-        if out is None:
-            out = np.empty(rows, dtype=np.float64)
-        elif out.dtype != np.float64 or out.ndim != 1 or not out.flags.c_contiguous or len(out) != rows:
-            raise CalcError(
-                STATUS_INVALID_ARGUMENT, f"out must be a contiguous float64 array of {rows} rows"
-            )
-        if rows == 0:
-            return out
-        # Views of the arrays' own memory (no copy), alive until the call returns.
-        views = [ffi.from_buffer("double[]", a) for a in arrays]
-        target = ffi.from_buffer("double[]", out, require_writable=True)
-        pointers = ffi.new("const double *[]", views or [ffi.NULL])
-        failed = ffi.new("size_t *")
-        err = ffi.new("calc_error_t **")
-        status = _lib.calc_expr_eval_err(self._e, pointers, rows, target, failed, err)
-        _check(status, err, row=failed[0])
-        return out
+        return _batch(
+            lambda pointers, n, rows, target, failed, err: _lib.calc_expr_eval_err(
+                self._e, pointers, rows, target, failed, err
+            ),
+            columns,
+            out,
+        )
 
     def close(self):
         """Frees the expression. Calling it again does nothing."""

@@ -100,6 +100,7 @@ calc_status_t calc_host_watch_err(calc_host_t *host, int enable, calc_error_t **
 calc_status_t calc_host_poll_changes_err(calc_host_t *host, size_t *out_applied, calc_error_t **out_error);
 calc_status_t calc_op_new_err(const calc_host_t *host, const char *operation, calc_op_t **out_op, calc_error_t **out_error);
 calc_status_t calc_op_call_err(const calc_op_t *op, const double *args, size_t arg_count, double *out_result, calc_error_t **out_error);
+calc_status_t calc_op_call_batch_err(const calc_op_t *op, const double *const *columns, size_t column_count, size_t rows, double *out, size_t *out_failed_row, calc_error_t **out_error);
 void calc_op_free(calc_op_t *op);
 calc_status_t calc_expr_new_err(const calc_host_t *host, const char *expression, const char *const *variables, size_t variable_count, calc_expr_t **out_expr, calc_error_t **out_error);
 calc_status_t calc_expr_eval_err(const calc_expr_t *expr, const double *const *columns, size_t rows, double *out, size_t *out_failed_row, calc_error_t **out_error);

@@ -53,10 +53,38 @@ def test_an_expression_runs_over_numpy_arrays_in_place(host):
     inv = host.compile("1 / x", "x")
     err = raises(calc_host.STATUS_DIVISION_BY_ZERO, "div", inv.eval, np.array([1.0, 2.0, 0.0]))
     assert err.row == 2
+    assert len(inv.eval(np.empty(0))) == 0
     raises(calc_host.STATUS_INVALID_ARGUMENT, "1 columns for 2 variables", expr.eval, x)
     raises(calc_host.STATUS_INVALID_ARGUMENT, "float64", expr.eval, x.astype(np.float32), y)
     raises(calc_host.STATUS_INVALID_ARGUMENT, "contiguous", expr.eval, x[::2], y[::2])
     raises(calc_host.STATUS_INVALID_ARGUMENT, "rows", expr.eval, x, y[:10])
+
+
+def test_an_op_runs_over_numpy_arrays_in_place(host):
+    a = np.arange(100_000, dtype=np.float64) - 500
+    b = 0.25 * (np.arange(100_000) % 7) + 1
+    # add is C, mul Rust, atan2 C++; the oracle is the same operation one row at a time.
+    for name in ["+", "*", "atan2"]:
+        op = host.op(name)
+        out = np.empty_like(a)
+        assert op.batch(a, b, out=out) is out  # written in place
+        rows = range(0, 100_000, 997)
+        assert [out[i] for i in rows] == [op(a[i], b[i]) for i in rows]
+        np.testing.assert_array_equal(op.batch(a, b), out)
+    np.testing.assert_array_equal(host.op("+").batch(a, b), a + b)
+    div = host.op("/")
+    out = np.zeros(4)
+    err = raises(
+        calc_host.STATUS_DIVISION_BY_ZERO,
+        "row 2: div (plugin div)",
+        lambda: div.batch(np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 0, 1]), out=out),
+    )
+    assert err.row == 2 and list(out[:2]) == [0.5, 0.5]
+    err = raises(calc_host.STATUS_INVALID_ARGUMENT, "expects 2 operands, got 1", div.batch, a)
+    assert err.row == -1  # refused before any row
+    raises(calc_host.STATUS_INVALID_ARGUMENT, "rows", div.batch, a, b[:10])
+    raises(calc_host.STATUS_INVALID_ARGUMENT, "contiguous", div.batch, a[::2], b[::2])
+    assert len(div.batch(np.empty(0), np.empty(0))) == 0
 
 
 def test_plugins_are_listed_with_their_operations_and_interfaces(host):
