@@ -1,8 +1,8 @@
 //! The Python package (`python/`) against numpy, measured by its own script
-//! `python/benchmarks/batch.py` in one run: 1M pairs through `Expr.eval` of `x + y` over numpy
-//! arrays against `numpy.add(a, b, out=out)`. Uses a release libcalc_host (and release runner,
-//! which vets the plugins). Prints one line and skips when python3 with numpy and cffi is
-//! missing.
+//! `python/benchmarks/batch.py` in one run: 1M pairs through `Expr.eval` of `x + y` and through
+//! `Op.batch` of `add` over numpy arrays against `numpy.add(a, b, out=out)`. Uses a release
+//! libcalc_host (and release runner, which vets the plugins). Prints one line and skips when
+//! python3 with numpy and cffi is missing.
 //!
 //! `cargo bench -p calc-benches --bench python` (`-- --quick`: a few rounds of 10,000).
 

@@ -1,6 +1,6 @@
 """The Python package against numpy in the same run: a batch of 1M pairs through
-Expr.eval of "x + y" over numpy arrays (read and written in place) against numpy's own
-a + b into the same out array. Medians over rounds; each ratio the median of the two figures of the same round.
+Expr.eval of "x + y" and through Op.batch of add over numpy arrays (read and written in
+place) against numpy's own a + b into the same out array. Medians over rounds; each ratio the median of the two figures of the same round.
 
     python3 benchmarks/batch.py PLUGIN_DIR [--quick]     (CALC_HOST_LIB: a release build)
 """
@@ -47,18 +47,31 @@ def main():
             return (time.perf_counter_ns() - start) / pairs
 
         def calc_add():
+            out[-1] = 0
             start = time.perf_counter_ns()
             expr.eval(a, b, out=out)
-            return (time.perf_counter_ns() - start) / pairs
+            figure = (time.perf_counter_ns() - start) / pairs
+            assert out[-1] == pairs - 1 + 0.5
+            return figure
 
-        batch = rounds(n, [numpy_add, calc_add])
-        assert out[-1] == pairs - 1 + 0.5
+        add = host.op("add")
+
+        def op_batch():
+            out[-1] = 0
+            start = time.perf_counter_ns()
+            add.batch(a, b, out=out)
+            figure = (time.perf_counter_ns() - start) / pairs
+            assert out[-1] == pairs - 1 + 0.5
+            return figure
+
+        batch = rounds(n, [numpy_add, calc_add, op_batch])
 
         print(
             f"Python package ({calc_host.version()}, numpy {np.__version__}), median of {n} rounds; "
             "ratio = median over rounds of the two figures of the same round"
         )
         row(f"Expr.eval x + y over {pairs} pairs", "numpy.add(a, b, out=out)", batch[1], batch[0], "ns")
+        row(f"Op.batch add over {pairs} pairs", "numpy.add(a, b, out=out)", batch[2], batch[0], "ns")
 
 
 if __name__ == "__main__":
