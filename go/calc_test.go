@@ -424,5 +424,20 @@ func TestPluginsRunIsolatedWhenTheConfigurationSaysSo(t *testing.T) {
 	}
 	_, err = h.Eval("1 / 0")
 	wantError(t, err, StatusDivisionByZero, "div")
+	// A batch crosses to the runner once, its columns and results copied over the pipe.
+	div, err := h.Op("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer div.Close()
+	out := make([]float64, 3)
+	if err := div.CallBatch(out, []float64{1, 9, 5}, []float64{2, 3, 0.5}); err != nil ||
+		out[0] != 0.5 || out[1] != 3 || out[2] != 10 {
+		t.Errorf("isolated batch: %v, %v", out, err)
+	}
+	err = div.CallBatch(out, []float64{1, 9, 5}, []float64{2, 0, 1})
+	if e := wantError(t, err, StatusDivisionByZero, "row 1: div"); e.Row != 1 {
+		t.Errorf("isolated batch failed at row %d, want 1", e.Row)
+	}
 	wantError(t, h.LoadConfig(filepath.Join(t.TempDir(), "none.toml")), StatusInvalidArgument, "none.toml")
 }
