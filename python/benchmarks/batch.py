@@ -41,29 +41,22 @@ def main():
         b = np.full(pairs, 0.5)
         out = np.empty(pairs)
 
-        def numpy_add():
-            start = time.perf_counter_ns()
-            np.add(a, b, out=out)
-            return (time.perf_counter_ns() - start) / pairs
-
-        def calc_add():
-            out[-1] = 0
-            start = time.perf_counter_ns()
-            expr.eval(a, b, out=out)
-            figure = (time.perf_counter_ns() - start) / pairs
-            assert out[-1] == pairs - 1 + 0.5
-            return figure
-
         add = host.op("add")
 
-        def op_batch():
-            out[-1] = 0
-            start = time.perf_counter_ns()
-            add.batch(a, b, out=out)
-            figure = (time.perf_counter_ns() - start) / pairs
-            assert out[-1] == pairs - 1 + 0.5
-            return figure
+        def timed(fn):
+            """fn(a, b, out=out) as a candidate: ns per pair, its last result checked."""
 
+            def candidate():
+                out[-1] = 0
+                start = time.perf_counter_ns()
+                fn(a, b, out=out)
+                figure = (time.perf_counter_ns() - start) / pairs
+                assert out[-1] == pairs - 1 + 0.5
+                return figure
+
+            return candidate
+
+        numpy_add, calc_add, op_batch = timed(np.add), timed(expr.eval), timed(add.batch)
         batch = rounds(n, [numpy_add, calc_add, op_batch])
 
         print(

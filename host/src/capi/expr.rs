@@ -5,7 +5,10 @@ use std::ffi::c_char;
 use calc_sdk::abi::calc_status_t;
 
 use super::error::CALC_STATUS_PARSE_ERROR;
-use super::ffi::{ffi_status, handle, out, slice_arg, str_arg, ApiError};
+use super::ffi::{
+    ffi_status, handle, out, slice_arg, slice_mut_arg, str_arg, with_columns, write_failed_row,
+    ApiError,
+};
 use super::host::calc_host_t;
 use crate::error::EvalError;
 use crate::expr::{compile_program, Program};
@@ -102,33 +105,23 @@ pub unsafe extern "C" fn calc_expr_eval(
         // SAFETY: forwarded contract.
         let expr = unsafe { handle(expr, "expr")? };
         let program = &expr.program;
-        // SAFETY: `columns` holds one pointer per variable per the contract.
-        let pointers = unsafe { slice_arg(columns, program.variables().len(), "columns")? };
-        let columns = pointers
-            .iter()
-            .enumerate()
-            // SAFETY: each column is valid for `rows` values per the contract.
-            .map(|(i, &c)| unsafe { slice_arg(c, rows, &format!("columns[{i}]")) })
-            .collect::<Result<Vec<&[f64]>, ApiError>>()?;
-        let results = if rows == 0 {
-            &mut [][..]
-        } else if out.is_null() {
-            return Err(ApiError::null("out"));
-        } else {
-            // SAFETY: non-NULL, writable for `rows` values and not overlapping a column per the
+        let variables = program.variables().len();
+        let run = |columns: &[&[f64]]| {
+            // SAFETY: `out` is writable for `rows` values and overlaps no column per the
             // contract.
-            unsafe { std::slice::from_raw_parts_mut(out, rows) }
+            let results = unsafe { slice_mut_arg(out, rows, "out")? };
+            program.eval_into(columns, results).map_err(|(row, e)| {
+                // SAFETY: NULL or writable per the contract.
+                unsafe { write_failed_row(out_failed_row, row) };
+                match e {
+                    EvalError::Call(c) => ApiError::new(c.status.code(), format!("row {row}: {c}")),
+                    other => ApiError::new(CALC_STATUS_PARSE_ERROR, format!("row {row}: {other}")),
+                }
+            })
         };
-        program.eval_into(&columns, results).map_err(|(row, e)| {
-            if !out_failed_row.is_null() {
-                // SAFETY: non-NULL and writable per the contract.
-                unsafe { out_failed_row.write(row) };
-            }
-            match e {
-                EvalError::Call(c) => ApiError::new(c.status.code(), format!("row {row}: {c}")),
-                other => ApiError::new(CALC_STATUS_PARSE_ERROR, format!("row {row}: {other}")),
-            }
-        })
+        // SAFETY: `columns` holds one pointer per variable, each valid for `rows` values, per
+        // the contract.
+        unsafe { with_columns(columns, variables, rows, run) }
     })
 }
 

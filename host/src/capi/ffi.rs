@@ -94,6 +94,79 @@ pub(crate) unsafe fn slice_arg<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
+/// Borrows `(ptr, len)` as a writable slice; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// Unless `len` is 0, `p` must point to `len` initialised values valid for writing during
+/// `'a` and overlapping nothing else borrowed.
+pub(crate) unsafe fn slice_mut_arg<'a, T>(
+    p: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [T], ApiError> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(ApiError::null(what));
+    }
+    // SAFETY: non-NULL, valid and unaliased for `len` elements per the contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// Columns of a batch held on the stack; more go to the heap.
+const STACK_COLUMNS: usize = 16;
+
+/// Borrows `count` column pointers of `rows` values each (`columns[k][r]`: operand or
+/// variable `k` of row `r`) and runs `f` over them: no allocation for up to `STACK_COLUMNS`
+/// columns, and a message formatted only for a NULL column.
+///
+/// # Safety
+/// `columns` must be NULL or valid for `count` pointers, each NULL or valid for `rows` values
+/// during the call.
+pub(crate) unsafe fn with_columns<R>(
+    columns: *const *const f64,
+    count: usize,
+    rows: usize,
+    f: impl FnOnce(&[&[f64]]) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    // SAFETY: `columns` holds `count` pointers per the contract.
+    let pointers = unsafe { slice_arg(columns, count, "columns")? };
+    let column = |i: usize, c: *const f64| {
+        if rows > 0 && c.is_null() {
+            return Err(ApiError::null(&format!("columns[{i}]")));
+        }
+        // SAFETY: each column is valid for `rows` values per the contract (and non-NULL when
+        // `rows` is not 0).
+        unsafe { slice_arg(c, rows, "") }
+    };
+    if count <= STACK_COLUMNS {
+        let mut stack: [&[f64]; STACK_COLUMNS] = [&[]; STACK_COLUMNS];
+        for (i, (slot, &c)) in stack.iter_mut().zip(pointers).enumerate() {
+            *slot = column(i, c)?;
+        }
+        f(&stack[..count])
+    } else {
+        let heap = pointers
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| column(i, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        f(&heap)
+    }
+}
+
+/// Writes the index of a batch's failing row to `out_failed_row` unless it is NULL.
+///
+/// # Safety
+/// `out_failed_row` must be NULL or writable.
+pub(crate) unsafe fn write_failed_row(out_failed_row: *mut usize, row: usize) {
+    if !out_failed_row.is_null() {
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { out_failed_row.write(row) };
+    }
+}
+
 /// Borrows a handle.
 ///
 /// # Safety

@@ -5,7 +5,10 @@ use std::ffi::c_char;
 use calc_sdk::abi::calc_status_t;
 
 use super::error::CALC_STATUS_NOT_FOUND;
-use super::ffi::{ffi_status, handle, out, slice_arg, str_arg, ApiError};
+use super::ffi::{
+    ffi_status, handle, out, slice_arg, slice_mut_arg, str_arg, with_columns, write_failed_row,
+    ApiError,
+};
 use super::host::calc_host_t;
 use crate::manager::LiveOp;
 
@@ -143,67 +146,30 @@ pub(super) unsafe fn op_call_batch(
     out: *mut f64,
     out_failed_row: *mut usize,
 ) -> Result<(), ApiError> {
-    // SAFETY: forwarded contract: `columns` holds `column_count` pointers.
-    let (op, pointers) = unsafe {
-        (
-            handle(op, "op")?,
-            slice_arg(columns, column_count, "columns")?,
-        )
-    };
-    // The message is formatted only on failure: a batch allocates nothing for up to
-    // `STACK_COLUMNS` columns.
-    let column = |i: usize, c: *const f64| {
-        if rows > 0 && c.is_null() {
-            return Err(ApiError::null(&format!("columns[{i}]")));
-        }
-        // SAFETY: each column is valid for `rows` values per the contract (and non-NULL
-        // when `rows` is not 0).
-        unsafe { slice_arg(c, rows, "") }
-    };
-    let mut stack: [&[f64]; STACK_COLUMNS] = [&[]; STACK_COLUMNS];
-    let heap: Vec<&[f64]>;
-    let columns: &[&[f64]] = if column_count <= STACK_COLUMNS {
-        for (i, (slot, &c)) in stack.iter_mut().zip(pointers).enumerate() {
-            *slot = column(i, c)?;
-        }
-        &stack[..column_count]
-    } else {
-        heap = pointers
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| column(i, c))
-            .collect::<Result<_, _>>()?;
-        &heap
-    };
-    let results = if rows == 0 {
-        &mut [][..]
-    } else if out.is_null() {
-        return Err(ApiError::null("out"));
-    } else {
-        // SAFETY: non-NULL, writable for `rows` values and not overlapping a column per the
+    // SAFETY: forwarded contract.
+    let op = unsafe { handle(op, "op")? };
+    let run = |columns: &[&[f64]]| {
+        // SAFETY: `out` is writable for `rows` values and overlaps no column per the
         // contract.
-        unsafe { std::slice::from_raw_parts_mut(out, rows) }
+        let results = unsafe { slice_mut_arg(out, rows, "out")? };
+        op.op.call_batch(columns, results).map_err(|(row, e)| {
+            // An operand count outside the arity is refused before any row runs.
+            let before_rows = op.op.pin().handle().is_some_and(|h| {
+                let (min, max) = h.info().arity();
+                let n = column_count as u64;
+                n < u64::from(min) || max.is_some_and(|m| n > u64::from(m))
+            });
+            if before_rows {
+                return ApiError::new(e.status.code(), e.to_string());
+            }
+            // SAFETY: NULL or writable per the contract.
+            unsafe { write_failed_row(out_failed_row, row) };
+            ApiError::new(e.status.code(), format!("row {row}: {e}"))
+        })
     };
-    op.op.call_batch(columns, results).map_err(|(row, e)| {
-        // An operand count outside the arity is refused before any row runs.
-        let before_rows = op.op.pin().handle().is_some_and(|h| {
-            let (min, max) = h.info().arity();
-            let n = column_count as u64;
-            n < u64::from(min) || max.is_some_and(|m| n > u64::from(m))
-        });
-        if before_rows {
-            return ApiError::new(e.status.code(), e.to_string());
-        }
-        if !out_failed_row.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { out_failed_row.write(row) };
-        }
-        ApiError::new(e.status.code(), format!("row {row}: {e}"))
-    })
+    // SAFETY: `columns` holds `column_count` pointers of `rows` values each per the contract.
+    unsafe { with_columns(columns, column_count, rows, run) }
 }
-
-/// Columns of a batch held on the stack (more go to the heap), as the loader does.
-const STACK_COLUMNS: usize = 16;
 
 /// Frees a handle from `calc_op_new` (unloading its plugin if nothing else uses it). NULL does
 /// nothing; freeing twice is undefined. `[exclusive]`
