@@ -83,7 +83,7 @@ fn a_plugin_lists_its_interfaces_and_handles_call_its_vtables_with_its_instance(
                 id: "calc-tests.text".into(),
                 major: 1,
                 minor: 0,
-                vtable_size: 4 * size_of::<usize>() as u32,
+                vtable_size: 5 * size_of::<usize>() as u32,
                 bytes: true,
             },
         ]
@@ -535,7 +535,7 @@ fn plugins_check_lists_the_interfaces_vetted_in_a_child() {
         serde_json::json!([
             {"id": "calc-tests.shape", "major": 1, "minor": 1, "vtable_size": 16, "bytes": false},
             {"id": "calc-tests.counter", "major": 2, "minor": 0, "vtable_size": 8, "bytes": false},
-            {"id": "calc-tests.text", "major": 1, "minor": 0, "vtable_size": 32, "bytes": true},
+            {"id": "calc-tests.text", "major": 1, "minor": 0, "vtable_size": 40, "bytes": true},
         ])
     );
 }
@@ -811,6 +811,7 @@ const UPPER: usize = 0;
 const REFUSE: usize = 1;
 const CRASH: usize = 2;
 const NULL_WRITE: usize = 3;
+const FLOOD: usize = 4;
 
 /// The checks every bytes call must pass, in process or isolated.
 fn bytes_calls_behave(text: &calc_host::InterfaceHandle) {
@@ -834,11 +835,16 @@ fn bytes_calls_behave(text: &calc_host::InterfaceHandle) {
     assert_eq!(text.call_bytes(CRASH, b"fine").unwrap(), b"fine");
     let error = text.call_bytes(NULL_WRITE, b"").unwrap_err();
     assert_eq!(error.message, "the plugin wrote 5 bytes from NULL");
-    let error = text.call_bytes(4, b"").unwrap_err();
+    // Output is kept up to 32 MiB: a plugin that writes more fails its call, nothing else.
+    assert_eq!(text.call_bytes(FLOOD, &[0; 512]).unwrap().len(), 32 << 20);
+    let error = text.call_bytes(FLOOD, &[0; 513]).unwrap_err();
+    assert_eq!(error.status, calc_sdk::Status::Error, "{error}");
+    assert_eq!(error.message, "the plugin's output is over 32 MiB");
+    let error = text.call_bytes(5, b"").unwrap_err();
     assert_eq!(error.status, calc_sdk::Status::InvalidArgument);
     assert_eq!(
         error.message,
-        "calc-tests.text 1.0 (bytes) has 4 functions, no function #4"
+        "calc-tests.text 1.0 (bytes) has 5 functions, no function #5"
     );
 }
 
@@ -866,6 +872,8 @@ fn a_plugin_with_only_bytes_interfaces_runs_isolated_and_survives_its_crash() {
     let dir = scratch_dir(&format!("interfaces-bytes-iso-{}", std::process::id()));
     let lib = build_shapes(&dir, "text", &["-DTEXT_ONLY"]);
     let mut settings = calc_host::config::Settings::default();
+    // 32 MiB each way through a debug runner on a loaded machine: more than the default 1 s.
+    settings.isolation.timeout = Some(std::time::Duration::from_secs(10));
     settings.isolation.all = true;
     settings.isolation.runner = Some(calc_tests::runner_binary().to_path_buf());
     let mut m = PluginManager::with_settings(settings);
@@ -888,6 +896,24 @@ fn a_plugin_with_only_bytes_interfaces_runs_isolated_and_survives_its_crash() {
     assert_eq!(m.health("text").unwrap().crashes, 1);
     // The next call goes to a restarted runner.
     assert_eq!(text.call_bytes(UPPER, b"again").unwrap(), b"AGAIN");
+    let restarts = m.health("text").unwrap().restarts;
+
+    // An input over 32 MiB is refused before it goes to the runner, which lives on.
+    let error = text
+        .call_bytes(UPPER, &vec![b'a'; (32 << 20) + 1])
+        .unwrap_err();
+    assert_eq!(error.status, calc_sdk::Status::InvalidArgument, "{error}");
+    assert_eq!(error.message, "an input of 33554433 bytes, over 32 MiB");
+    assert_eq!(
+        text.call_bytes(UPPER, &vec![b'a'; 32 << 20]).unwrap().len(),
+        32 << 20
+    );
+    let health = m.health("text").unwrap();
+    assert_eq!(
+        (health.crashes, health.restarts),
+        (1, restarts),
+        "no crash counted, no restart"
+    );
 }
 
 #[test]

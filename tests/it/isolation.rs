@@ -335,6 +335,37 @@ fn batches_cross_to_the_runner_in_one_request() {
 }
 
 #[test]
+fn a_batch_over_one_frame_goes_in_several_and_names_its_failing_row() {
+    let mut settings = isolated_settings();
+    // About 70 MB each way per frame, through a debug runner on a loaded machine.
+    settings.isolation.timeout = Some(Duration::from_secs(10));
+    let mut m = manager_with(settings);
+    m.load_file(&calc_tests::examples_dir().join(library_file_name("div")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(m.is_isolated("div"));
+    let div = m.operation("div").unwrap();
+    // One frame carries at most 64 MiB: 4,128,768 rows of two operands.
+    let rows = 4_500_000usize;
+    let a: Vec<f64> = (0..rows).map(|i| i as f64).collect();
+    let mut b = vec![2.0; rows];
+    let mut out = vec![f64::NAN; rows];
+    div.call_batch(&[&a, &b], &mut out).unwrap();
+    assert!(out.iter().enumerate().all(|(i, o)| *o == i as f64 / 2.0));
+    // A row of the second frame fails: named from the start of the batch, the rows before it
+    // done.
+    b[4_200_000] = 0.0;
+    out.fill(f64::NAN);
+    let (row, e) = div.call_batch(&[&a, &b], &mut out).unwrap_err();
+    assert_eq!((row, e.status), (4_200_000, Status::DivisionByZero), "{e}");
+    assert!(out[..row]
+        .iter()
+        .enumerate()
+        .all(|(i, o)| *o == i as f64 / 2.0));
+    let health = m.health("div").unwrap();
+    assert_eq!((health.crashes, health.restarts), (0, 0));
+}
+
+#[test]
 fn calls_from_many_threads_are_safe() {
     let m = crashy_manager(|_| {});
     let twice = m.operation("twice").unwrap();

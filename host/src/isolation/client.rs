@@ -360,11 +360,23 @@ impl Connection {
     /// Reads one reply frame into `buf` and decodes it.
     pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply, Death> {
         self.buf.clear();
+        let mut filled = 0usize;
         let mut need = 4usize;
         let mut have_len = false;
         loop {
-            while self.buf.len() < need {
-                self.read_some(deadline, need)?;
+            while filled < need {
+                // Room up to the end of the frame (before its length is known, a little more:
+                // a small reply comes in one read). The buffer only grows, so each byte of it
+                // is zeroed once however many reads a large frame takes.
+                let want = if self.exact_reads {
+                    need
+                } else {
+                    need.max(filled + 64)
+                };
+                if self.buf.len() < want {
+                    self.buf.resize(want, 0);
+                }
+                filled += self.read_some(deadline, filled, want)?;
             }
             if have_len {
                 break;
@@ -378,10 +390,11 @@ impl Connection {
                 Err(e) => return Err(self.kill(Death::Broken(e.to_string()))),
             }
         }
-        if self.buf.len() != need {
+        self.buf.truncate(filled);
+        if filled != need {
             return Err(self.kill(Death::Broken("more data than one reply".into())));
         }
-        Reply::decode(&self.buf[4..]).map_err(|e| {
+        let reply = Reply::decode(&self.buf[4..]).map_err(|e| {
             // A runner of another version says so in its `Hello`, even where the rest of it
             // does not decode.
             let why = match protocol::hello_protocol(&self.buf[4..]) {
@@ -389,11 +402,22 @@ impl Connection {
                 _ => e.to_string(),
             };
             self.kill(Death::Broken(why))
-        })
+        });
+        // A large batch or bytes call leaves no large buffer behind for the runner's lifetime.
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = Vec::new();
+        }
+        reply
     }
 
-    /// One `read` into `buf` (up to `need` bytes, at least what is available).
-    fn read_some(&mut self, deadline: Option<Instant>, need: usize) -> Result<(), Death> {
+    /// One `read` into `buf[start..want]`: the number of bytes read, 0 when the wait ended
+    /// early and the caller should read again.
+    fn read_some(
+        &mut self,
+        deadline: Option<Instant>,
+        start: usize,
+        want: usize,
+    ) -> Result<usize, Death> {
         let timeout = match deadline {
             None => None,
             Some(d) => {
@@ -413,7 +437,6 @@ impl Connection {
             }
             self.read_timeout = timeout;
         }
-        let start = self.buf.len();
         if !super::sys::spin_until_readable(&self.socket, super::SPIN) {
             if let Some(process) = &self.process {
                 match super::sys::wait_readable_or_exit(&self.socket, process, timeout) {
@@ -422,48 +445,29 @@ impl Connection {
                         return Err(self.reap_or(Death::Broken("closed its connection".into())))
                     }
                     super::sys::Wait::TimedOut if deadline.is_some_and(|d| Instant::now() < d) => {
-                        return Ok(()); // woke a little early; wait again
+                        return Ok(0); // woke a little early; wait again
                     }
                     super::sys::Wait::TimedOut => return Err(self.timed_out()),
                 }
             }
         }
-        let want = if self.exact_reads {
-            need
-        } else {
-            need.max(start + 64)
-        };
-        self.buf.resize(want, 0);
-        let result = self.socket.read(&mut self.buf[start..]);
+        let result = self.socket.read(&mut self.buf[start..want]);
         match result {
-            Ok(0) => {
-                self.buf.truncate(start);
-                Err(self.reap_or(Death::Broken("closed its connection".into())))
-            }
-            Ok(n) => {
-                self.buf.truncate(start + n);
-                Ok(())
-            }
+            Ok(0) => Err(self.reap_or(Death::Broken("closed its connection".into()))),
+            Ok(n) => Ok(n),
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                self.buf.truncate(start);
                 if deadline.is_some_and(|d| Instant::now() < d) {
-                    return Ok(()); // woke a little early; read again
+                    return Ok(0); // woke a little early; read again
                 }
                 Err(self.timed_out())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                self.buf.truncate(start);
-                Ok(())
-            }
-            Err(e) => {
-                self.buf.truncate(start);
-                Err(self.reap_or(Death::Broken(format!("cannot read: {e}"))))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(self.reap_or(Death::Broken(format!("cannot read: {e}")))),
         }
     }
 
@@ -947,6 +951,19 @@ impl RunnerClient {
         columns: &[&[f64]],
         out: &mut [f64],
     ) -> Result<(), (usize, Failure)> {
+        let per_frame = protocol::batch_rows_per_frame(columns.len());
+        in_frames(columns, out, per_frame, |columns, out| {
+            self.call_batch_frame(op, columns, out)
+        })
+    }
+
+    /// One `Batch` request of at most [`protocol::batch_rows_per_frame`] rows.
+    fn call_batch_frame(
+        &self,
+        op: u32,
+        columns: &[&[f64]],
+        out: &mut [f64],
+    ) -> Result<(), (usize, Failure)> {
         if self.tripped() {
             return Err((0, self.fail_fast()));
         }
@@ -1068,11 +1085,100 @@ impl RunnerClient {
     }
 }
 
+/// The most buffer capacity a connection keeps between calls.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// Runs `call` over a batch in consecutive slices of at most `per_frame` rows (the whole batch
+/// at once when it fits), each slice a request of its own and so each under the call's time
+/// limit; stops at the first failure, its row counted from the start of the batch.
+fn in_frames<E>(
+    columns: &[&[f64]],
+    out: &mut [f64],
+    per_frame: usize,
+    mut call: impl FnMut(&[&[f64]], &mut [f64]) -> Result<(), (usize, E)>,
+) -> Result<(), (usize, E)> {
+    if out.len() <= per_frame {
+        return call(columns, out);
+    }
+    let mut slice = Vec::with_capacity(columns.len());
+    for (n, out) in out.chunks_mut(per_frame.max(1)).enumerate() {
+        let start = n * per_frame;
+        slice.clear();
+        slice.extend(columns.iter().map(|c| &c[start..start + out.len()]));
+        call(&slice, out).map_err(|(row, e)| (start + row, e))?;
+    }
+    Ok(())
+}
+
 impl Drop for RunnerClient {
     fn drop(&mut self) {
         if let Some(conn) = self.lock().take() {
             tracing::debug!(plugin = %self.info.name, pid = conn.pid(), "stopping runner");
             drop(conn); // shuts the runner down
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_frames;
+
+    /// What one frame's call gives: its failing row and why.
+    type Frame = Result<(), (usize, &'static str)>;
+
+    /// `a + b` per row, failing at the first row whose `b` is 0, and the slices it was given.
+    fn add_rows(calls: &mut Vec<usize>) -> impl FnMut(&[&[f64]], &mut [f64]) -> Frame + '_ {
+        |columns, out| {
+            calls.push(out.len());
+            for (r, o) in out.iter_mut().enumerate() {
+                if columns[1][r] == 0.0 {
+                    return Err((r, "zero"));
+                }
+                *o = columns[0][r] + columns[1][r];
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_that_fits_goes_whole_and_a_larger_one_in_slices_of_rows() {
+        let a: Vec<f64> = (0..10).map(f64::from).collect();
+        let b = vec![0.5; 10];
+        let mut out = vec![0.0; 10];
+        let mut calls = Vec::new();
+        in_frames(&[&a, &b], &mut out, 10, add_rows(&mut calls)).unwrap();
+        assert_eq!(calls, [10]);
+        let mut calls = Vec::new();
+        out.fill(0.0);
+        in_frames(&[&a, &b], &mut out, 4, add_rows(&mut calls)).unwrap();
+        assert_eq!(calls, [4, 4, 2]);
+        assert_eq!(out, a.iter().map(|x| x + 0.5).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failing_row_in_a_later_slice_is_counted_from_the_start() {
+        let a: Vec<f64> = (0..10).map(f64::from).collect();
+        let mut b = vec![1.0; 10];
+        b[6] = 0.0;
+        let mut out = vec![f64::NAN; 10];
+        let mut calls = Vec::new();
+        let error = in_frames(&[&a, &b], &mut out, 4, add_rows(&mut calls)).unwrap_err();
+        assert_eq!(error, (6, "zero"));
+        assert_eq!(calls, [4, 4], "stops at the failing slice");
+        assert_eq!(&out[..6], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn an_empty_batch_and_a_batch_without_columns_are_one_call() {
+        let mut calls = Vec::new();
+        let mut out: [f64; 0] = [];
+        let mut call = |_: &[&[f64]], out: &mut [f64]| -> Result<(), (usize, ())> {
+            calls.push(out.len());
+            Ok(())
+        };
+        in_frames(&[], &mut out, 4, &mut call).unwrap();
+        let mut out = [0.0; 9];
+        in_frames(&[], &mut out, 4, &mut call).unwrap();
+        assert_eq!(calls, [0, 4, 4, 1]);
     }
 }

@@ -65,6 +65,21 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// length cannot make the other side allocate without bound.
 pub const MAX_FRAME: usize = 64 << 20;
 
+/// Room in a frame for everything but its bulk data (the message's tag and numbers, length
+/// prefixes, an error message): what [`MAX_BULK`] leaves free.
+const FRAME_SLACK: usize = 1 << 20;
+
+/// Most bytes of bulk data (a batch's operands, or its results) one frame carries: the host
+/// splits a batch that would go over it ([`batch_rows_per_frame`]). A bytes call's input and
+/// output are bounded lower, by `loader::MAX_BYTES`.
+pub const MAX_BULK: usize = MAX_FRAME - FRAME_SLACK;
+
+/// Most rows of a batch with `columns` operands per row that one `Batch` request carries (its
+/// columns) and one `Batch` reply (one value per row): at least 1.
+pub fn batch_rows_per_frame(columns: usize) -> usize {
+    (MAX_BULK / (8 * columns.max(1))).clamp(1, u32::MAX as usize)
+}
+
 /// A message from the host to the runner.
 ///
 /// The two on the hot path come first: [`encode_call`] and [`encode_batch`] write them from
@@ -878,6 +893,55 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn the_largest_batch_and_bytes_frames_stay_within_the_frame_limit() {
+        let message = "m".repeat(4096);
+        for columns in [0usize, 2, 1000] {
+            let rows = batch_rows_per_frame(columns);
+            let column = vec![1.5f64; rows];
+            let refs = vec![column.as_slice(); columns];
+            let mut frame = Vec::new();
+            encode_batch(&mut frame, 7, 0, rows as u32, &refs);
+            assert!(
+                frame.len() - 4 <= MAX_FRAME,
+                "{columns} columns: {}",
+                frame.len()
+            );
+            // One more row per column would not fit in what MAX_BULK allows.
+            assert!(
+                8 * columns.max(1) * (rows + 1) > MAX_BULK,
+                "{columns} columns"
+            );
+            assert_eq!(payload(&frame).len(), frame.len() - 4);
+            let mut frame = Vec::new();
+            Reply::Batch {
+                status: 1,
+                failed_row: 0,
+                values: column,
+                message: message.clone(),
+            }
+            .encode(&mut frame);
+            assert!(frame.len() - 4 <= MAX_FRAME, "reply of {rows} rows");
+        }
+        let mut frame = Vec::new();
+        Reply::Bytes {
+            status: 0,
+            output: vec![0; MAX_BULK],
+            message: message.clone(),
+        }
+        .encode(&mut frame);
+        assert!(frame.len() - 4 <= MAX_FRAME);
+        let mut frame = Vec::new();
+        Request::CallBytes {
+            interface: u32::MAX,
+            slot: u32::MAX,
+            timeout_us: u64::MAX,
+            input: vec![0; MAX_BULK],
+        }
+        .encode(&mut frame);
+        assert_eq!(payload(&frame).len(), frame.len() - 4);
     }
 
     #[test]
