@@ -1,7 +1,7 @@
 //! Process isolation: what a call costs when the plugin runs in a runner process
 //! (`calc-plugin-runner`, one request and one reply over a Unix socket) next to the same call
 //! to the same plugin file loaded in process, measured side by side in the same run; and the
-//! same for a batch of rows (one request for the whole batch).
+//! same for batches of rows (one request for a batch of up to 64 MiB), small and large.
 //!
 //! Plugin: the C example `add`. The runner is a release build.
 
@@ -39,20 +39,6 @@ fn main() {
     let mut isolated_call = |i: u64| {
         black_box(isolated.call(black_box(&[i as f64, 2.0])).expect("add"));
     };
-    let a: Vec<f64> = (0..rows).map(|i| i as f64).collect();
-    let b = vec![2.0; rows];
-    let mut out_native = vec![0.0; rows];
-    let mut out_isolated = vec![0.0; rows];
-    let mut native_batch = |_| {
-        native
-            .call_batch(&[black_box(&a), black_box(&b)], &mut out_native)
-            .expect("batch");
-    };
-    let mut isolated_batch = |_| {
-        isolated
-            .call_batch(&[black_box(&a), black_box(&b)], &mut out_isolated)
-            .expect("batch");
-    };
     let calls = compare(
         rounds,
         iters,
@@ -61,23 +47,9 @@ fn main() {
             ("isolated", &mut isolated_call),
         ],
     );
-    let batch_iters = (iters / 50).max(5);
-    let batches: Vec<f64> = compare(
-        rounds,
-        batch_iters,
-        &mut [
-            ("in process", &mut native_batch),
-            ("isolated", &mut isolated_batch),
-        ],
-    )
-    .into_iter()
-    .map(|ns| ns / rows as f64)
-    .collect();
-    assert_eq!(out_native, out_isolated);
-
     println!(
-        "isolation: the C example add, median of {rounds} rounds x {iters} calls \
-         (batches: {batch_iters} x {rows} rows), runner in a release build"
+        "isolation: the C example add, median of {rounds} rounds x {iters} calls, runner in a \
+         release build"
     );
     row(
         "isolated OpHandle::call, ns per call",
@@ -86,13 +58,42 @@ fn main() {
         "ns",
         None,
     );
-    row(
-        "isolated call_batch, ns per row",
-        ("in-process call_batch", batches[0]),
-        batches[1],
-        "ns",
-        None,
-    );
+    // A small batch, and a large one whose reply takes many reads of the socket.
+    for (rows, batch_iters) in [(rows, (iters / 50).max(5)), (rows * 100, 5)] {
+        let a: Vec<f64> = (0..rows).map(|i| i as f64).collect();
+        let b = vec![2.0; rows];
+        let mut out_native = vec![0.0; rows];
+        let mut out_isolated = vec![0.0; rows];
+        let mut native_batch = |_| {
+            native
+                .call_batch(&[black_box(&a), black_box(&b)], &mut out_native)
+                .expect("batch");
+        };
+        let mut isolated_batch = |_| {
+            isolated
+                .call_batch(&[black_box(&a), black_box(&b)], &mut out_isolated)
+                .expect("batch");
+        };
+        let batches: Vec<f64> = compare(
+            rounds,
+            batch_iters,
+            &mut [
+                ("in process", &mut native_batch),
+                ("isolated", &mut isolated_batch),
+            ],
+        )
+        .into_iter()
+        .map(|ns| ns / rows as f64)
+        .collect();
+        assert_eq!(out_native, out_isolated);
+        row(
+            &format!("isolated call_batch of {rows} rows, ns per row"),
+            ("in-process call_batch", batches[0]),
+            batches[1],
+            "ns",
+            None,
+        );
+    }
     let h = isolated_m.health("add").expect("loaded");
     println!("isolated add health: {h}");
 }
