@@ -1028,15 +1028,7 @@ impl RunnerClient {
         input: &[u8],
     ) -> Result<Vec<u8>, Failure> {
         self.call_with(
-            |buf, timeout_us| {
-                Request::CallBytes {
-                    interface,
-                    slot,
-                    timeout_us,
-                    input: input.to_vec(),
-                }
-                .encode(buf)
-            },
+            |buf, timeout_us| protocol::encode_call_bytes(buf, interface, slot, timeout_us, input),
             |reply| match reply {
                 Reply::Bytes {
                     status,

@@ -19,6 +19,8 @@
 //!                  4      Shutdown                                  the runner shuts the plugin
 //!                                                                   down and exits
 //!                  5      Vet { path }                              Vetted
+//!                  6      CallBytes { interface, slot, timeout_us,  Bytes
+//!                         input }
 //! runner -> host   0      Hello { protocol, info }                  once, after loading and
 //!                                                                   validating
 //!                  1      LoadFailed { kind, message }              instead; the runner exits
@@ -31,6 +33,7 @@
 //!                  8      Trial { report }                          instead of Hello (with
 //!                                                                   --trial-unload); the runner
 //!                                                                   exits
+//!                  9      Bytes { status, output, message }
 //! ```
 //!
 //! `Hello.info` is the plugin's [`PluginInfo`], `Vetted.verdict` a [`Verdict`] and
@@ -83,7 +86,8 @@ pub fn batch_rows_per_frame(columns: usize) -> usize {
 /// A message from the host to the runner.
 ///
 /// The two on the hot path come first: [`encode_call`] and [`encode_batch`] write them from
-/// borrowed operands through a mirror of only those two variants.
+/// borrowed operands through a mirror of only those two variants ([`encode_call_bytes`]
+/// writes `CallBytes` from a borrowed input).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Call operation `op` once.
@@ -295,6 +299,28 @@ pub fn encode_call(out: &mut Vec<u8>, op: u32, timeout_us: u64, args: &[f64]) {
             args,
         },
     );
+}
+
+/// Appends the frame of a `CallBytes` to `out` without copying the input into a [`Request`]:
+/// the variant's index and the fields in order, as postcard writes a [`Request::CallBytes`]
+/// (`borrowed_and_owned_requests_encode_alike` checks it).
+pub fn encode_call_bytes(
+    out: &mut Vec<u8>,
+    interface: u32,
+    slot: u32,
+    timeout_us: u64,
+    input: &[u8],
+) {
+    /// A byte blob, as [`bytes`] writes one.
+    struct Blob<'a>(&'a [u8]);
+    impl Serialize for Blob<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    /// `Request::CallBytes`'s index among the variants.
+    const CALL_BYTES: u32 = 6;
+    frame(out, &(CALL_BYTES, interface, slot, timeout_us, Blob(input)));
 }
 
 /// Appends the frame of a `Batch` to `out` without copying the columns into a [`Request`].
@@ -1097,6 +1123,19 @@ mod tests {
                 timeout_us: u64::MAX,
                 rows,
                 columns: columns.iter().map(|c| c.to_vec()).collect(),
+            }
+            .encode(&mut owned);
+            assert_eq!(borrowed, owned);
+        }
+        for input in [&b"\0bytes\xff"[..], &[], &[7; 300]] {
+            let mut borrowed = Vec::new();
+            encode_call_bytes(&mut borrowed, 2, u32::MAX, 99, input);
+            let mut owned = Vec::new();
+            Request::CallBytes {
+                interface: 2,
+                slot: u32::MAX,
+                timeout_us: 99,
+                input: input.to_vec(),
             }
             .encode(&mut owned);
             assert_eq!(borrowed, owned);
