@@ -299,44 +299,59 @@ func (o *Op) Call(args ...float64) (float64, error) {
 }
 
 // CallBatch calls the operation once per row: out[i] from columns[0][i], columns[1][i], ...
-// (one column per operand, at most MaxColumns). The columns and out are read and written in
-// place, without copying, in one cgo call: the plugin's batch entry runs over them when it has
+// (one column per operand). The columns and out are read and written in place, without
+// copying (from Go 1.21; see withColumnArray for more than 8 columns before it), in one cgo
+// call: the plugin's batch entry runs over them when it has
 // one. The version serving when the call starts serves every row. A failing row stops it with
 // an *Error whose Row is that row (out holds the rows before it); an operand count the
 // operation does not take fails before any row, with Row -1.
 func (o *Op) CallBatch(out []float64, columns ...[]float64) error {
-	c, err := columnPointers(out, columns)
-	if err != nil {
+	if err := checkColumns(out, columns); err != nil {
 		return err
 	}
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	failed := noRow
 	var e *C.calc_error_t
-	status := C.calc_go_op_batch(o.op, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4], c[5],
-		c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	var status C.calc_status_t
+	if len(columns) <= stackColumns {
+		c := columnPointers(columns)
+		status = C.calc_go_op_batch(o.op, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4],
+			c[5], c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	} else {
+		status = withColumnArray(columns, func(c **C.double) C.calc_status_t {
+			return C.calc_op_call_batch_err(o.op, c, C.size_t(len(columns)), C.size_t(len(out)),
+				doubles(out), &failed, &e)
+		})
+	}
 	return batchError(status, e, failed)
 }
 
 // noRow marks a failed batch row index the library did not write.
 const noRow = ^C.size_t(0)
 
-// columnPointers checks that there are at most MaxColumns columns of len(out) values each and
-// returns their addresses for C.
-func columnPointers(out []float64, columns [][]float64) ([MaxColumns]*C.double, error) {
-	var c [MaxColumns]*C.double
-	if len(columns) > MaxColumns {
-		return c, &Error{Status: StatusInvalidArgument, Row: -1,
-			Message: fmt.Sprintf("%d columns: at most %d", len(columns), MaxColumns)}
-	}
+// stackColumns is the most columns handed to C one by one as arguments (see
+// calc_go_op_batch); more go through withColumnArray.
+const stackColumns = 8
+
+// checkColumns checks that every column has len(out) values.
+func checkColumns(out []float64, columns [][]float64) error {
 	for i, col := range columns {
 		if len(col) != len(out) {
-			return c, &Error{Status: StatusInvalidArgument, Row: -1,
+			return &Error{Status: StatusInvalidArgument, Row: -1,
 				Message: fmt.Sprintf("column %d has %d rows, out has %d", i, len(col), len(out))}
 		}
+	}
+	return nil
+}
+
+// columnPointers returns the addresses of up to stackColumns columns for C.
+func columnPointers(columns [][]float64) [stackColumns]*C.double {
+	var c [stackColumns]*C.double
+	for i, col := range columns {
 		c[i] = doubles(col)
 	}
-	return c, nil
+	return c
 }
 
 // batchError is check's result for a batch, with the failing row when the library named one.
@@ -359,9 +374,6 @@ func (o *Op) Close() {
 	}
 }
 
-// MaxColumns is the most columns Expr.Eval and Op.CallBatch read in place (more are refused).
-const MaxColumns = 8
-
 // Expr is an expression compiled once over named variables, evaluated over whole columns.
 // Safe for concurrent use. Close it when done.
 type Expr struct {
@@ -370,12 +382,8 @@ type Expr struct {
 	vars int
 }
 
-// Compile compiles expression over the variables named vars (at most MaxColumns).
+// Compile compiles expression over the variables named vars.
 func (h *Host) Compile(expression string, vars ...string) (*Expr, error) {
-	if len(vars) > MaxColumns {
-		return nil, &Error{Status: StatusInvalidArgument, Row: -1,
-			Message: fmt.Sprintf("%d variables: at most %d", len(vars), MaxColumns)}
-	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	e := cstr(expression)
@@ -406,8 +414,7 @@ func (x *Expr) Eval(out []float64, columns ...[]float64) error {
 		return &Error{Status: StatusInvalidArgument, Row: -1,
 			Message: fmt.Sprintf("%d columns for %d variables", len(columns), x.vars)}
 	}
-	c, err := columnPointers(out, columns)
-	if err != nil {
+	if err := checkColumns(out, columns); err != nil {
 		return err
 	}
 	if len(out) == 0 {
@@ -417,8 +424,16 @@ func (x *Expr) Eval(out []float64, columns ...[]float64) error {
 	defer x.mu.RUnlock()
 	failed := noRow
 	var e *C.calc_error_t
-	status := C.calc_go_expr_eval(x.e, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4], c[5],
-		c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	var status C.calc_status_t
+	if len(columns) <= stackColumns {
+		c := columnPointers(columns)
+		status = C.calc_go_expr_eval(x.e, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4],
+			c[5], c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+	} else {
+		status = withColumnArray(columns, func(c **C.double) C.calc_status_t {
+			return C.calc_expr_eval_err(x.e, c, C.size_t(len(out)), doubles(out), &failed, &e)
+		})
+	}
 	return batchError(status, e, failed)
 }
 

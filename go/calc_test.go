@@ -2,7 +2,9 @@ package calc
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -119,8 +121,79 @@ func TestAnExpressionRunsOverColumnsInPlace(t *testing.T) {
 	}
 	wantError(t, x.Eval(out, a), StatusInvalidArgument, "1 columns for 2 variables")
 	wantError(t, x.Eval(out[:3], a, b), StatusInvalidArgument, "column 0 has")
-	_, err = h.Compile("a", "a", "b", "c", "d", "e", "f", "g", "h", "i")
-	wantError(t, err, StatusInvalidArgument, "at most 8")
+}
+
+// More columns than are handed to C one by one (8) go through an array of them.
+func TestWideBatchesAndExpressions(t *testing.T) {
+	h := loaded(t)
+	const rows, width = 1000, 12
+	columns := make([][]float64, width)
+	names := make([]string, width)
+	terms := make([]string, width)
+	for k := range columns {
+		columns[k] = make([]float64, rows)
+		for i := range columns[k] {
+			columns[k][i] = float64((i*7+k*13)%101) - 50
+		}
+		names[k] = fmt.Sprintf("v%d", k)
+		terms[k] = names[k]
+	}
+	want := func(i int) (float64, float64) {
+		biggest, sum := math.Inf(-1), 0.0
+		for k := range columns {
+			biggest = math.Max(biggest, columns[k][i])
+			sum += columns[k][i]
+		}
+		return biggest, sum
+	}
+	max, err := h.Op("max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer max.Close()
+	out := make([]float64, rows)
+	if err := max.CallBatch(out, columns...); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := h.Compile(strings.Join(terms, " + "), names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sum.Close()
+	sums := make([]float64, rows)
+	if err := sum.Eval(sums, columns...); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < rows; i++ {
+		if b, s := want(i); out[i] != b || sums[i] != s {
+			t.Fatalf("row %d: max %v sum %v, want %v and %v", i, out[i], sums[i], b, s)
+		}
+	}
+	// A failing row of a wide expression is named: the first row with a zero in a column.
+	inv, err := h.Compile("1 / ("+strings.Join(terms, " * ")+")", names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	first := -1
+	for i := 0; i < rows && first < 0; i++ {
+		for k := range columns {
+			if columns[k][i] == 0 {
+				first = i
+				break
+			}
+		}
+	}
+	if first < 0 {
+		t.Fatal("no zero in the columns")
+	}
+	err = inv.Eval(sums, columns...)
+	if e := wantError(t, err, StatusDivisionByZero, "div"); e.Row != first {
+		t.Errorf("failing row %d, want %d", e.Row, first)
+	}
+	if err := max.CallBatch(out[:0], make([][]float64, width)...); err != nil {
+		t.Errorf("an empty wide batch: %v", err)
+	}
 }
 
 func TestAnOpRunsOverColumnsInPlace(t *testing.T) {
@@ -185,7 +258,7 @@ func TestAnOpRunsOverColumnsInPlace(t *testing.T) {
 	for i := range nine {
 		nine[i] = out
 	}
-	wantError(t, div.CallBatch(out, nine...), StatusInvalidArgument, "at most 8")
+	wantError(t, div.CallBatch(out, nine...), StatusInvalidArgument, "expects 2 operands, got 9")
 	if err := div.CallBatch(nil, nil, nil); err != nil {
 		t.Errorf("an empty batch: %v", err)
 	}
