@@ -464,6 +464,9 @@ static void test_expr(const calc_host_t *host)
                                                CALC_STATUS_NULL_ARGUMENT, "columns[1]"));
     CHECK("expr_eval_null_out", failed_with(calc_expr_eval(poly, columns, 5, NULL, NULL),
                                             CALC_STATUS_NULL_ARGUMENT, "out"));
+    CHECK("expr_eval_too_many_rows",
+          failed_with(calc_expr_eval(poly, columns, (size_t)-1 / 2, out, NULL),
+                      CALC_STATUS_INVALID_ARGUMENT, "more than memory can hold"));
     calc_expr_free(poly);
     poly = NULL;
     calc_expr_free(ratio);
@@ -548,6 +551,13 @@ static void test_ops(calc_host_t **host_ref)
     CHECK("op_call_batch_null_out",
           failed_with(calc_op_call_batch(pow_op, columns, 2, 4, NULL, NULL),
                       CALC_STATUS_NULL_ARGUMENT, "out"));
+    CHECK("op_call_batch_too_many_rows",
+          failed_with(calc_op_call_batch(pow_op, columns, 2, (size_t)-1, batch_out, NULL),
+                      CALC_STATUS_INVALID_ARGUMENT, "rows: ") &&
+              contains(calc_last_error_message(), "more than memory can hold"));
+    CHECK("op_call_batch_too_many_columns",
+          failed_with(calc_op_call_batch(pow_op, columns, (size_t)-1, 4, batch_out, NULL),
+                      CALC_STATUS_INVALID_ARGUMENT, "columns: "));
     CHECK("op_call_batch_null_op",
           failed_with(calc_op_call_batch(missing, columns, 2, 4, batch_out, NULL),
                       CALC_STATUS_NULL_ARGUMENT, "op"));

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use calc_sdk::abi::{calc_status_t, CALC_STATUS_OK};
+use calc_sdk::abi::{calc_status_t, CALC_STATUS_INVALID_ARGUMENT, CALC_STATUS_OK};
 
 use super::error::{
     set_last_error, CALC_STATUS_INTERNAL, CALC_STATUS_INVALID_UTF8, CALC_STATUS_NULL_ARGUMENT,
@@ -90,8 +90,22 @@ pub(crate) unsafe fn slice_arg<'a, T>(
     if p.is_null() {
         return Err(ApiError::null(what));
     }
-    // SAFETY: non-NULL and valid for `len` elements per the contract.
+    check_len::<T>(len, what)?;
+    // SAFETY: non-NULL and valid for `len` elements per the contract; `len` elements fit in
+    // an allocation (checked above).
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Refuses a count no allocation can hold (more than `isize::MAX` bytes): a caller's mistake
+/// that would otherwise be undefined behaviour in `slice::from_raw_parts`.
+pub(crate) fn check_len<T>(len: usize, what: &str) -> Result<(), ApiError> {
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(ApiError::new(
+            CALC_STATUS_INVALID_ARGUMENT,
+            format!("{what}: {len} elements is more than memory can hold"),
+        ));
+    }
+    Ok(())
 }
 
 /// Borrows `(ptr, len)` as a writable slice; `(NULL, 0)` is the empty slice.
@@ -110,7 +124,9 @@ pub(crate) unsafe fn slice_mut_arg<'a, T>(
     if p.is_null() {
         return Err(ApiError::null(what));
     }
-    // SAFETY: non-NULL, valid and unaliased for `len` elements per the contract.
+    check_len::<T>(len, what)?;
+    // SAFETY: non-NULL, valid and unaliased for `len` elements per the contract; `len`
+    // elements fit in an allocation (checked above).
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
@@ -132,6 +148,7 @@ pub(crate) unsafe fn with_columns<R>(
 ) -> Result<R, ApiError> {
     // SAFETY: `columns` holds `count` pointers per the contract.
     let pointers = unsafe { slice_arg(columns, count, "columns")? };
+    check_len::<f64>(rows, "rows")?;
     let column = |i: usize, c: *const f64| {
         if rows > 0 && c.is_null() {
             return Err(ApiError::null(&format!("columns[{i}]")));
