@@ -300,11 +300,11 @@ func (o *Op) Call(args ...float64) (float64, error) {
 
 // CallBatch calls the operation once per row: out[i] from columns[0][i], columns[1][i], ...
 // (one column per operand). The columns and out are read and written in place, without
-// copying (from Go 1.21; see withColumnArray for more than 8 columns before it), in one cgo
-// call: the plugin's batch entry runs over them when it has
-// one. The version serving when the call starts serves every row. A failing row stops it with
-// an *Error whose Row is that row (out holds the rows before it); an operand count the
-// operation does not take fails before any row, with Row -1.
+// copying (from Go 1.21; before it, more than 8 columns are copied: see withColumnArray), in
+// one cgo call: the plugin's batch entry runs over them when it has one. The version serving
+// when the call starts serves every row. A failing row stops it with an *Error whose Row is
+// that row (out holds the rows before it); an operand count the operation does not take
+// fails before any row, with Row -1.
 func (o *Op) CallBatch(out []float64, columns ...[]float64) error {
 	if err := checkColumns(out, columns); err != nil {
 		return err
