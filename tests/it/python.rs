@@ -1,7 +1,7 @@
 //! The Python package (`python/`, `calc_host`, cffi in ABI mode): installed with pip from the
 //! repository into a scratch folder, then its pytest tests run against that installed copy,
-//! this build's libcalc_host and the example plugins. Needs python3 with numpy, pytest, wheel and
-//! cffi (`require_tools!(PythonTest)`, which probes python3 itself).
+//! this build's libcalc_host and the example plugins. Needs python3 with numpy, pytest, wheel,
+//! pip, setuptools and cffi (`require_tools!(PythonTest)`, which probes python3 itself).
 
 use std::process::Command;
 

@@ -64,7 +64,7 @@ impl Tool {
             Tool::PkgConfig => "pkg-config",
             Tool::Go => "go",
             Tool::Python3 => "python3",
-            Tool::PythonTest => "numpy, pytest, cffi and wheel for python3",
+            Tool::PythonTest => "numpy, pytest, cffi, wheel, pip and setuptools for python3",
             Tool::Make => "make",
         }
     }
@@ -79,7 +79,9 @@ impl Tool {
             Tool::PkgConfig => "pkg-config",
             Tool::Go => "golang-go",
             Tool::Python3 => "python3",
-            Tool::PythonTest => "python3-numpy python3-pytest python3-cffi python3-wheel",
+            Tool::PythonTest => {
+                "python3-numpy python3-pytest python3-cffi python3-wheel python3-pip python3-setuptools"
+            }
             Tool::Make => "make",
         }
     }
@@ -89,7 +91,10 @@ impl Tool {
         match self {
             Tool::Libclang => None,
             Tool::Go => Some(("go", &["version"])),
-            Tool::PythonTest => Some(("python3", &["-c", "import numpy, pytest, cffi, wheel"])),
+            Tool::PythonTest => Some((
+                "python3",
+                &["-c", "import numpy, pytest, cffi, wheel, pip, setuptools"],
+            )),
             tool => Some((tool.name(), &["--version"])),
         }
     }
