@@ -91,9 +91,10 @@ impl Tool {
         match self {
             Tool::Libclang => None,
             Tool::Go => Some(("go", &["version"])),
+            // setuptools first: imported after pip (which imports distutils) it fails.
             Tool::PythonTest => Some((
                 "python3",
-                &["-c", "import numpy, pytest, cffi, wheel, pip, setuptools"],
+                &["-c", "import setuptools, pip, numpy, pytest, cffi, wheel"],
             )),
             tool => Some((tool.name(), &["--version"])),
         }
