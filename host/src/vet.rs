@@ -241,7 +241,7 @@ impl Drop for Vetter {
     }
 }
 
-pub use crate::isolation::runner::TrialUnload;
+pub use crate::isolation::protocol::TrialUnload;
 
 /// Loads the plugin at `path` in a child (`runner --trial-unload`), runs its `init` and
 /// `shutdown` there in a thread of its own, closes it, and reports whether it was unloaded

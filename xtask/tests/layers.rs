@@ -171,8 +171,62 @@ fn no_modules_import_each_other_in_a_circle() {
     }
 }
 
+/// The same inside each folder module (`host/src/isolation/`, `host/src/capi/`, ...): its files
+/// name each other through `super::NAME` or `crate::FOLDER::NAME`, and no circle is allowed
+/// there either.
+#[test]
+fn no_files_of_a_folder_module_import_each_other_in_a_circle() {
+    for (dir, _) in CRATES {
+        let src = xtask::workspace_root().join(dir);
+        let mut folders: BTreeMap<std::path::PathBuf, BTreeMap<String, BTreeSet<String>>> =
+            BTreeMap::new();
+        let files = code(dir);
+        for (path, _) in &files {
+            let parent = path.parent().unwrap().to_path_buf();
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if parent != src && stem != "mod" {
+                folders
+                    .entry(parent)
+                    .or_default()
+                    .insert(stem, BTreeSet::new());
+            }
+        }
+        for (path, lines) in &files {
+            let parent = path.parent().unwrap().to_path_buf();
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let Some(graph) = folders.get_mut(&parent) else {
+                continue;
+            };
+            if stem == "mod" {
+                continue;
+            }
+            let folder = parent.strip_prefix(&src).unwrap().to_str().unwrap();
+            let full = format!("crate::{}::", folder.replace('/', "::"));
+            let names: BTreeSet<String> = lines
+                .iter()
+                .flat_map(|line| {
+                    let mut names = names_after(line, "super::");
+                    names.extend(names_after(line, &full));
+                    names
+                })
+                .collect();
+            graph.get_mut(&stem).unwrap().extend(names);
+        }
+        assert!(!folders.is_empty(), "{dir}: no folder modules found");
+        for (folder, graph) in &folders {
+            let folder = folder.strip_prefix(&src).unwrap();
+            find_circle(&format!("{dir}/{}", folder.display()), graph);
+        }
+    }
+}
+
 fn no_circle(dir: &str) {
-    let graph = imports(dir);
+    find_circle(dir, &imports(dir));
+}
+
+/// Fails, naming it, on a circle in `graph` (module -> the names it imports; names that are
+/// not modules of the graph are ignored).
+fn find_circle(dir: &str, graph: &BTreeMap<String, BTreeSet<String>>) {
     // Depth-first search for a back edge.
     fn visit<'a>(
         node: &'a str,
@@ -202,7 +256,7 @@ fn no_circle(dir: &str) {
     }
     let mut done = BTreeSet::new();
     for node in graph.keys() {
-        let found = visit(node, &graph, &mut Vec::new(), &mut done);
+        let found = visit(node, graph, &mut Vec::new(), &mut done);
         assert!(
             found.is_none(),
             "{dir}: import circle: {}",

@@ -57,7 +57,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::runner::TrialUnload;
 use crate::info::PluginInfo;
 use crate::verdict::Verdict;
 
@@ -847,6 +846,39 @@ mod wire {
                 }),
             })
         }
+    }
+}
+
+/// What a trial load and unload of a plugin showed (`crate::vet::trial_unload`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrialUnload {
+    /// Why the trial could not load or start the plugin, if it could not.
+    pub error: Option<String>,
+    /// The library was unloaded as soon as it was closed.
+    pub unloaded: bool,
+    /// It stayed loaded while the thread that ran its `init` lived, and was unloaded once
+    /// that thread had exited: thread-local destructors its code registered held it.
+    pub unloaded_after_thread_exit: bool,
+}
+
+impl TrialUnload {
+    /// What this trial found keeps the library loaded, if anything (`None`: unloaded at once;
+    /// a trial that could not load the plugin says why).
+    pub fn blocker(&self) -> Option<crate::elf::UnloadBlocker> {
+        use crate::elf::UnloadBlocker;
+        if let Some(reason) = &self.error {
+            return Some(UnloadBlocker::TrialFailed {
+                reason: reason.clone(),
+            });
+        }
+        if self.unloaded {
+            return None;
+        }
+        Some(if self.unloaded_after_thread_exit {
+            UnloadBlocker::ThreadLocalDestructors
+        } else {
+            UnloadBlocker::StaysLoaded
+        })
     }
 }
 
