@@ -311,17 +311,32 @@ func (o *Op) CallBatch(out []float64, columns ...[]float64) error {
 	}
 	o.mu.RLock()
 	defer o.mu.RUnlock()
+	n, rows := C.size_t(len(columns)), C.size_t(len(out))
+	return runBatch(columns,
+		func(c *[stackColumns]*C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t {
+			return C.calc_go_op_batch(o.op, n, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], rows,
+				doubles(out), failed, e)
+		},
+		func(c **C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t {
+			return C.calc_op_call_batch_err(o.op, c, n, rows, doubles(out), failed, e)
+		})
+}
+
+// runBatch runs a batch over columns through narrow, which hands up to stackColumns columns
+// to C one by one, or through wide, which hands over a C array of them (withColumnArray), and
+// returns its error with the failing row.
+func runBatch(columns [][]float64,
+	narrow func(c *[stackColumns]*C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t,
+	wide func(c **C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t) error {
 	failed := noRow
 	var e *C.calc_error_t
 	var status C.calc_status_t
 	if len(columns) <= stackColumns {
 		c := columnPointers(columns)
-		status = C.calc_go_op_batch(o.op, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4],
-			c[5], c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
+		status = narrow(&c, &failed, &e)
 	} else {
 		status = withColumnArray(columns, func(c **C.double) C.calc_status_t {
-			return C.calc_op_call_batch_err(o.op, c, C.size_t(len(columns)), C.size_t(len(out)),
-				doubles(out), &failed, &e)
+			return wide(c, &failed, &e)
 		})
 	}
 	return batchError(status, e, failed)
@@ -422,19 +437,15 @@ func (x *Expr) Eval(out []float64, columns ...[]float64) error {
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	failed := noRow
-	var e *C.calc_error_t
-	var status C.calc_status_t
-	if len(columns) <= stackColumns {
-		c := columnPointers(columns)
-		status = C.calc_go_expr_eval(x.e, C.size_t(len(columns)), c[0], c[1], c[2], c[3], c[4],
-			c[5], c[6], c[7], C.size_t(len(out)), doubles(out), &failed, &e)
-	} else {
-		status = withColumnArray(columns, func(c **C.double) C.calc_status_t {
-			return C.calc_expr_eval_err(x.e, c, C.size_t(len(out)), doubles(out), &failed, &e)
+	n, rows := C.size_t(len(columns)), C.size_t(len(out))
+	return runBatch(columns,
+		func(c *[stackColumns]*C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t {
+			return C.calc_go_expr_eval(x.e, n, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], rows,
+				doubles(out), failed, e)
+		},
+		func(c **C.double, failed *C.size_t, e **C.calc_error_t) C.calc_status_t {
+			return C.calc_expr_eval_err(x.e, c, rows, doubles(out), failed, e)
 		})
-	}
-	return batchError(status, e, failed)
 }
 
 // Close frees the expression. Calling it again does nothing.
