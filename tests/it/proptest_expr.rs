@@ -9,7 +9,10 @@
 //! - the column evaluator (`Program`, the `calc map` path) agrees row by row with the scalar one;
 //! - deep nesting (100 000 parentheses, unary minus, operators, calls) is an error, not a stack
 //!   overflow, and nesting up to the limit still works;
-//! - the C API's string inputs take arbitrary bytes.
+//! - the C API's string inputs take arbitrary bytes;
+//! - the C API's batch call (`calc_op_call_batch`) agrees row by row with scalar calls of the
+//!   same operation (C, C++ and Rust plugins, with and without batch entries), its failing row
+//!   and status included, and refuses an operand count outside the arity before any row.
 //!
 //! Cases per property: a few hundred by default (seconds in debug); set `PROPTEST_CASES` for
 //! more, and `PROPTEST_RNG_SEED` to replay a run (see docs/TESTING.md).
@@ -767,6 +770,132 @@ fn c_api_string_inputs_take_arbitrary_bytes() {
             Ok(())
         })
         .unwrap();
+    // SAFETY: created above, freed once.
+    unsafe { calc_host_free(host) };
+}
+
+/// Operations of the example plugins with the operand counts a batch of them may take, each
+/// implemented in C, C++ or Rust, with and without a batch entry of its own.
+/// `None`: any number from the least.
+const BATCH_OPS: &[(&str, usize, Option<usize>)] = &[
+    ("+", 2, Some(2)),
+    ("-", 2, Some(2)),
+    ("*", 2, Some(2)),
+    ("/", 2, Some(2)),
+    ("^", 2, Some(2)),
+    ("sqrt", 1, Some(1)),
+    ("atan2", 2, Some(2)),
+    ("max", 1, None),
+    ("avg", 1, None),
+];
+
+#[test]
+fn c_api_batches_agree_with_scalar_calls_row_by_row() {
+    use calc_host::capi::*;
+    let dir = CString::new(examples_dir().to_str().expect("UTF-8 path")).unwrap();
+    let mut host = std::ptr::null_mut();
+    // SAFETY: `host` is writable; `dir` is a NUL-terminated string.
+    unsafe {
+        assert_eq!(calc_host_new(&mut host), 0);
+        assert_eq!(
+            calc_host_load_dir(host, dir.as_ptr(), std::ptr::null_mut()),
+            0
+        );
+    }
+    let ops: Vec<*mut calc_op_t> = BATCH_OPS
+        .iter()
+        .map(|(name, _, _)| {
+            let name = CString::new(*name).unwrap();
+            let mut op = std::ptr::null_mut();
+            // SAFETY: live host, NUL-terminated name, writable output.
+            let status = unsafe { calc_op_new(host, name.as_ptr(), &mut op) };
+            assert_eq!(status, 0, "{name:?}");
+            op
+        })
+        .collect();
+    let case = (0..BATCH_OPS.len()).prop_flat_map(|i| {
+        let (_, min, max) = BATCH_OPS[i];
+        // One more or fewer operand than the operation takes, now and then.
+        let most = max.unwrap_or(5) + 1;
+        (min.saturating_sub(1)..=most, 0usize..40).prop_flat_map(move |(columns, rows)| {
+            (
+                Just(i),
+                proptest::collection::vec(
+                    proptest::collection::vec(variable_value(), rows),
+                    columns,
+                ),
+                Just(rows),
+            )
+        })
+    });
+    runner(256)
+        .run(&case, |(i, columns, rows)| {
+            let (name, min, max) = BATCH_OPS[i];
+            let op = ops[i];
+            let pointers: Vec<*const f64> = columns.iter().map(|c| c.as_ptr()).collect();
+            let mut out = vec![f64::NAN; rows];
+            let mut failed = usize::MAX;
+            // SAFETY: live handle; `pointers` holds one pointer per column of `rows` values;
+            // `out` holds `rows` values; `failed` is writable.
+            let status = unsafe {
+                calc_op_call_batch(
+                    op,
+                    pointers.as_ptr(),
+                    pointers.len(),
+                    rows,
+                    out.as_mut_ptr(),
+                    &mut failed,
+                )
+            };
+            if columns.len() < min || max.is_some_and(|m| columns.len() > m) {
+                prop_assert_eq!(
+                    status,
+                    calc_sdk::abi::CALC_STATUS_INVALID_ARGUMENT,
+                    "{}",
+                    name
+                );
+                prop_assert_eq!(failed, usize::MAX, "{}: an arity error names no row", name);
+                return Ok(());
+            }
+            let end = if status == 0 { rows } else { failed };
+            prop_assert!(end <= rows, "{}: failed row {} of {}", name, failed, rows);
+            for r in 0..rows.min(end + 1) {
+                let args: Vec<f64> = columns.iter().map(|c| c[r]).collect();
+                let mut value = f64::NAN;
+                // SAFETY: live handle; `args` holds `args.len()` values; `value` is writable.
+                let scalar = unsafe { calc_op_call(op, args.as_ptr(), args.len(), &mut value) };
+                if r < end {
+                    prop_assert_eq!(
+                        scalar,
+                        0,
+                        "{} row {} {:?}: the batch succeeded",
+                        name,
+                        r,
+                        args
+                    );
+                    prop_assert!(
+                        same(value, out[r]),
+                        "{name} row {r} {args:?}: batch {} scalar {value}",
+                        out[r]
+                    );
+                } else {
+                    prop_assert_eq!(
+                        scalar,
+                        status,
+                        "{} row {} {:?}: the batch failed",
+                        name,
+                        r,
+                        args
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    for op in ops {
+        // SAFETY: each created above, freed once.
+        unsafe { calc_op_free(op) };
+    }
     // SAFETY: created above, freed once.
     unsafe { calc_host_free(host) };
 }
